@@ -1,0 +1,231 @@
+"""Stage 6, the effectful half: apply a WriteSet to the cluster (SPEC §7, §9).
+
+write.py computes the minimal writes (pure); this module performs them, one node
+at a time, through the KubeGateway port. Each API call is retried on transient
+failures; each node's writes are wrapped in a 409 closure that re-reads the
+object, recomputes what is still needed and re-applies (never a blind re-send).
+A failure on one node is reported for that node and never stops the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from joulie_tasks import errors, kube, models, retrying, write
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class NodeWrites:
+    """Everything one node needs written in one tick."""
+
+    node: models.NodeName
+    label: models.LabelWrite | None = None
+    profile: models.NppWrite | None = None
+
+    def count(self) -> int:
+        return int(self.label is not None) + int(self.profile is not None)
+
+
+@dataclass
+class ApplyResult:
+    """Outcome of applying writes: API writes performed, retries, failed nodes."""
+
+    written: int = 0
+    retries: Counter[str] = field(default_factory=Counter)
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+def group_by_node(writes: models.WriteSet) -> list[NodeWrites]:
+    """One NodeWrites per touched node, in node byte order (stable batching)."""
+    labels = {w.node: w for w in writes.labels}
+    profiles = {w.spec.node_name: w for w in writes.profiles}
+    nodes = sorted(set(labels) | set(profiles), key=lambda n: n.encode())
+    return [NodeWrites(node=n, label=labels.get(n), profile=profiles.get(n)) for n in nodes]
+
+
+def apply_writes(
+    node_writes: Sequence[NodeWrites],
+    *,
+    gateway: kube.KubeGateway,
+    concurrency: int,
+    tick_id: str,
+    dry_run: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ApplyResult:
+    """Apply every node's writes (``concurrency`` at a time); never raises per node."""
+    result = ApplyResult()
+    writer = _NodeWriter(gateway=gateway, tick_id=tick_id, dry_run=dry_run, sleep=sleep)
+
+    def one(nw: NodeWrites) -> tuple[NodeWrites, str | None, int]:
+        try:
+            return nw, None, writer.apply(nw)
+        except errors.KubeError as e:
+            return nw, str(e), 0
+
+    outcomes: Iterable[tuple[NodeWrites, str | None, int]]
+    if concurrency <= 1 or len(node_writes) <= 1:
+        outcomes = [one(nw) for nw in node_writes]
+    else:
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="write") as pool:
+            outcomes = list(pool.map(one, node_writes))
+    for nw, failure, written in outcomes:
+        result.written += written
+        if failure is not None:
+            result.failures[nw.node] = failure
+            logger.error("tick %s: node %s: write failed: %s", tick_id, nw.node, failure)
+    result.retries.update(writer.retries)
+    return result
+
+
+class _NodeWriter:
+    """The per-node read-recompute-apply closures, with their retry policies."""
+
+    def __init__(
+        self,
+        *,
+        gateway: kube.KubeGateway,
+        tick_id: str,
+        dry_run: bool,
+        sleep: Callable[[float], None],
+    ) -> None:
+        self._kube = gateway
+        self._tick_id = tick_id
+        self._dry_run = dry_run
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        #: Retries by reason: ``conflict`` (409) or ``transient`` (5xx, 429, network).
+        self.retries: Counter[str] = Counter()
+
+    def _count_retry(self, node: str) -> Callable[[BaseException, int], None]:
+        def hook(exc: BaseException, _attempt: int) -> None:
+            reason = "conflict" if isinstance(exc, errors.KubeConflict) else "transient"
+            with self._lock:
+                self.retries[reason] += 1
+
+        return hook
+
+    def _call(self, node: str, label: str, fn: Callable[[], T]) -> T:
+        policy = retrying.transient_retry(
+            label=f"tick {self._tick_id}: {label}",
+            on_retry=self._count_retry(node),
+            sleep=self._sleep,
+        )
+        return policy(fn)
+
+    def apply(self, nw: NodeWrites) -> int:
+        """Apply one node's writes; return how many API writes were made."""
+        written = 0
+        if nw.label is not None:
+            written += self._apply_label(nw.label)
+        if nw.profile is not None:
+            written += self._apply_profile(nw.profile)
+        return written
+
+    def _apply_label(self, desired: models.LabelWrite) -> int:
+        node = desired.node
+        attempt = 0
+
+        def closure() -> int:
+            nonlocal attempt
+            attempt += 1
+            if attempt > 1:  # after a 409: re-read, write only what is still missing
+                current = self._call(
+                    node, f"get node {node}", lambda: self._kube.get(kube.NODES, node)
+                )
+                if current is None:
+                    raise errors.KubeFatal(f"node {node} no longer exists", status=404)
+                if _labels_hold(current, desired.labels):
+                    return 0
+            self._call(
+                node,
+                f"patch labels of node {node}",
+                lambda: self._kube.patch_node_labels(node, desired.labels, dry_run=self._dry_run),
+            )
+            return 1
+
+        policy = retrying.conflict_retry(
+            label=f"tick {self._tick_id}: labels of node {node}",
+            on_retry=self._count_retry(node),
+            sleep=self._sleep,
+        )
+        return policy(closure)
+
+    def _apply_profile(self, desired: models.NppWrite) -> int:
+        node = desired.spec.node_name
+        name = desired.name
+        body = write.npp_manifest(name, desired.spec)
+        state: dict[str, object] = {"rv": desired.resource_version, "create": desired.create}
+
+        def closure() -> int:
+            if state.get("reread"):
+                current = self._call(
+                    node, f"get profile {name}", lambda: self._kube.get(kube.PROFILES, name)
+                )
+                if current is None:
+                    state["create"] = True
+                else:
+                    state["create"] = False
+                    state["rv"] = (current.get("metadata") or {}).get("resourceVersion")
+                    if _profile_holds(current, body):
+                        return 0
+            state["reread"] = True
+            if state["create"]:
+                self._call(
+                    node,
+                    f"create profile {name}",
+                    lambda: self._kube.create_profile(body, dry_run=self._dry_run),
+                )
+            else:
+                version = state["rv"]
+                replacement = write.npp_manifest(
+                    name, desired.spec, resource_version=str(version) if version else None
+                )
+                try:
+                    self._call(
+                        node,
+                        f"replace profile {name}",
+                        lambda: self._kube.replace_profile(
+                            name, replacement, dry_run=self._dry_run
+                        ),
+                    )
+                except errors.KubeFatal as e:
+                    if e.status != 404:
+                        raise
+                    # Deleted since the snapshot: re-read and create it (as a conflict).
+                    raise errors.KubeConflict(f"profile {name} vanished", status=409) from e
+            return 1
+
+        policy = retrying.conflict_retry(
+            label=f"tick {self._tick_id}: profile {name} of node {node}",
+            on_retry=self._count_retry(node),
+            sleep=self._sleep,
+        )
+        return policy(closure)
+
+
+def _labels_hold(node_obj: Mapping[str, object], labels: Mapping[str, str]) -> bool:
+    metadata = node_obj.get("metadata")
+    current = metadata.get("labels") if isinstance(metadata, dict) else None
+    current = current if isinstance(current, dict) else {}
+    return all(current.get(k) == v for k, v in labels.items())
+
+
+def _profile_holds(current: Mapping[str, object], body: Mapping[str, object]) -> bool:
+    metadata = current.get("metadata")
+    labels = metadata.get("labels") if isinstance(metadata, dict) else None
+    wanted_labels = body["metadata"]["labels"]  # type: ignore[index]
+    labels_ok = isinstance(labels, dict) and all(
+        labels.get(k) == v for k, v in wanted_labels.items()
+    )
+    return labels_ok and current.get("spec") == body.get("spec")

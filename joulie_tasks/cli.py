@@ -1,0 +1,228 @@
+"""The ``joulie-tasks`` command: worker, beat, metrics, reconcile (and more subcommands).
+
+Every subcommand loads the settings first (invalid configuration → one line per
+variable, exit 2) and turns an unreachable Redis or API server into one line
+naming the URL and exit 1: no traceback, no crash loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from joulie_tasks import __version__, config, errors, models, reconcile, store
+
+logger = logging.getLogger(__name__)
+
+EXIT_FAILURE = 1
+EXIT_SKIPPED = 3
+
+
+def parse_time(text: str) -> float:
+    """Unix seconds (``1700000000``) or ISO 8601 (``2026-01-01T00:00:00Z``)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected Unix seconds or an ISO 8601 time"
+        ) from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: an ISO 8601 time needs a time zone")
+    return moment.timestamp()
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _fail(message: str, code: int = EXIT_FAILURE) -> int:
+    print(f"joulie-tasks: {message}", file=sys.stderr)
+    return code
+
+
+def _connect_redis(settings: config.Settings) -> store.RedisStore:
+    state = store.RedisStore(settings.redis_url)
+    state.ping()
+    return state
+
+
+# --- subcommands --------------------------------------------------------------------------
+
+
+def cmd_worker(settings: config.Settings, args: argparse.Namespace) -> int:
+    from joulie_tasks import celery_app
+
+    _connect_redis(settings).close()
+    app = celery_app.configure(settings)
+    argv = ["worker", f"--loglevel={args.log_level}", *args.celery_args]
+    app.worker_main(argv=argv)
+    return 0
+
+
+def cmd_beat(settings: config.Settings, args: argparse.Namespace) -> int:
+    from joulie_tasks import celery_app
+
+    _connect_redis(settings).close()
+    app = celery_app.configure(settings)
+    app.start(argv=["beat", f"--loglevel={args.log_level}", *args.celery_args])
+    return 0
+
+
+def cmd_metrics(settings: config.Settings, args: argparse.Namespace) -> int:
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from joulie_tasks import metrics
+
+    state = store.RedisStore(settings.redis_url)
+    host, port = config.host_port(settings.metrics_addr)
+    registry = CollectorRegistry()
+
+    def read() -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, object]]]:
+        counters, gauges = state.read_metric_values()
+        return counters, gauges, state.fsm_records()
+
+    registry.register(metrics.RedisCollector(read))
+    start_http_server(port, addr=host, registry=registry)
+    print(f"metrics served at http://{host}:{port}/metrics", flush=True)
+    while True:
+        time.sleep(3600)
+
+
+def cmd_reconcile(settings: config.Settings, args: argparse.Namespace) -> int:
+    from joulie_tasks import kube
+
+    if not args.once:
+        return _fail("reconcile runs one tick: pass --once (beat runs the periodic ticks)")
+    state = _connect_redis(settings)
+    gateway = kube.build_gateway(
+        kubeconfig=settings.kubeconfig,
+        context=settings.kube_context,
+        timeout=settings.kube_request_timeout,
+        pool_size=settings.kube_pool_size,
+    )
+    tick_time = args.at if args.at is not None else time.time()
+    try:
+        report = reconcile.run_inline(
+            gateway=gateway,
+            state=state,
+            settings=settings,
+            tick_time=tick_time,
+            dry_run=args.dry_run,
+        )
+    except errors.TickSkipped as e:
+        return _fail(f"tick not run: {e}", EXIT_SKIPPED)
+    writes = state.get_model(report.tick_id, "writes", models.WriteSet)
+    needs = writes.nodes()
+    if args.output == "json":
+        print(json.dumps(_report_json(report, needs), indent=2))
+    else:
+        _print_report(report, needs)
+    return EXIT_FAILURE if report.failures else 0
+
+
+def _report_json(report: reconcile.TickReport, needs: set[models.NodeName]) -> dict[str, object]:
+    return {
+        "tick_id": report.tick_id,
+        "tick_time": report.tick_time,
+        "policy": report.policy,
+        "dry_run": report.dry_run,
+        "paused": report.paused,
+        "writes_planned": report.writes_planned,
+        "written": report.written,
+        "retries": report.retries,
+        "failures": report.failures,
+        "transitions": {"applied": report.applied, "deferred": report.deferred},
+        "duration_s": round(report.duration_s, 4),
+        "nodes": [
+            {
+                "node": d.node,
+                "profile": d.profile.value,
+                "draining": d.draining,
+                "cap_watts": d.cap_watts,
+                "state": d.to_state.value,
+                "from_state": d.from_state.value,
+                "performance_pods": d.performance_pods,
+                "held": d.held,
+                "write_needed": d.node in needs,
+            }
+            for d in report.decisions
+        ],
+    }
+
+
+def _print_report(report: reconcile.TickReport, needs: set[models.NodeName]) -> None:
+    mode = " (dry run: nothing written)" if report.dry_run else ""
+    print(f"tick {report.tick_id} policy {report.policy}{mode}")
+    print(f"{'NODE':<28} {'FROM':<20} {'TO':<20} {'PROFILE':<12} {'DRAINING':<9} WRITE")
+    for d in report.decisions:
+        print(
+            f"{d.node:<28} {d.from_state.value:<20} {d.to_state.value:<20} "
+            f"{d.profile.value:<12} {str(d.draining).lower():<9} "
+            f"{'yes' if d.node in needs else '-'}"
+        )
+    print(
+        f"{report.nodes} nodes, {report.writes_planned} writes planned, {report.written} written, "
+        f"{len(report.failures)} failed, {report.applied} applied, {report.deferred} deferred "
+        f"in {report.duration_s:.3f}s"
+    )
+
+
+# --- parser -------------------------------------------------------------------------------
+
+Handler = Callable[[config.Settings, argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="joulie-tasks",
+        description="Energy-aware node-profile operator for Kubernetes, on Celery.",
+    )
+    parser.add_argument("--version", action="version", version=f"joulie-tasks {__version__}")
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    worker = sub.add_parser("worker", help="run a Celery worker (extra args go to celery)")
+    worker.add_argument("celery_args", nargs=argparse.REMAINDER)
+    worker.set_defaults(handler=cmd_worker)
+
+    beat = sub.add_parser("beat", help="run Celery beat, one tick per RECONCILE_INTERVAL")
+    beat.add_argument("celery_args", nargs=argparse.REMAINDER)
+    beat.set_defaults(handler=cmd_beat)
+
+    mets = sub.add_parser("metrics", help="serve Prometheus metrics at METRICS_ADDR")
+    mets.set_defaults(handler=cmd_metrics)
+
+    rec = sub.add_parser("reconcile", help="run one tick in this process")
+    rec.add_argument("--once", action="store_true", help="run exactly one tick (required)")
+    rec.add_argument("--dry-run", action="store_true", help="plan and print; write nothing")
+    rec.add_argument("--output", choices=("table", "json"), default="table")
+    rec.add_argument("--at", type=parse_time, help="tick time: Unix seconds or ISO 8601")
+    rec.set_defaults(handler=cmd_reconcile)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.log_level)
+    settings = config.load_settings()
+    handler: Handler = args.handler
+    try:
+        return handler(settings, args)
+    except errors.StateStoreError as e:
+        return _fail(f"cannot reach Redis: {e}")
+    except errors.KubeError as e:
+        return _fail(f"cannot reach the Kubernetes API: {e}")
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,216 @@
+"""Settings: every SPEC §3 variable, plus the connection and workflow knobs.
+
+This is the only module that reads the environment. ``load_settings()`` runs once
+per process at start-up; any invalid value stops the process with one line per
+bad variable (``NAME='value': expected …``) and exit code 2, never a traceback.
+An unknown ``POLICY_TYPE`` is the one tolerated mistake (SPEC §5): it falls back
+to ``static_partition`` and the fallback is visible in logs and in a metric.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from joulie_tasks import durations, errors, models, selectors
+
+logger = logging.getLogger(__name__)
+
+EXIT_CONFIG = 2
+
+_DURATION_FIELDS = ("reconcile_interval", "lock_ttl", "kube_request_timeout")
+
+
+class Settings(BaseSettings):
+    """One field per environment variable; the env name is the field name upper-cased."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+
+    # --- SPEC §3 -----------------------------------------------------------------------
+    reconcile_interval: float = Field(60.0, gt=0)
+    """Tick period in seconds; env takes a Go duration (``30s``, ``1m30s``). Default 1m."""
+    node_selector: str = "joulie.io/managed=true"
+    """Kubernetes label selector choosing the managed nodes."""
+    reserved_label_key: str = Field("joulie.io/reserved", min_length=1)
+    """A node whose label of this key is ``"true"`` is never managed."""
+    power_profile_label: str = Field("joulie.io/power-profile", min_length=1)
+    """Node label the decided profile is written to."""
+    draining_label: str = Field("joulie.io/draining", min_length=1)
+    """Node label set to ``true`` while a downgrade waits for performance pods."""
+    policy_type: str = "static_partition"
+    """``static_partition``, ``queue_aware_v1`` or ``rule_swap_v1`` (case-insensitive)."""
+    static_hp_frac: float = Field(0.5, ge=0, le=1)
+    """static_partition: fraction of nodes in performance."""
+    queue_hp_base_frac: float = Field(0.6, ge=0, le=1)
+    """queue_aware_v1: baseline fraction of performance nodes."""
+    queue_hp_min: int = 1
+    """queue_aware_v1: lower bound on performance nodes (negative means 0)."""
+    queue_hp_max: int = 1_000_000
+    """queue_aware_v1: upper bound (≤ 0 means the number of nodes)."""
+    queue_perf_per_hp_node: int = 10
+    """queue_aware_v1: performance pods one performance node absorbs (≤ 0 means 1)."""
+    performance_cap_watts: float = Field(5000.0, ge=1)
+    """CPU package power cap written for performance nodes, in watts."""
+    eco_cap_watts: float = Field(120.0, ge=1)
+    """CPU package power cap written for eco nodes, in watts."""
+    metrics_addr: str = ":8081"
+    """``[host]:port`` the Prometheus endpoint listens on."""
+
+    # --- connections ---------------------------------------------------------------------
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Broker, result backend, FSM and locks (``redis://`` or ``rediss://``)."""
+    kubeconfig: str | None = None
+    """Path of a kubeconfig; unset means in-cluster service account, else ~/.kube/config."""
+    kube_context: str | None = None
+    """Context to use from the kubeconfig (default: its current context)."""
+    kube_request_timeout: float = Field(10.0, gt=0)
+    """Per-request timeout for the Kubernetes API; env takes a Go duration."""
+    kube_pool_size: int = Field(8, ge=1, le=256)
+    """HTTP connection-pool size of each worker's Kubernetes client."""
+
+    # --- workflow ------------------------------------------------------------------------
+    lock_ttl: float = Field(30.0, gt=0)
+    """Leader-lock time-to-live; renewed while a tick runs, so only a dead holder lets it
+    expire. Env takes a Go duration."""
+    list_page_size: int = Field(500, ge=1, le=10_000)
+    """``limit`` of every paginated list call."""
+    write_batch_size: int = Field(100, ge=1, le=10_000)
+    """Nodes per write batch task; batches fan out across workers."""
+    write_concurrency: int = Field(8, ge=1, le=64)
+    """Parallel API writes inside one batch task (threads)."""
+    transition_stream_maxlen: int = Field(10_000, ge=10)
+    """Approximate bound on the Redis transition stream."""
+
+    @field_validator(*_DURATION_FIELDS, mode="before")
+    @classmethod
+    def _parse_duration(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return durations.parse_duration(value)
+        return value
+
+    @field_validator("node_selector")
+    @classmethod
+    def _check_selector(cls, value: str) -> str:
+        try:
+            selectors.parse_selector(value)
+        except selectors.SelectorError as e:
+            raise ValueError(f"expected a Kubernetes label selector ({e})") from None
+        return value
+
+    @field_validator("metrics_addr")
+    @classmethod
+    def _check_metrics_addr(cls, value: str) -> str:
+        host_port(value)
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected a redis://, rediss:// or unix:// URL")
+        return value
+
+    # --- derived views -------------------------------------------------------------------
+
+    @property
+    def policy(self) -> models.PolicyName:
+        """The policy in force; unknown names fall back to static_partition."""
+        try:
+            return models.PolicyName(self.policy_type.strip().lower())
+        except ValueError:
+            return models.PolicyName.STATIC_PARTITION
+
+    @property
+    def policy_fell_back(self) -> bool:
+        return self.policy.value != self.policy_type.strip().lower()
+
+    @property
+    def selector(self) -> selectors.LabelSelector:
+        return selectors.parse_selector(self.node_selector)
+
+    def policy_params(self) -> models.PolicyParams:
+        return models.PolicyParams(
+            policy=self.policy,
+            interval_seconds=self.reconcile_interval,
+            static_hp_frac=self.static_hp_frac,
+            queue_hp_base_frac=self.queue_hp_base_frac,
+            queue_hp_min=self.queue_hp_min,
+            queue_hp_max=self.queue_hp_max,
+            queue_perf_per_hp_node=self.queue_perf_per_hp_node,
+            performance_cap_watts=self.performance_cap_watts,
+            eco_cap_watts=self.eco_cap_watts,
+        )
+
+
+def host_port(addr: str) -> tuple[str, int]:
+    """Split ``[host]:port`` (``:8081``, ``0.0.0.0:9000``, ``[::1]:80``) or raise ValueError."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("expected [host]:port with a port from 0 to 65535, e.g. :8081")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+_EXPECTED = {
+    "float_parsing": "a number",
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "greater_than_equal": "a number ≥ {ge}",
+    "less_than_equal": "a number ≤ {le}",
+    "greater_than": "a number > {gt}",
+    "string_too_short": "a non-empty string",
+}
+
+
+def _error_line(error: Mapping[str, Any], env: Mapping[str, str]) -> str:
+    name = str(error["loc"][0]).upper() if error["loc"] else "SETTINGS"
+    value = env.get(name, error.get("input"))
+    ctx = error.get("ctx") or {}
+    template = _EXPECTED.get(str(error["type"]))
+    if name in ("STATIC_HP_FRAC", "QUEUE_HP_BASE_FRAC") and error["type"] != "float_parsing":
+        expected = "a fraction between 0 and 1"
+    elif template is not None:
+        expected = template.format(**ctx)
+    else:
+        expected = str(ctx.get("error") or error["msg"]).removeprefix("Value error, ")
+        expected = expected.removeprefix("expected ")
+    return f"{name}={value!r}: expected {expected}"
+
+
+def read_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from ``env`` (default: the process environment) or raise ConfigError."""
+    source = {k.upper(): v for k, v in (os.environ if env is None else env).items()}
+    known = {name.upper() for name in Settings.model_fields}
+    values = {k.lower(): v for k, v in source.items() if k in known}
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as e:
+        lines = [_error_line(err, source) for err in e.errors()]
+        raise errors.ConfigError(sorted(set(lines))) from None
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read settings once at start-up; on error print one line per variable and exit 2."""
+    try:
+        settings = read_settings(env)
+    except errors.ConfigError as e:
+        for line in e.lines:
+            print(f"joulie-tasks: invalid configuration: {line}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+    if settings.policy_fell_back:
+        logger.warning(
+            "POLICY_TYPE=%r is unknown; falling back to static_partition", settings.policy_type
+        )
+    return settings
+
+
+@functools.cache
+def cached_settings() -> Settings:
+    """Per-process settings for task code (tasks never take settings from a message)."""
+    return load_settings()

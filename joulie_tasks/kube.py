@@ -1,0 +1,255 @@
+"""Kubernetes adapter: the only module that imports the official ``kubernetes`` client.
+
+It speaks raw JSON through the client's ``ApiClient`` (auth, TLS, kubeconfig and
+connection pool come from the official client) instead of deserialising tens of
+thousands of pods into generated model objects. Every call has an explicit
+timeout, urllib3's hidden retries are switched off (tenacity in retrying.py owns
+retries), and every failure is mapped onto errors.py: 409 → KubeConflict;
+429/5xx/timeouts/connection errors → KubeTransient; other 4xx → KubeFatal.
+Node labels are written with an explicit merge-patch content type, never the
+client's implicit strategic-merge choice.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import urllib3
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+from kubernetes.config.config_exception import ConfigException
+
+from joulie_tasks import errors
+
+logger = logging.getLogger(__name__)
+
+MERGE_PATCH = "application/merge-patch+json"
+NPP_GROUP_VERSION = "joulie.io/v1alpha1"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A REST collection: its URL prefix and plural name (for request counters)."""
+
+    prefix: str
+    plural: str
+    namespaced: bool = False
+
+    def path(self, name: str | None = None, *, namespace: str | None = None) -> str:
+        base = self.prefix
+        if self.namespaced and namespace is not None:
+            base = f"{base}/namespaces/{namespace}"
+        base = f"{base}/{self.plural}"
+        return f"{base}/{name}" if name is not None else base
+
+
+NODES = Resource("/api/v1", "nodes")
+PODS = Resource("/api/v1", "pods", namespaced=True)
+PROFILES = Resource(f"/apis/{NPP_GROUP_VERSION}", "nodepowerprofiles")
+EVENTS = Resource("/api/v1", "events", namespaced=True)
+
+RequestKey = tuple[str, str, str]  # (verb, resource, outcome)
+
+
+class KubeGateway(Protocol):
+    """The port stages use to read and write the cluster."""
+
+    request_counts: collections.Counter[RequestKey]
+
+    def list_items(self, resource: Resource, *, page_size: int) -> Iterator[dict[str, Any]]: ...
+
+    def get(self, resource: Resource, name: str) -> dict[str, Any] | None: ...
+
+    def patch_node_labels(
+        self, name: str, labels: Mapping[str, str], *, dry_run: bool = False
+    ) -> dict[str, Any]: ...
+
+    def create_profile(self, body: Mapping[str, Any], *, dry_run: bool = False) -> None: ...
+
+    def replace_profile(
+        self, name: str, body: Mapping[str, Any], *, dry_run: bool = False
+    ) -> None: ...
+
+    def create_event(self, namespace: str, body: Mapping[str, Any]) -> None: ...
+
+
+def load_configuration(
+    *, kubeconfig: str | None, context: str | None, pool_size: int
+) -> k8s_client.Configuration:
+    """Client configuration: explicit kubeconfig, else in-cluster, else ~/.kube/config."""
+    cfg = k8s_client.Configuration()
+    try:
+        if kubeconfig:
+            k8s_config.load_kube_config(
+                config_file=kubeconfig, context=context, client_configuration=cfg
+            )
+        else:
+            try:
+                k8s_config.load_incluster_config(client_configuration=cfg)
+            except ConfigException:
+                k8s_config.load_kube_config(context=context, client_configuration=cfg)
+    except (ConfigException, OSError, TypeError) as e:
+        where = kubeconfig or "in-cluster service account or ~/.kube/config"
+        raise errors.KubeFatal(f"cannot load Kubernetes configuration from {where}: {e}") from e
+    cfg.retries = False  # tenacity owns retries; urllib3 must not retry behind our back
+    cfg.connection_pool_maxsize = pool_size
+    return cfg
+
+
+class ApiGateway:
+    """KubeGateway over the official client, one per process (never shared across fork)."""
+
+    def __init__(self, configuration: k8s_client.Configuration, *, timeout: float) -> None:
+        self._api = k8s_client.ApiClient(configuration)
+        self._timeout = (min(timeout, 5.0), timeout)
+        self.host = configuration.host
+        self.request_counts: collections.Counter[RequestKey] = collections.Counter()
+        self._counts_lock = threading.Lock()
+
+    def close(self) -> None:
+        self._api.close()
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def list_items(self, resource: Resource, *, page_size: int) -> Iterator[dict[str, Any]]:
+        """Every item of a collection, page by page (``limit``/``continue``)."""
+        token: str | None = None
+        while True:
+            query: list[tuple[str, Any]] = [("limit", page_size)]
+            if token:
+                query.append(("continue", token))
+            page = self._request("list", resource, "GET", resource.path(), query=query)
+            items = page.get("items") or []
+            yield from items
+            token = (page.get("metadata") or {}).get("continue") or None
+            if not token:
+                return
+
+    def get(self, resource: Resource, name: str) -> dict[str, Any] | None:
+        """One object, or None when it does not exist."""
+        try:
+            return self._request("get", resource, "GET", resource.path(name))
+        except errors.KubeFatal as e:
+            if e.status == 404:
+                return None
+            raise
+
+    # --- writes --------------------------------------------------------------------------
+
+    def patch_node_labels(
+        self, name: str, labels: Mapping[str, str], *, dry_run: bool = False
+    ) -> dict[str, Any]:
+        body = {"metadata": {"labels": dict(labels)}}
+        return self._request(
+            "patch",
+            NODES,
+            "PATCH",
+            NODES.path(name),
+            body=body,
+            content_type=MERGE_PATCH,
+            query=_dry_run(dry_run),
+        )
+
+    def create_profile(self, body: Mapping[str, Any], *, dry_run: bool = False) -> None:
+        self._request(
+            "create", PROFILES, "POST", PROFILES.path(), body=body, query=_dry_run(dry_run)
+        )
+
+    def replace_profile(self, name: str, body: Mapping[str, Any], *, dry_run: bool = False) -> None:
+        self._request(
+            "update", PROFILES, "PUT", PROFILES.path(name), body=body, query=_dry_run(dry_run)
+        )
+
+    def create_event(self, namespace: str, body: Mapping[str, Any]) -> None:
+        self._request("create", EVENTS, "POST", EVENTS.path(namespace=namespace), body=body)
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def _request(
+        self,
+        verb: str,
+        resource: Resource,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, Any]] | None = None,
+        body: Mapping[str, Any] | None = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        method, url, headers, body_out, _ = self._api.param_serialize(
+            method,
+            path,
+            query_params=query or None,
+            header_params=headers,
+            body=dict(body) if body is not None else None,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = self._api.call_api(
+                method, url, header_params=headers, body=body_out, _request_timeout=self._timeout
+            )
+            raw = response.read()
+            status = response.status
+        except urllib3.exceptions.HTTPError as e:
+            self._count(verb, resource, "error")
+            raise errors.KubeUnreachable(
+                f"{method} {self.host}{path}: {type(e).__name__}: {e}"
+            ) from e
+        except k8s_client.ApiException as e:  # raised for TLS problems (status 0)
+            self._count(verb, resource, "error")
+            raise errors.KubeTransient(f"{method} {self.host}{path}: {e.reason}") from e
+        self._count(verb, resource, str(status))
+        if 200 <= status < 300:
+            return json.loads(raw) if raw else {}
+        raise _error_for(status, raw, headers=response.headers, what=f"{method} {path}")
+
+    def _count(self, verb: str, resource: Resource, outcome: str) -> None:
+        with self._counts_lock:
+            self.request_counts[(verb, resource.plural, outcome)] += 1
+
+    def take_request_counts(self) -> collections.Counter[RequestKey]:
+        """Return and reset the request counters (flushed to Redis by the tasks)."""
+        with self._counts_lock:
+            counts, self.request_counts = self.request_counts, collections.Counter()
+        return counts
+
+
+def _dry_run(dry_run: bool) -> list[tuple[str, Any]] | None:
+    return [("dryRun", "All")] if dry_run else None
+
+
+def _error_for(status: int, raw: bytes, *, headers: Mapping[str, str], what: str) -> Exception:
+    """Map an HTTP error status and its Status body onto the errors.py tree."""
+    try:
+        message = str(json.loads(raw).get("message") or "")
+    except (ValueError, AttributeError):
+        message = raw[:200].decode("utf-8", "replace")
+    text = f"{what}: {status} {message}".strip()
+    if status == 409:
+        return errors.KubeConflict(text, status=status)
+    if status == 429 or status >= 500:
+        return errors.KubeTransient(text, status=status, retry_after=_retry_after(headers))
+    return errors.KubeFatal(text, status=status)
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After") if headers else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def build_gateway(
+    *, kubeconfig: str | None, context: str | None, timeout: float, pool_size: int
+) -> ApiGateway:
+    """A fresh gateway for this process."""
+    cfg = load_configuration(kubeconfig=kubeconfig, context=context, pool_size=pool_size)
+    return ApiGateway(cfg, timeout=timeout)

@@ -1,0 +1,489 @@
+"""One reconcile tick, stage by stage: the reference order of the workflow.
+
+Each ``stage_*`` function runs one stage of SPEC §2 for a tick identified by a
+``TickRef``: it loads the previous stage's output from Redis, calls the pure
+core, and stores its own output back under the tick id. tasks.py wraps each in a
+Celery task and chains them; ``run_inline`` calls them in order in this process
+(``joulie-tasks reconcile --once``). Both share the same lock, fencing token and
+FSM update, so a manual tick and a beat tick are the same thing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from joulie_tasks import (
+    apply,
+    classify,
+    config,
+    errors,
+    guard,
+    kube,
+    metrics,
+    models,
+    plan,
+    snapshot,
+    snapshot_parse,
+    store,
+    write,
+)
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("snapshot", "classify", "plan", "guard", "write")
+_STATE_PROFILE: dict[models.NodeState, tuple[models.Profile | None, bool]] = {
+    models.NodeState.ACTIVE_PERFORMANCE: (models.Profile.PERFORMANCE, False),
+    models.NodeState.DRAINING_PERFORMANCE: (models.Profile.ECO, True),
+    models.NodeState.ACTIVE_ECO: (models.Profile.ECO, False),
+    models.NodeState.UNKNOWN: (None, False),
+}
+
+
+class TickRef(models.Frozen):
+    """What travels through the broker between stages: a reference, never the data."""
+
+    tick_id: str
+    token: int
+    tick_time: float
+    started_at: float
+    dry_run: bool = False
+    paused: bool = False
+
+
+class TickReport(models.Frozen):
+    """The outcome of a finished tick, for logs, the CLI and the last-tick record."""
+
+    tick_id: str
+    tick_time: float
+    policy: str
+    nodes: int
+    writes_planned: int
+    written: int
+    retries: int
+    failures: dict[str, str]
+    applied: int
+    deferred: int
+    duration_s: float
+    dry_run: bool
+    paused: bool
+    decisions: tuple[models.Decision, ...] = ()
+
+
+def holder_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def begin_tick(
+    *,
+    state: store.RedisStore,
+    settings: config.Settings,
+    tick_time: float,
+    dry_run: bool = False,
+) -> TickRef | None:
+    """Take the leader lock and a fencing token; None (counted) when another tick runs."""
+    tick_id = f"{int(tick_time)}-{uuid.uuid4().hex[:10]}"
+    token = state.acquire_lock(tick_id, ttl_s=settings.lock_ttl)
+    if token is None:
+        state.add_counters({metrics.field(metrics.TICKS, result="skipped_locked"): 1})
+        logger.info("tick skipped: the lock is held by %s", state.lock_holder())
+        return None
+    increments = {}
+    if state.swap_leader(holder_identity()):
+        increments[metrics.field(metrics.LEADER_CHANGES)] = 1.0
+    if settings.policy_fell_back:
+        increments[metrics.field(metrics.POLICY_FALLBACKS)] = 1.0
+    state.add_counters(increments)
+    paused = state.is_paused()
+    logger.info("tick %s: started (token %d%s)", tick_id, token, ", paused" if paused else "")
+    return TickRef(
+        tick_id=tick_id,
+        token=token,
+        tick_time=tick_time,
+        started_at=time.time(),
+        dry_run=dry_run,
+        paused=paused,
+    )
+
+
+def is_live(ref: TickRef, *, state: store.RedisStore, settings: config.Settings) -> bool:
+    """True while the tick holds the lock with the newest token (also renews the lock)."""
+    return state.holds_fence(ref.tick_id, ref.token, ttl_s=settings.lock_ttl)
+
+
+# --- stages -------------------------------------------------------------------------------
+
+
+def stage_snapshot(
+    ref: TickRef, *, gateway: kube.KubeGateway, state: store.RedisStore, settings: config.Settings
+) -> None:
+    snap = snapshot.take_snapshot(
+        gateway=gateway,
+        tick_time=ref.tick_time,
+        tick_id=ref.tick_id,
+        page_size=settings.list_page_size,
+    )
+    state.put_model(ref.tick_id, "snapshot", snap)
+
+
+def stage_classify(ref: TickRef, *, state: store.RedisStore) -> None:
+    snap = state.get_model(ref.tick_id, "snapshot", models.Snapshot)
+    state.put_model(ref.tick_id, "demand", classify.summarise_demand(snap.pods))
+
+
+def stage_plan(ref: TickRef, *, state: store.RedisStore, settings: config.Settings) -> None:
+    snap = state.get_model(ref.tick_id, "snapshot", models.Snapshot)
+    demand = state.get_model(ref.tick_id, "demand", models.Demand)
+    eligible = snapshot_parse.select_eligible(
+        snap.nodes, selector=settings.selector, reserved_label_key=settings.reserved_label_key
+    )
+    if not eligible:
+        logger.warning("tick %s: no eligible nodes; nothing will be written", ref.tick_id)
+    result = plan.make_plan(
+        [n.name for n in eligible],
+        demand=demand,
+        params=settings.policy_params(),
+        tick_time=ref.tick_time,
+    )
+    state.put_model(ref.tick_id, "plan", result)
+
+
+def stage_guard(ref: TickRef, *, state: store.RedisStore, settings: config.Settings) -> None:
+    snap = state.get_model(ref.tick_id, "snapshot", models.Snapshot)
+    demand = state.get_model(ref.tick_id, "demand", models.Demand)
+    planned = state.get_model(ref.tick_id, "plan", models.Plan)
+    guarded = guard.apply_guard(
+        planned,
+        nodes=snap.nodes,
+        demand=demand,
+        profile_label=settings.power_profile_label,
+        draining_label=settings.draining_label,
+        tick_time=ref.tick_time,
+        performance_cap_watts=settings.performance_cap_watts,
+    )
+    for d in guarded.decisions:
+        if d.held:
+            logger.warning(
+                "tick %s: node %s: downgrade withheld, performance-pod count unknown",
+                ref.tick_id,
+                d.node,
+            )
+    state.put_model(ref.tick_id, "guarded", guarded)
+
+
+def stage_write(ref: TickRef, *, state: store.RedisStore, settings: config.Settings) -> int:
+    """Compute the minimal writes and split them into batches; return the batch count.
+
+    A paused operator or a dry run stores the writes (for status) but makes none.
+    """
+    snap = state.get_model(ref.tick_id, "snapshot", models.Snapshot)
+    guarded = state.get_model(ref.tick_id, "guarded", models.GuardedPlan)
+    writes = write.desired_writes(
+        guarded,
+        nodes=snap.nodes,
+        profiles=snap.profiles,
+        profile_label=settings.power_profile_label,
+        draining_label=settings.draining_label,
+    )
+    state.put_model(ref.tick_id, "writes", writes)
+    if ref.dry_run or ref.paused or writes.empty:
+        return 0
+    groups = apply.group_by_node(writes)
+    size = settings.write_batch_size
+    count = math.ceil(len(groups) / size)
+    for index in range(count):
+        chunk = groups[index * size : (index + 1) * size]
+        batch = models.WriteSet(
+            labels=tuple(g.label for g in chunk if g.label is not None),
+            profiles=tuple(g.profile for g in chunk if g.profile is not None),
+        )
+        state.put_model(ref.tick_id, f"batch:{index}", batch)
+    state.start_batches(ref.tick_id, count)
+    return count
+
+
+def run_batch(
+    ref: TickRef,
+    index: int,
+    *,
+    gateway: kube.KubeGateway,
+    state: store.RedisStore,
+    settings: config.Settings,
+    sleep: Callable[[float], None] = time.sleep,
+) -> apply.ApplyResult | None:
+    """Apply one batch if the tick still holds its fence; None when fenced off."""
+    if not is_live(ref, state=state, settings=settings):
+        state.add_counters({metrics.field(metrics.TICKS, result="fenced"): 1})
+        logger.warning("tick %s: batch %d dropped: the tick lost its lock", ref.tick_id, index)
+        return None
+    batch = state.get_model(ref.tick_id, f"batch:{index}", models.WriteSet)
+    return apply.apply_writes(
+        apply.group_by_node(batch),
+        gateway=gateway,
+        concurrency=settings.write_concurrency,
+        tick_id=ref.tick_id,
+        sleep=sleep,
+    )
+
+
+def record_batch(
+    ref: TickRef, index: int, result: apply.ApplyResult, *, state: store.RedisStore
+) -> bool:
+    """Count a finished batch once; True when it was the last one of the tick."""
+    increments = {metrics.field(metrics.WRITES): float(result.written)}
+    for reason, n in result.retries.items():
+        increments[metrics.field(metrics.KUBE_RETRIES, reason=reason)] = float(n)
+    if result.failures:
+        increments[metrics.field(metrics.WRITE_FAILURES)] = float(len(result.failures))
+    remaining = state.finish_batch(
+        ref.tick_id,
+        index,
+        failures=result.failures,
+        written=result.written,
+        retries=sum(result.retries.values()),
+    )
+    if remaining is None:
+        return False  # a redelivered batch already counted
+    state.add_counters(increments)
+    return remaining <= 0
+
+
+def finish_tick(
+    ref: TickRef, *, state: store.RedisStore, settings: config.Settings
+) -> TickReport | None:
+    """End the tick exactly once: FSM, transition stream, metrics, lock release."""
+    if not state.mark(ref.tick_id, "finished"):
+        return None
+    failures, written, retries = state.batch_results(ref.tick_id)
+    guarded = state.get_model(ref.tick_id, "guarded", models.GuardedPlan)
+    writes = state.get_model(ref.tick_id, "writes", models.WriteSet)
+    needs_write = writes.nodes()
+    applied = deferred = 0
+    if not (ref.dry_run or ref.paused):
+        applied, deferred = _record_outcome(ref, guarded, failures, needs_write, state, settings)
+    duration = time.time() - ref.started_at
+    report = TickReport(
+        tick_id=ref.tick_id,
+        tick_time=ref.tick_time,
+        policy=guarded.policy_name,
+        nodes=len(guarded.decisions),
+        writes_planned=len(writes.labels) + len(writes.profiles),
+        written=written,
+        retries=retries,
+        failures=failures,
+        applied=applied,
+        deferred=deferred,
+        duration_s=duration,
+        dry_run=ref.dry_run,
+        paused=ref.paused,
+        decisions=guarded.decisions,
+    )
+    increments = metrics.duration_increments("total", duration)
+    result = "failed_writes" if failures else "completed"
+    increments[metrics.field(metrics.TICKS, result=result)] = 1
+    state.add_counters(increments)
+    state.set_gauges(
+        {
+            metrics.field(metrics.LAST_TICK): ref.tick_time,
+            metrics.field(metrics.PAUSED): 1.0 if ref.paused else 0.0,
+        }
+    )
+    state.set_last_tick(report.model_dump(mode="json", exclude={"decisions"}))
+    state.release_lock(ref.tick_id)
+    logger.info(
+        "tick %s: done in %.3fs: %d nodes, %d writes, %d failed, %d applied, %d deferred",
+        ref.tick_id,
+        duration,
+        report.nodes,
+        written,
+        len(failures),
+        applied,
+        deferred,
+    )
+    return report
+
+
+def _record_outcome(
+    ref: TickRef,
+    guarded: models.GuardedPlan,
+    failures: Mapping[str, str],
+    needs_write: set[models.NodeName],
+    state: store.RedisStore,
+    settings: config.Settings,
+) -> tuple[int, int]:
+    """Update FSM and stream for what landed; failed nodes keep their previous state."""
+    previous = state.fsm_records()
+    records: dict[str, dict[str, Any]] = {}
+    entries: list[dict[str, str]] = []
+    counts: Counter[str] = Counter()
+    for d in guarded.decisions:
+        prev = previous.get(d.node, {})
+        if d.node in failures:
+            records[d.node] = _failed_record(d, prev, ref, failures[d.node])
+            continue
+        since = prev.get("since") if prev.get("state") == d.to_state.value else None
+        records[d.node] = {
+            "state": d.to_state.value,
+            "profile": d.profile.value,
+            "draining": d.draining,
+            "since": since if since is not None else ref.tick_time,
+            "tick_id": ref.tick_id,
+            "token": ref.token,
+            "performance_pods": d.performance_pods,
+            "written": d.node in needs_write,
+            "last_error": None,
+        }
+        for t in d.transitions:
+            counts[
+                metrics.field(
+                    metrics.STATE_TRANSITIONS,
+                    node=t.node,
+                    from_state=t.from_state.value,
+                    to_state=t.to_state.value,
+                    result=t.result.value,
+                )
+            ] += 1
+            entries.append(
+                {
+                    "node": t.node,
+                    "from": t.from_state.value,
+                    "to": t.to_state.value,
+                    "result": t.result.value,
+                    "reason": _reason(d),
+                    "policy": d.policy_name,
+                    "tick_id": ref.tick_id,
+                    "time": repr(ref.tick_time),
+                }
+            )
+    state.update_fsm(ref.token, records)
+    managed = {d.node for d in guarded.decisions}
+    state.forget_nodes(n for n in previous if n not in managed)
+    state.append_transitions(entries, maxlen=settings.transition_stream_maxlen)
+    state.add_counters({k: float(v) for k, v in counts.items()})
+    applied = sum(1 for e in entries if e["result"] == models.TransitionResult.APPLIED)
+    return applied, len(entries) - applied
+
+
+def _failed_record(
+    d: models.Decision, prev: Mapping[str, Any], ref: TickRef, error: str
+) -> dict[str, Any]:
+    """The FSM record of a node whose write failed: its state is what the cluster shows."""
+    profile, draining = _STATE_PROFILE[d.from_state]
+    keep = prev.get("state") == d.from_state.value
+    return {
+        "state": d.from_state.value,
+        "profile": profile.value if profile else None,
+        "draining": draining,
+        "since": prev.get("since") if keep else ref.tick_time,
+        "tick_id": ref.tick_id,
+        "token": ref.token,
+        "performance_pods": d.performance_pods,
+        "written": False,
+        "last_error": error,
+    }
+
+
+def _reason(d: models.Decision) -> str:
+    if d.draining:
+        return f"{d.performance_pods} performance pod(s) still on the node"
+    if d.held:
+        return "performance-pod count unknown; downgrade withheld"
+    return f"planned {d.planned.value} by {d.policy_name}"
+
+
+def fail_tick(ref: TickRef, *, state: store.RedisStore, stage: str, error: BaseException) -> None:
+    """Count a failed tick and release its lock so the next tick can start."""
+    logger.error("tick %s: %s failed: %s", ref.tick_id, stage, error)
+    try:
+        if state.mark(ref.tick_id, "finished"):
+            state.add_counters({metrics.field(metrics.TICKS, result="failed"): 1})
+        state.release_lock(ref.tick_id)
+    except errors.StateStoreError as e:
+        logger.error("tick %s: cannot record the failure: %s", ref.tick_id, e)
+
+
+def run_stage(
+    name: str,
+    ref: TickRef,
+    *,
+    gateway: Callable[[], kube.KubeGateway],
+    state: store.RedisStore,
+    settings: config.Settings,
+) -> int | None:
+    """Run one named stage and time it; ``write`` returns the number of batches."""
+    started = time.perf_counter()
+    result: int | None = None
+    if name == "snapshot":
+        stage_snapshot(ref, gateway=gateway(), state=state, settings=settings)
+    elif name == "classify":
+        stage_classify(ref, state=state)
+    elif name == "plan":
+        stage_plan(ref, state=state, settings=settings)
+    elif name == "guard":
+        stage_guard(ref, state=state, settings=settings)
+    elif name == "write":
+        result = stage_write(ref, state=state, settings=settings)
+    else:
+        raise ValueError(f"unknown stage {name!r}")
+    state.add_counters(metrics.duration_increments(name, time.perf_counter() - started))
+    return result
+
+
+def run_inline(
+    *,
+    gateway: kube.KubeGateway,
+    state: store.RedisStore,
+    settings: config.Settings,
+    tick_time: float,
+    dry_run: bool = False,
+) -> TickReport:
+    """One whole tick in this process, through the same stages, lock and FSM.
+
+    Raises TickSkipped when another tick holds the lock.
+    """
+    ref = begin_tick(state=state, settings=settings, tick_time=tick_time, dry_run=dry_run)
+    if ref is None:
+        raise errors.TickSkipped(f"another tick holds the lock ({state.lock_holder()})")
+    stage = STAGES[0]
+    try:
+        batches = 0
+        for stage in STAGES:
+            batches = (
+                run_stage(stage, ref, gateway=lambda: gateway, state=state, settings=settings) or 0
+            )
+        for index in range(batches):
+            outcome = run_batch(ref, index, gateway=gateway, state=state, settings=settings)
+            if outcome is None:
+                raise errors.TickSkipped("the tick lost its lock while writing")
+            record_batch(ref, index, outcome, state=state)
+        flush_requests(gateway, state)
+        report = finish_tick(ref, state=state, settings=settings)
+    except BaseException as e:
+        fail_tick(ref, state=state, stage=stage, error=e)
+        raise
+    if report is None:
+        raise errors.TickSkipped("the tick was finished elsewhere")
+    return report
+
+
+def flush_requests(gateway: kube.KubeGateway, state: store.RedisStore) -> None:
+    """Move the gateway's request counters into the shared metric hash."""
+    take = getattr(gateway, "take_request_counts", None)
+    if take is None:
+        return
+    counts = take()
+    increments: dict[str, float] = {}
+    for (verb, resource, outcome), n in counts.items():
+        key = metrics.field(metrics.KUBE_REQUESTS, verb=verb, resource=resource, outcome=outcome)
+        increments[key] = float(n)
+        if outcome == "409":
+            conflict = metrics.field(metrics.KUBE_CONFLICTS)
+            increments[conflict] = increments.get(conflict, 0.0) + n
+    state.add_counters(increments)

@@ -1,0 +1,347 @@
+"""Redis adapter: leader lock, fencing tokens, per-tick data, FSM, transition stream,
+shared metric values. The only module that imports ``redis``; every key is built here.
+
+Why Redis holds so much: ticks run across many worker processes, so whatever
+must outlive one task (the snapshot of a tick, the count of write batches still
+running, the FSM, metric values) lives here, keyed by tick id where it belongs to
+one tick and expiring with it. FSM updates are compare-and-set on the tick's
+fencing token (Lua), so a stale tick can never overwrite a newer one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import redis
+from pydantic import BaseModel
+
+from joulie_tasks import errors
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "joulie"
+LOCK_KEY = f"{PREFIX}:lock"
+FENCE_KEY = f"{PREFIX}:fence"
+LATEST_TICK_KEY = f"{PREFIX}:latest-tick"
+LEADER_KEY = f"{PREFIX}:leader"
+FSM_KEY = f"{PREFIX}:fsm"
+TRANSITIONS_KEY = f"{PREFIX}:transitions"
+COUNTERS_KEY = f"{PREFIX}:metrics:counters"
+GAUGES_KEY = f"{PREFIX}:metrics:gauges"
+LAST_TICK_KEY = f"{PREFIX}:last-tick"
+PAUSED_KEY = f"{PREFIX}:paused"
+
+#: Per-tick data outlives any sane tick, then disappears by itself.
+TICK_DATA_TTL_S = 3600
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def dedup_key(interval_number: int) -> str:
+    return f"{PREFIX}:tick-dedup:{interval_number}"
+
+
+def tick_key(tick_id: str, part: str) -> str:
+    return f"{PREFIX}:tick:{tick_id}:{part}"
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for logs and error lines."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+# Renew the lock only while we still hold it.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+# Release the lock only while we still hold it.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+# A write batch may proceed only while its tick holds the lock and its token is the
+# newest fence: a tick that lost the lock (or was overtaken) cannot write.
+_FENCE_CHECK = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+# FSM compare-and-set: ARGV[1] is the token, ARGV[2] a JSON object node -> record.
+# A record is written only when no newer token wrote that node before.
+_FSM_CAS = """
+local token = tonumber(ARGV[1])
+local updates = cjson.decode(ARGV[2])
+local written = 0
+for node, record in pairs(updates) do
+  local old = redis.call('HGET', KEYS[1], node)
+  local ok = true
+  if old then
+    local prev = cjson.decode(old)
+    if prev['token'] and tonumber(prev['token']) > token then ok = false end
+  end
+  if ok then
+    redis.call('HSET', KEYS[1], node, cjson.encode(record))
+    written = written + 1
+  end
+end
+return written
+"""
+
+
+class RedisStore:
+    """All of the operator's Redis state behind one small interface."""
+
+    def __init__(self, url: str, *, socket_timeout: float = 5.0) -> None:
+        self.url = url
+        self._redis = redis.Redis.from_url(
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            health_check_interval=15,
+            decode_responses=False,
+        )
+        self._renew = self._redis.register_script(_RENEW)
+        self._release = self._redis.register_script(_RELEASE)
+        self._fence_check = self._redis.register_script(_FENCE_CHECK)
+        self._fsm_cas = self._redis.register_script(_FSM_CAS)
+
+    @property
+    def client(self) -> redis.Redis:
+        return self._redis
+
+    def close(self) -> None:
+        self._redis.close()
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except redis.RedisError as e:
+            raise errors.StateStoreError(
+                f"Redis at {redact_url(self.url)}: {type(e).__name__}: {e}"
+            ) from e
+
+    def ping(self) -> None:
+        with self._errors():
+            self._redis.ping()
+
+    # --- dedup, lock, fence --------------------------------------------------------------
+
+    def claim_interval(self, interval_number: int, *, ttl_s: float) -> bool:
+        """True for the first claim of an interval number; duplicates get False."""
+        with self._errors():
+            ok = self._redis.set(dedup_key(interval_number), b"1", nx=True, px=_ms(ttl_s))
+        return bool(ok)
+
+    def acquire_lock(self, tick_id: str, *, ttl_s: float) -> int | None:
+        """Take the leader lock for ``tick_id``; return its fencing token, or None if held."""
+        with self._errors():
+            if not self._redis.set(LOCK_KEY, tick_id.encode(), nx=True, px=_ms(ttl_s)):
+                return None
+            token = int(self._redis.incr(FENCE_KEY))
+            self._redis.set(LATEST_TICK_KEY, tick_id.encode())
+        return token
+
+    def swap_leader(self, identity: str) -> bool:
+        """Record the process that took the lock; True when it differs from the last one."""
+        with self._errors():
+            previous = self._redis.getset(LEADER_KEY, identity.encode())
+        return previous is not None and _s(previous) != identity
+
+    def lock_holder(self) -> str | None:
+        with self._errors():
+            value = self._redis.get(LOCK_KEY)
+        return _s(value) if value else None
+
+    def renew_lock(self, tick_id: str, *, ttl_s: float) -> bool:
+        with self._errors():
+            return bool(self._renew(keys=[LOCK_KEY], args=[tick_id, _ms(ttl_s)]))
+
+    def release_lock(self, tick_id: str) -> bool:
+        with self._errors():
+            return bool(self._release(keys=[LOCK_KEY], args=[tick_id]))
+
+    def holds_fence(self, tick_id: str, token: int, *, ttl_s: float) -> bool:
+        """True while ``tick_id`` holds the lock and ``token`` is the newest fence."""
+        with self._errors():
+            ok = self._fence_check(
+                keys=[LOCK_KEY, FENCE_KEY], args=[tick_id, str(token), _ms(ttl_s)]
+            )
+        return bool(ok)
+
+    def latest_tick(self) -> str | None:
+        with self._errors():
+            value = self._redis.get(LATEST_TICK_KEY)
+        return _s(value) if value else None
+
+    # --- per-tick data -------------------------------------------------------------------
+
+    def put_model(self, tick_id: str, part: str, model: BaseModel) -> None:
+        """Store one stage's output, compressed, under the tick (expires on its own)."""
+        blob = zlib.compress(model.model_dump_json().encode(), 1)
+        with self._errors():
+            self._redis.set(tick_key(tick_id, part), blob, ex=TICK_DATA_TTL_S)
+
+    def get_model(self, tick_id: str, part: str, model_type: type[ModelT]) -> ModelT:
+        with self._errors():
+            blob = self._redis.get(tick_key(tick_id, part))
+        if blob is None:
+            raise errors.StateStoreError(f"tick {tick_id}: {part} is missing (expired?)")
+        return model_type.model_validate_json(zlib.decompress(_b(blob)))
+
+    def start_batches(self, tick_id: str, count: int) -> None:
+        with self._errors():
+            # NX: a redelivered write stage must not reset a count batches already lowered.
+            self._redis.set(tick_key(tick_id, "pending"), count, nx=True, ex=TICK_DATA_TTL_S)
+
+    def finish_batch(
+        self, tick_id: str, index: int, *, failures: Mapping[str, str], written: int, retries: int
+    ) -> int | None:
+        """Record a finished batch once; return batches still pending (None: seen before).
+
+        Redelivered batches (worker died after writing) are counted once only, so the
+        batch that brings the counter to zero is unique and the tick ends exactly once.
+        """
+        with self._errors():
+            if not self._redis.sadd(tick_key(tick_id, "done"), index):
+                return None
+            pipe = self._redis.pipeline()
+            if failures:
+                pipe.hset(tick_key(tick_id, "failures"), mapping=dict(failures))  # type: ignore[arg-type]
+            pipe.incrby(tick_key(tick_id, "written"), written)
+            pipe.incrby(tick_key(tick_id, "retries"), retries)
+            for part in ("done", "failures", "written", "retries"):
+                pipe.expire(tick_key(tick_id, part), TICK_DATA_TTL_S)
+            pipe.decr(tick_key(tick_id, "pending"))
+            results = pipe.execute()
+        return int(results[-1])
+
+    def batch_results(self, tick_id: str) -> tuple[dict[str, str], int, int]:
+        """Failures (node -> reason), writes and retries of a tick's batches."""
+        with self._errors():
+            raw = self._redis.hgetall(tick_key(tick_id, "failures"))
+            written = self._redis.get(tick_key(tick_id, "written"))
+            retries = self._redis.get(tick_key(tick_id, "retries"))
+        failures = {_s(k): _s(v) for k, v in raw.items()}
+        return failures, int(written or 0), int(retries or 0)
+
+    def mark(self, tick_id: str, flag: str) -> bool:
+        """Set a once-only flag of a tick; True the first time."""
+        with self._errors():
+            return bool(self._redis.set(tick_key(tick_id, flag), b"1", nx=True, ex=TICK_DATA_TTL_S))
+
+    # --- FSM and transitions -------------------------------------------------------------
+
+    def fsm_records(self) -> dict[str, dict[str, Any]]:
+        with self._errors():
+            raw = self._redis.hgetall(FSM_KEY)
+        return {_s(k): json.loads(v) for k, v in raw.items()}
+
+    def update_fsm(self, token: int, records: Mapping[str, Mapping[str, Any]]) -> int:
+        """Compare-and-set FSM records on the fencing token; return how many were written."""
+        if not records:
+            return 0
+        with self._errors():
+            return int(self._fsm_cas(keys=[FSM_KEY], args=[token, json.dumps(records)]))
+
+    def forget_nodes(self, nodes: Iterable[str]) -> None:
+        names = list(nodes)
+        if names:
+            with self._errors():
+                self._redis.hdel(FSM_KEY, *names)
+
+    def append_transitions(self, entries: Sequence[Mapping[str, str]], *, maxlen: int) -> None:
+        if not entries:
+            return
+        with self._errors():
+            pipe = self._redis.pipeline(transaction=False)
+            for entry in entries:
+                pipe.xadd(
+                    TRANSITIONS_KEY,
+                    {k: v for k, v in entry.items()},
+                    maxlen=maxlen,
+                    approximate=True,
+                )
+            pipe.execute()
+
+    def read_transitions(self, *, since_ms: int = 0, count: int = 10_000) -> list[dict[str, str]]:
+        with self._errors():
+            rows = self._redis.xrange(TRANSITIONS_KEY, min=f"{since_ms}-0", count=count)
+        return [
+            {"id": _s(rid), **{_s(k): _s(v) for k, v in (fields or {}).items()}}
+            for rid, fields in (rows or [])
+            if rid is not None
+        ]
+
+    # --- metric values shared by all processes -------------------------------------------
+
+    def add_counters(self, increments: Mapping[str, float]) -> None:
+        if not increments:
+            return
+        with self._errors():
+            pipe = self._redis.pipeline(transaction=False)
+            for field, amount in increments.items():
+                pipe.hincrbyfloat(COUNTERS_KEY, field, amount)
+            pipe.execute()
+
+    def set_gauges(self, values: Mapping[str, float]) -> None:
+        if values:
+            with self._errors():
+                mapping: dict[str | bytes, str | bytes] = {k: repr(v) for k, v in values.items()}
+                self._redis.hset(GAUGES_KEY, mapping=mapping)  # type: ignore[arg-type]
+
+    def read_metric_values(self) -> tuple[dict[str, float], dict[str, float]]:
+        with self._errors():
+            counters = self._redis.hgetall(COUNTERS_KEY)
+            gauges = self._redis.hgetall(GAUGES_KEY)
+        return (
+            {_s(k): float(v) for k, v in counters.items()},
+            {_s(k): float(v) for k, v in gauges.items()},
+        )
+
+    def set_last_tick(self, summary: Mapping[str, Any]) -> None:
+        with self._errors():
+            self._redis.set(LAST_TICK_KEY, json.dumps(summary))
+
+    def last_tick(self) -> dict[str, Any] | None:
+        with self._errors():
+            raw = self._redis.get(LAST_TICK_KEY)
+        return json.loads(raw) if raw else None
+
+    # --- pause switch --------------------------------------------------------------------
+
+    def set_paused(self, paused: bool) -> None:
+        with self._errors():
+            if paused:
+                self._redis.set(PAUSED_KEY, str(time.time()))
+            else:
+                self._redis.delete(PAUSED_KEY)
+
+    def is_paused(self) -> bool:
+        with self._errors():
+            return bool(self._redis.exists(PAUSED_KEY))
+
+
+def _b(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))

@@ -1,0 +1,213 @@
+"""Thin Celery task wrappers: the tick, one task per stage, and the write batches.
+
+A tick is ``tick`` (dedup + lock) → chain ``snapshot → classify → plan → guard →
+write`` → ``write_batch`` (N of them). Messages carry only a TickRef (ids, token, time);
+the data stays in Redis (store.py). Every stage first checks that its tick still
+holds the lock with the newest fencing token and drops the work otherwise, keeps
+the lock alive while it runs, and on failure releases the lock and stops the
+chain. The batch that finishes last ends the tick, exactly once. No business
+logic lives here: see reconcile.py and the pure stage modules.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from celery import Task, chain, signals
+from celery.exceptions import Ignore
+
+from joulie_tasks import config, errors, kube, metrics, reconcile, store
+from joulie_tasks.celery_app import TICK_TASK, app
+
+logger = logging.getLogger(__name__)
+
+_process: dict[str, Any] = {}
+
+
+@signals.worker_process_init.connect
+def _reset_after_fork(**_: object) -> None:
+    """Never share a Kubernetes client or Redis connection across fork()."""
+    _process.clear()
+
+
+def _settings() -> config.Settings:
+    return config.cached_settings()
+
+
+def _state() -> store.RedisStore:
+    if _process.get("pid") != os.getpid():
+        _process.clear()
+        _process["pid"] = os.getpid()
+    if "store" not in _process:
+        _process["store"] = store.RedisStore(_settings().redis_url)
+    state: store.RedisStore = _process["store"]
+    return state
+
+
+def _gateway() -> kube.ApiGateway:
+    _state()  # resets the cache after a fork
+    if "gateway" not in _process:
+        s = _settings()
+        _process["gateway"] = kube.build_gateway(
+            kubeconfig=s.kubeconfig,
+            context=s.kube_context,
+            timeout=s.kube_request_timeout,
+            pool_size=s.kube_pool_size,
+        )
+    gateway: kube.ApiGateway = _process["gateway"]
+    return gateway
+
+
+@contextmanager
+def _lock_kept_alive(ref: reconcile.TickRef) -> Iterator[None]:
+    """Renew the leader lock in the background while a stage runs."""
+    settings = _settings()
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(settings.lock_ttl / 3):
+            try:
+                if not _state().renew_lock(ref.tick_id, ttl_s=settings.lock_ttl):
+                    return
+            except errors.StateStoreError as e:
+                logger.warning("tick %s: cannot renew the lock: %s", ref.tick_id, e)
+
+    thread = threading.Thread(target=renew, name="lock-renewal", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _guarded(
+    ref_data: dict[str, Any], stage: str, body: Callable[[reconcile.TickRef], None]
+) -> None:
+    """Run a stage body for a live tick: drop stale work, fail the tick on error."""
+    ref = reconcile.TickRef.model_validate(ref_data)
+    state, settings = _state(), _settings()
+    try:
+        live = reconcile.is_live(ref, state=state, settings=settings)
+    except errors.StateStoreError as e:
+        logger.error("tick %s: %s skipped: %s", ref.tick_id, stage, e)
+        raise Ignore() from e
+    if not live:
+        state.add_counters({metrics.field(metrics.TICKS, result="expired"): 1})
+        logger.warning("tick %s: %s dropped: the tick is no longer current", ref.tick_id, stage)
+        raise Ignore()
+    try:
+        with _lock_kept_alive(ref):
+            body(ref)
+    except Ignore:
+        raise
+    except Exception as e:
+        reconcile.fail_tick(ref, state=state, stage=stage, error=e)
+        raise Ignore() from e
+    finally:
+        if "gateway" in _process:
+            try:
+                reconcile.flush_requests(_process["gateway"], state)
+            except errors.StateStoreError as e:
+                logger.warning("cannot flush request counters: %s", e)
+
+
+def _stage(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def run(ref_data: dict[str, Any]) -> dict[str, Any]:
+        def body(ref: reconcile.TickRef) -> None:
+            reconcile.run_stage(name, ref, gateway=_gateway, state=_state(), settings=_settings())
+
+        _guarded(ref_data, name, body)
+        return ref_data
+
+    run.__name__ = f"{name}_stage"
+    return run
+
+
+snapshot = app.task(name="joulie.snapshot", acks_late=True)(_stage("snapshot"))
+classify = app.task(name="joulie.classify", acks_late=True)(_stage("classify"))
+plan = app.task(name="joulie.plan", acks_late=True)(_stage("plan"))
+guard = app.task(name="joulie.guard", acks_late=True)(_stage("guard"))
+
+
+@app.task(name="joulie.write", acks_late=True)
+def write(ref_data: dict[str, Any]) -> dict[str, Any]:
+    """Compute the writes, fan the batches out across workers (or end the tick)."""
+
+    def body(ref: reconcile.TickRef) -> None:
+        state, settings = _state(), _settings()
+        batches = reconcile.run_stage(
+            "write", ref, gateway=_gateway, state=state, settings=settings
+        )
+        if not batches:
+            reconcile.finish_tick(ref, state=state, settings=settings)
+            return
+        for index in range(batches):
+            write_batch.apply_async(args=(ref_data, index))
+
+    _guarded(ref_data, "write", body)
+    return ref_data
+
+
+@app.task(name="joulie.write_batch", acks_late=True)
+def write_batch(ref_data: dict[str, Any], index: int) -> None:
+    """Apply one batch (fenced); the last batch to finish ends the tick."""
+    ref = reconcile.TickRef.model_validate(ref_data)
+    state, settings = _state(), _settings()
+    try:
+        with _lock_kept_alive(ref):
+            result = reconcile.run_batch(
+                ref, index, gateway=_gateway(), state=state, settings=settings
+            )
+            if result is not None and reconcile.record_batch(ref, index, result, state=state):
+                reconcile.finish_tick(ref, state=state, settings=settings)
+    except Exception as e:
+        reconcile.fail_tick(ref, state=state, stage=f"write batch {index}", error=e)
+        raise Ignore() from e
+    finally:
+        if "gateway" in _process:
+            reconcile.flush_requests(_process["gateway"], state)
+
+
+@app.task(name=TICK_TASK, bind=True, acks_late=True)
+def tick(self: Task[Any, Any], scheduled_at: float | None = None) -> str | None:
+    """One beat tick: drop duplicates of this interval, take the lock, start the chain."""
+    state, settings = _state(), _settings()
+    now = time.time()
+    scheduled = scheduled_at if scheduled_at is not None else now
+    interval = settings.reconcile_interval
+    try:
+        if now - scheduled > interval:
+            state.add_counters({metrics.field(metrics.TICKS, result="expired"): 1})
+            logger.info("tick scheduled at %.0f is stale; dropped", scheduled)
+            return None
+        if not state.claim_interval(math.floor(scheduled / interval), ttl_s=3 * interval + 60):
+            state.add_counters({metrics.field(metrics.TICKS, result="duplicate"): 1})
+            logger.info("duplicate tick for interval %d dropped", scheduled // interval)
+            return None
+        ref = reconcile.begin_tick(state=state, settings=settings, tick_time=scheduled)
+    except errors.StateStoreError as e:
+        logger.error("tick skipped: %s", e)
+        return None
+    if ref is None:
+        return None
+    ref_data = ref.model_dump(mode="json")
+    try:
+        chain(
+            snapshot.si(ref_data),
+            classify.si(ref_data),
+            plan.si(ref_data),
+            guard.si(ref_data),
+            write.si(ref_data),
+        ).apply_async()
+    except Exception as e:
+        reconcile.fail_tick(ref, state=state, stage="dispatch", error=e)
+        raise
+    return ref.tick_id

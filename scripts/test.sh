@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The test command: set up (scripts/bootstrap.sh), lint, type-check, run every test group.
+# The integration tests start their own redis-server processes on free loopback ports.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+export CI=${CI:-}
+echo "== ruff" && .venv/bin/ruff check . && .venv/bin/ruff format --check .
+echo "== mypy" && .venv/bin/mypy
+echo "== import contracts" && .venv/bin/lint-imports
+echo "== unit tests" && .venv/bin/pytest -m unit -q -p no:cacheprovider "$@"
+echo "== integration tests" && .venv/bin/pytest -m integration -q -p no:cacheprovider "$@"

@@ -1,0 +1,14 @@
+"""Worker deployable: validate the settings (fail fast, exit 2), then run a Celery worker.
+
+Extra arguments go to Celery (``--concurrency``, ``--pool``, ``-n``). The container
+image runs ``python worker/main.py``; ``joulie-tasks worker`` is the same thing.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from joulie_tasks.cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main(["worker", *sys.argv[1:]]))
