@@ -193,13 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    worker = sub.add_parser("worker", help="run a Celery worker (extra args go to celery)")
-    worker.add_argument("celery_args", nargs=argparse.REMAINDER)
-    worker.set_defaults(handler=cmd_worker)
+    worker = sub.add_parser(
+        "worker", help="run a Celery worker (other options, e.g. --concurrency, go to Celery)"
+    )
+    worker.set_defaults(handler=cmd_worker, passthrough=True)
 
     beat = sub.add_parser("beat", help="run Celery beat, one tick per RECONCILE_INTERVAL")
-    beat.add_argument("celery_args", nargs=argparse.REMAINDER)
-    beat.set_defaults(handler=cmd_beat)
+    beat.set_defaults(handler=cmd_beat, passthrough=True)
 
     mets = sub.add_parser("metrics", help="serve Prometheus metrics at METRICS_ADDR")
     mets.set_defaults(handler=cmd_metrics)
@@ -214,7 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "passthrough", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.celery_args = extra
     _setup_logging(args.log_level)
     settings = config.load_settings()
     handler: Handler = args.handler

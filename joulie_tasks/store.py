@@ -37,6 +37,8 @@ COUNTERS_KEY = f"{PREFIX}:metrics:counters"
 GAUGES_KEY = f"{PREFIX}:metrics:gauges"
 LAST_TICK_KEY = f"{PREFIX}:last-tick"
 PAUSED_KEY = f"{PREFIX}:paused"
+RECENT_TICKS_KEY = f"{PREFIX}:recent-ticks"
+RECENT_TICKS_KEPT = 200
 
 #: Per-tick data outlives any sane tick, then disappears by itself.
 TICK_DATA_TTL_S = 3600
@@ -313,8 +315,20 @@ class RedisStore:
         )
 
     def set_last_tick(self, summary: Mapping[str, Any]) -> None:
+        """Record a finished tick: the last one, and a short history of recent ones."""
+        blob = json.dumps(summary)
         with self._errors():
-            self._redis.set(LAST_TICK_KEY, json.dumps(summary))
+            pipe = self._redis.pipeline()
+            pipe.set(LAST_TICK_KEY, blob)
+            pipe.lpush(RECENT_TICKS_KEY, blob)
+            pipe.ltrim(RECENT_TICKS_KEY, 0, RECENT_TICKS_KEPT - 1)
+            pipe.execute()
+
+    def recent_ticks(self) -> list[dict[str, Any]]:
+        """Finished ticks, newest first (at most RECENT_TICKS_KEPT)."""
+        with self._errors():
+            rows = self._redis.lrange(RECENT_TICKS_KEY, 0, -1)
+        return [json.loads(r) for r in rows]
 
     def last_tick(self) -> dict[str, Any] | None:
         with self._errors():

@@ -177,8 +177,11 @@ def write_batch(ref_data: dict[str, Any], index: int) -> None:
 
 
 @app.task(name=TICK_TASK, bind=True, acks_late=True)
-def tick(self: Task[Any, Any], scheduled_at: float | None = None) -> str | None:
-    """One beat tick: drop duplicates of this interval, take the lock, start the chain."""
+def tick(self: Task[Any, Any], scheduled_at: float | None = None, dedup: bool = True) -> str | None:
+    """One tick: drop stale ones and duplicates of this interval, take the lock, chain.
+
+    Beat's ticks are deduplicated per interval; a manual tick (``dedup=False``) is not.
+    """
     state, settings = _state(), _settings()
     now = time.time()
     scheduled = scheduled_at if scheduled_at is not None else now
@@ -188,9 +191,10 @@ def tick(self: Task[Any, Any], scheduled_at: float | None = None) -> str | None:
             state.add_counters({metrics.field(metrics.TICKS, result="expired"): 1})
             logger.info("tick scheduled at %.0f is stale; dropped", scheduled)
             return None
-        if not state.claim_interval(math.floor(scheduled / interval), ttl_s=3 * interval + 60):
+        number = math.floor(scheduled / interval)
+        if dedup and not state.claim_interval(number, ttl_s=3 * interval + 60):
             state.add_counters({metrics.field(metrics.TICKS, result="duplicate"): 1})
-            logger.info("duplicate tick for interval %d dropped", scheduled // interval)
+            logger.info("duplicate tick for interval %d dropped", number)
             return None
         ref = reconcile.begin_tick(state=state, settings=settings, tick_time=scheduled)
     except errors.StateStoreError as e:

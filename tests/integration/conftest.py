@@ -1,0 +1,102 @@
+"""Fixtures for integration tests: a private redis-server, the HTTP API emulator,
+and a Stack that starts real worker and beat processes against both.
+
+Real redis-server is required: locally a missing binary skips these tests, in CI
+(``CI=true``) it fails them, so a broken set-up can never pass silently.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery import Celery
+
+from joulie_tasks import guard, store
+from joulie_tasks.emulator import Emulator
+from tests.integration.stack import RedisServer, Stack, wait_for
+
+
+def _require_redis() -> None:
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is required in CI (scripts/bootstrap.sh installs it)")
+        pytest.skip("redis-server is not installed")
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    _require_redis()
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    emu = Emulator().start()
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture
+def stack(tmp_path: Path, redis_server: RedisServer, emulator: Emulator) -> Iterator[Stack]:
+    kubeconfig = emulator.write_kubeconfig(tmp_path / "kubeconfig")
+    s = Stack(tmp=tmp_path, redis_server=redis_server, kubeconfig=kubeconfig)
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def state(redis_server: RedisServer) -> Iterator[store.RedisStore]:
+    st = store.RedisStore(redis_server.url)
+    yield st
+    st.close()
+
+
+class TickClient:
+    """Sends tick messages like beat does (JSON, through the broker) and awaits them."""
+
+    def __init__(self, redis_url: str, state: store.RedisStore) -> None:
+        self.app = Celery("joulie-test-client", broker=redis_url)
+        self.app.conf.update(task_serializer="json", accept_content=["json"])
+        self.state = state
+
+    def send(self, *, dedup: bool = False, scheduled_at: float | None = None, **opts: Any) -> float:
+        at = scheduled_at if scheduled_at is not None else time.time()
+        self.app.send_task("joulie.tick", kwargs={"scheduled_at": at, "dedup": dedup}, **opts)
+        return at
+
+    def finished(self, at: float) -> dict[str, Any] | None:
+        return next((t for t in self.state.recent_ticks() if t["tick_time"] == at), None)
+
+    def run(self, *, timeout: float = 60.0) -> dict[str, Any]:
+        """Send one manual tick and wait until it has finished; return its summary."""
+        at = self.send()
+        return wait_for(lambda: self.finished(at), timeout=timeout, what=f"tick at {at}")
+
+    def counter(self, name: str, **labels: str) -> float:
+        from joulie_tasks import metrics
+
+        counters, _ = self.state.read_metric_values()
+        return counters.get(metrics.field(name, **labels), 0.0)
+
+
+@pytest.fixture
+def ticks(redis_server: RedisServer, state: store.RedisStore) -> Iterator[TickClient]:
+    client = TickClient(redis_server.url, state)
+    yield client
+    client.app.close()
+
+
+def cluster_state(emulator: Emulator, node: str) -> str:
+    """The node's state as its labels show it (the truth the FSM must never contradict)."""
+    labels = emulator.get_node(node)["metadata"].get("labels", {})
+    return guard.read_node_state(
+        labels, profile_label="joulie.io/power-profile", draining_label="joulie.io/draining"
+    ).value

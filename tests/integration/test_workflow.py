@@ -1,0 +1,417 @@
+"""The reconcile workflow with real processes: Celery workers and beat on a real Redis,
+the official Kubernetes client over HTTP to the API emulator.
+
+Covers: convergence and a write-free second tick; pod-mix changes; a deferred
+downgrade completing; 409 and 500 storms; a worker SIGKILLed mid-batch; two beats;
+a dead lock holder; a stale-tick backlog; ``reconcile --once --dry-run``.
+The oracle for "converged" is the pure core run on the emulator's objects: the
+distributed workflow must reach exactly what the (unit-tested) core decides.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from joulie_tasks import (
+    classify,
+    config,
+    guard,
+    metrics,
+    models,
+    plan,
+    snapshot_parse,
+    store,
+    write,
+)
+from joulie_tasks.emulator import Emulator
+from tests.integration.conftest import TickClient, cluster_state
+from tests.integration.stack import Stack, wait_for
+
+pytestmark = pytest.mark.slow
+
+WRITE_VERBS = ("patch", "create", "update", "delete")
+
+
+def pending_writes(emulator: Emulator, env: Mapping[str, str]) -> models.WriteSet:
+    """What the pure core would still write for the emulator's current objects."""
+    settings = config.read_settings(env)
+    nodes = tuple(
+        n for n in map(snapshot_parse.node_info_from_manifest, emulator.list_objects("nodes")) if n
+    )
+    pods = tuple(
+        p for p in map(snapshot_parse.pod_info_from_manifest, emulator.list_objects("pods")) if p
+    )
+    profiles = tuple(
+        p
+        for p in map(
+            snapshot_parse.npp_info_from_manifest, emulator.list_objects("nodepowerprofiles")
+        )
+        if p
+    )
+    eligible = snapshot_parse.select_eligible(
+        nodes, selector=settings.selector, reserved_label_key=settings.reserved_label_key
+    )
+    demand = classify.summarise_demand(pods)
+    planned = plan.make_plan(
+        [n.name for n in eligible], demand=demand, params=settings.policy_params(), tick_time=0
+    )
+    guarded = guard.apply_guard(
+        planned,
+        nodes=nodes,
+        demand=demand,
+        profile_label=settings.power_profile_label,
+        draining_label=settings.draining_label,
+        tick_time=0,
+        performance_cap_watts=settings.performance_cap_watts,
+    )
+    return write.desired_writes(
+        guarded,
+        nodes=nodes,
+        profiles=profiles,
+        profile_label=settings.power_profile_label,
+        draining_label=settings.draining_label,
+    )
+
+
+def writes_made(emulator: Emulator) -> int:
+    return sum(n for (verb, _), n in emulator.counters().items() if verb in WRITE_VERBS)
+
+
+def assert_fsm_matches_cluster(state: store.RedisStore, emulator: Emulator) -> None:
+    """No false state: every FSM record says what the node's labels say."""
+    records = state.fsm_records()
+    assert records, "the FSM is empty"
+    for node, record in records.items():
+        assert record["state"] == cluster_state(emulator, node), (node, record)
+
+
+def versions(emulator: Emulator, resource: str) -> dict[str, str]:
+    objs = emulator.list_objects(resource)
+    return {o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in objs}
+
+
+def profile_label(emulator: Emulator, node: str) -> str | None:
+    return emulator.get_node(node)["metadata"].get("labels", {}).get("joulie.io/power-profile")
+
+
+def perf_pod(name: str, node: str | None, phase: str = "Running") -> dict[str, Any]:
+    spec: dict[str, Any] = {"nodeSelector": {"joulie.io/power-profile": "performance"}}
+    if node:
+        spec["nodeName"] = node
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {**spec, "containers": [{"name": "c", "image": "busybox"}]},
+        "status": {"phase": phase},
+    }
+
+
+def test_fifty_node_cluster_converges_and_the_next_tick_writes_nothing(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
+) -> None:
+    # Given a 50-managed-node cluster (plus a reserved and an unschedulable node)
+    emulator.seed(52, 8, seed=7, reserved=1, unschedulable=1)
+    stack.start_worker("w1")
+    stack.start_worker("w2")
+    assert not pending_writes(emulator, stack.env).empty
+
+    # When one tick runs
+    first = ticks.run()
+
+    # Then the cluster is exactly what the core decides, and the FSM agrees with it
+    assert first["failures"] == {}
+    assert first["nodes"] == 50
+    assert pending_writes(emulator, stack.env).empty
+    assert_fsm_matches_cluster(state, emulator)
+    assert len(emulator.list_objects("nodepowerprofiles")) == 50
+
+    # When the next tick runs on the converged cluster
+    emulator.reset_counters()
+    second = ticks.run()
+
+    # Then it writes nothing and reads with three paginated lists
+    assert second["written"] == 0
+    assert second["writes_planned"] == 0
+    counts = emulator.counters()
+    assert writes_made(emulator) == 0, counts
+    assert set(counts) == {("list", "nodes"), ("list", "pods"), ("list", "nodepowerprofiles")}
+    pods = len(emulator.list_objects("pods"))
+    assert counts[("list", "pods")] == math.ceil(pods / 500)
+    print(f"converged 50-node tick: {sum(counts.values())} API requests {dict(counts)}")
+
+
+def test_a_pod_mix_change_flips_the_right_nodes_and_a_downgrade_waits_for_its_pods(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
+) -> None:
+    # Given queue_aware_v1 with no baseline: one performance node per performance pod
+    stack.configure(
+        policy_type="queue_aware_v1",
+        queue_hp_base_frac="0",
+        queue_hp_min="0",
+        queue_perf_per_hp_node="1",
+    )
+    emulator.seed(6, 0, seed=1)
+    nodes = sorted(n["metadata"]["name"] for n in emulator.list_objects("nodes"))
+    stack.start_worker("w1")
+    stack.start_worker("w2")
+    ticks.run()
+    assert [profile_label(emulator, n) for n in nodes] == ["eco"] * 6
+
+    # When two performance pods arrive (one pending, one already on the last node)
+    emulator.put_object(perf_pod("perf-a", None, phase="Pending"))
+    emulator.put_object(perf_pod("perf-b", nodes[5]))
+    ticks.run()
+
+    # Then exactly the first two nodes flip to performance; the last node, planned eco,
+    # keeps draining=true while its performance pod runs
+    assert [profile_label(emulator, n) for n in nodes] == ["performance"] * 2 + ["eco"] * 4
+    assert cluster_state(emulator, nodes[5]) == "DrainingPerformance"
+    assert pending_writes(emulator, stack.env).empty
+
+    # When demand drops to one pod, bound on node 1: the queue needs one performance
+    # node, node 0 (first in byte order), so node 1 is planned eco
+    emulator.delete_object("pods", "perf-a", "default")
+    emulator.delete_object("pods", "perf-b", "default")
+    emulator.put_object(perf_pod("perf-c", nodes[1]))
+    third = ticks.run()
+
+    # Then node 1 is planned eco but runs performance work: the downgrade is deferred;
+    # node 5's pod is gone, so its downgrade completes
+    assert cluster_state(emulator, nodes[0]) == "ActivePerformance"
+    assert cluster_state(emulator, nodes[1]) == "DrainingPerformance"
+    assert cluster_state(emulator, nodes[5]) == "ActiveEco"
+    this_tick = [t for t in state.read_transitions() if t["tick_id"] == third["tick_id"]]
+    assert [t["node"] for t in this_tick if t["result"] == "deferred"] == [nodes[1]]
+
+    # When the pod finishes, the next tick completes the downgrade
+    pod = emulator.get_object("pods", "perf-c", "default")
+    assert pod is not None
+    pod["status"] = {"phase": "Succeeded"}
+    emulator.put_object(pod)
+    ticks.run()
+    assert cluster_state(emulator, nodes[1]) == "ActiveEco"
+    applied = [
+        (t["node"], t["from"], t["to"])
+        for t in state.read_transitions()
+        if t["result"] == "applied"
+    ]
+    assert (nodes[1], "DrainingPerformance", "ActiveEco") in applied
+    assert_fsm_matches_cluster(state, emulator)
+
+
+def test_conflicts_on_node_patches_are_retried_and_counted(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
+) -> None:
+    emulator.seed(8, 2, seed=3)
+    stack.start_worker("w1")
+    emulator.inject("PATCH", r"^/api/v1/nodes/", status=409, times=3)
+
+    report = ticks.run()
+
+    assert report["failures"] == {}
+    assert pending_writes(emulator, stack.env).empty
+    assert ticks.counter(metrics.KUBE_RETRIES, reason="conflict") >= 3
+    assert ticks.counter(metrics.KUBE_CONFLICTS) >= 3
+    assert_fsm_matches_cluster(state, emulator)
+
+
+def test_a_500_storm_fails_the_tick_cleanly_and_the_next_tick_converges(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
+) -> None:
+    emulator.seed(8, 2, seed=4)
+    stack.start_worker("w1")
+    # Every node list fails for longer than the transient retry budget (5 attempts)
+    emulator.inject("GET", r"^/api/v1/nodes$", status=500, times=50)
+
+    at = ticks.send()
+    wait_for(lambda: ticks.counter(metrics.TICKS, result="failed") >= 1, what="a failed tick")
+    assert ticks.finished(at) is None
+    assert state.lock_holder() is None  # released, not left to expire
+    assert not state.fsm_records()
+
+    emulator.clear_faults()
+    report = ticks.run()
+    assert report["failures"] == {}
+    assert pending_writes(emulator, stack.env).empty
+    assert_fsm_matches_cluster(state, emulator)
+
+
+def test_a_worker_killed_mid_batch_leaves_no_false_state_and_the_next_tick_converges(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
+) -> None:
+    # Given slow node patches, so a write batch is in flight when the worker dies
+    stack.configure(write_batch_size=4, write_concurrency=1)
+    emulator.seed(12, 1, seed=5)
+    victim = stack.start_worker("victim")
+    emulator.inject("PATCH", r"^/api/v1/nodes/", delay_s=0.4, times=1000)
+
+    # When the worker is SIGKILLed after its first label writes landed
+    at = ticks.send()
+    wait_for(lambda: emulator.counters().get(("patch", "nodes"), 0) >= 2, what="writes started")
+    victim.kill()
+    assert ticks.finished(at) is None
+
+    # Then Redis records no node in a state the cluster does not show
+    for node, record in state.fsm_records().items():
+        assert record["state"] == cluster_state(emulator, node), (node, record)
+
+    # And after the dead tick's lock expires, a new worker's tick converges
+    emulator.clear_faults()
+    stack.start_worker("rescuer")
+    wait_for(lambda: state.lock_holder() is None, timeout=30, what="the dead tick's lock to expire")
+    report = ticks.run()
+    assert report["failures"] == {}
+    assert pending_writes(emulator, stack.env).empty
+    assert_fsm_matches_cluster(state, emulator)
+
+
+def test_two_beats_give_one_reconcile_per_interval(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
+) -> None:
+    stack.configure(reconcile_interval="2s")
+    emulator.seed(4, 1, seed=6)
+    stack.start_worker("w1")
+    stack.start_beat("beat-a")
+    stack.start_beat("beat-b")
+
+    wait_for(lambda: len(state.recent_ticks()) >= 3, timeout=40, what="three ticks")
+    wait_for(
+        lambda: ticks.counter(metrics.TICKS, result="duplicate") >= 2,
+        timeout=20,
+        what="duplicate ticks dropped",
+    )
+    intervals = [math.floor(t["tick_time"] / 2.0) for t in state.recent_ticks()]
+    assert len(intervals) == len(set(intervals)), intervals
+
+
+def test_a_dead_lock_holder_blocks_ticks_only_until_its_lock_expires(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
+) -> None:
+    emulator.seed(4, 1, seed=8)
+    stack.start_worker("w1")
+    # Given a lock taken by a tick whose process died (nobody renews it)
+    token = state.acquire_lock("dead-tick", ttl_s=4)
+    assert token is not None
+
+    # Then a tick meanwhile is skipped and counted, not queued
+    at = ticks.send()
+    wait_for(lambda: ticks.counter(metrics.TICKS, result="skipped_locked") >= 1, what="a skip")
+    assert ticks.finished(at) is None
+
+    # And once the lock expired, ticks run again
+    wait_for(lambda: state.lock_holder() is None, timeout=15, what="lock expiry")
+    report = ticks.run()
+    assert report["nodes"] == 4
+
+
+def test_a_backlog_of_stale_ticks_collapses_into_one_reconcile(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
+) -> None:
+    # Given five beat ticks queued during an outage (no worker running), 30 s apart
+    stack.configure(reconcile_interval="30s")
+    emulator.seed(4, 1, seed=9)
+    now = time.time()
+    sent = [ticks.send(dedup=True, scheduled_at=now - 30 * k) for k in (4, 3, 2, 1, 0)]
+
+    # When a worker comes back
+    stack.start_worker("w1")
+
+    # Then only the newest tick reconciles; the stale ones are dropped and counted
+    wait_for(lambda: ticks.finished(sent[-1]), what="the newest tick")
+    wait_for(lambda: ticks.counter(metrics.TICKS, result="expired") >= 4, what="stale ticks")
+    assert [t["tick_time"] for t in state.recent_ticks()] == [sent[-1]]
+
+
+def test_reconcile_once_dry_run_changes_nothing_in_the_cluster(
+    stack: Stack, emulator: Emulator, state: store.RedisStore
+) -> None:
+    emulator.seed(6, 2, seed=10)
+    before = {
+        n["metadata"]["name"]: n["metadata"]["resourceVersion"]
+        for n in emulator.list_objects("nodes")
+    }
+
+    result = stack.run_cli(
+        "reconcile", "--once", "--dry-run", "--output", "json", "--at", "1700000000"
+    )
+
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["dry_run"] is True
+    assert summary["tick_time"] == 1700000000
+    assert len(summary["nodes"]) == 6
+    assert all(n["write_needed"] for n in summary["nodes"])
+    assert writes_made(emulator) == 0
+    after = {
+        n["metadata"]["name"]: n["metadata"]["resourceVersion"]
+        for n in emulator.list_objects("nodes")
+    }
+    assert after == before
+    assert emulator.list_objects("nodepowerprofiles") == []
+    assert state.lock_holder() is None
+
+
+def test_reconcile_once_writes_then_a_second_run_reconciles_again_without_writes(
+    stack: Stack, emulator: Emulator, state: store.RedisStore
+) -> None:
+    emulator.seed(6, 2, seed=11)
+
+    first = stack.run_cli("reconcile", "--once", "--output", "json")
+    second = stack.run_cli("reconcile", "--once", "--output", "json")
+
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    assert json.loads(first.stdout)["written"] > 0
+    assert json.loads(second.stdout)["written"] == 0
+    assert pending_writes(emulator, stack.env).empty
+    assert_fsm_matches_cluster(state, emulator)
+
+
+def test_reconcile_once_refuses_while_another_tick_holds_the_lock(
+    stack: Stack, emulator: Emulator, state: store.RedisStore
+) -> None:
+    emulator.seed(2, 0, seed=12)
+    assert state.acquire_lock("someone-else", ttl_s=30) is not None
+
+    result = stack.run_cli("reconcile", "--once")
+
+    assert result.returncode != 0
+    assert "lock" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert writes_made(emulator) == 0
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"REDIS_URL": "redis://127.0.0.1:1/0"}, "redis://127.0.0.1:1/0"),
+        ({"KUBECONFIG": "/nonexistent/kubeconfig"}, "/nonexistent/kubeconfig"),
+    ],
+    ids=["redis-unreachable", "kubeconfig-missing"],
+)
+def test_reconcile_once_names_an_unreachable_dependency_in_one_line(
+    stack: Stack, env: dict[str, str], needle: str
+) -> None:
+    stack.configure(**{k.lower(): v for k, v in env.items()})
+    result = stack.run_cli("reconcile", "--once")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert needle in lines[0]
+
+
+def test_reconcile_once_names_an_unreachable_api_server(stack: Stack, emulator: Emulator) -> None:
+    url = emulator.url
+    emulator.stop()
+    result = stack.run_cli("reconcile", "--once")
+    assert result.returncode == 1
+    assert url.split("//")[1] in result.stderr
+    assert "Traceback" not in result.stderr
+    emulator.start()  # let the fixture stop it again
