@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     """Nodes per write batch task; batches fan out across workers."""
     write_concurrency: int = Field(8, ge=1, le=64)
     """Parallel API writes inside one batch task (threads)."""
+    max_transitions_per_tick: int = Field(0, ge=0)
+    """At most this many nodes change profile per tick, the rest in later ticks, in plan
+    order. 0 means unlimited (the reference behaviour)."""
     transition_stream_maxlen: int = Field(10_000, ge=10)
     """Approximate bound on the Redis transition stream."""
 

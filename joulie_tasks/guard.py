@@ -149,3 +149,40 @@ def _transition(
 ) -> models.Transition:
     result = models.TransitionResult.APPLIED if applied else models.TransitionResult.DEFERRED
     return models.Transition(node=node, from_state=from_state, to_state=to_state, result=result)
+
+
+def limit_profile_changes(guarded: models.GuardedPlan, *, max_changes: int) -> models.GuardedPlan:
+    """Let at most ``max_changes`` nodes change profile this tick, in plan order.
+
+    A node changes profile when its decided profile differs from the profile its
+    current state shows (an Unknown node always changes). Decisions past the limit
+    are postponed: they keep their current state, record no transition and write
+    nothing; the next tick plans them again. ``max_changes`` ≤ 0 means no limit
+    (the reference behaviour). Draining-only changes are not profile changes.
+    """
+    if max_changes <= 0:
+        return guarded
+    changed = 0
+    decisions: list[models.Decision] = []
+    for d in guarded.decisions:
+        if _current_profile(d.from_state) == d.profile:
+            decisions.append(d)
+            continue
+        changed += 1
+        if changed <= max_changes:
+            decisions.append(d)
+        else:
+            decisions.append(
+                d.model_copy(
+                    update={"to_state": d.from_state, "transitions": (), "postponed": True}
+                )
+            )
+    return guarded.model_copy(update={"decisions": tuple(decisions)})
+
+
+def _current_profile(state: models.NodeState) -> models.Profile | None:
+    if state is models.NodeState.ACTIVE_PERFORMANCE:
+        return models.Profile.PERFORMANCE
+    if state in (models.NodeState.ACTIVE_ECO, models.NodeState.DRAINING_PERFORMANCE):
+        return models.Profile.ECO
+    return None

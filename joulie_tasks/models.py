@@ -188,7 +188,9 @@ class Decision(Frozen):
     """One node's guarded desired state and how it relates to its current state.
 
     ``held`` marks a downgrade withheld because the node's performance-pod count
-    is unknown (fail safe): the node keeps a non-eco profile.
+    is unknown (fail safe): the node keeps a non-eco profile. ``postponed`` marks a
+    profile change held back by MAX_TRANSITIONS_PER_TICK: nothing is written for
+    the node this tick, and it keeps its current state.
     """
 
     node: NodeName
@@ -201,6 +203,7 @@ class Decision(Frozen):
     from_state: NodeState
     to_state: NodeState
     held: bool = False
+    postponed: bool = False
     transitions: tuple[Transition, ...] = ()
 
 

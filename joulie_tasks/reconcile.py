@@ -168,6 +168,7 @@ def stage_guard(ref: TickRef, *, state: store.RedisStore, settings: config.Setti
         tick_time=ref.tick_time,
         performance_cap_watts=settings.performance_cap_watts,
     )
+    guarded = guard.limit_profile_changes(guarded, max_changes=settings.max_transitions_per_tick)
     for d in guarded.decisions:
         if d.held:
             logger.warning(
@@ -325,8 +326,8 @@ def _record_outcome(
     counts: Counter[str] = Counter()
     for d in guarded.decisions:
         prev = previous.get(d.node, {})
-        if d.node in failures:
-            records[d.node] = _failed_record(d, prev, ref, failures[d.node])
+        if d.node in failures or d.postponed:
+            records[d.node] = _failed_record(d, prev, ref, failures.get(d.node))
             continue
         since = prev.get("since") if prev.get("state") == d.to_state.value else None
         records[d.node] = {
@@ -372,9 +373,9 @@ def _record_outcome(
 
 
 def _failed_record(
-    d: models.Decision, prev: Mapping[str, Any], ref: TickRef, error: str
+    d: models.Decision, prev: Mapping[str, Any], ref: TickRef, error: str | None
 ) -> dict[str, Any]:
-    """The FSM record of a node whose write failed: its state is what the cluster shows."""
+    """The FSM record of a node not written (failed, postponed): what the cluster shows."""
     profile, draining = _STATE_PROFILE[d.from_state]
     keep = prev.get("state") == d.from_state.value
     return {
@@ -395,6 +396,8 @@ def _reason(d: models.Decision) -> str:
         return f"{d.performance_pods} performance pod(s) still on the node"
     if d.held:
         return "performance-pod count unknown; downgrade withheld"
+    if d.postponed:
+        return "postponed by MAX_TRANSITIONS_PER_TICK"
     return f"planned {d.planned.value} by {d.policy_name}"
 
 

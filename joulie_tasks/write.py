@@ -40,7 +40,8 @@ def desired_writes(
     are written (both together) when either differs. A profile object is created
     when none has its name, and replaced — carrying the existing resource version —
     when its node, profile, cap, policy name or owner label differs. A decision for
-    a node absent from ``nodes`` is treated as a node without labels.
+    a node absent from ``nodes`` is treated as a node without labels. A postponed
+    decision writes nothing.
     """
     names = naming.assign_npp_names([n.name for n in nodes] + [d.node for d in guarded.decisions])
     current_labels = {node.name: node.labels for node in nodes}
@@ -48,6 +49,8 @@ def desired_writes(
     label_writes: list[models.LabelWrite] = []
     npp_writes: list[models.NppWrite] = []
     for decision in guarded.decisions:
+        if decision.postponed:
+            continue  # MAX_TRANSITIONS_PER_TICK: this node changes in a later tick
         wanted = {
             profile_label: decision.profile.value,
             draining_label: _TRUE if decision.draining else _FALSE,

@@ -251,3 +251,56 @@ def test_a_planned_node_missing_from_the_snapshot_is_in_unknown_state() -> None:
         performance_cap_watts=PERF_CAP,
     )
     assert guarded.decisions[0].from_state is S.UNKNOWN
+
+
+# --- MAX_TRANSITIONS_PER_TICK ----------------------------------------------------------------
+
+
+def _flip_all_to_eco(count: int) -> models.GuardedPlan:
+    from joulie_tasks import plan as planning
+
+    nodes = [make_node(f"n{i}", profile="performance", draining="false") for i in range(count)]
+    planned = planning.make_plan(
+        [n.name for n in nodes],
+        demand=models.Demand(),
+        params=models.PolicyParams(static_hp_frac=0.0),
+        tick_time=0,
+    )
+    return guard.apply_guard(
+        planned,
+        nodes=nodes,
+        demand=models.Demand(),
+        profile_label="joulie.io/power-profile",
+        draining_label="joulie.io/draining",
+        tick_time=0,
+        performance_cap_watts=5000,
+    )
+
+
+def test_at_most_max_transitions_nodes_change_profile_in_plan_order() -> None:
+    limited = guard.limit_profile_changes(_flip_all_to_eco(5), max_changes=2)
+    postponed = [d.node for d in limited.decisions if d.postponed]
+    assert postponed == ["n2", "n3", "n4"]
+    for d in limited.decisions[2:]:
+        assert d.to_state is d.from_state
+        assert d.transitions == ()
+
+
+def test_zero_means_no_limit() -> None:
+    guarded = _flip_all_to_eco(5)
+    assert guard.limit_profile_changes(guarded, max_changes=0) == guarded
+
+
+def test_nodes_already_at_their_profile_do_not_use_the_budget() -> None:
+    guarded = _flip_all_to_eco(3)
+    settled = guarded.model_copy(
+        update={
+            "decisions": tuple(
+                d.model_copy(update={"from_state": models.NodeState.ACTIVE_ECO})
+                for d in guarded.decisions
+            )
+        }
+    )
+    assert not any(
+        d.postponed for d in guard.limit_profile_changes(settled, max_changes=1).decisions
+    )

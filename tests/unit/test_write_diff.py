@@ -201,3 +201,35 @@ def test_queue_aware_provenance_reaches_the_profile_objects() -> None:
     assert {w.spec.policy_name for w in writes.profiles} == {"queue-aware-v1"}
     assert all(not w.create for w in writes.profiles)
     assert PERF_CAP in {w.spec.cap_watts for w in writes.profiles}
+
+
+def test_a_postponed_decision_writes_nothing() -> None:
+    from joulie_tasks import guard as guarding
+    from joulie_tasks import plan as planning
+
+    nodes = [make_node("a", profile="performance", draining="false")]
+    planned = planning.make_plan(
+        ["a"], demand=models.Demand(), params=models.PolicyParams(static_hp_frac=0.0), tick_time=0
+    )
+    guarded = guarding.apply_guard(
+        planned,
+        nodes=nodes,
+        demand=models.Demand(),
+        profile_label=PROFILE_LABEL,
+        draining_label=DRAINING_LABEL,
+        tick_time=0,
+        performance_cap_watts=5000,
+    )
+    postponed = guarded.model_copy(
+        update={
+            "decisions": tuple(d.model_copy(update={"postponed": True}) for d in guarded.decisions)
+        }
+    )
+    writes = write.desired_writes(
+        postponed,
+        nodes=nodes,
+        profiles=(),
+        profile_label=PROFILE_LABEL,
+        draining_label=DRAINING_LABEL,
+    )
+    assert writes.empty

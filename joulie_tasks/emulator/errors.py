@@ -1,0 +1,111 @@
+"""API errors raised inside the emulator and rendered as ``metav1.Status`` bodies.
+
+Messages, reasons and ``details`` follow the real API server closely, because the
+code under test (and tests) read ``ApiException.status`` and sometimes the body.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from joulie_tasks.emulator import resources
+
+REASONS = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+    410: "Expired",
+    415: "UnsupportedMediaType",
+    422: "Invalid",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+    504: "Timeout",
+}
+
+
+class ApiError(Exception):
+    """Raised when a request must be answered with a Failure Status."""
+
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        *,
+        reason: str | None = None,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.reason = reason or REASONS.get(code, "Unknown")
+        self.details = details
+        self.headers = headers or {}
+
+    def status(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
+        if self.details is not None:
+            body["details"] = self.details
+        return body
+
+
+def _details(res: resources.Resource, name: str) -> dict[str, Any]:
+    details: dict[str, Any] = {"name": name, "kind": res.plural}
+    if res.group:
+        details["group"] = res.group
+    return details
+
+
+def not_found(res: resources.Resource, name: str) -> ApiError:
+    return ApiError(404, f'{res.qualified} "{name}" not found', details=_details(res, name))
+
+
+def already_exists(res: resources.Resource, name: str) -> ApiError:
+    return ApiError(
+        409,
+        f'{res.qualified} "{name}" already exists',
+        reason="AlreadyExists",
+        details=_details(res, name),
+    )
+
+
+def conflict(res: resources.Resource, name: str, why: str | None = None) -> ApiError:
+    why = why or (
+        "the object has been modified; please apply your changes to the latest version "
+        "and try again"
+    )
+    return ApiError(
+        409,
+        f'Operation cannot be fulfilled on {res.qualified} "{name}": {why}',
+        details=_details(res, name),
+    )
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, message)
+
+
+def invalid(res: resources.Resource, name: str, causes: list[dict[str, str]]) -> ApiError:
+    """422 listing every cause, worded like field.ErrorList.ToAggregate()."""
+    texts = [f"{c['field']}: {c['message']}" for c in causes]
+    joined = texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]"
+    details: dict[str, Any] = {"name": name, "kind": res.kind, "causes": causes}
+    if res.group:
+        details["group"] = res.group
+    return ApiError(422, f'{res.qualified_kind} "{name}" is invalid: {joined}', details=details)
+
+
+def cause(reason: str, field: str, message: str) -> dict[str, str]:
+    return {"reason": reason, "message": message, "field": field}

@@ -1,0 +1,347 @@
+"""In-memory object store: one sorted table per resource, one global resourceVersion.
+
+Built for 10k nodes / 100k pods. Each entry caches its JSON bytes (rebuilt lazily
+after a write) so GET and list pages are byte joins, never re-serialisation or deep
+copies; each table keeps its keys (``namespace/name`` or ``name``) sorted, so a
+namespace is a bisect range and a page is a slice. Every write replaces the entry's
+dict wholesale: stored dicts are never mutated in place, so a reader holding one is
+safe. One re-entrant lock serialises writes and page assembly.
+
+Pagination resumes *after the last key returned* (the continue token carries it).
+Objects present for the whole walk are returned exactly once; objects created or
+deleted meanwhile may or may not appear, and each page reports the current
+resourceVersion rather than a snapshot's (the real server serves a consistent
+snapshot from etcd).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import bisect
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from joulie_tasks.emulator import errors, resources
+
+Obj = dict[str, Any]
+
+
+def dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def key_of(namespace: str | None, name: str) -> str:
+    return f"{namespace}/{name}" if namespace else name
+
+
+@dataclass(slots=True)
+class Entry:
+    """A stored object and its cached serialisation."""
+
+    obj: Obj
+    raw: bytes | None = None
+
+    def body(self) -> bytes:
+        if self.raw is None:
+            self.raw = dumps(self.obj)
+        return self.raw
+
+    def copy(self) -> Obj:
+        """A private deep copy (parsing the cached bytes is the cheapest deep copy)."""
+        result: Obj = json.loads(self.body())
+        return result
+
+
+@dataclass
+class _Table:
+    keys: list[str] = field(default_factory=list)
+    entries: dict[str, Entry] = field(default_factory=dict)
+
+    def put(self, key: str, entry: Entry) -> None:
+        if key not in self.entries:
+            bisect.insort(self.keys, key)
+        self.entries[key] = entry
+
+    def pop(self, key: str) -> Entry:
+        entry = self.entries.pop(key)
+        del self.keys[bisect.bisect_left(self.keys, key)]
+        return entry
+
+
+@dataclass
+class Page:
+    """One list page: serialised items plus the list metadata to send with them."""
+
+    resource_version: str
+    items: list[bytes]
+    continue_key: str | None
+    remaining: int | None
+
+
+def encode_continue(key: str, rv: str) -> str:
+    raw = dumps({"v": "emulator/v1", "rv": rv, "start": key})
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def decode_continue(token: str) -> str:
+    """The last key of the previous page; 400 for anything not minted here."""
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        key = data["start"]
+    except (ValueError, KeyError, TypeError, binascii.Error) as e:
+        raise errors.bad_request(f"continue key is not valid: {e}") from e
+    if not isinstance(key, str):
+        raise errors.bad_request("continue key is not valid: start is not a string")
+    return key
+
+
+class Store:
+    """Objects by resource; all methods are thread-safe."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self._rv = 0
+        self._tables: dict[str, _Table] = {r.key: _Table() for r in resources.ALL}
+
+    # --- bookkeeping ---------------------------------------------------------------------
+
+    @property
+    def resource_version(self) -> str:
+        return str(self._rv)
+
+    def _next_rv(self) -> str:
+        self._rv += 1
+        return str(self._rv)
+
+    def _stamp_new(self, obj: Obj, *, dry_run: bool) -> None:
+        meta = obj["metadata"]
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = now_rfc3339()
+        meta["generation"] = 1
+        meta.pop("resourceVersion", None)
+        if not dry_run:
+            meta["resourceVersion"] = self._next_rv()
+
+    def _stamp_update(self, obj: Obj, old: Obj, *, dry_run: bool) -> None:
+        meta, old_meta = obj["metadata"], old["metadata"]
+        for kept in ("uid", "creationTimestamp"):
+            if kept in old_meta:
+                meta[kept] = old_meta[kept]
+        generation = old_meta.get("generation", 1)
+        meta["generation"] = generation + 1 if obj.get("spec") != old.get("spec") else generation
+        meta["resourceVersion"] = old_meta.get("resourceVersion") if dry_run else self._next_rv()
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def get(self, res: resources.Resource, namespace: str | None, name: str) -> Entry | None:
+        with self.lock:
+            return self._tables[res.key].entries.get(key_of(namespace, name))
+
+    def require(self, res: resources.Resource, namespace: str | None, name: str) -> Entry:
+        entry = self.get(res, namespace, name)
+        if entry is None:
+            raise errors.not_found(res, name)
+        return entry
+
+    def count(self, res: resources.Resource) -> int:
+        with self.lock:
+            return len(self._tables[res.key].keys)
+
+    def objects(self, res: resources.Resource, namespace: str | None = None) -> list[Entry]:
+        with self.lock:
+            table = self._tables[res.key]
+            lo, hi = self._bounds(table, namespace)
+            return [table.entries[k] for k in table.keys[lo:hi]]
+
+    @staticmethod
+    def _bounds(table: _Table, namespace: str | None) -> tuple[int, int]:
+        if not namespace:
+            return 0, len(table.keys)
+        # "/" + 1 == "0": every "ns/..." key sorts in [ns/, ns0).
+        return (
+            bisect.bisect_left(table.keys, namespace + "/"),
+            bisect.bisect_left(table.keys, namespace + "0"),
+        )
+
+    def list_page(
+        self,
+        res: resources.Resource,
+        *,
+        namespace: str | None,
+        match: Callable[[Obj], bool] | None,
+        limit: int,
+        after: str | None,
+    ) -> Page:
+        """Up to ``limit`` (0: all) matching items in key order, starting after ``after``."""
+        with self.lock:
+            table = self._tables[res.key]
+            lo, hi = self._bounds(table, namespace)
+            if after is not None:
+                lo = max(lo, bisect.bisect_right(table.keys, after))
+            keys, entries = table.keys, table.entries
+            items: list[bytes] = []
+            last = lo
+            for i in range(lo, hi):
+                entry = entries[keys[i]]
+                if match is None or match(entry.obj):
+                    items.append(entry.body())
+                    if limit and len(items) == limit:
+                        last = i + 1
+                        break
+            else:
+                last = hi
+            more = bool(limit) and len(items) == limit and last < hi
+            return Page(
+                resource_version=self.resource_version,
+                items=items,
+                continue_key=keys[last - 1] if more else None,
+                remaining=(hi - last) if more and match is None else None,
+            )
+
+    # --- writes --------------------------------------------------------------------------
+
+    def create(self, res: resources.Resource, obj: Obj, *, dry_run: bool = False) -> Entry:
+        """Insert a new object (stamping uid, creationTimestamp, resourceVersion)."""
+        meta = obj["metadata"]
+        key = key_of(meta.get("namespace"), meta["name"])
+        with self.lock:
+            table = self._tables[res.key]
+            if key in table.entries:
+                raise errors.already_exists(res, meta["name"])
+            self._stamp_new(obj, dry_run=dry_run)
+            entry = Entry(obj)
+            if not dry_run:
+                table.put(key, entry)
+            return entry
+
+    def update(
+        self,
+        res: resources.Resource,
+        obj: Obj,
+        *,
+        expected_rv: str | None,
+        dry_run: bool = False,
+        prepare: Callable[[Obj, Obj], None] | None = None,
+    ) -> Entry:
+        """Replace an existing object; 409 when ``expected_rv`` is given and stale.
+
+        ``prepare(new, old)`` runs under the lock, e.g. to carry the old status over.
+        """
+        meta = obj["metadata"]
+        name = meta["name"]
+        key = key_of(meta.get("namespace"), name)
+        with self.lock:
+            table = self._tables[res.key]
+            old = table.entries.get(key)
+            if old is None:
+                raise errors.not_found(res, name)
+            if expected_rv is not None and expected_rv != old.obj["metadata"].get(
+                "resourceVersion"
+            ):
+                raise errors.conflict(res, name)
+            if prepare is not None:
+                prepare(obj, old.obj)
+            self._stamp_update(obj, old.obj, dry_run=dry_run)
+            entry = Entry(obj)
+            if not dry_run:
+                table.entries[key] = entry
+            return entry
+
+    def delete(
+        self,
+        res: resources.Resource,
+        namespace: str | None,
+        name: str,
+        *,
+        preconditions: Mapping[str, Any] | None = None,
+        dry_run: bool = False,
+    ) -> Entry:
+        with self.lock:
+            table = self._tables[res.key]
+            key = key_of(namespace, name)
+            entry = table.entries.get(key)
+            if entry is None:
+                raise errors.not_found(res, name)
+            meta = entry.obj["metadata"]
+            for field_name in ("uid", "resourceVersion"):
+                wanted = (preconditions or {}).get(field_name)
+                if wanted is not None and wanted != meta.get(field_name):
+                    raise errors.conflict(
+                        res,
+                        name,
+                        f"Precondition failed: {field_name} in precondition: {wanted}, "
+                        f"{field_name} in object meta: {meta.get(field_name)}",
+                    )
+            if not dry_run:
+                table.pop(key)
+            return entry
+
+    def put(self, res: resources.Resource, obj: Obj) -> Entry:
+        """Upsert without admission checks (out-of-band test helper)."""
+        meta = obj.setdefault("metadata", {})
+        key = key_of(meta.get("namespace"), meta["name"])
+        with self.lock:
+            old = self._tables[res.key].entries.get(key)
+            if old is None:
+                self._stamp_new(obj, dry_run=False)
+            else:
+                self._stamp_update(obj, old.obj, dry_run=False)
+            entry = Entry(obj)
+            self._tables[res.key].put(key, entry)
+            return entry
+
+    def mutate(
+        self,
+        res: resources.Resource,
+        namespace: str | None,
+        name: str,
+        change: Callable[[Obj], None],
+    ) -> Entry:
+        """Apply ``change`` to a private copy and store it atomically (out-of-band)."""
+        with self.lock:
+            obj = self.require(res, namespace, name).copy()
+            change(obj)
+            return self.put(res, obj)
+
+    def load(self, res: resources.Resource, objs: Iterable[Obj], *, encode: bool = True) -> int:
+        """Bulk insert or replace, taking ownership of the dicts; one sort at the end.
+
+        ``encode`` serialises now, so the first list is as fast as the next ones.
+        """
+        count = 0
+        with self.lock:
+            table = self._tables[res.key]
+            new_keys = False
+            stamp = now_rfc3339()
+            for obj in objs:
+                obj.setdefault("apiVersion", res.api_version)
+                obj.setdefault("kind", res.kind)
+                meta = obj["metadata"]
+                key = key_of(meta.get("namespace"), meta["name"])
+                meta.setdefault("uid", str(uuid.uuid4()))
+                meta.setdefault("creationTimestamp", stamp)
+                meta.setdefault("generation", 1)
+                meta["resourceVersion"] = self._next_rv()
+                new_keys = new_keys or key not in table.entries
+                entry = Entry(obj)
+                if encode:
+                    entry.body()
+                table.entries[key] = entry
+                count += 1
+            if new_keys:
+                table.keys = sorted(table.entries)
+        return count
+
+    def clear(self) -> None:
+        with self.lock:
+            self._tables = {r.key: _Table() for r in resources.ALL}

@@ -1,0 +1,128 @@
+"""kube.py over real HTTP (official client → emulator): pagination, error mapping,
+explicit merge-patch, no hidden urllib3 retries, request counters, dry runs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from joulie_tasks import errors, kube
+from joulie_tasks.emulator import Emulator
+
+
+@pytest.fixture
+def gateway(emulator: Emulator, tmp_path: Path) -> Iterator[kube.ApiGateway]:
+    path = emulator.write_kubeconfig(tmp_path / "kubeconfig")
+    gw = kube.build_gateway(kubeconfig=str(path), context=None, timeout=2.0, pool_size=4)
+    yield gw
+    gw.close()
+
+
+def test_lists_walk_every_page_exactly_once(emulator: Emulator, gateway: kube.ApiGateway) -> None:
+    emulator.seed(30, 40, seed=1)
+    names = [p["metadata"]["name"] for p in gateway.list_items(kube.PODS, page_size=100)]
+    assert len(names) == len(set(names)) == 1200
+    assert emulator.counters()[("list", "pods")] == 12
+    assert gateway.request_counts[("list", "pods", "200")] == 12
+
+
+def test_node_labels_are_merge_patched_leaving_other_labels_alone(
+    emulator: Emulator, gateway: kube.ApiGateway
+) -> None:
+    emulator.seed(1, 0, seed=2)
+    name = emulator.list_objects("nodes")[0]["metadata"]["name"]
+    gateway.patch_node_labels(name, {"joulie.io/power-profile": "eco"})
+    labels = emulator.get_node(name)["metadata"]["labels"]
+    assert labels["joulie.io/power-profile"] == "eco"
+    assert labels["joulie.io/managed"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (409, errors.KubeConflict),
+        (429, errors.KubeTransient),
+        (500, errors.KubeTransient),
+        (503, errors.KubeTransient),
+        (403, errors.KubeFatal),
+        (422, errors.KubeFatal),
+    ],
+)
+def test_http_errors_map_onto_the_error_tree(
+    emulator: Emulator, gateway: kube.ApiGateway, status: int, error: type[Exception]
+) -> None:
+    emulator.seed(1, 0, seed=3)
+    emulator.inject("PATCH", r"^/api/v1/nodes/", status=status, times=1)
+    with pytest.raises(error) as info:
+        gateway.patch_node_labels("node-00000", {"a": "b"})
+    assert isinstance(info.value, errors.KubeError)
+    assert info.value.status == status
+
+
+def test_a_429_on_a_read_surfaces_once_with_its_retry_after_no_hidden_retries(
+    emulator: Emulator, gateway: kube.ApiGateway
+) -> None:
+    emulator.inject("GET", r"^/api/v1/nodes$", status=429, retry_after=3, times=1)
+    with pytest.raises(errors.KubeTransient) as info:
+        list(gateway.list_items(kube.NODES, page_size=10))
+    assert info.value.retry_after == 3
+    assert emulator.counters()[("list", "nodes")] == 1
+
+
+def test_a_dropped_connection_is_transient_and_not_retried_behind_our_back(
+    emulator: Emulator, gateway: kube.ApiGateway
+) -> None:
+    emulator.inject("GET", r"^/api/v1/nodes$", drop=True, times=1)
+    with pytest.raises(errors.KubeUnreachable):
+        list(gateway.list_items(kube.NODES, page_size=10))
+    assert list(gateway.list_items(kube.NODES, page_size=10)) == []
+
+
+def test_a_response_slower_than_the_timeout_is_a_transient_error(
+    emulator: Emulator, gateway: kube.ApiGateway
+) -> None:
+    emulator.inject("GET", r"^/api/v1/nodes$", delay_s=3.0, times=1)
+    with pytest.raises(errors.KubeTransient):
+        list(gateway.list_items(kube.NODES, page_size=10))
+
+
+def test_get_returns_none_for_a_missing_object(gateway: kube.ApiGateway) -> None:
+    assert gateway.get(kube.NODES, "nope") is None
+
+
+def test_an_invalid_profile_is_a_fatal_422(gateway: kube.ApiGateway) -> None:
+    body = {
+        "apiVersion": "joulie.io/v1alpha1",
+        "kind": "NodePowerProfile",
+        "metadata": {"name": "node-x"},
+        "spec": {"nodeName": "x", "profile": "turbo"},
+    }
+    with pytest.raises(errors.KubeFatal) as info:
+        gateway.create_profile(body)
+    assert info.value.status == 422
+
+
+def test_a_server_dry_run_validates_without_persisting(
+    emulator: Emulator, gateway: kube.ApiGateway
+) -> None:
+    body = {
+        "apiVersion": "joulie.io/v1alpha1",
+        "kind": "NodePowerProfile",
+        "metadata": {"name": "node-x"},
+        "spec": {"nodeName": "x", "profile": "eco", "cpu": {"packagePowerCapWatts": 120}},
+    }
+    gateway.create_profile(body, dry_run=True)
+    assert emulator.list_objects("nodepowerprofiles") == []
+
+
+def test_an_unreachable_api_server_names_its_url(tmp_path: Path) -> None:
+    emu = Emulator().start()
+    path = emu.write_kubeconfig(tmp_path / "kubeconfig")
+    url = emu.url
+    emu.stop()
+    gw = kube.build_gateway(kubeconfig=str(path), context=None, timeout=1.0, pool_size=1)
+    with pytest.raises(errors.KubeUnreachable) as info:
+        list(gw.list_items(kube.NODES, page_size=10))
+    assert url in str(info.value)

@@ -1,0 +1,127 @@
+"""Settings (SPEC §3): defaults, Go durations, selectors, one clear line per bad variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from joulie_tasks import config, errors, models
+
+
+def test_defaults_are_the_spec_defaults() -> None:
+    s = config.read_settings({})
+    assert s.reconcile_interval == 60
+    assert s.node_selector == "joulie.io/managed=true"
+    assert s.reserved_label_key == "joulie.io/reserved"
+    assert s.power_profile_label == "joulie.io/power-profile"
+    assert s.draining_label == "joulie.io/draining"
+    assert s.policy is models.PolicyName.STATIC_PARTITION
+    assert (s.static_hp_frac, s.queue_hp_base_frac) == (0.5, 0.6)
+    assert (s.queue_hp_min, s.queue_hp_max, s.queue_perf_per_hp_node) == (1, 1_000_000, 10)
+    assert (s.performance_cap_watts, s.eco_cap_watts) == (5000, 120)
+    assert s.metrics_addr == ":8081"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("1m", 60), ("1m30s", 90), ("500ms", 0.5), ("1h", 3600)],
+    ids=["30s", "1m", "1m30s", "500ms", "1h"],
+)
+def test_reconcile_interval_takes_go_durations(text: str, seconds: float) -> None:
+    assert config.read_settings({"RECONCILE_INTERVAL": text}).reconcile_interval == seconds
+
+
+@pytest.mark.parametrize("name", ["rule_swap_v1", "RULE_SWAP_V1", " Rule_Swap_V1 "])
+def test_policy_type_is_case_insensitive(name: str) -> None:
+    s = config.read_settings({"POLICY_TYPE": name})
+    assert s.policy is models.PolicyName.RULE_SWAP_V1
+    assert not s.policy_fell_back
+
+
+def test_an_unknown_policy_falls_back_to_static_partition_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    s = config.load_settings({"POLICY_TYPE": "greedy"})
+    assert s.policy is models.PolicyName.STATIC_PARTITION
+    assert s.policy_fell_back
+    assert "greedy" in caplog.text
+
+
+INVALID = [
+    ("RECONCILE_INTERVAL", "soon", "Go duration"),
+    ("RECONCILE_INTERVAL", "-5s", "> 0"),
+    ("RECONCILE_INTERVAL", "0s", "> 0"),
+    ("NODE_SELECTOR", "a in (b", "label selector"),
+    ("NODE_SELECTOR", "a=b,,", "label selector"),
+    ("RESERVED_LABEL_KEY", "", "non-empty"),
+    ("POWER_PROFILE_LABEL", "", "non-empty"),
+    ("DRAINING_LABEL", "", "non-empty"),
+    ("STATIC_HP_FRAC", "1.5", "fraction between 0 and 1"),
+    ("STATIC_HP_FRAC", "-0.1", "fraction between 0 and 1"),
+    ("STATIC_HP_FRAC", "half", "a number"),
+    ("QUEUE_HP_BASE_FRAC", "2", "fraction between 0 and 1"),
+    ("QUEUE_HP_MIN", "one", "whole number"),
+    ("QUEUE_HP_MAX", "1.5", "whole number"),
+    ("QUEUE_PERF_PER_HP_NODE", "ten", "whole number"),
+    ("PERFORMANCE_CAP_WATTS", "-1", "≥ 1"),
+    ("ECO_CAP_WATTS", "0", "≥ 1"),
+    ("ECO_CAP_WATTS", "lots", "a number"),
+    ("METRICS_ADDR", "8081", "[host]:port"),
+    ("METRICS_ADDR", ":99999", "[host]:port"),
+    ("REDIS_URL", "localhost:6379", "redis://"),
+    ("LOCK_TTL", "forever", "Go duration"),
+    ("KUBE_REQUEST_TIMEOUT", "x", "Go duration"),
+    ("KUBE_POOL_SIZE", "0", "≥ 1"),
+    ("LIST_PAGE_SIZE", "0", "≥ 1"),
+    ("WRITE_BATCH_SIZE", "none", "whole number"),
+    ("WRITE_CONCURRENCY", "0", "≥ 1"),
+    ("MAX_TRANSITIONS_PER_TICK", "-1", "≥ 0"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"), INVALID, ids=[f"{n}={v!r}" for n, v, _ in INVALID]
+)
+def test_an_invalid_value_gives_one_line_naming_variable_value_and_expectation(
+    name: str, value: str, expected: str
+) -> None:
+    with pytest.raises(errors.ConfigError) as info:
+        config.read_settings({name: value})
+    assert len(info.value.lines) == 1
+    line = info.value.lines[0]
+    assert line.startswith(f"{name}={value!r}: expected ")
+    assert expected in line
+
+
+def test_every_bad_variable_is_reported_not_just_the_first() -> None:
+    with pytest.raises(errors.ConfigError) as info:
+        config.read_settings({"STATIC_HP_FRAC": "7", "ECO_CAP_WATTS": "-3"})
+    assert [line.split("=")[0] for line in info.value.lines] == ["ECO_CAP_WATTS", "STATIC_HP_FRAC"]
+
+
+def test_load_settings_exits_2_with_one_line_and_no_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        config.load_settings({"RECONCILE_INTERVAL": "fast"})
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "joulie-tasks: invalid configuration: RECONCILE_INTERVAL='fast': "
+        "expected a Go duration such as 30s, 1m30s, 500ms"
+    ]
+
+
+def test_unrelated_environment_variables_are_ignored() -> None:
+    assert config.read_settings({"HOME": "/root", "PATH": "/bin"}).reconcile_interval == 60
+
+
+@pytest.mark.parametrize(
+    ("addr", "expected"),
+    [
+        (":8081", ("0.0.0.0", 8081)),
+        ("127.0.0.1:9000", ("127.0.0.1", 9000)),
+        ("[::1]:80", ("::1", 80)),
+    ],
+)
+def test_metrics_addr_splits_into_host_and_port(addr: str, expected: tuple[str, int]) -> None:
+    assert config.host_port(addr) == expected
