@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from joulie_tasks import __version__, config, errors, models, reconcile, store
+from joulie_tasks import __version__, config, errors, models, ops, reconcile, store
 
 logger = logging.getLogger(__name__)
 
@@ -89,9 +89,9 @@ def cmd_metrics(settings: config.Settings, args: argparse.Namespace) -> int:
     host, port = config.host_port(settings.metrics_addr)
     registry = CollectorRegistry()
 
-    def read() -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, object]]]:
+    def read() -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, object]], bool]:
         counters, gauges = state.read_metric_values()
-        return counters, gauges, state.fsm_records()
+        return counters, gauges, state.fsm_records(), state.is_paused()
 
     registry.register(metrics.RedisCollector(read))
     start_http_server(port, addr=host, registry=registry)
@@ -179,6 +179,12 @@ def _print_report(report: reconcile.TickReport, needs: set[models.NodeName]) -> 
     )
 
 
+def cmd_demo(settings: config.Settings, args: argparse.Namespace) -> int:
+    from joulie_tasks import demo
+
+    return demo.run(settings, args)
+
+
 # --- parser -------------------------------------------------------------------------------
 
 Handler = Callable[[config.Settings, argparse.Namespace], int]
@@ -210,6 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--output", choices=("table", "json"), default="table")
     rec.add_argument("--at", type=parse_time, help="tick time: Unix seconds or ISO 8601")
     rec.set_defaults(handler=cmd_reconcile)
+
+    from joulie_tasks import demo
+
+    dem = sub.add_parser("demo", help="watch the real operator run on an emulated cluster")
+    demo.add_arguments(dem)
+    dem.set_defaults(handler=cmd_demo)
+
+    ops.register(sub, output={"choices": ("table", "json"), "default": "table"})
     return parser
 
 

@@ -87,12 +87,12 @@ class RedisCollector(Collector):
     """Builds every family at scrape time from the values workers left in Redis."""
 
     def __init__(self, read: Any) -> None:
-        #: ``read()`` returns (counters, gauges, fsm records); injectable for tests.
+        #: ``read()`` returns (counters, gauges, fsm records, paused); injectable for tests.
         self._read = read
 
     def collect(self) -> Iterator[Metric]:
         try:
-            counters, gauges, fsm = self._read()
+            counters, gauges, fsm, is_paused = self._read()
         except Exception as e:  # a scrape must answer even when Redis is away
             logger.warning("metrics: cannot read Redis: %s", e)
             up = GaugeMetricFamily("joulie_redis_up", "1 when the metrics process reads Redis")
@@ -103,6 +103,9 @@ class RedisCollector(Collector):
         up.add_metric([], 1)
         yield up
         yield from _node_families(fsm)
+        paused = GaugeMetricFamily(PAUSED, "1 while the operator is paused (writes nothing)")
+        paused.add_metric([], 1.0 if is_paused else 0.0)
+        yield paused
         yield from _counter_families(counters)
         yield from _histogram_families(counters)
         yield from _gauge_families(gauges)

@@ -22,18 +22,15 @@ from typing import Any
 
 from joulie_tasks import (
     apply,
-    classify,
     config,
+    decide,
     errors,
-    guard,
+    events,
     kube,
     metrics,
     models,
-    plan,
     snapshot,
-    snapshot_parse,
     store,
-    write,
 )
 
 logger = logging.getLogger(__name__)
@@ -135,23 +132,15 @@ def stage_snapshot(
 
 def stage_classify(ref: TickRef, *, state: store.RedisStore) -> None:
     snap = state.get_model(ref.tick_id, "snapshot", models.Snapshot)
-    state.put_model(ref.tick_id, "demand", classify.summarise_demand(snap.pods))
+    state.put_model(ref.tick_id, "demand", decide.demand_of(snap))
 
 
 def stage_plan(ref: TickRef, *, state: store.RedisStore, settings: config.Settings) -> None:
     snap = state.get_model(ref.tick_id, "snapshot", models.Snapshot)
     demand = state.get_model(ref.tick_id, "demand", models.Demand)
-    eligible = snapshot_parse.select_eligible(
-        snap.nodes, selector=settings.selector, reserved_label_key=settings.reserved_label_key
-    )
-    if not eligible:
+    result = decide.plan_for(snap, demand, settings=settings)
+    if not result.assignments:
         logger.warning("tick %s: no eligible nodes; nothing will be written", ref.tick_id)
-    result = plan.make_plan(
-        [n.name for n in eligible],
-        demand=demand,
-        params=settings.policy_params(),
-        tick_time=ref.tick_time,
-    )
     state.put_model(ref.tick_id, "plan", result)
 
 
@@ -159,16 +148,7 @@ def stage_guard(ref: TickRef, *, state: store.RedisStore, settings: config.Setti
     snap = state.get_model(ref.tick_id, "snapshot", models.Snapshot)
     demand = state.get_model(ref.tick_id, "demand", models.Demand)
     planned = state.get_model(ref.tick_id, "plan", models.Plan)
-    guarded = guard.apply_guard(
-        planned,
-        nodes=snap.nodes,
-        demand=demand,
-        profile_label=settings.power_profile_label,
-        draining_label=settings.draining_label,
-        tick_time=ref.tick_time,
-        performance_cap_watts=settings.performance_cap_watts,
-    )
-    guarded = guard.limit_profile_changes(guarded, max_changes=settings.max_transitions_per_tick)
+    guarded = decide.guard_for(snap, demand, planned, settings=settings)
     for d in guarded.decisions:
         if d.held:
             logger.warning(
@@ -186,13 +166,7 @@ def stage_write(ref: TickRef, *, state: store.RedisStore, settings: config.Setti
     """
     snap = state.get_model(ref.tick_id, "snapshot", models.Snapshot)
     guarded = state.get_model(ref.tick_id, "guarded", models.GuardedPlan)
-    writes = write.desired_writes(
-        guarded,
-        nodes=snap.nodes,
-        profiles=snap.profiles,
-        profile_label=settings.power_profile_label,
-        draining_label=settings.draining_label,
-    )
+    writes = decide.writes_for(snap, guarded, settings=settings)
     state.put_model(ref.tick_id, "writes", writes)
     if ref.dry_run or ref.paused or writes.empty:
         return 0
@@ -290,12 +264,7 @@ def finish_tick(
     result = "failed_writes" if failures else "completed"
     increments[metrics.field(metrics.TICKS, result=result)] = 1
     state.add_counters(increments)
-    state.set_gauges(
-        {
-            metrics.field(metrics.LAST_TICK): ref.tick_time,
-            metrics.field(metrics.PAUSED): 1.0 if ref.paused else 0.0,
-        }
-    )
+    state.set_gauges({metrics.field(metrics.LAST_TICK): ref.tick_time})
     state.set_last_tick(report.model_dump(mode="json", exclude={"decisions"}))
     state.release_lock(ref.tick_id)
     logger.info(
@@ -401,6 +370,19 @@ def _reason(d: models.Decision) -> str:
     return f"planned {d.planned.value} by {d.policy_name}"
 
 
+def event_bodies(report: TickReport) -> list[dict[str, Any]]:
+    """The Node events of a finished tick (none for a dry run or a paused operator)."""
+    if report.dry_run or report.paused:
+        return []
+    return events.event_bodies(
+        report.decisions,
+        tick_time=report.tick_time,
+        failures=report.failures,
+        tick_id=report.tick_id,
+        instance=holder_identity(),
+    )
+
+
 def fail_tick(ref: TickRef, *, state: store.RedisStore, stage: str, error: BaseException) -> None:
     """Count a failed tick and release its lock so the next tick can start."""
     logger.error("tick %s: %s failed: %s", ref.tick_id, stage, error)
@@ -473,6 +455,7 @@ def run_inline(
         raise
     if report is None:
         raise errors.TickSkipped("the tick was finished elsewhere")
+    events.send_events(event_bodies(report), gateway=gateway)
     return report
 
 

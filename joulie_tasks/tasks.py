@@ -23,7 +23,7 @@ from typing import Any
 from celery import Task, chain, signals
 from celery.exceptions import Ignore
 
-from joulie_tasks import config, errors, kube, metrics, reconcile, store
+from joulie_tasks import config, errors, events, kube, metrics, reconcile, store
 from joulie_tasks.celery_app import TICK_TASK, app
 
 logger = logging.getLogger(__name__)
@@ -147,13 +147,39 @@ def write(ref_data: dict[str, Any]) -> dict[str, Any]:
             "write", ref, gateway=_gateway, state=state, settings=settings
         )
         if not batches:
-            reconcile.finish_tick(ref, state=state, settings=settings)
+            _end(ref, state, settings)
             return
         for index in range(batches):
             write_batch.apply_async(args=(ref_data, index))
 
     _guarded(ref_data, "write", body)
     return ref_data
+
+
+EVENTS_PER_TASK = 200
+
+
+def _end(ref: reconcile.TickRef, state: store.RedisStore, settings: config.Settings) -> None:
+    """Finish the tick, then hand its Node events to other tasks (never blocking it)."""
+    report = reconcile.finish_tick(ref, state=state, settings=settings)
+    if report is None:
+        return
+    bodies = reconcile.event_bodies(report)
+    for start in range(0, len(bodies), EVENTS_PER_TASK):
+        try:
+            send_events.apply_async(
+                args=(bodies[start : start + EVENTS_PER_TASK],),
+                expires=settings.reconcile_interval,
+            )
+        except Exception as e:  # events are best effort; the tick is already done
+            logger.warning("tick %s: events not sent: %s", ref.tick_id, e)
+            return
+
+
+@app.task(name="joulie.send_events", acks_late=True, ignore_result=True)
+def send_events(bodies: list[dict[str, Any]]) -> int:
+    """Record Node events (one attempt each; failures are logged, never retried)."""
+    return events.send_events(bodies, gateway=_gateway())
 
 
 @app.task(name="joulie.write_batch", acks_late=True)
@@ -167,7 +193,7 @@ def write_batch(ref_data: dict[str, Any], index: int) -> None:
                 ref, index, gateway=_gateway(), state=state, settings=settings
             )
             if result is not None and reconcile.record_batch(ref, index, result, state=state):
-                reconcile.finish_tick(ref, state=state, settings=settings)
+                _end(ref, state, settings)
     except Exception as e:
         reconcile.fail_tick(ref, state=state, stage=f"write batch {index}", error=e)
         raise Ignore() from e
