@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-_GROUPS = ("unit", "integration")
+_GROUPS = ("unit", "integration", "chaos")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

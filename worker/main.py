@@ -1,7 +1,7 @@
 """Worker deployable: validate the settings (fail fast, exit 2), then run a Celery worker.
 
 Extra arguments go to Celery (``--concurrency``, ``--pool``, ``-n``). The container
-image runs ``python worker/main.py``; ``joulie-tasks worker`` is the same thing.
+image runs ``joulie-tasks worker``; ``python worker/main.py`` is the same thing.
 """
 
 from __future__ import annotations
