@@ -8,5 +8,6 @@ export CI=${CI:-}
 echo "== ruff" && .venv/bin/ruff check . && .venv/bin/ruff format --check .
 echo "== mypy" && .venv/bin/mypy
 echo "== import contracts" && .venv/bin/lint-imports
-echo "== unit tests" && .venv/bin/pytest -m unit -q -p no:cacheprovider "$@"
+echo "== unit tests (coverage gate on the pure core)"
+.venv/bin/pytest -m unit -q -p no:cacheprovider --cov --cov-report=term "$@"
 echo "== integration tests" && .venv/bin/pytest -m integration -q -p no:cacheprovider "$@"
