@@ -1,0 +1,267 @@
+"""``joulie-tasks demo``: the real operator on an emulated cluster, watched tick by tick.
+
+Why: a newcomer should see the operator decide in one command, without a cluster.
+The demo runs the same processes as production — a Celery worker and beat
+(``python -m joulie_tasks worker|beat``) on a Redis — against the in-package API
+emulator (a thread of this process, reached through a written kubeconfig). It
+seeds a small cluster, changes the workload between ticks (demo_workload.py),
+prints each finished tick as a table with its transitions highlighted
+(demo_view.py), and ends with a summary and a PNG chart (demo_png.py).
+
+Redis: a private ``redis-server`` on a free loopback port (no persistence) is
+started whenever the binary exists, because the operator's keys and Celery's
+queue have fixed names that would mix with any other user of a shared Redis.
+``--redis-url`` (or, without the binary, ``REDIS_URL``) is used only when that
+database is empty.
+
+Every exit path — success, error, Ctrl-C (exit 130), SIGTERM (143) — stops beat,
+the worker (whole process groups), redis-server and the emulator, in that order,
+and still prints the summary of the ticks seen so far. Logs of the children and
+the kubeconfig stay in the work directory, printed at the end.
+
+Not used by the operator at runtime; it is the only non-test user of the emulator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from joulie_tasks import config, durations, errors, models
+
+logger = logging.getLogger(__name__)
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+READY_TIMEOUT_S = 60.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The demo's options (cli.py registers the subcommand and calls :func:`run`)."""
+    parser.add_argument("--ticks", type=_positive, default=8, help="ticks to watch (default 8)")
+    parser.add_argument(
+        "--interval", type=_duration, default="2s", help="tick period, Go duration (default 2s)"
+    )
+    parser.add_argument("--nodes", type=_positive, default=12, help="managed nodes (default 12)")
+    parser.add_argument(
+        "--policy",
+        choices=[p.value for p in models.PolicyName],
+        default=models.PolicyName.QUEUE_AWARE_V1.value,
+        help="policy (default queue_aware_v1, which shows the most behaviour)",
+    )
+    parser.add_argument("--static-hp-frac", type=float, default=0.5, metavar="FRAC")
+    parser.add_argument(
+        "--queue-hp-base-frac",
+        type=float,
+        default=0.25,
+        metavar="FRAC",
+        help="demo default 0.25 (the operator's is 0.60) so that demand shows",
+    )
+    parser.add_argument("--queue-hp-min", type=int, default=1, metavar="N")
+    parser.add_argument("--queue-hp-max", type=int, default=0, metavar="N", help="≤ 0: all nodes")
+    parser.add_argument(
+        "--queue-perf-per-hp-node",
+        type=int,
+        default=5,
+        metavar="N",
+        help="demo default 5 (the operator's is 10); also each node's room for such pods",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="workload seed (default 1)")
+    parser.add_argument(
+        "--png", type=Path, default=Path("joulie-demo.png"), help="chart path (./joulie-demo.png)"
+    )
+    parser.add_argument("--no-color", action="store_true", help="no ANSI colours")
+    parser.add_argument("--redis-url", help="use this (empty) Redis instead of a private one")
+    parser.add_argument("--workdir", type=Path, help="logs and kubeconfig (default: a temp dir)")
+
+
+@dataclass(frozen=True)
+class Options:
+    ticks: int
+    interval: str
+    nodes: int
+    policy: str
+    static_hp_frac: float
+    queue_hp_base_frac: float
+    queue_hp_min: int
+    queue_hp_max: int
+    queue_perf_per_hp_node: int
+    seed: int
+    png: Path
+    colour: bool
+    redis_url: str | None
+    workdir: Path | None
+    log_level: str
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, *, tty: bool) -> Options:
+        return cls(
+            ticks=args.ticks,
+            interval=args.interval,
+            nodes=args.nodes,
+            policy=args.policy,
+            static_hp_frac=args.static_hp_frac,
+            queue_hp_base_frac=args.queue_hp_base_frac,
+            queue_hp_min=args.queue_hp_min,
+            queue_hp_max=args.queue_hp_max,
+            queue_perf_per_hp_node=args.queue_perf_per_hp_node,
+            seed=args.seed,
+            png=args.png,
+            colour=tty and not args.no_color,
+            redis_url=args.redis_url,
+            workdir=args.workdir,
+            log_level=args.log_level,
+        )
+
+    def operator_env(self) -> dict[str, str]:
+        """The settings the demo's worker and beat run with (SPEC §3 names)."""
+        return {
+            "RECONCILE_INTERVAL": self.interval,
+            "POLICY_TYPE": self.policy,
+            "STATIC_HP_FRAC": str(self.static_hp_frac),
+            "QUEUE_HP_BASE_FRAC": str(self.queue_hp_base_frac),
+            "QUEUE_HP_MIN": str(self.queue_hp_min),
+            "QUEUE_HP_MAX": str(self.queue_hp_max),
+            "QUEUE_PERF_PER_HP_NODE": str(self.queue_perf_per_hp_node),
+            "KUBE_REQUEST_TIMEOUT": "5s",
+        }
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number ≥ 1")
+    return value
+
+
+def _duration(text: str) -> str:
+    try:
+        seconds = durations.parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive duration")
+    return text
+
+
+def _inherited_environment() -> dict[str, str]:
+    # The one environment read outside config.py: the children need PATH, HOME, the
+    # locale and the virtualenv. demo_procs.child_environment strips every operator
+    # setting from it, and the demo sets those explicitly.
+    return dict(os.environ)
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    from joulie_tasks import demo_procs
+
+    raise demo_procs.Terminated()
+
+
+def run(settings: config.Settings, args: argparse.Namespace) -> int:
+    """Run the demo; the exit code is 0, 1 (error, one line), 2 (bad option), 130 or 143."""
+    from joulie_tasks import demo_procs, demo_session, demo_view
+
+    environ = _inherited_environment()
+    tty = sys.stdout.isatty() and "NO_COLOR" not in environ
+    opts = Options.from_args(args, tty=tty)
+    drop = {name.upper() for name in config.Settings.model_fields} | {"KUBECONFIG"}
+    base_env = {**demo_procs.child_environment(environ, drop), **opts.operator_env()}
+    try:
+        # Validates the options as the worker will (the Redis URL is chosen later).
+        operator = config.read_settings({**base_env, "REDIS_URL": settings.redis_url})
+    except errors.ConfigError as e:
+        for line in e.lines:
+            print(f"joulie-tasks demo: invalid option: {_option_names(line)}", file=sys.stderr)
+        return config.EXIT_CONFIG
+    style = demo_view.Style(colour=opts.colour, arrow=_arrow())
+    workdir = opts.workdir or Path(tempfile.mkdtemp(prefix="joulie-demo-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    _quiet_logging()
+    session = demo_session.Session(
+        opts=opts,
+        operator=operator,
+        fallback_redis_url=settings.redis_url,
+        env=base_env,
+        workdir=workdir.resolve(),
+        style=style,
+    )
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    code = 0
+    failure: str | None = None
+    try:
+        session.start()
+        session.watch()
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    except demo_procs.Terminated:
+        code = EXIT_TERMINATED
+    except (demo_procs.DemoError, errors.JoulieError) as e:
+        code, failure = EXIT_ERROR, str(e)
+    finally:
+        # A second Ctrl-C must not cut the clean-up short (it is bounded by timeouts).
+        held: dict[int, Any] = {
+            s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            session.stop()
+            session.report(interrupted=code in (EXIT_INTERRUPTED, EXIT_TERMINATED))
+        finally:
+            signal.signal(signal.SIGINT, held[signal.SIGINT])
+            signal.signal(signal.SIGTERM, previous)
+    if failure is not None:  # last, so it is the line the reader sees
+        print(f"joulie-tasks demo: {failure}", file=sys.stderr, flush=True)
+    return code
+
+
+_OPTION_OF = {"RECONCILE_INTERVAL": "--interval", "POLICY_TYPE": "--policy"}
+
+
+def _option_names(line: str) -> str:
+    """``QUEUE_HP_MIN='x': …`` → ``--queue-hp-min='x': …`` (the demo's own option names)."""
+    name, sep, rest = line.partition("=")
+    option = _OPTION_OF.get(name, "--" + name.lower().replace("_", "-"))
+    return option + sep + rest
+
+
+def _arrow() -> str:
+    try:
+        "→".encode(sys.stdout.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return "->"
+    return "→"
+
+
+def _quiet_logging() -> None:
+    """The demo's own output is the table: library INFO lines would break it up."""
+    root = logging.getLogger()
+    root.setLevel(max(root.level, logging.WARNING))
+
+
+def describe(opts: Options, env: Mapping[str, str]) -> str:
+    """One line saying what runs, for the top of the output."""
+    if opts.policy == models.PolicyName.QUEUE_AWARE_V1:
+        params = (
+            f"base {opts.queue_hp_base_frac:g}, min {opts.queue_hp_min}, "
+            f"max {opts.queue_hp_max if opts.queue_hp_max > 0 else 'all'}, "
+            f"{opts.queue_perf_per_hp_node} perf pods per node"
+        )
+    elif opts.policy == models.PolicyName.STATIC_PARTITION:
+        params = f"fraction {opts.static_hp_frac:g}"
+    else:
+        params = "swaps nodes 0 and 1 every interval"
+    return (
+        f"demo: {opts.nodes} managed nodes (+1 reserved, +1 unschedulable), "
+        f"policy {opts.policy} ({params}), interval {env['RECONCILE_INTERVAL']}, "
+        f"{opts.ticks} ticks, seed {opts.seed}"
+    )
