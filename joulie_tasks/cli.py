@@ -13,9 +13,8 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
 
-from joulie_tasks import __version__, config, errors, models, ops, reconcile, store
+from joulie_tasks import __version__, config, durations, errors, models, ops, reconcile, store
 
 logger = logging.getLogger(__name__)
 
@@ -24,20 +23,11 @@ EXIT_SKIPPED = 3
 
 
 def parse_time(text: str) -> float:
-    """Unix seconds (``1700000000``) or ISO 8601 (``2026-01-01T00:00:00Z``)."""
+    """``--at``: Unix seconds or ISO 8601 with a zone (see durations.parse_time_point)."""
     try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: expected Unix seconds or an ISO 8601 time"
-        ) from None
-    if moment.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r}: an ISO 8601 time needs a time zone")
-    return moment.timestamp()
+        return durations.parse_time_point(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _setup_logging(level: str) -> None:
@@ -58,13 +48,37 @@ def _connect_redis(settings: config.Settings) -> store.RedisStore:
     return state
 
 
+#: Longest pause between two attempts of a long-running process to reach Redis.
+REDIS_WAIT_MAX_S = 30.0
+
+
+def _wait_for_redis(
+    settings: config.Settings, *, sleep: Callable[[float], None] = time.sleep
+) -> None:
+    """Block until Redis answers, backing off: a worker or beat started before Redis
+    waits for it instead of exiting (and crash-looping under its supervisor)."""
+    state = store.RedisStore(settings.redis_url)
+    delay = 1.0
+    try:
+        while True:
+            try:
+                state.ping()
+                return
+            except errors.StateStoreError as e:
+                logger.warning("waiting for Redis (retrying in %.0fs): %s", delay, e)
+                sleep(delay)
+                delay = min(delay * 2, REDIS_WAIT_MAX_S)
+    finally:
+        state.close()
+
+
 # --- subcommands --------------------------------------------------------------------------
 
 
 def cmd_worker(settings: config.Settings, args: argparse.Namespace) -> int:
     from joulie_tasks import celery_app
 
-    _connect_redis(settings).close()
+    _wait_for_redis(settings)
     app = celery_app.configure(settings)
     argv = ["worker", f"--loglevel={args.log_level}", *args.celery_args]
     app.worker_main(argv=argv)
@@ -74,7 +88,7 @@ def cmd_worker(settings: config.Settings, args: argparse.Namespace) -> int:
 def cmd_beat(settings: config.Settings, args: argparse.Namespace) -> int:
     from joulie_tasks import celery_app
 
-    _connect_redis(settings).close()
+    _wait_for_redis(settings)
     app = celery_app.configure(settings)
     app.start(argv=["beat", f"--loglevel={args.log_level}", *args.celery_args])
     return 0

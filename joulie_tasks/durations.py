@@ -11,6 +11,7 @@ belong to the caller (config.py), which also rejects negative intervals.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from fractions import Fraction
 
 EXPECTED = "expected a Go duration such as 30s, 1m30s, 500ms"
@@ -89,3 +90,22 @@ def _decimal(value: int, unit: int) -> str:
         return str(whole)
     digits = str(frac).rjust(len(str(unit)) - 1, "0").rstrip("0")
     return f"{whole}.{digits}"
+
+
+def parse_time_point(text: str) -> float:
+    """A moment as Unix seconds (``1700000000``) or ISO 8601 with a zone (``…T00:00:00Z``).
+
+    Raises ValueError saying what is expected; a zone-less ISO time is refused, since
+    it would silently depend on the machine's local time.
+    """
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r}: expected Unix seconds or an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r}: an ISO 8601 time needs a time zone (e.g. Z)")
+    return moment.timestamp()

@@ -145,22 +145,15 @@ def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
 
 
 def parse_since(text: str, *, now: float) -> float:
-    """``--since``: a Go duration back from now (``1h``) or an absolute time."""
+    """``--since``: a Go duration back from now (``1h``) or a time point."""
     try:
         return now - durations.parse_duration(text)
     except ValueError:
         pass
     try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: expected a duration (1h), Unix seconds or ISO 8601 time"
-        ) from None
-    return moment.replace(tzinfo=moment.tzinfo or UTC).timestamp()
+        return durations.parse_time_point(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{e}, or a duration such as 1h") from None
 
 
 def cmd_history(settings: config.Settings, args: argparse.Namespace) -> int:

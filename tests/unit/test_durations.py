@@ -69,3 +69,17 @@ def test_durations_format_compactly(seconds: float, text: str) -> None:
 def test_formatted_durations_parse_back_to_the_same_value(seconds: float) -> None:
     again = durations.parse_duration(durations.format_duration(seconds))
     assert again == pytest.approx(seconds, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("1700000000", 1_700_000_000.0), ("2023-11-14T22:13:20Z", 1_700_000_000.0), ("0", 0.0)],
+)
+def test_time_points_are_unix_seconds_or_zoned_iso_8601(text: str, expected: float) -> None:
+    assert durations.parse_time_point(text) == expected
+
+
+@pytest.mark.parametrize("text", ["yesterday", "2023-11-14T22:13:20", ""])
+def test_bad_or_zoneless_time_points_say_what_is_expected(text: str) -> None:
+    with pytest.raises(ValueError, match="ISO 8601"):
+        durations.parse_time_point(text)
