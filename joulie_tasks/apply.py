@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+import tenacity
+
 from joulie_tasks import errors, kube, models, retrying, write
 
 logger = logging.getLogger(__name__)
@@ -39,11 +41,26 @@ class NodeWrites:
 
 @dataclass
 class ApplyResult:
-    """Outcome of applying writes: API writes performed, retries, failed nodes."""
+    """Outcome of applying writes: API writes performed, retries, failed nodes, nodes
+    skipped because they were deleted since the snapshot, and whether the writes were
+    cut short because the tick lost its fence."""
 
     written: int = 0
     retries: Counter[str] = field(default_factory=Counter)
     failures: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    fenced: bool = False
+
+
+class _NodeGone(errors.KubeFatal):
+    """Raised when a node was deleted between the snapshot and its write."""
+
+
+class _Fenced(errors.JoulieError):
+    """Raised before an API call once the tick has lost its fence."""
+
+
+_FENCED = "fenced: the tick lost its lock"
 
 
 def group_by_node(writes: models.WriteSet) -> list[NodeWrites]:
@@ -62,14 +79,34 @@ def apply_writes(
     tick_id: str,
     dry_run: bool = False,
     sleep: Callable[[float], None] = time.sleep,
+    still_fenced: Callable[[], bool] | None = None,
 ) -> ApplyResult:
-    """Apply every node's writes (``concurrency`` at a time); never raises per node."""
+    """Apply every node's writes (``concurrency`` at a time); never raises per node.
+
+    ``still_fenced`` is asked before each node: once it answers False (the tick lost
+    its lock to a newer one) no further node is written and ``fenced`` is set, so a
+    stalled tick that wakes up cannot overwrite the new holder's writes. A node
+    deleted since the snapshot (404) is skipped and logged, not failed.
+    """
     result = ApplyResult()
-    writer = _NodeWriter(gateway=gateway, tick_id=tick_id, dry_run=dry_run, sleep=sleep)
+    lost = threading.Event()
+
+    def fenced() -> bool:
+        if not lost.is_set() and still_fenced is not None and not still_fenced():
+            lost.set()
+        return not lost.is_set()
+
+    writer = _NodeWriter(
+        gateway=gateway, tick_id=tick_id, dry_run=dry_run, sleep=sleep, still_fenced=fenced
+    )
 
     def one(nw: NodeWrites) -> tuple[NodeWrites, str | None, int]:
         try:
             return nw, None, writer.apply(nw)
+        except _Fenced:
+            return nw, _FENCED, 0
+        except _NodeGone as e:
+            return nw, f"deleted: {e}", 0
         except errors.KubeError as e:
             return nw, str(e), 0
 
@@ -79,12 +116,56 @@ def apply_writes(
     else:
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="write") as pool:
             outcomes = list(pool.map(one, node_writes))
+    _collect(result, outcomes, tick_id=tick_id)
+    result.retries.update(writer.retries)
+    return result
+
+
+def _collect(
+    result: ApplyResult, outcomes: Iterable[tuple[NodeWrites, str | None, int]], *, tick_id: str
+) -> None:
     for nw, failure, written in outcomes:
         result.written += written
-        if failure is not None:
+        if failure == _FENCED:
+            result.fenced = True
+        elif failure is not None and failure.startswith("deleted: "):
+            result.skipped[nw.node] = failure
+            logger.warning("tick %s: node %s: skipped, %s", tick_id, nw.node, failure)
+        elif failure is not None:
             result.failures[nw.node] = failure
             logger.error("tick %s: node %s: write failed: %s", tick_id, nw.node, failure)
-    result.retries.update(writer.retries)
+    if result.fenced:
+        logger.warning("tick %s: writes stopped: the tick lost its lock", tick_id)
+
+
+def delete_profiles(
+    names: Sequence[models.NppName],
+    *,
+    gateway: kube.KubeGateway,
+    tick_id: str,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ApplyResult:
+    """Delete profile objects left behind by deleted nodes (already gone is fine)."""
+    result = ApplyResult()
+    for name in names:
+
+        def delete(name: models.NppName = name) -> None:
+            gateway.delete_profile(name)
+
+        policy = retrying.transient_retry(
+            label=f"tick {tick_id}: delete profile {name}", sleep=sleep
+        )
+        try:
+            policy(delete)
+            result.written += 1
+            logger.info("tick %s: profile %s deleted: its node no longer exists", tick_id, name)
+        except errors.KubeFatal as e:
+            if e.status != 404:
+                result.failures[name] = str(e)
+                logger.error("tick %s: profile %s: delete failed: %s", tick_id, name, e)
+        except errors.KubeError as e:
+            result.failures[name] = str(e)
+            logger.error("tick %s: profile %s: delete failed: %s", tick_id, name, e)
     return result
 
 
@@ -98,7 +179,9 @@ class _NodeWriter:
         tick_id: str,
         dry_run: bool,
         sleep: Callable[[float], None],
+        still_fenced: Callable[[], bool] = lambda: True,
     ) -> None:
+        self._still_fenced = still_fenced
         self._kube = gateway
         self._tick_id = tick_id
         self._dry_run = dry_run
@@ -116,12 +199,19 @@ class _NodeWriter:
         return hook
 
     def _call(self, node: str, label: str, fn: Callable[[], T]) -> T:
-        policy = retrying.transient_retry(
-            label=f"tick {self._tick_id}: {label}",
-            on_retry=self._count_retry(node),
-            sleep=self._sleep,
+        # Fencing is checked before every API call, not once per batch: a tick that
+        # stalled past its lock's TTL and wakes up must not send one more stale write.
+        if not self._still_fenced():
+            raise _Fenced(f"{label}: not sent, the tick lost its lock")
+        return _retried(
+            lambda: retrying.transient_retry(
+                label=f"tick {self._tick_id}: {label}",
+                on_retry=self._count_retry(node),
+                sleep=self._sleep,
+            ),
+            errors.KubeTransient,
+            fn,
         )
-        return policy(fn)
 
     def apply(self, nw: NodeWrites) -> int:
         """Apply one node's writes; return how many API writes were made."""
@@ -144,22 +234,32 @@ class _NodeWriter:
                     node, f"get node {node}", lambda: self._kube.get(kube.NODES, node)
                 )
                 if current is None:
-                    raise errors.KubeFatal(f"node {node} no longer exists", status=404)
+                    raise _NodeGone(f"node {node} no longer exists", status=404)
                 if _labels_hold(current, desired.labels):
                     return 0
-            self._call(
-                node,
-                f"patch labels of node {node}",
-                lambda: self._kube.patch_node_labels(node, desired.labels, dry_run=self._dry_run),
-            )
+            try:
+                self._call(
+                    node,
+                    f"patch labels of node {node}",
+                    lambda: self._kube.patch_node_labels(
+                        node, desired.labels, dry_run=self._dry_run
+                    ),
+                )
+            except errors.KubeFatal as e:
+                if e.status == 404:
+                    raise _NodeGone(f"node {node} no longer exists", status=404) from e
+                raise
             return 1
 
-        policy = retrying.conflict_retry(
-            label=f"tick {self._tick_id}: labels of node {node}",
-            on_retry=self._count_retry(node),
-            sleep=self._sleep,
+        return _retried(
+            lambda: retrying.conflict_retry(
+                label=f"tick {self._tick_id}: labels of node {node}",
+                on_retry=self._count_retry(node),
+                sleep=self._sleep,
+            ),
+            errors.KubeConflict,
+            closure,
         )
-        return policy(closure)
 
     def _apply_profile(self, desired: models.NppWrite) -> int:
         node = desired.spec.node_name
@@ -206,12 +306,38 @@ class _NodeWriter:
                     raise errors.KubeConflict(f"profile {name} vanished", status=409) from e
             return 1
 
-        policy = retrying.conflict_retry(
-            label=f"tick {self._tick_id}: profile {name} of node {node}",
-            on_retry=self._count_retry(node),
-            sleep=self._sleep,
+        return _retried(
+            lambda: retrying.conflict_retry(
+                label=f"tick {self._tick_id}: profile {name} of node {node}",
+                on_retry=self._count_retry(node),
+                sleep=self._sleep,
+            ),
+            errors.KubeConflict,
+            closure,
         )
-        return policy(closure)
+
+
+def _retried(
+    policy: Callable[[], tenacity.Retrying], retryable: type[BaseException], fn: Callable[[], T]
+) -> T:
+    """``policy()(fn)``, but the policy is only built when the first attempt fails.
+
+    Nearly every call succeeds at once, and building a tenacity policy costs about as
+    much CPU as the HTTP call it wraps (profiled by bench/). A first failure that is
+    retryable is replayed as the policy's first attempt, so logs, hooks, waits and
+    attempt counts are exactly those of ``policy()(fn)``.
+    """
+    try:
+        return fn()
+    except retryable as e:
+        replay: list[BaseException] = [e]
+
+    def attempt() -> T:
+        if replay:
+            raise replay.pop()
+        return fn()
+
+    return policy()(attempt)  # outside the handler: no implicit exception chaining
 
 
 def _labels_hold(node_obj: Mapping[str, object], labels: Mapping[str, str]) -> bool:

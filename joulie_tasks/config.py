@@ -56,9 +56,9 @@ class Settings(BaseSettings):
     """queue_aware_v1: upper bound (≤ 0 means the number of nodes)."""
     queue_perf_per_hp_node: int = 10
     """queue_aware_v1: performance pods one performance node absorbs (≤ 0 means 1)."""
-    performance_cap_watts: float = Field(5000.0, ge=1)
+    performance_cap_watts: float = Field(5000.0, ge=1, allow_inf_nan=False)
     """CPU package power cap written for performance nodes, in watts."""
-    eco_cap_watts: float = Field(120.0, ge=1)
+    eco_cap_watts: float = Field(120.0, ge=1, allow_inf_nan=False)
     """CPU package power cap written for eco nodes, in watts."""
     metrics_addr: str = ":8081"
     """``[host]:port`` the Prometheus endpoint listens on."""
@@ -105,6 +105,16 @@ class Settings(BaseSettings):
             selectors.parse_selector(value)
         except selectors.SelectorError as e:
             raise ValueError(f"expected a Kubernetes label selector ({e})") from None
+        return value
+
+    @field_validator("reserved_label_key", "power_profile_label", "draining_label")
+    @classmethod
+    def _check_label_key(cls, value: str) -> str:
+        # An invalid key would otherwise be refused by the API server on every tick.
+        problem = selectors.label_key_problem(value) if value else None
+        if problem is not None:
+            reason = problem.split(": ", 1)[-1]  # the value itself is already on the line
+            raise ValueError(f"expected a Kubernetes label key ([prefix/]name); {reason}")
         return value
 
     @field_validator("metrics_addr")
@@ -168,6 +178,7 @@ _EXPECTED = {
     "less_than_equal": "a number ≤ {le}",
     "greater_than": "a number > {gt}",
     "string_too_short": "a non-empty string",
+    "finite_number": "a finite number",
 }
 
 

@@ -78,6 +78,8 @@ class KubeGateway(Protocol):
 
     def create_event(self, namespace: str, body: Mapping[str, Any]) -> None: ...
 
+    def delete_profile(self, name: str) -> None: ...
+
 
 def load_configuration(
     *, kubeconfig: str | None, context: str | None, pool_size: int
@@ -168,6 +170,10 @@ class ApiGateway:
 
     def create_event(self, namespace: str, body: Mapping[str, Any]) -> None:
         self._request("create", EVENTS, "POST", EVENTS.path(namespace=namespace), body=body)
+
+    def delete_profile(self, name: str) -> None:
+        """Delete one NodePowerProfile (RBAC: ``delete`` on nodepowerprofiles)."""
+        self._request("delete", PROFILES, "DELETE", PROFILES.path(name))
 
     # --- plumbing ------------------------------------------------------------------------
 

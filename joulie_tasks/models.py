@@ -242,14 +242,18 @@ class NppWrite(Frozen):
 
 
 class WriteSet(Frozen):
-    """The minimal writes that take the cluster from the snapshot to the plan."""
+    """The minimal writes that take the cluster from the snapshot to the plan.
+
+    ``deletes`` names operator-owned profile objects whose node no longer exists.
+    """
 
     labels: tuple[LabelWrite, ...] = ()
     profiles: tuple[NppWrite, ...] = ()
+    deletes: tuple[NppName, ...] = ()
 
     @property
     def empty(self) -> bool:
-        return not self.labels and not self.profiles
+        return not self.labels and not self.profiles and not self.deletes
 
     def nodes(self) -> set[NodeName]:
         """The nodes touched by any write."""

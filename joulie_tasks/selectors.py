@@ -95,6 +95,11 @@ def _matches_one(req: SelectorRequirement, labels: Mapping[str, str]) -> bool:
     return hit if req.operator is SelectorOperator.IN else not hit
 
 
+def label_key_problem(key: str) -> str | None:
+    """Why ``key`` is not a valid Kubernetes label key (``[prefix/]name``), or None."""
+    return _key_problem(key)
+
+
 def _key_problem(key: str) -> str | None:
     prefix, slash, name = key.rpartition("/")
     if slash:

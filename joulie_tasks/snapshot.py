@@ -15,7 +15,9 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from joulie_tasks import errors, kube, models, retrying, snapshot_parse
+import tenacity
+
+from joulie_tasks import errors, gcpause, kube, models, retrying, snapshot_parse
 
 logger = logging.getLogger(__name__)
 
@@ -27,15 +29,42 @@ def take_snapshot(
     tick_id: str,
     page_size: int,
     sleep: Callable[[float], None] = time.sleep,
+    on_retry: retrying.RetryHook | None = None,
 ) -> models.Snapshot:
-    """List the three collections (with pagination) and extract what the core needs."""
-    nodes = _list(gateway, kube.NODES, page_size, snapshot_parse.node_info_from_manifest, sleep)
+    """List the three collections (with pagination) and extract what the core needs.
+
+    ``on_retry`` is called before each retried read (for the retry counters).
+    """
+    with gcpause.paused():  # tens of thousands of acyclic objects: see gcpause.py
+        return _take(
+            gateway=gateway,
+            tick_time=tick_time,
+            tick_id=tick_id,
+            page_size=page_size,
+            sleep=sleep,
+            on_retry=on_retry,
+        )
+
+
+def _take(
+    *,
+    gateway: kube.KubeGateway,
+    tick_time: float,
+    tick_id: str,
+    page_size: int,
+    sleep: Callable[[float], None],
+    on_retry: retrying.RetryHook | None,
+) -> models.Snapshot:
+    def retry(label: str) -> tenacity.Retrying:
+        return retrying.transient_retry(label=label, sleep=sleep, on_retry=on_retry)
+
+    nodes = _list(gateway, kube.NODES, page_size, snapshot_parse.node_info_from_manifest, retry)
     profiles = _list(
-        gateway, kube.PROFILES, page_size, snapshot_parse.npp_info_from_manifest, sleep
+        gateway, kube.PROFILES, page_size, snapshot_parse.npp_info_from_manifest, retry
     )
     pods: tuple[models.PodInfo, ...] | None
     try:
-        pods = _read_pods(gateway, page_size=page_size, tick_id=tick_id, sleep=sleep)
+        pods = _read_pods(gateway, page_size=page_size, tick_id=tick_id, retry=retry)
     except errors.KubeError as e:
         logger.warning(
             "tick %s: pods cannot be read (%s); no downgrade will be written this tick",
@@ -51,13 +80,13 @@ def _list(
     resource: kube.Resource,
     page_size: int,
     extract: Callable[[Mapping[str, object]], Any],
-    sleep: Callable[[float], None],
+    retry: Callable[[str], tenacity.Retrying],
 ) -> tuple[Any, ...]:
     def read() -> tuple[Any, ...]:
         items = (extract(raw) for raw in gateway.list_items(resource, page_size=page_size))
         return tuple(item for item in items if item is not None)
 
-    policy = retrying.transient_retry(label=f"list {resource.plural}", sleep=sleep)
+    policy = retry(f"list {resource.plural}")
     return policy(read)
 
 
@@ -66,7 +95,7 @@ def _read_pods(
     *,
     page_size: int,
     tick_id: str,
-    sleep: Callable[[float], None],
+    retry: Callable[[str], tenacity.Retrying],
 ) -> tuple[models.PodInfo, ...]:
     def read() -> tuple[models.PodInfo, ...]:
         kept: list[models.PodInfo] = []
@@ -89,7 +118,7 @@ def _read_pods(
             logger.warning("tick %s: %d malformed pods in all", tick_id, malformed)
         return tuple(kept)
 
-    policy = retrying.transient_retry(label="list pods", sleep=sleep)
+    policy = retry("list pods")
     return policy(read)
 
 

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import redis
 from pydantic import BaseModel
 
-from joulie_tasks import errors
+from joulie_tasks import errors, gcpause
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +119,8 @@ class RedisStore:
         self._release = self._redis.register_script(_RELEASE)
         self._fence_check = self._redis.register_script(_FENCE_CHECK)
         self._fsm_cas = self._redis.register_script(_FSM_CAS)
+        #: Counter increments not yet delivered (Redis was unreachable).
+        self._unsent: dict[str, float] = {}
 
     @property
     def client(self) -> redis.Redis:
@@ -202,12 +204,22 @@ class RedisStore:
             blob = self._redis.get(tick_key(tick_id, part))
         if blob is None:
             raise errors.StateStoreError(f"tick {tick_id}: {part} is missing (expired?)")
-        return model_type.model_validate_json(zlib.decompress(_b(blob)))
+        with gcpause.paused():  # a snapshot is tens of thousands of models: see gcpause.py
+            return model_type.model_validate_json(zlib.decompress(_b(blob)))
 
     def start_batches(self, tick_id: str, count: int) -> None:
         with self._errors():
             # NX: a redelivered write stage must not reset a count batches already lowered.
             self._redis.set(tick_key(tick_id, "pending"), count, nx=True, ex=TICK_DATA_TTL_S)
+            self._redis.set(
+                tick_key(tick_id, "writes-started"), repr(time.time()), nx=True, ex=TICK_DATA_TTL_S
+            )
+
+    def writes_started(self, tick_id: str) -> float | None:
+        """When the tick's write batches were handed out (Unix time); None if never."""
+        with self._errors():
+            value = self._redis.get(tick_key(tick_id, "writes-started"))
+        return float(value) if value is not None else None
 
     def finish_batch(
         self, tick_id: str, index: int, *, failures: Mapping[str, str], written: int, retries: int
@@ -230,6 +242,19 @@ class RedisStore:
             pipe.decr(tick_key(tick_id, "pending"))
             results = pipe.execute()
         return int(results[-1])
+
+    def add_skipped(self, tick_id: str, skipped: Mapping[str, str]) -> None:
+        """Record nodes a batch skipped because they were deleted since the snapshot."""
+        with self._errors():
+            pipe = self._redis.pipeline()
+            pipe.hset(tick_key(tick_id, "skipped"), mapping=dict(skipped))  # type: ignore[arg-type]
+            pipe.expire(tick_key(tick_id, "skipped"), TICK_DATA_TTL_S)
+            pipe.execute()
+
+    def skipped_nodes(self, tick_id: str) -> set[str]:
+        with self._errors():
+            raw = self._redis.hkeys(tick_key(tick_id, "skipped"))
+        return {_s(k) for k in raw}
 
     def batch_results(self, tick_id: str) -> tuple[dict[str, str], int, int]:
         """Failures (node -> reason), writes and retries of a tick's batches."""
@@ -291,13 +316,28 @@ class RedisStore:
     # --- metric values shared by all processes -------------------------------------------
 
     def add_counters(self, increments: Mapping[str, float]) -> None:
-        if not increments:
+        """Add to shared counters; increments Redis refused are kept and sent next time."""
+        pending = dict(self._unsent)
+        for field, amount in increments.items():
+            pending[field] = pending.get(field, 0.0) + amount
+        if not pending:
             return
-        with self._errors():
-            pipe = self._redis.pipeline(transaction=False)
-            for field, amount in increments.items():
-                pipe.hincrbyfloat(COUNTERS_KEY, field, amount)
-            pipe.execute()
+        try:
+            with self._errors():
+                pipe = self._redis.pipeline(transaction=False)
+                for field, amount in pending.items():
+                    pipe.hincrbyfloat(COUNTERS_KEY, field, amount)
+                pipe.execute()
+        except errors.StateStoreError:
+            self._unsent = pending
+            raise
+        self._unsent = {}
+
+    def count_later(self, increments: Mapping[str, float]) -> None:
+        """Keep increments in this process until the next add_counters reaches Redis
+        (how a tick lost to a Redis outage is still counted once Redis is back)."""
+        for field, amount in increments.items():
+            self._unsent[field] = self._unsent.get(field, 0.0) + amount
 
     def set_gauges(self, values: Mapping[str, float]) -> None:
         if values:

@@ -29,6 +29,8 @@ from joulie_tasks.celery_app import TICK_TASK, app
 logger = logging.getLogger(__name__)
 
 _process: dict[str, Any] = {}
+#: A tick lost to a Redis outage: counted (store.count_later) when Redis is back.
+_FAILED = {metrics.field(metrics.TICKS, result="failed"): 1.0}
 
 
 @signals.worker_process_init.connect
@@ -98,6 +100,7 @@ def _guarded(
         live = reconcile.is_live(ref, state=state, settings=settings)
     except errors.StateStoreError as e:
         logger.error("tick %s: %s skipped: %s", ref.tick_id, stage, e)
+        state.count_later(_FAILED)  # the chain ends here; counted once Redis is back
         raise Ignore() from e
     if not live:
         state.add_counters({metrics.field(metrics.TICKS, result="expired"): 1})
@@ -199,7 +202,10 @@ def write_batch(ref_data: dict[str, Any], index: int) -> None:
         raise Ignore() from e
     finally:
         if "gateway" in _process:
-            reconcile.flush_requests(_process["gateway"], state)
+            try:
+                reconcile.flush_requests(_process["gateway"], state)
+            except errors.StateStoreError as e:
+                logger.warning("cannot flush request counters: %s", e)
 
 
 @app.task(name=TICK_TASK, bind=True, acks_late=True)
@@ -225,6 +231,7 @@ def tick(self: Task[Any, Any], scheduled_at: float | None = None, dedup: bool = 
         ref = reconcile.begin_tick(state=state, settings=settings, tick_time=scheduled)
     except errors.StateStoreError as e:
         logger.error("tick skipped: %s", e)
+        state.count_later(_FAILED)
         return None
     if ref is None:
         return None

@@ -14,7 +14,7 @@ marked section; nothing above it may do I/O.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from joulie_tasks import models, naming
 
@@ -41,7 +41,8 @@ def desired_writes(
     when none has its name, and replaced — carrying the existing resource version —
     when its node, profile, cap, policy name or owner label differs. A decision for
     a node absent from ``nodes`` is treated as a node without labels. A postponed
-    decision writes nothing.
+    decision writes nothing. Operator-owned profiles of nodes that no longer exist
+    are deleted.
     """
     names = naming.assign_npp_names([n.name for n in nodes] + [d.node for d in guarded.decisions])
     current_labels = {node.name: node.labels for node in nodes}
@@ -74,7 +75,43 @@ def desired_writes(
                     name=name, spec=spec, create=False, resource_version=found.resource_version
                 )
             )
-    return models.WriteSet(labels=tuple(label_writes), profiles=tuple(npp_writes))
+    return models.WriteSet(
+        labels=tuple(label_writes),
+        profiles=tuple(npp_writes),
+        deletes=_orphans(profiles, nodes=nodes, names=names, decisions=guarded.decisions),
+    )
+
+
+def _orphans(
+    profiles: Sequence[models.NppInfo],
+    *,
+    nodes: Sequence[models.NodeInfo],
+    names: Mapping[models.NodeName, models.NppName],
+    decisions: Sequence[models.Decision],
+) -> tuple[models.NppName, ...]:
+    """Operator-owned profile objects to delete: those of nodes that no longer exist,
+    and superseded duplicates of a node written this tick under another name (its
+    name changed when a node with a colliding sanitised name came or went).
+
+    An ineligible node's object is left untouched (SPEC §2); an object whose name is
+    assigned to a decided node is rewritten, not deleted; a profile not labelled as
+    ours is never deleted; an empty node list (read as empty) deletes nothing.
+    """
+    existing = {node.name for node in nodes}
+    if not existing:
+        return ()
+    written = {d.node for d in decisions if not d.postponed}
+    reserved = {names[d.node] for d in decisions}
+
+    def is_orphan(npp: models.NppInfo) -> bool:
+        owner = npp.node_name
+        if npp.managed_by != models.MANAGED_BY_VALUE or owner is None or npp.name in reserved:
+            return False
+        if owner not in existing:
+            return True
+        return owner in written and names.get(models.NodeName(owner)) != npp.name
+
+    return tuple(sorted(npp.name for npp in profiles if is_orphan(npp)))
 
 
 def npp_manifest(
@@ -135,6 +172,8 @@ def simulate_apply(
             policy_name=write.spec.policy_name,
             managed_by=models.MANAGED_BY_VALUE,
         )
+    for name in writes.deletes:
+        by_name.pop(name, None)
     return new_nodes, tuple(by_name.values())
 
 

@@ -11,3 +11,4 @@ echo "== import contracts" && .venv/bin/lint-imports
 echo "== unit tests (coverage gate on the pure core)"
 .venv/bin/pytest -m unit -q -p no:cacheprovider --cov --cov-report=term "$@"
 echo "== integration tests" && .venv/bin/pytest -m integration -q -p no:cacheprovider "$@"
+echo "== chaos tests" && .venv/bin/pytest -m chaos -q -p no:cacheprovider "$@"

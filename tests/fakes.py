@@ -78,6 +78,12 @@ class FakeKube:
             "metadata": {**body["metadata"], "resourceVersion": version},
         }
 
+    def delete_profile(self, name: str) -> None:
+        self._maybe_fail("delete", "nodepowerprofiles")
+        if self.objects.pop(("nodepowerprofiles", name), None) is None:
+            raise errors.KubeFatal(f"{name} not found", status=404)
+        self.writes.append(("delete", "nodepowerprofiles", name))
+
     def create_event(self, namespace: str, body: Mapping[str, Any]) -> None:
         self._maybe_fail("create", "events")
         self.writes.append(("create", "events", str(body.get("metadata", {}).get("name"))))

@@ -232,8 +232,12 @@ class Api:
                     return False
                 return fields is None or fields(obj)
 
+        indexed = None
+        if fields is not None and res is resources.PODS:
+            value = selection.index_term(req.query.get("fieldSelector", ""), res, store.NODE_NAME)
+            indexed = None if value is None else (store.NODE_NAME, value)
         page = self.store.list_page(
-            res, namespace=route.namespace, match=match, limit=limit, after=after
+            res, namespace=route.namespace, match=match, limit=limit, after=after, index=indexed
         )
         meta: dict[str, Any] = {"resourceVersion": page.resource_version}
         if page.continue_key is not None:

@@ -185,10 +185,8 @@ def _field(obj: Mapping[str, Any], parts: list[str]) -> str:
     return node if isinstance(node, str) else str(node)
 
 
-def parse_fields(text: str, res: resources.Resource) -> Predicate | None:
-    """Compile a field selector into a predicate over a whole object (None: match all)."""
-    if not text.strip():
-        return None
+def _field_terms(text: str, res: resources.Resource) -> list[tuple[list[str], str, bool]]:
+    """(path parts, value, negated) per comma-separated term; 400 on bad syntax or field."""
     terms: list[tuple[list[str], str, bool]] = []
     for raw in text.split(","):
         m = re.fullmatch(r"\s*([^=!\s]+)\s*(==|=|!=)(.*)", raw)
@@ -198,6 +196,29 @@ def parse_fields(text: str, res: resources.Resource) -> Predicate | None:
         if path not in res.field_labels:
             raise errors.bad_request(f'field label not supported: "{path}"')
         terms.append((path.split("."), "".join(_split_unescaped(value, "\0")), op == "!="))
+    return terms
+
+
+def index_term(text: str, res: resources.Resource, path: str) -> str | None:
+    """The value of a positive ``path=value`` term of a field selector, if it has one.
+
+    Every match of the selector then has that value, so a store index on ``path``
+    narrows the candidates (the real API server indexes pods by spec.nodeName).
+    """
+    if not text.strip() or path not in res.field_labels:
+        return None
+    wanted = path.split(".")
+    for parts, value, negated in _field_terms(text, res):
+        if parts == wanted and not negated:
+            return value
+    return None
+
+
+def parse_fields(text: str, res: resources.Resource) -> Predicate | None:
+    """Compile a field selector into a predicate over a whole object (None: match all)."""
+    if not text.strip():
+        return None
+    terms = _field_terms(text, res)
 
     def check(obj: Mapping[str, Any]) -> bool:
         return all((_field(obj, parts) == value) != negated for parts, value, negated in terms)

@@ -27,9 +27,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from joulie_tasks.emulator import errors, resources
+from joulie_tasks.emulator import errors, resources, selection
 
 Obj = dict[str, Any]
+#: The field path lists can look up through an index instead of a scan (pods only).
+NODE_NAME = "spec.nodeName"
 
 
 def dumps(value: Any) -> bytes:
@@ -66,16 +68,34 @@ class Entry:
 class _Table:
     keys: list[str] = field(default_factory=list)
     entries: dict[str, Entry] = field(default_factory=dict)
+    #: Bumped by every write; a field index is valid for the version it was built at.
+    version: int = 0
+    indexes: dict[str, tuple[int, dict[str, list[str]]]] = field(default_factory=dict)
 
     def put(self, key: str, entry: Entry) -> None:
         if key not in self.entries:
             bisect.insort(self.keys, key)
         self.entries[key] = entry
+        self.version += 1
 
     def pop(self, key: str) -> Entry:
         entry = self.entries.pop(key)
         del self.keys[bisect.bisect_left(self.keys, key)]
+        self.version += 1
         return entry
+
+    def index(self, path: str) -> dict[str, list[str]]:
+        """Keys by the string value of ``path`` (missing: ''), in key order; built lazily
+        and rebuilt after any write (one pass, instead of one scan per list request)."""
+        built = self.indexes.get(path)
+        if built is not None and built[0] == self.version:
+            return built[1]
+        by_value: dict[str, list[str]] = {}
+        entries = self.entries
+        for key in self.keys:
+            by_value.setdefault(selection.field_value(entries[key].obj, path), []).append(key)
+        self.indexes[path] = (self.version, by_value)
+        return by_value
 
 
 @dataclass
@@ -181,10 +201,17 @@ class Store:
         match: Callable[[Obj], bool] | None,
         limit: int,
         after: str | None,
+        index: tuple[str, str] | None = None,
     ) -> Page:
-        """Up to ``limit`` (0: all) matching items in key order, starting after ``after``."""
+        """Up to ``limit`` (0: all) matching items in key order, starting after ``after``.
+
+        ``index`` = (field path, value) promises that every match has that value, so
+        only the keys the table's index holds for it are checked (same page, faster).
+        """
         with self.lock:
             table = self._tables[res.key]
+            if index is not None:
+                return self._indexed_page(table, index, namespace, match, limit, after)
             lo, hi = self._bounds(table, namespace)
             if after is not None:
                 lo = max(lo, bisect.bisect_right(table.keys, after))
@@ -207,6 +234,41 @@ class Store:
                 continue_key=keys[last - 1] if more else None,
                 remaining=(hi - last) if more and match is None else None,
             )
+
+    def _indexed_page(
+        self,
+        table: _Table,
+        index: tuple[str, str],
+        namespace: str | None,
+        match: Callable[[Obj], bool] | None,
+        limit: int,
+        after: str | None,
+    ) -> Page:
+        """list_page over the index's candidates; same items, token and ``more`` as a scan."""
+        candidates = table.index(index[0]).get(index[1], [])
+        lo, hi = self._bounds(table, namespace)
+        if after is not None:
+            lo = max(lo, bisect.bisect_right(table.keys, after))
+        first = bisect.bisect_left(candidates, table.keys[lo]) if lo < hi else len(candidates)
+        items: list[bytes] = []
+        last_key: str | None = None
+        for key in candidates[first:]:
+            if bisect.bisect_left(table.keys, key) >= hi:
+                break
+            entry = table.entries[key]
+            if match is None or match(entry.obj):
+                items.append(entry.body())
+                if limit and len(items) == limit:
+                    last_key = key
+                    break
+        # As a scan: more when the page is full and any key (matching or not) follows.
+        more = last_key is not None and bisect.bisect_right(table.keys, last_key) < hi
+        return Page(
+            resource_version=self.resource_version,
+            items=items,
+            continue_key=last_key if more else None,
+            remaining=None,
+        )
 
     # --- writes --------------------------------------------------------------------------
 
@@ -255,6 +317,7 @@ class Store:
             entry = Entry(obj)
             if not dry_run:
                 table.entries[key] = entry
+                table.version += 1
             return entry
 
     def delete(
@@ -338,6 +401,7 @@ class Store:
                     entry.body()
                 table.entries[key] = entry
                 count += 1
+            table.version += 1
             if new_keys:
                 table.keys = sorted(table.entries)
         return count

@@ -53,23 +53,48 @@ def wait_for(
 class RedisServer:
     """A private redis-server on a free loopback port, in its own directory."""
 
-    def __init__(self, workdir: Path, *, appendonly: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        appendonly: bool = False,
+        password: str | None = None,
+        tls: tuple[Path, Path, Path] | None = None,
+    ) -> None:
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is not installed (scripts/bootstrap.sh installs it)")
         self.port = free_port()
         self.dir = workdir
         self.appendonly = appendonly
+        #: ``--requirepass``; the URL then carries it (``redis://:secret@…``).
+        self.password = password
+        #: (cert, key, CA) files: serve TLS only on ``port`` (plain TCP is switched off).
+        self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        if self.tls is not None:
+            return f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_cert_reqs=required&ssl_ca_certs={self.tls[2]}"
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def _args(self) -> list[str]:
+        args = ["--requirepass", self.password] if self.password else []
+        if self.tls is not None:
+            cert, key, ca = self.tls
+            args += ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(cert)]
+            args += ["--tls-key-file", str(key), "--tls-ca-cert-file", str(ca)]
+            args += ["--tls-auth-clients", "no"]
+        else:
+            args += ["--port", str(self.port)]
+        return args
 
     def start(self) -> RedisServer:
         self.dir.mkdir(parents=True, exist_ok=True)
         args = [
             "redis-server",
-            "--port", str(self.port),
+            *self._args(),
             "--bind", "127.0.0.1",
             "--dir", str(self.dir),
             "--save", "",
@@ -92,6 +117,22 @@ class RedisServer:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+    def restart(self, *, wipe: bool = False) -> None:
+        """Stop (SIGTERM: an append-only file is flushed) and start again on the same port.
+
+        ``wipe`` deletes the data directory's files first, so nothing survives.
+        """
+        self.stop()
+        if wipe:
+            for f in self.dir.glob("*"):
+                if f.name != "redis.log":
+                    shutil.rmtree(f) if f.is_dir() else f.unlink()
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url, socket_timeout=5)
@@ -152,6 +193,16 @@ class Proc:
     def stop(self) -> None:
         self.kill(signal.SIGTERM)
 
+    def signal_group(self, sig: int) -> None:
+        """Send ``sig`` to the whole group (SIGSTOP freezes it, SIGCONT resumes it)."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
 
 class Stack:
     """Redis + the HTTP API emulator's kubeconfig + any number of workers and beats."""
@@ -177,18 +228,22 @@ class Stack:
         for key, value in settings.items():
             self.env[key.upper()] = str(value)
 
-    def start_worker(self, name: str = "w1", *, concurrency: int = 1) -> Proc:
+    def start_worker(
+        self, name: str = "w1", *, concurrency: int = 1, wait_ready: bool = True
+    ) -> Proc:
         args = ["worker", "--pool=prefork", f"--concurrency={concurrency}", "-n", f"{name}@%h"]
         args += ["--without-mingle", "--without-gossip"]
-        proc = Proc(name, args, env=self.env, log=self.tmp / f"{name}.log")
-        self.procs.append(proc)
-        proc.wait_for_log("ready.", timeout=60)
-        return proc
+        return self.start_proc(name, args, ready="ready." if wait_ready else None)
 
     def start_beat(self, name: str = "beat") -> Proc:
-        proc = Proc(name, ["beat"], env=self.env, log=self.tmp / f"{name}.log")
+        return self.start_proc(name, ["beat"], ready="beat: Starting")
+
+    def start_proc(self, name: str, args: list[str], *, ready: str | None) -> Proc:
+        """Start ``joulie-tasks <args>`` and (unless ``ready`` is None) wait for that log text."""
+        proc = Proc(name, args, env=self.env, log=self.tmp / f"{name}.log")
         self.procs.append(proc)
-        proc.wait_for_log("beat: Starting", timeout=60)
+        if ready is not None:
+            proc.wait_for_log(ready, timeout=60)
         return proc
 
     def run_cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

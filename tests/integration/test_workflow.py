@@ -131,6 +131,17 @@ def test_fifty_node_cluster_converges_and_the_next_tick_writes_nothing(
     assert pending_writes(emulator, stack.env).empty
     assert_fsm_matches_cluster(state, emulator)
     assert len(emulator.list_objects("nodepowerprofiles")) == 50
+    # (its Node events go out from their own task: every node started Unknown, so
+    # there is one per newly deferred downgrade; let them land before counting)
+    deferred = [
+        t
+        for t in state.read_transitions()
+        if t["tick_id"] == first["tick_id"] and t["result"] == "deferred"
+    ]
+    wait_for(
+        lambda: len(emulator.list_objects("events", "default")) == len(deferred),
+        what="the first tick's node events",
+    )
 
     # When the next tick runs on the converged cluster
     emulator.reset_counters()

@@ -233,3 +233,40 @@ def test_a_postponed_decision_writes_nothing() -> None:
         draining_label=DRAINING_LABEL,
     )
     assert writes.empty
+
+
+def test_the_profile_of_a_deleted_node_is_deleted_but_not_an_ineligible_ones() -> None:
+    outsider = make_node("x-reserved", labels={"joulie.io/reserved": "true"})
+    profiles = [
+        *CONVERGED_NPPS,
+        make_npp("gone"),
+        make_npp("x-reserved", profile="eco", cap=1.0),
+        make_npp("also-gone", name="node-foreign", managed_by="someone"),
+    ]
+    writes = run_core([*CONVERGED_NODES, outsider], profiles=profiles)
+    assert writes.deletes == ("node-gone",)
+    assert not writes.labels
+    assert not writes.profiles
+
+
+def test_a_superseded_duplicate_profile_is_deleted_when_the_name_changes() -> None:
+    # gpu.a used to share its sanitised name with gpu-a and got a hashed object; with
+    # gpu-a gone it owns the plain name, and the hashed object is a stale duplicate.
+    hashed = make_npp("gpu.a", name="node-gpu-a-5cce7b4db2")
+    writes = run_core([*CONVERGED_NODES, make_node("gpu.a")], profiles=[*CONVERGED_NPPS, hashed])
+    assert writes.deletes == ("node-gpu-a-5cce7b4db2",)
+    assert [w.name for w in writes.profiles if w.spec.node_name == "gpu.a"] == ["node-gpu-a"]
+
+
+def test_an_object_reused_by_another_node_is_rewritten_not_deleted() -> None:
+    # node-gpu-a still says gpu-a (deleted); gpu.a now owns that name: replace it.
+    old = make_npp("gpu-a", name="node-gpu-a")
+    writes = run_core([*CONVERGED_NODES, make_node("gpu.a")], profiles=[*CONVERGED_NPPS, old])
+    assert writes.deletes == ()
+    assert [(w.name, w.create) for w in writes.profiles if w.spec.node_name == "gpu.a"] == [
+        ("node-gpu-a", False)
+    ]
+
+
+def test_an_empty_node_list_deletes_nothing() -> None:
+    assert run_core([], profiles=CONVERGED_NPPS).deletes == ()

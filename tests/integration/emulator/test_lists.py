@@ -178,3 +178,46 @@ def test_watch_is_not_supported(core: client.CoreV1Api) -> None:
     with pytest.raises(client.ApiException) as err:
         core.list_node(watch=True, _preload_content=False)
     assert err.value.status == 405
+
+
+def test_node_name_lists_follow_writes_and_pages(
+    core: client.CoreV1Api, emulator: Emulator, pods_2500: list[str]
+) -> None:
+    """spec.nodeName lists go through an index (as the real server's): it must follow
+    every write, and page, namespace and token exactly like a scan."""
+
+    def on_node(node_name: str, namespace: str | None = None, limit: int = 7) -> list[str]:
+        got, token = [], None
+        for _ in range(1000):
+            kwargs = {"field_selector": f"spec.nodeName={node_name}", "limit": limit}
+            page = (
+                core.list_namespaced_pod(namespace, _continue=token, **kwargs)
+                if namespace
+                else core.list_pod_for_all_namespaces(_continue=token, **kwargs)
+            )
+            got += [f"{p.metadata.namespace}/{p.metadata.name}" for p in page.items]
+            token = page.metadata._continue
+            if not token:
+                return got
+        raise AssertionError("pagination did not end")
+
+    def expected(node_name: str, namespace: str | None = None) -> list[str]:
+        return [
+            f"{p['metadata']['namespace']}/{p['metadata']['name']}"
+            for p in emulator.list_objects("pods")
+            if p["spec"].get("nodeName", "") == node_name
+            and namespace in (None, p["metadata"]["namespace"])
+        ]
+
+    before = expected("node-00003")
+    assert on_node("node-00003") == before and len(before) > 7
+    assert on_node("node-00003", "ns-02") == expected("node-00003", "ns-02")
+    ns, name = before[0].split("/")
+    moved = emulator.get_object("pods", name, ns)
+    assert moved is not None
+    moved["spec"]["nodeName"] = "node-00004"
+    emulator.put_object(moved)
+    emulator.delete_object("pods", *reversed(before[1].split("/")))
+    assert on_node("node-00003") == expected("node-00003") == before[2:]
+    assert on_node("node-00004", limit=500) == expected("node-00004")
+    assert on_node("") == expected("")

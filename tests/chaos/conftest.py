@@ -1,0 +1,169 @@
+"""The chaos group: fixtures of the integration tests, plus the reliability-table recorder.
+
+Every test under ``tests/chaos`` is marked ``chaos`` (tests/conftest.py, by
+directory). Each one records one row through the ``reliability`` fixture; when the
+whole group runs with ``JOULIE_WRITE_RELIABILITY=1`` (scripts/reliability.sh) and
+passes, the session writes docs/RELIABILITY.md from those rows. Partial or failing
+runs never overwrite the published table.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import *  # noqa: F403  (emulator, stack, state, ticks …)
+from tests.integration.conftest import _require_redis
+from tests.integration.stack import RedisServer
+
+REPO = Path(__file__).resolve().parents[2]
+TABLE = REPO / "docs" / "RELIABILITY.md"
+WRITE_ENV = "JOULIE_WRITE_RELIABILITY"
+#: Per-case limit: outages and lock expiries take tens of seconds on a busy 2-core box.
+CASE_TIMEOUT_S = 180
+
+
+@dataclass
+class Row:
+    """One line of docs/RELIABILITY.md; every value comes from checks the test made."""
+
+    fault: str = ""
+    action: str = ""
+    behaviour: str = ""
+    ticks: str = ""
+    retries: str = ""
+    lost: str = ""
+    order: int = 0
+    seconds: float = 0.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+_ROWS: dict[str, Row] = {}
+_ORDER: dict[str, int] = {}
+
+
+#: Table order follows the issue's list, not the alphabetical order of the files.
+_MODULES = (
+    "test_workers",
+    "test_redis",
+    "test_api",
+    "test_lock",
+    "test_nodes",
+    "test_hostile",
+    "test_config",
+    "test_security",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for index, item in enumerate(items):
+        if here not in Path(str(item.fspath)).parents:
+            continue
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(CASE_TIMEOUT_S))
+        module = Path(str(item.fspath)).stem
+        rank = _MODULES.index(module) if module in _MODULES else len(_MODULES)
+        _ORDER[item.nodeid] = rank * 10_000 + index
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    """redis-server with options from indirect parametrisation (``appendonly``,
+    ``password``, ``tls``, and ``started=False`` to leave it down at first)."""
+    _require_redis()
+    options = dict(getattr(request, "param", {}))
+    started = options.pop("started", True)
+    server = RedisServer(tmp_path / "redis", **options)
+    if started:
+        server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def reliability(request: pytest.FixtureRequest) -> Iterator[Row]:
+    """The test fills in its row; it is kept only if the test passed."""
+    row = Row(order=_ORDER.get(request.node.nodeid, 0))
+    started = time.monotonic()
+    yield row
+    row.seconds = time.monotonic() - started
+    report = getattr(request.node, "_chaos_call_report", None)
+    if report is not None and report.passed and row.fault:
+        merge = row.extra.get("merge")
+        if merge is None:
+            _ROWS[request.node.nodeid] = row
+        elif merge in _ROWS:  # one table row for a parametrised family of cases
+            _ROWS[merge].action += ", " + row.action
+        else:
+            _ROWS[merge] = row
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item._chaos_call_report = report  # type: ignore[attr-defined]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get(WRITE_ENV) != "1":
+        return
+    if not _is_whole_group(session):
+        print(f"\n{TABLE.relative_to(REPO)} not written: not the whole chaos group")
+        return
+    if exitstatus != 0 or session.testsfailed:
+        print(f"\n{TABLE.relative_to(REPO)} not written: the chaos group did not pass")
+        return
+    if not _ROWS:
+        return
+    TABLE.parent.mkdir(exist_ok=True)
+    TABLE.write_text(render(sorted(_ROWS.values(), key=lambda r: r.order)))
+    print(f"\nwrote {TABLE.relative_to(REPO)} ({len(_ROWS)} faults)")
+
+
+def _is_whole_group(session: pytest.Session) -> bool:
+    """No -k/--deselect/--lf filter, and every path argument contains tests/chaos whole."""
+    option = session.config.option
+    if option.keyword or getattr(option, "deselect", None) or getattr(option, "lf", False):
+        return False
+    here = Path(__file__).parent
+    for arg in session.config.args:
+        path = Path(arg.split("::")[0]).resolve()
+        if "::" in arg or not (path == here or path in here.parents):
+            return False
+    return True
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render(rows: list[Row]) -> str:
+    lines = [
+        "# Reliability: the chaos suite's results",
+        "",
+        "Generated by `scripts/reliability.sh` (the `chaos` test group, `tests/chaos/`) —",
+        "do not edit by hand. Every row is one fault injected into a real stack: redis-server,",
+        "Celery worker and beat processes, and the Kubernetes API emulator over HTTP. Values",
+        "come from the run itself: *ticks to converge* counts the ticks sent from the fault",
+        "on until the cluster matched what the pure core decides; *retries* are the",
+        "operator's own `joulie_kube_retries_total` counters; *state lost* lists every",
+        "check that failed (lost FSM records or transitions, a false FSM state, a",
+        "profile object left behind, pending writes) and must read `none`.",
+        "",
+        "| # | fault | what was done | what the operator did | ticks to converge | retries "
+        "| state lost |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for n, r in enumerate(rows, 1):
+        cells = (r.fault, r.action, r.behaviour, r.ticks, r.retries, r.lost)
+        lines.append(f"| {n} | " + " | ".join(_cell(c) for c in cells) + " |")
+    lines.append("")
+    return "\n".join(lines)

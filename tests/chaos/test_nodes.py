@@ -1,0 +1,153 @@
+"""Nodes changing under the operator: deleted mid-tick (404 → skipped and logged; the
+deleted node's NodePowerProfile is removed), a profile or label edited by hand
+(restored by the next tick), a node becoming reserved or unmanaged (left alone
+from then on: its labels and profile are never written again).
+"""
+
+from __future__ import annotations
+
+from joulie_tasks import store
+from joulie_tasks.emulator import Emulator
+from tests.chaos.conftest import Row
+from tests.chaos.harness import Driver, lost, problems
+from tests.integration.conftest import TickClient
+from tests.integration.stack import Stack, wait_for
+
+PROFILE = "joulie.io/power-profile"
+DRAINING = "joulie.io/draining"
+
+
+def _fill(row: Row, drive: Driver, found: list[str], **cells: str) -> None:
+    row.fault, row.action, row.behaviour = cells["fault"], cells["action"], cells["behaviour"]
+    row.ticks, row.retries, row.lost = drive.ticks_text(), drive.retries()[1], lost(found)
+
+
+def test_a_node_deleted_mid_tick(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+) -> None:
+    # Given a converged cluster where two nodes' labels were edited by hand
+    stack.configure(write_concurrency=1)
+    emulator.seed(8, 0, seed=61)
+    worker = stack.start_worker("w1")
+    drive = Driver(ticks, state, emulator, stack.env)
+    drive.converge(max_ticks=1)
+    drive.outcomes.clear()
+    for node in ("node-00006", "node-00007"):
+        emulator.mutate_node_labels(node, {PROFILE: "weird"})
+    assert emulator.get_object("nodepowerprofiles", "node-node-00007") is not None
+
+    # When node-00007 is deleted while the tick writes node-00006 (after its snapshot)
+    emulator.inject("PATCH", r"^/api/v1/nodes/node-00006$", delay_s=1)
+    emulator.reset_counters()
+    at, before = drive.send()
+    wait_for(lambda: emulator.counters().get(("patch", "nodes")), what="the first patch")
+    assert emulator.delete_object("nodes", "node-00007")
+    first = drive.outcome(at, before)
+
+    # Then its write is skipped and logged (not a failed tick), Redis forgets it, and
+    # the next tick deletes its profile object
+    assert first == "completed"
+    assert "node-00007: skipped" in worker.log()
+    assert "node-00007" not in state.fsm_records()
+    n = drive.converge(max_ticks=3)
+    found = problems(state, emulator, stack.env)
+    _fill(
+        reliability,
+        drive,
+        found,
+        fault="node deleted mid-tick",
+        action="node deleted between the tick's snapshot and its label PATCH",
+        behaviour=(
+            "PATCH answered 404: node skipped and logged, tick completed (not failed), FSM "
+            "forgot it; the next tick deleted its NodePowerProfile (managed-by=operator, "
+            "spec.nodeName gone)"
+        ),
+    )
+    assert emulator.get_object("nodepowerprofiles", "node-node-00007") is None
+    assert n <= 3
+    assert found == []
+
+
+def test_a_profile_and_a_label_edited_by_hand(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+) -> None:
+    emulator.seed(6, 0, seed=62)
+    stack.start_worker("w1")
+    drive = Driver(ticks, state, emulator, stack.env)
+    drive.converge(max_ticks=1)
+    drive.outcomes.clear()
+
+    # When someone edits a profile object's spec and another node's labels by hand
+    npp = emulator.get_object("nodepowerprofiles", "node-node-00000")
+    assert npp is not None
+    npp["spec"]["cpu"]["packagePowerCapWatts"] = 1
+    npp["spec"]["profile"] = "eco"
+    emulator.put_object(npp)
+    emulator.mutate_node_labels("node-00004", {DRAINING: "true", "team": "blue"})
+
+    # Then the next tick restores both, and leaves the foreign label alone
+    n = drive.converge(max_ticks=1)
+    found = problems(state, emulator, stack.env)
+    _fill(
+        reliability,
+        drive,
+        found,
+        fault="NodePowerProfile and node label edited by hand",
+        action="a profile's cap and profile changed; a node's draining label flipped "
+        "(plus a foreign label added)",
+        behaviour="next tick replaced the profile (current resourceVersion) and re-patched "
+        "the two operator labels; the foreign label was kept",
+    )
+    assert emulator.get_node("node-00004")["metadata"]["labels"]["team"] == "blue"
+    assert n == 1
+    assert found == []
+
+
+def test_a_node_becoming_reserved_or_unmanaged_is_left_alone(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+) -> None:
+    emulator.seed(6, 0, seed=63)
+    stack.start_worker("w1")
+    drive = Driver(ticks, state, emulator, stack.env)
+    drive.converge(max_ticks=1)
+    drive.outcomes.clear()
+
+    # When one node becomes reserved and another leaves the selector, then both get
+    # their operator labels and profile objects edited by hand
+    emulator.mutate_node_labels("node-00000", {"joulie.io/reserved": "true"})
+    emulator.mutate_node_labels("node-00001", {"joulie.io/managed": None})
+    drive.converge(max_ticks=1)
+    for node in ("node-00000", "node-00001"):
+        emulator.mutate_node_labels(node, {PROFILE: "hand-set", DRAINING: "maybe"})
+        npp = emulator.get_object("nodepowerprofiles", f"node-{node}")
+        assert npp is not None
+        npp["spec"]["cpu"]["packagePowerCapWatts"] = 7
+        emulator.put_object(npp)
+    left = {
+        node: (
+            emulator.get_node(node)["metadata"]["resourceVersion"],
+            emulator.get_object("nodepowerprofiles", f"node-{node}"),
+        )
+        for node in ("node-00000", "node-00001")
+    }
+
+    # Then later ticks never write them again, and Redis does not track them
+    drive.one()
+    drive.one()
+    found = problems(state, emulator, stack.env)
+    for node, (version, npp) in left.items():
+        if emulator.get_node(node)["metadata"]["resourceVersion"] != version:
+            found.append(f"{node} was written")
+        if emulator.get_object("nodepowerprofiles", f"node-{node}") != npp:
+            found.append(f"the profile of {node} was written or deleted")
+    _fill(
+        reliability,
+        drive,
+        found,
+        fault="node becomes reserved / unmanaged",
+        action="one node labelled joulie.io/reserved=true, one taken out of NODE_SELECTOR; "
+        "then their operator labels and profiles edited by hand",
+        behaviour="both dropped from the plan and from the FSM; their labels and profile "
+        "objects were never written or deleted again",
+    )
+    assert found == []

@@ -1,0 +1,228 @@
+"""Worker and beat processes dying: SIGKILL during snapshot, plan and a write batch;
+beat killed and restarted; two beats at once.
+
+A killed worker's unacknowledged stage stays in the broker (redelivered only after
+the visibility timeout), its tick's lock expires after LOCK_TTL, and the next tick
+redoes everything from a fresh snapshot (level-based): nothing a dead tick did
+half-way may leave Redis saying something the cluster does not show.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+
+import redis
+
+from joulie_tasks import metrics, store
+from joulie_tasks.emulator import Emulator
+from tests.chaos.conftest import Row
+from tests.chaos.harness import Driver, lost, problems
+from tests.integration.conftest import TickClient
+from tests.integration.stack import Proc, Stack, wait_for
+
+
+def _kill(proc: Proc) -> None:
+    proc.kill(signal.SIGKILL)
+
+
+def test_worker_sigkilled_during_snapshot(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+) -> None:
+    # Given a worker whose snapshot hangs on the node list
+    stack.configure(lock_ttl="3s")
+    emulator.seed(12, 2, seed=21)
+    victim = stack.start_worker("victim")
+    emulator.inject("GET", r"^/api/v1/nodes$", delay_s=3)
+    drive = Driver(ticks, state, emulator, stack.env)
+
+    # When the worker is SIGKILLed while it lists nodes
+    drive.send()
+    wait_for(lambda: emulator.counters().get(("list", "nodes")), what="the node list")
+    _kill(victim)
+    drive.outcomes.append("killed")
+
+    # Then nothing was recorded, and a new worker converges once the lock expired
+    assert not state.fsm_records()
+    stack.start_worker("rescuer")
+    n = drive.converge(max_ticks=4)
+    found = problems(state, emulator, stack.env)
+    reliability.fault = "worker SIGKILL during snapshot"
+    reliability.action = "node LIST stalled 3 s; worker process group SIGKILLed mid-request"
+    reliability.behaviour = (
+        "dead tick wrote nothing; its lock expired after LOCK_TTL; next tick on a new "
+        "worker re-read everything and converged"
+    )
+    reliability.ticks, reliability.retries = drive.ticks_text(), drive.retries()[1]
+    reliability.lost = lost(found)
+    assert n <= 4
+    assert found == []
+
+
+def _unacked_tasks(client: redis.Redis) -> list[str]:
+    names = []
+    for raw in client.hvals("unacked"):
+        message = json.loads(raw)[0]
+        names.append(message.get("headers", {}).get("task", "?"))
+    return names
+
+
+def test_worker_sigkilled_during_plan(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+) -> None:
+    # Given a converged cluster and a new policy input (a hand-edited label to restore)
+    stack.configure(lock_ttl="3s")
+    emulator.seed(300, 1, seed=22)
+    victim = stack.start_worker("victim")
+    drive = Driver(ticks, state, emulator, stack.env)
+    drive.converge(max_ticks=1)
+    drive.outcomes.clear()
+    emulator.mutate_node_labels("node-00000", {"joulie.io/power-profile": "eco"})
+    fsm_before = state.fsm_records()
+
+    # When the worker is frozen and killed while its plan stage is delivered, unacked
+    client = redis.Redis.from_url(stack.redis.url)
+    drive.send()
+    wait_for(
+        lambda: "joulie.plan" in _unacked_tasks(client),
+        timeout=60,
+        interval=0.0005,
+        what="the plan stage in flight",
+    )
+    victim.signal_group(signal.SIGSTOP)
+    in_flight = _unacked_tasks(client)
+    _kill(victim)
+    drive.outcomes.append("killed")
+    assert in_flight == ["joulie.plan"], in_flight
+
+    # Then the dead tick recorded nothing, and the next tick restores the label
+    assert state.fsm_records() == fsm_before
+    stack.start_worker("rescuer")
+    n = drive.converge(max_ticks=4)
+    found = problems(state, emulator, stack.env)
+    reliability.fault = "worker SIGKILL during plan"
+    reliability.action = (
+        "worker frozen (SIGSTOP) while the broker showed the plan stage delivered and "
+        "unacknowledged, then SIGKILLed"
+    )
+    reliability.behaviour = (
+        "the chain stopped at plan; nothing written, FSM untouched; next tick converged"
+    )
+    reliability.ticks, reliability.retries = drive.ticks_text(), drive.retries()[1]
+    reliability.lost = lost(found)
+    assert n <= 4
+    assert found == []
+
+
+def test_worker_sigkilled_during_a_write_batch(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+) -> None:
+    # Given slow node patches, so a write batch is in flight when the worker dies
+    stack.configure(lock_ttl="3s", write_batch_size=4, write_concurrency=1)
+    emulator.seed(12, 1, seed=23)
+    victim = stack.start_worker("victim")
+    emulator.inject("PATCH", r"^/api/v1/nodes/", delay_s=0.4, times=-1)
+    drive = Driver(ticks, state, emulator, stack.env)
+
+    # When the worker is SIGKILLed after some of its label writes landed
+    drive.send()
+    wait_for(lambda: emulator.counters().get(("patch", "nodes"), 0) >= 2, what="writes started")
+    _kill(victim)
+    drive.outcomes.append("killed")
+
+    # Then Redis records no node in a state the cluster does not show
+    half_way = problems(state, emulator, stack.env, fsm=False)
+    assert all(p.startswith("not converged") for p in half_way), half_way
+
+    # And a new worker converges
+    emulator.clear_faults()
+    stack.start_worker("rescuer")
+    n = drive.converge(max_ticks=4)
+    found = problems(state, emulator, stack.env)
+    reliability.fault = "worker SIGKILL during a write batch"
+    reliability.action = "node PATCHes slowed to 0.4 s; worker SIGKILLed after 2 had landed"
+    reliability.behaviour = (
+        "half-written cluster, FSM untouched (it records only finished ticks); next tick "
+        "wrote only what was still missing"
+    )
+    reliability.ticks, reliability.retries = drive.ticks_text(), drive.retries()[1]
+    reliability.lost = lost(found)
+    assert n <= 4
+    assert found == []
+
+
+def _intervals(state: store.RedisStore, interval: float) -> list[int]:
+    return [math.floor(t["tick_time"] / interval) for t in state.recent_ticks()]
+
+
+def test_beat_killed_and_restarted(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+) -> None:
+    # Given beat ticking every 2 s on a converged cluster
+    stack.configure(reconcile_interval="2s")
+    emulator.seed(6, 1, seed=24)
+    stack.start_worker("w1")
+    beat = stack.start_beat("beat-1")
+    wait_for(lambda: len(state.recent_ticks()) >= 1, timeout=40, what="a beat tick")
+    wait_for(lambda: not problems(state, emulator, stack.env), timeout=40, what="convergence")
+
+    # When beat is SIGKILLed, a label is edited by hand while no beat runs, and beat
+    # comes back 5 s (2.5 intervals) later
+    _kill(beat)
+    killed_at = time.time()
+    before = len(state.recent_ticks())
+    emulator.mutate_node_labels("node-00001", {"joulie.io/power-profile": "weird"})
+    wait_for(lambda: time.time() - killed_at >= 5, timeout=10, what="5 s without beat")
+    assert len(state.recent_ticks()) == before  # nothing ticks without beat
+    stack.start_beat("beat-2")
+
+    # Then ticking resumes (missed ticks are not replayed) and the label is restored
+    wait_for(lambda: not problems(state, emulator, stack.env), timeout=40, what="convergence")
+    after = len(state.recent_ticks()) - before
+    intervals = _intervals(state, 2.0)
+    assert len(intervals) == len(set(intervals)), intervals
+    found = problems(state, emulator, stack.env)
+    reliability.fault = "beat killed and restarted"
+    reliability.action = "beat SIGKILLed, a node label hand-edited, beat restarted 5 s later"
+    reliability.behaviour = (
+        "no ticks while beat was down, no replay of missed ones after; the first tick of "
+        "the new beat restored the label"
+    )
+    reliability.ticks = f"{after} (beat ticks after the restart)"
+    reliability.retries = Driver(ticks, state, emulator, stack.env).retries()[1]
+    reliability.lost = lost(found)
+    assert after <= 2
+    assert found == []
+
+
+def test_two_beats_at_once(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+) -> None:
+    stack.configure(reconcile_interval="2s")
+    emulator.seed(6, 1, seed=25)
+    stack.start_worker("w1")
+    stack.start_beat("beat-a")
+    stack.start_beat("beat-b")
+
+    wait_for(lambda: len(state.recent_ticks()) >= 4, timeout=60, what="four ticks")
+    wait_for(
+        lambda: ticks.counter(metrics.TICKS, result="duplicate") >= 3,
+        timeout=30,
+        what="duplicate ticks dropped",
+    )
+    intervals = _intervals(state, 2.0)
+    duplicates = int(ticks.counter(metrics.TICKS, result="duplicate"))
+    found = problems(state, emulator, stack.env)
+    reliability.fault = "two beats at once"
+    reliability.action = "two beat processes with a 2 s interval, one worker"
+    reliability.behaviour = (
+        f"one reconcile per interval ({len(intervals)} intervals, {duplicates} duplicate "
+        "ticks dropped by the per-interval claim)"
+    )
+    reliability.ticks = f"1 (then one per interval: {len(intervals)} ticks, no duplicate)"
+    reliability.retries = Driver(ticks, state, emulator, stack.env).retries()[1]
+    reliability.lost = lost(found)
+    assert len(intervals) == len(set(intervals)), intervals
+    assert found == []
