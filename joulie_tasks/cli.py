@@ -14,7 +14,17 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from joulie_tasks import __version__, config, durations, errors, models, ops, reconcile, store
+from joulie_tasks import (
+    __version__,
+    config,
+    durations,
+    errors,
+    lifecycle,
+    models,
+    ops,
+    reconcile,
+    store,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +156,7 @@ def cmd_reconcile(settings: config.Settings, args: argparse.Namespace) -> int:
     return EXIT_FAILURE if report.failures else 0
 
 
-def _report_json(report: reconcile.TickReport, needs: set[models.NodeName]) -> dict[str, object]:
+def _report_json(report: lifecycle.TickReport, needs: set[models.NodeName]) -> dict[str, object]:
     return {
         "tick_id": report.tick_id,
         "tick_time": report.tick_time,
@@ -176,7 +186,7 @@ def _report_json(report: reconcile.TickReport, needs: set[models.NodeName]) -> d
     }
 
 
-def _print_report(report: reconcile.TickReport, needs: set[models.NodeName]) -> None:
+def _print_report(report: lifecycle.TickReport, needs: set[models.NodeName]) -> None:
     mode = " (dry run: nothing written)" if report.dry_run else ""
     print(f"tick {report.tick_id} policy {report.policy}{mode}")
     print(f"{'NODE':<28} {'FROM':<20} {'TO':<20} {'PROFILE':<12} {'DRAINING':<9} WRITE")

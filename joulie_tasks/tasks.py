@@ -23,7 +23,7 @@ from typing import Any
 from celery import Task, chain, signals
 from celery.exceptions import Ignore
 
-from joulie_tasks import config, errors, events, kube, metrics, reconcile, store
+from joulie_tasks import config, errors, events, kube, lifecycle, metrics, outcome, reconcile, store
 from joulie_tasks.celery_app import TICK_TASK, app
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def _gateway() -> kube.ApiGateway:
 
 
 @contextmanager
-def _lock_kept_alive(ref: reconcile.TickRef) -> Iterator[None]:
+def _lock_kept_alive(ref: lifecycle.TickRef) -> Iterator[None]:
     """Renew the leader lock in the background while a stage runs."""
     settings = _settings()
     stop = threading.Event()
@@ -91,13 +91,13 @@ def _lock_kept_alive(ref: reconcile.TickRef) -> Iterator[None]:
 
 
 def _guarded(
-    ref_data: dict[str, Any], stage: str, body: Callable[[reconcile.TickRef], None]
+    ref_data: dict[str, Any], stage: str, body: Callable[[lifecycle.TickRef], None]
 ) -> None:
     """Run a stage body for a live tick: drop stale work, fail the tick on error."""
-    ref = reconcile.TickRef.model_validate(ref_data)
+    ref = lifecycle.TickRef.model_validate(ref_data)
     state, settings = _state(), _settings()
     try:
-        live = reconcile.is_live(ref, state=state, settings=settings)
+        live = lifecycle.is_live(ref, state=state, settings=settings)
     except errors.StateStoreError as e:
         logger.error("tick %s: %s skipped: %s", ref.tick_id, stage, e)
         state.count_later(_FAILED)  # the chain ends here; counted once Redis is back
@@ -112,7 +112,7 @@ def _guarded(
     except Ignore:
         raise
     except Exception as e:
-        reconcile.fail_tick(ref, state=state, stage=stage, error=e)
+        outcome.fail_tick(ref, state=state, stage=stage, error=e)
         raise Ignore() from e
     finally:
         if "gateway" in _process:
@@ -124,7 +124,7 @@ def _guarded(
 
 def _stage(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     def run(ref_data: dict[str, Any]) -> dict[str, Any]:
-        def body(ref: reconcile.TickRef) -> None:
+        def body(ref: lifecycle.TickRef) -> None:
             reconcile.run_stage(name, ref, gateway=_gateway, state=_state(), settings=_settings())
 
         _guarded(ref_data, name, body)
@@ -144,7 +144,7 @@ guard = app.task(name="joulie.guard", acks_late=True)(_stage("guard"))
 def write(ref_data: dict[str, Any]) -> dict[str, Any]:
     """Compute the writes, fan the batches out across workers (or end the tick)."""
 
-    def body(ref: reconcile.TickRef) -> None:
+    def body(ref: lifecycle.TickRef) -> None:
         state, settings = _state(), _settings()
         batches = reconcile.run_stage(
             "write", ref, gateway=_gateway, state=state, settings=settings
@@ -162,12 +162,12 @@ def write(ref_data: dict[str, Any]) -> dict[str, Any]:
 EVENTS_PER_TASK = 200
 
 
-def _end(ref: reconcile.TickRef, state: store.RedisStore, settings: config.Settings) -> None:
+def _end(ref: lifecycle.TickRef, state: store.RedisStore, settings: config.Settings) -> None:
     """Finish the tick, then hand its Node events to other tasks (never blocking it)."""
-    report = reconcile.finish_tick(ref, state=state, settings=settings)
+    report = outcome.finish_tick(ref, state=state, settings=settings)
     if report is None:
         return
-    bodies = reconcile.event_bodies(report)
+    bodies = outcome.event_bodies(report)
     for start in range(0, len(bodies), EVENTS_PER_TASK):
         try:
             send_events.apply_async(
@@ -188,17 +188,17 @@ def send_events(bodies: list[dict[str, Any]]) -> int:
 @app.task(name="joulie.write_batch", acks_late=True)
 def write_batch(ref_data: dict[str, Any], index: int) -> None:
     """Apply one batch (fenced); the last batch to finish ends the tick."""
-    ref = reconcile.TickRef.model_validate(ref_data)
+    ref = lifecycle.TickRef.model_validate(ref_data)
     state, settings = _state(), _settings()
     try:
         with _lock_kept_alive(ref):
             result = reconcile.run_batch(
                 ref, index, gateway=_gateway(), state=state, settings=settings
             )
-            if result is not None and reconcile.record_batch(ref, index, result, state=state):
+            if result is not None and outcome.record_batch(ref, index, result, state=state):
                 _end(ref, state, settings)
     except Exception as e:
-        reconcile.fail_tick(ref, state=state, stage=f"write batch {index}", error=e)
+        outcome.fail_tick(ref, state=state, stage=f"write batch {index}", error=e)
         raise Ignore() from e
     finally:
         if "gateway" in _process:
@@ -228,7 +228,7 @@ def tick(self: Task[Any, Any], scheduled_at: float | None = None, dedup: bool = 
             state.add_counters({metrics.field(metrics.TICKS, result="duplicate"): 1})
             logger.info("duplicate tick for interval %d dropped", number)
             return None
-        ref = reconcile.begin_tick(state=state, settings=settings, tick_time=scheduled)
+        ref = lifecycle.begin_tick(state=state, settings=settings, tick_time=scheduled)
     except errors.StateStoreError as e:
         logger.error("tick skipped: %s", e)
         state.count_later(_FAILED)
@@ -245,6 +245,6 @@ def tick(self: Task[Any, Any], scheduled_at: float | None = None, dedup: bool = 
             write.si(ref_data),
         ).apply_async()
     except Exception as e:
-        reconcile.fail_tick(ref, state=state, stage="dispatch", error=e)
+        outcome.fail_tick(ref, state=state, stage="dispatch", error=e)
         raise
     return ref.tick_id
