@@ -75,6 +75,11 @@ INVALID = [
     ("WRITE_BATCH_SIZE", "none", "whole number"),
     ("WRITE_CONCURRENCY", "0", "≥ 1"),
     ("MAX_TRANSITIONS_PER_TICK", "-1", "≥ 0"),
+    ("POWER_PROFILE_LABEL", "bad key!", "label key"),
+    ("DRAINING_LABEL", "/x", "label key"),
+    ("RESERVED_LABEL_KEY", "a/b/c", "label key"),
+    ("PERFORMANCE_CAP_WATTS", "inf", "finite number"),
+    ("ECO_CAP_WATTS", "nan", "finite number"),
 ]
 
 
