@@ -213,6 +213,18 @@ class _NodeWriter:
             fn,
         )
 
+    def _on_conflict_rerun(self, node: str, what: str, closure: Callable[[], int]) -> int:
+        """Run a read-recompute-apply closure, rerunning it on 409 (conflict_retry)."""
+        return _retried(
+            lambda: retrying.conflict_retry(
+                label=f"tick {self._tick_id}: {what}",
+                on_retry=self._count_retry(node),
+                sleep=self._sleep,
+            ),
+            errors.KubeConflict,
+            closure,
+        )
+
     def apply(self, nw: NodeWrites) -> int:
         """Apply one node's writes; return how many API writes were made."""
         written = 0
@@ -251,15 +263,7 @@ class _NodeWriter:
                 raise
             return 1
 
-        return _retried(
-            lambda: retrying.conflict_retry(
-                label=f"tick {self._tick_id}: labels of node {node}",
-                on_retry=self._count_retry(node),
-                sleep=self._sleep,
-            ),
-            errors.KubeConflict,
-            closure,
-        )
+        return self._on_conflict_rerun(node, f"labels of node {node}", closure)
 
     def _apply_profile(self, desired: models.NppWrite) -> int:
         node = desired.spec.node_name
@@ -306,15 +310,7 @@ class _NodeWriter:
                     raise errors.KubeConflict(f"profile {name} vanished", status=409) from e
             return 1
 
-        return _retried(
-            lambda: retrying.conflict_retry(
-                label=f"tick {self._tick_id}: profile {name} of node {node}",
-                on_retry=self._count_retry(node),
-                sleep=self._sleep,
-            ),
-            errors.KubeConflict,
-            closure,
-        )
+        return self._on_conflict_rerun(node, f"profile {name} of node {node}", closure)
 
 
 def _retried(
