@@ -11,7 +11,7 @@ simplifications (each also a difference from a real API server):
   subresource changes only status, like the real server;
 - namespaces need not exist; pod specs are not immutable; no managedFields;
 - server-side apply (``application/apply-patch+yaml``) answers 415;
-- ``watch`` answers 405.
+- ``watch`` is served by watch.py (server.py routes it there, never here).
 """
 
 from __future__ import annotations

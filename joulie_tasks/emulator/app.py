@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from joulie_tasks.emulator import api, control, errors, faults, resources, server, store
+from joulie_tasks.emulator import api, control, errors, faults, resources, server, store, watch
 from joulie_tasks.emulator import seed as seeding
 
 logger = logging.getLogger(__name__)
@@ -226,6 +226,28 @@ class Emulator:
 
     def reset_counters(self) -> None:
         self.faults.reset_counters()
+
+    # --- watches (watch.py) --------------------------------------------------------------
+
+    def close_watches(self, *, abrupt: bool = False) -> None:
+        """End every open watch stream: cleanly (final chunk) or by dropping the socket."""
+        self.store.events.close_all(abrupt=abrupt)
+
+    def compact(self) -> None:
+        """Forget the change history: resuming any watch from an older version gets 410."""
+        self.store.events.compact(int(self.store.resource_version))
+
+    def set_bookmark_interval(self, seconds: float) -> None:
+        if self._server is None:
+            raise RuntimeError("emulator not started")
+        self._server.watch_bookmark_interval = seconds
+
+    @property
+    def write_log(self) -> watch.WriteLog:
+        """Node label patches with the node's performance pods at write time."""
+        if self._server is None:
+            raise RuntimeError("emulator not started")
+        return self._server.write_log
 
     # --- state ---------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from joulie_tasks.emulator import api, errors, faults, store
+from joulie_tasks.emulator import api, errors, faults, resources, store, watch
 
 if TYPE_CHECKING:
     from joulie_tasks.emulator import control
@@ -49,6 +49,10 @@ class Server(ThreadingHTTPServer):
         self.token = token
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
+        #: Seconds of quiet after which a watch with allowWatchBookmarks gets a BOOKMARK.
+        self.watch_bookmark_interval = 1.0
+        #: Node label patches with the node's performance pods at write time (watch.py).
+        self.write_log = watch.WriteLog()
 
     def close_connections(self) -> None:
         with self.connections_lock:
@@ -144,6 +148,14 @@ class Handler(BaseHTTPRequestHandler):
                 return
             if rule.status is not None:
                 raise _injected(rule, route)
+        if route is not None and route.verb == "watch":
+            srv.rest.schema(route.res)  # 404 while a custom resource's CRD is missing
+            watch.serve(self, req, route, srv.rest.store.events)
+            return
+        if route is not None and route.verb == "patch" and route.res is resources.NODES:
+            resp = self._logged_node_patch(req, route)
+            self._send(resp.code, resp.body, resp.headers)
+            return
         if route is not None:
             resp = srv.rest.handle(req, route)
             self._send(resp.code, resp.body, resp.headers)
@@ -152,6 +164,25 @@ class Handler(BaseHTTPRequestHandler):
         if doc is None:
             raise errors.ApiError(404, "the server could not find the requested resource")
         self._send(200, store.dumps(doc))
+
+    def _logged_node_patch(self, req: api.Request, route: api.Route) -> api.Response:
+        """Apply a node patch and log it with the node's performance pods at that moment."""
+        objects = self.server.rest.store
+        with objects.lock:
+            resp = self.server.rest.handle(req, route)
+            if resp.code == 200 and route.name and req.query.get("dryRun") is None:
+                labels = (json.loads(resp.body).get("metadata") or {}).get("labels") or {}
+                self.server.write_log.add(
+                    watch.WriteRecord(
+                        time=time.time(),
+                        method=req.method,
+                        path=req.path,
+                        node=route.name,
+                        labels=labels,
+                        performance_pods=watch.performance_pods_on(objects, route.name),
+                    )
+                )
+        return resp
 
 
 def _injected(rule: faults.FaultRule, route: api.Route | None) -> errors.ApiError:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from joulie_tasks.emulator import errors, resources, selection
+from joulie_tasks.emulator import errors, resources, selection, watch
 
 Obj = dict[str, Any]
 #: The field path lists can look up through an index instead of a scan (pods only).
@@ -132,6 +132,13 @@ class Store:
         self.lock = threading.RLock()
         self._rv = 0
         self._tables: dict[str, _Table] = {r.key: _Table() for r in resources.ALL}
+        #: Every change, in resourceVersion order, for watches (watch.py).
+        self.events = watch.EventLog()
+
+    def _emit(self, res: resources.Resource, kind: str, entry: Entry) -> None:
+        self.events.append(
+            int(entry.obj["metadata"]["resourceVersion"]), res.key, kind, entry.obj, entry.body()
+        )
 
     # --- bookkeeping ---------------------------------------------------------------------
 
@@ -172,6 +179,12 @@ class Store:
         if entry is None:
             raise errors.not_found(res, name)
         return entry
+
+    def pods_on_node(self, node: str) -> list[Entry]:
+        """Pods whose spec.nodeName is ``node`` (through the field index)."""
+        with self.lock:
+            table = self._tables[resources.PODS.key]
+            return [table.entries[k] for k in table.index(NODE_NAME).get(node, [])]
 
     def count(self, res: resources.Resource) -> int:
         with self.lock:
@@ -284,6 +297,7 @@ class Store:
             entry = Entry(obj)
             if not dry_run:
                 table.put(key, entry)
+                self._emit(res, "ADDED", entry)
             return entry
 
     def update(
@@ -318,6 +332,7 @@ class Store:
             if not dry_run:
                 table.entries[key] = entry
                 table.version += 1
+                self._emit(res, "MODIFIED", entry)
             return entry
 
     def delete(
@@ -347,6 +362,7 @@ class Store:
                     )
             if not dry_run:
                 table.pop(key)
+                self._emit_deleted(res, entry)
             return entry
 
     def put(self, res: resources.Resource, obj: Obj) -> Entry:
@@ -361,6 +377,7 @@ class Store:
                 self._stamp_update(obj, old.obj, dry_run=False)
             entry = Entry(obj)
             self._tables[res.key].put(key, entry)
+            self._emit(res, "ADDED" if old is None else "MODIFIED", entry)
             return entry
 
     def mutate(
@@ -395,11 +412,13 @@ class Store:
                 meta.setdefault("creationTimestamp", stamp)
                 meta.setdefault("generation", 1)
                 meta["resourceVersion"] = self._next_rv()
-                new_keys = new_keys or key not in table.entries
+                kind = "MODIFIED" if key in table.entries else "ADDED"
+                new_keys = new_keys or kind == "ADDED"
                 entry = Entry(obj)
                 if encode:
                     entry.body()
                 table.entries[key] = entry
+                self._emit(res, kind, entry)
                 count += 1
             table.version += 1
             if new_keys:
@@ -409,3 +428,10 @@ class Store:
     def clear(self) -> None:
         with self.lock:
             self._tables = {r.key: _Table() for r in resources.ALL}
+            self.events.compact(self._rv)  # no watch can resume across a wipe
+
+    def _emit_deleted(self, res: resources.Resource, entry: Entry) -> None:
+        """A DELETED event carries the object at the deletion's resourceVersion."""
+        obj = entry.copy()
+        obj["metadata"]["resourceVersion"] = self._next_rv()
+        self._emit(res, "DELETED", Entry(obj))

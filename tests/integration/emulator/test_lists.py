@@ -3,7 +3,7 @@
 Covers: limit/continue walking 2,500 pods exactly once in key order;
 remainingItemCount; pages staying correct while objects are added; the full
 label-selector grammar; field selectors on spec.nodeName, metadata.*, status.phase;
-400 on malformed selectors and unsupported field labels; watch answered 405.
+400 on malformed selectors and unsupported field labels (watches: test_watch.py).
 """
 
 from __future__ import annotations
@@ -172,12 +172,6 @@ def test_selected_pages_fill_up_to_the_limit(core: client.CoreV1Api, pods_2500: 
             break
         assert len(page.items) == 100
     assert len(got) == len(set(got)) > 0
-
-
-def test_watch_is_not_supported(core: client.CoreV1Api) -> None:
-    with pytest.raises(client.ApiException) as err:
-        core.list_node(watch=True, _preload_content=False)
-    assert err.value.status == 405
 
 
 def test_node_name_lists_follow_writes_and_pages(
