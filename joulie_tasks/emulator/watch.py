@@ -253,88 +253,108 @@ def _matcher(req: api.Request, res: resources.Resource) -> Callable[[dict[str, A
 
 def serve(handler: server.Handler, req: api.Request, route: api.Route, log: EventLog) -> None:
     """Answer one watch request on ``handler``'s connection (blocks until it ends)."""
-    res = route.res
-    objects = handler.server.rest.store
-    match = _matcher(req, res)
     try:
         timeout = float(req.query.get("timeoutSeconds") or 1800)
     except ValueError as e:
         raise errors.bad_request(f"timeoutSeconds: invalid value {e}") from e
-    bookmarks = req.query.get("allowWatchBookmarks", "").lower() in ("1", "true")
-    rv_text = req.query.get("resourceVersion", "")
-    closing = log.closing
-    initial: list[bytes] = []
-    expired: bytes | None = None
-    with objects.lock:
-        current = int(objects.resource_version)
-        if rv_text in ("", "0"):
-            for entry in objects.objects(res, route.namespace):
-                if match is None or match(entry.obj):
-                    initial.append(_line("ADDED", entry.body()))
-            cursor = log.end()
-        else:
-            try:
-                since = int(rv_text)
-            except ValueError as e:
-                raise errors.bad_request(f"resourceVersion: invalid value {rv_text!r}") from e
-            found = log.cursor_after(since)
-            if found is None:
-                expired = _expired(rv_text, str(current))
-                cursor = log.end()
-            else:
-                cursor = found
+    stream = _Stream(handler, req, route, log)
+    initial, expired = stream.start()
     handler.send_response(200)
     handler.send_header("Content-Type", "application/json")
     handler.send_header("Transfer-Encoding", "chunked")
     handler.end_headers()
-    w = handler.wfile
     try:
         if expired is not None:
-            _chunk(w, expired)
-            _finish(handler)
-            return
-        for line in initial:
-            _chunk(w, line)
-        deadline = time.monotonic() + timeout
-        interval = handler.server.watch_bookmark_interval
-        last_sent = time.monotonic()
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            wait = min(left, interval if bookmarks else left, 0.5)
-            try:
-                events, cursor, closed = log.wait(cursor, wait, closing)
-            except errors.ApiError:
-                _chunk(w, _expired(rv_text, objects.resource_version))
-                break
-            if closed:
-                if log.abrupt:
-                    handler.close_connection = True
-                    with contextlib.suppress(OSError):
-                        handler.connection.shutdown(socket.SHUT_RDWR)
-                    return
-                break
-            sent = False
-            for event in events:
-                if event.res_key != res.key:
-                    continue
-                if route.namespace and event.namespace != route.namespace:
-                    continue
-                if match is not None and not match(event.obj):
-                    continue
-                _chunk(w, _line(event.kind, event.body))
-                sent = True
-            if sent:
-                last_sent = time.monotonic()
-            elif bookmarks and time.monotonic() - last_sent >= interval:
-                rv = _caught_up_rv(log, objects, cursor)
-                if rv is not None:
-                    _chunk(w, _bookmark(res, rv))
-                    last_sent = time.monotonic()
+            _chunk(handler.wfile, expired)
+        else:
+            for line in initial:
+                _chunk(handler.wfile, line)
+            if not stream.pump(timeout):
+                return  # dropped abruptly
         _finish(handler)
-    except (BrokenPipeError, ConnectionResetError, OSError):
+    except OSError:  # the client went away
         handler.close_connection = True
+
+
+class _Stream:
+    """One open watch: its filters and its position in the event log."""
+
+    def __init__(
+        self, handler: server.Handler, req: api.Request, route: api.Route, log: EventLog
+    ) -> None:
+        self.handler = handler
+        self.res = route.res
+        self.namespace = route.namespace
+        self.objects = handler.server.rest.store
+        self.match = _matcher(req, route.res)
+        self.bookmarks = req.query.get("allowWatchBookmarks", "").lower() in ("1", "true")
+        self.rv_text = req.query.get("resourceVersion", "")
+        self.log = log
+        self.closing = log.closing
+        self.cursor = 0
+
+    def start(self) -> tuple[list[bytes], bytes | None]:
+        """Initial ADDED lines (rv "" or "0"), or the ERROR line of a too-old version."""
+        initial: list[bytes] = []
+        with self.objects.lock:
+            current = self.objects.resource_version
+            self.cursor = self.log.end()
+            if self.rv_text in ("", "0"):
+                for entry in self.objects.objects(self.res, self.namespace):
+                    if self.match is None or self.match(entry.obj):
+                        initial.append(_line("ADDED", entry.body()))
+                return initial, None
+            try:
+                since = int(self.rv_text)
+            except ValueError as e:
+                raise errors.bad_request(f"resourceVersion: invalid value {self.rv_text!r}") from e
+            found = self.log.cursor_after(since)
+            if found is None:
+                return [], _expired(self.rv_text, current)
+            self.cursor = found
+            return [], None
+
+    def pump(self, timeout: float) -> bool:
+        """Send events until the timeout or a close; False when dropped abruptly."""
+        deadline = time.monotonic() + timeout
+        interval = self.handler.server.watch_bookmark_interval
+        last_sent = time.monotonic()
+        while (left := deadline - time.monotonic()) > 0:
+            wait = min(left, interval if self.bookmarks else left, 0.5)
+            try:
+                events, self.cursor, closed = self.log.wait(self.cursor, wait, self.closing)
+            except errors.ApiError:
+                _chunk(self.handler.wfile, _expired(self.rv_text, self.objects.resource_version))
+                return True
+            if closed:
+                return not self.log.abrupt or not self._drop()
+            if self._deliver(events):
+                last_sent = time.monotonic()
+            elif self.bookmarks and time.monotonic() - last_sent >= interval:
+                rv = _caught_up_rv(self.log, self.objects, self.cursor)
+                if rv is not None:
+                    _chunk(self.handler.wfile, _bookmark(self.res, rv))
+                    last_sent = time.monotonic()
+        return True
+
+    def _deliver(self, events: list[Event]) -> bool:
+        sent = False
+        for event in events:
+            if event.res_key != self.res.key:
+                continue
+            if self.namespace and event.namespace != self.namespace:
+                continue
+            if self.match is not None and not self.match(event.obj):
+                continue
+            _chunk(self.handler.wfile, _line(event.kind, event.body))
+            sent = True
+        return sent
+
+    def _drop(self) -> bool:
+        self.handler.close_connection = True
+        with contextlib.suppress(OSError):
+            self.handler.connection.shutdown(socket.SHUT_RDWR)
+        return True
 
 
 def _caught_up_rv(log: EventLog, objects: store.Store, cursor: int) -> int | None:

@@ -9,6 +9,7 @@ import json
 import threading
 from typing import Any
 
+import pytest
 from kubernetes import client, watch
 
 from joulie_tasks.emulator import Emulator
@@ -136,13 +137,10 @@ def test_the_official_watch_raises_on_410(core: client.CoreV1Api, emulator: Emul
     emulator.put_object(_node("b"))
     emulator.compact()
     w = watch.Watch()
-    try:
-        for _ in w.stream(core.list_node, resource_version=str(_rv(old)), timeout_seconds=5):
-            raise AssertionError("no event expected")
-    except client.ApiException as e:
-        assert e.status == 410
-    else:
-        raise AssertionError("expected 410")
+    stream = w.stream(core.list_node, resource_version=str(_rv(old)), timeout_seconds=5)
+    with pytest.raises(client.ApiException) as err:
+        next(stream)
+    assert err.value.status == 410
 
 
 def test_server_closed_streams_end_cleanly(core: client.CoreV1Api, emulator: Emulator) -> None:
