@@ -25,7 +25,16 @@ logger = logging.getLogger(__name__)
 
 EXIT_CONFIG = 2
 
-_DURATION_FIELDS = ("reconcile_interval", "lock_ttl", "kube_request_timeout")
+_DURATION_FIELDS = (
+    "reconcile_interval",
+    "lock_ttl",
+    "kube_request_timeout",
+    "watch_relist_interval",
+    "watch_lease_ttl",
+    "watch_timeout",
+    "cache_max_age",
+    "kick_window",
+)
 
 
 class Settings(BaseSettings):
@@ -90,6 +99,18 @@ class Settings(BaseSettings):
     order. 0 means unlimited (the reference behaviour)."""
     transition_stream_maxlen: int = Field(10_000, ge=10)
     """Approximate bound on the Redis transition stream."""
+
+    # --- watcher and cache (watcher.py) ---------------------------------------------------
+    watch_relist_interval: float = Field(600.0, gt=0)
+    """Full relist of every watched resource this often, to heal missed events (10m)."""
+    watch_lease_ttl: float = Field(15.0, gt=0)
+    """Watcher lease TTL: a standby takes over within this long after the active one dies."""
+    watch_timeout: float = Field(300.0, ge=1)
+    """Server-side ``timeoutSeconds`` of one watch request; the watcher then resumes."""
+    cache_max_age: float = Field(10.0, gt=0)
+    """A tick reads the cache only when its heartbeat is younger than this, else lists."""
+    kick_window: float = Field(1.0, gt=0)
+    """Debounce window of event-driven ticks: at most one kick per window."""
 
     @field_validator(*_DURATION_FIELDS, mode="before")
     @classmethod

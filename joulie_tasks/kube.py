@@ -133,6 +133,84 @@ class ApiGateway:
             if not token:
                 return
 
+    def list_all(
+        self, resource: Resource, *, page_size: int, field_selector: str | None = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Every item of a collection and the resourceVersion of the list (for a watch
+        to resume from); ``field_selector`` filters server-side (``spec.nodeName=x``)."""
+        token: str | None = None
+        items: list[dict[str, Any]] = []
+        version = ""
+        while True:
+            query: list[tuple[str, Any]] = [("limit", page_size)]
+            if field_selector:
+                query.append(("fieldSelector", field_selector))
+            if token:
+                query.append(("continue", token))
+            page = self._request("list", resource, "GET", resource.path(), query=query)
+            items.extend(page.get("items") or [])
+            meta = page.get("metadata") or {}
+            version = version or str(meta.get("resourceVersion") or "")
+            token = meta.get("continue") or None
+            if not token:
+                return items, version
+
+    def watch(
+        self, resource: Resource, *, resource_version: str, timeout_s: int
+    ) -> Iterator[dict[str, Any]]:
+        """Watch events (raw JSON dicts: ``type``, ``object``) after ``resource_version``,
+        with bookmarks, until the server ends the stream (at most ``timeout_s``).
+
+        A 410 arrives as an ``ERROR`` event (the caller relists); an HTTP error status
+        raises like any request; a broken stream raises KubeUnreachable.
+        """
+        query: list[tuple[str, Any]] = [
+            ("watch", "true"),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", timeout_s),
+        ]
+        if resource_version:
+            query.append(("resourceVersion", resource_version))
+        headers = {"Accept": "application/json"}
+        path = resource.path()
+        method, url, headers, _, _ = self._api.param_serialize(
+            "GET", path, query_params=query, header_params=headers, auth_settings=["BearerToken"]
+        )
+        try:
+            response = self._api.call_api(
+                method,
+                url,
+                header_params=headers,
+                _request_timeout=(min(self._timeout[0], 5.0), timeout_s + self._timeout[1]),
+            )
+        except urllib3.exceptions.HTTPError as e:
+            self._count("watch", resource, "error")
+            raise errors.KubeUnreachable(f"watch {self.host}{path}: {type(e).__name__}: {e}") from e
+        except k8s_client.ApiException as e:
+            self._count("watch", resource, "error")
+            raise errors.KubeTransient(f"watch {self.host}{path}: {e.reason}") from e
+        self._count("watch", resource, str(response.status))
+        raw = response.response
+        try:
+            if not 200 <= response.status < 300:
+                raise _error_for(
+                    response.status, raw.read(), headers=response.headers, what=f"watch {path}"
+                )
+            buffer = b""
+            for chunk in raw.stream(amt=65536, decode_content=True):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise errors.KubeUnreachable(
+                f"watch {self.host}{path}: stream broken: {type(e).__name__}: {e}"
+            ) from e
+        finally:  # a stream left unread must not go back to the pool: close it
+            raw.close()
+            raw.release_conn()
+
     def get(self, resource: Resource, name: str) -> dict[str, Any] | None:
         """One object, or None when it does not exist."""
         try:
