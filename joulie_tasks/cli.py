@@ -104,6 +104,23 @@ def cmd_beat(settings: config.Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cache_gauges(state: store.RedisStore) -> dict[str, float]:
+    """Cache age (seconds since the watcher's last heartbeat) and sync state, at scrape time."""
+    from joulie_tasks import cache_store, metrics
+
+    status = cache_store.CacheStore(state).status()
+    gauges = {
+        metrics.field("joulie_cache_synced"): float(all(status.synced.values())),
+        metrics.field("joulie_watch_active"): float(status.lease is not None),
+    }
+    age = status.age(time.time())
+    if age is not None:
+        gauges[metrics.field("joulie_cache_age_seconds")] = age
+    if status.last_relist is not None:
+        gauges[metrics.field("joulie_watch_last_relist_timestamp_seconds")] = status.last_relist
+    return gauges
+
+
 def cmd_metrics(settings: config.Settings, args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry, start_http_server
 
@@ -115,6 +132,7 @@ def cmd_metrics(settings: config.Settings, args: argparse.Namespace) -> int:
 
     def read() -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, object]], bool]:
         counters, gauges = state.read_metric_values()
+        gauges.update(_cache_gauges(state))
         return counters, gauges, state.fsm_records(), state.is_paused()
 
     registry.register(metrics.RedisCollector(read))
@@ -122,6 +140,39 @@ def cmd_metrics(settings: config.Settings, args: argparse.Namespace) -> int:
     print(f"metrics served at http://{host}:{port}/metrics", flush=True)
     while True:
         time.sleep(3600)
+
+
+def cmd_watch(settings: config.Settings, args: argparse.Namespace) -> int:
+    """The watcher: active while it holds the lease, hot standby otherwise."""
+    import signal
+    import threading
+
+    from joulie_tasks import celery_app, kube, watcher
+
+    _wait_for_redis(settings)
+    app = celery_app.configure(settings)
+    state = store.RedisStore(settings.redis_url)
+    gateway = kube.build_gateway(
+        kubeconfig=settings.kubeconfig,
+        context=settings.kube_context,
+        timeout=settings.kube_request_timeout,
+        pool_size=max(settings.kube_pool_size, 4),
+    )
+
+    def kick() -> None:
+        now = time.time()
+        app.send_task(
+            celery_app.TICK_TASK,
+            kwargs={"scheduled_at": now, "dedup": False},
+            expires=settings.reconcile_interval,
+        )
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    print(f"watcher {watcher.holder_identity()} started", flush=True)
+    watcher.Watcher(settings, state=state, gateway=gateway, kick=kick).run(stop)
+    return 0
 
 
 def cmd_reconcile(settings: config.Settings, args: argparse.Namespace) -> int:
@@ -233,6 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     mets = sub.add_parser("metrics", help="serve Prometheus metrics at METRICS_ADDR")
     mets.set_defaults(handler=cmd_metrics)
+
+    wat = sub.add_parser(
+        "watch", help="watch the cluster into the Redis cache and kick ticks on changes"
+    )
+    wat.set_defaults(handler=cmd_watch)
 
     rec = sub.add_parser("reconcile", help="run one tick in this process")
     rec.add_argument("--once", action="store_true", help="run exactly one tick (required)")

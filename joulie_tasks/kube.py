@@ -64,6 +64,10 @@ class KubeGateway(Protocol):
 
     def list_items(self, resource: Resource, *, page_size: int) -> Iterator[dict[str, Any]]: ...
 
+    def list_all(
+        self, resource: Resource, *, page_size: int, field_selector: str | None = None
+    ) -> tuple[list[dict[str, Any]], str]: ...
+
     def get(self, resource: Resource, name: str) -> dict[str, Any] | None: ...
 
     def patch_node_labels(

@@ -73,6 +73,21 @@ def parse_field(text: str) -> tuple[str, dict[str, str]]:
     return name, json.loads(labels) if labels else {}
 
 
+#: Histograms other than the tick duration: name → bucket bounds (label-free).
+EXTRA_HISTOGRAMS: dict[str, tuple[float, ...]] = {
+    "joulie_reaction_latency_seconds": (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 120.0)
+}
+
+
+def histogram_increments(name: str, seconds: float, buckets: tuple[float, ...]) -> dict[str, float]:
+    """Increments for one observation of a label-free histogram (see EXTRA_HISTOGRAMS)."""
+    out = {field(name + "_sum"): seconds, field(name + "_count"): 1.0}
+    for bound in buckets:
+        if seconds <= bound:
+            out[field(name + "_bucket", le=repr(bound))] = 1.0
+    return out
+
+
 def duration_increments(stage: str, seconds: float) -> dict[str, float]:
     """Histogram increments for one observation (cumulative buckets, sum, count)."""
     out = {field(TICK_DURATION + "_sum", stage=stage): seconds}
@@ -108,6 +123,7 @@ class RedisCollector(Collector):
         yield paused
         yield from _counter_families(counters)
         yield from _histogram_families(counters)
+        yield from _extra_histograms(counters)
         yield from _gauge_families(gauges)
 
 
@@ -133,7 +149,7 @@ def _counter_families(counters: Mapping[str, float]) -> Iterable[Metric]:
     series: dict[str, list[tuple[dict[str, str], float]]] = defaultdict(list)
     for key, value in counters.items():
         name, labels = parse_field(key)
-        if name.startswith(TICK_DURATION):
+        if name.startswith(TICK_DURATION) or name.rsplit("_", 1)[0] in EXTRA_HISTOGRAMS:
             continue
         series[name].append((labels, value))
     for name in sorted(series):
@@ -181,4 +197,18 @@ def _gauge_families(gauges: Mapping[str, float]) -> Iterable[Metric]:
         family = GaugeMetricFamily(name, name, labels=label_names)
         for labels, value in rows:
             family.add_metric([labels.get(k, "") for k in label_names], value)
+        yield family
+
+
+def _extra_histograms(counters: Mapping[str, float]) -> Iterable[Metric]:
+    for name, bounds in EXTRA_HISTOGRAMS.items():
+        count = counters.get(field(name + "_count"))
+        if count is None:
+            continue
+        buckets = [
+            (repr(b), counters.get(field(name + "_bucket", le=repr(b)), 0.0)) for b in bounds
+        ]
+        buckets.append(("+Inf", count))
+        family = HistogramMetricFamily(name, name.replace("_", " "))
+        family.add_metric([], buckets, counters.get(field(name + "_sum"), 0.0))
         yield family

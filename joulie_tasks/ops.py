@@ -106,7 +106,28 @@ def status_rows(
                 "pending_write": node.name in pending,
             }
         )
-    return {"paused": state.is_paused(), "last_tick": last, "nodes": rows}
+    return {
+        "paused": state.is_paused(),
+        "last_tick": last,
+        "watcher": _watcher_status(state),
+        "nodes": rows,
+    }
+
+
+def _watcher_status(state: store.RedisStore) -> dict[str, Any]:
+    """Who watches, how old the cache is, and the last relist (cache_store.py)."""
+    from joulie_tasks import cache_store
+
+    status = cache_store.CacheStore(state).status()
+    return {
+        "lease": status.lease,
+        "synced": all(status.synced.values()),
+        "cache_age_s": status.age(time.time()),
+        "last_relist": status.last_relist,
+        "last_relist_reason": status.last_relist_reason,
+        "changes_seen": status.seq,
+        "changes_served": status.served,
+    }
 
 
 def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
@@ -117,6 +138,16 @@ def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
         return 0
     last = data["last_tick"]
     print(f"paused: {'yes — ticks plan but write nothing' if data['paused'] else 'no'}")
+    watch = data.get("watcher") or {}
+    if watch.get("lease"):
+        age = watch.get("cache_age_s")
+        print(
+            f"watcher: {watch['lease']} (cache {'synced' if watch['synced'] else 'not synced'}, "
+            f"age {'-' if age is None else f'{age:.1f}s'}, last relist "
+            f"{_when(watch['last_relist'])} {watch['last_relist_reason'] or ''})"
+        )
+    else:
+        print("watcher: none (ticks list the cluster)")
     if last:
         print(
             f"last tick: {last['tick_id']} at {_when(last['tick_time'])} "

@@ -14,7 +14,17 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from joulie_tasks import apply, config, errors, events, lifecycle, metrics, models, store
+from joulie_tasks import (
+    apply,
+    cache_tick,
+    config,
+    errors,
+    events,
+    lifecycle,
+    metrics,
+    models,
+    store,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +105,7 @@ def finish_tick(
     state.set_gauges({metrics.field(metrics.LAST_TICK): ref.tick_time})
     state.set_last_tick(report.model_dump(mode="json", exclude={"decisions"}))
     state.release_lock(ref.tick_id)
+    cache_tick.served(ref, state=state)
     logger.info(
         "tick %s: done in %.3fs: %d nodes, %d writes, %d failed, %d applied, %d deferred",
         ref.tick_id,

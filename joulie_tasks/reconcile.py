@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from joulie_tasks import (
     apply,
+    cache_tick,
     config,
     decide,
     errors,
@@ -47,6 +48,13 @@ def stage_snapshot(
     state: store.RedisStore,
     settings: config.Settings,
 ) -> None:
+    cached = cache_tick.read(ref, state=state, settings=settings)
+    if cached is not None:  # synced and fresh: no API request at all
+        snap, demand = cached
+        state.put_model(ref.tick_id, "snapshot", snap)
+        state.put_model(ref.tick_id, NODES_PART, snap)
+        state.put_model(ref.tick_id, "demand", demand)
+        return
     retried: Counter[str] = Counter()
 
     def count_retry(_exc: BaseException, _attempt: int) -> None:
@@ -79,6 +87,9 @@ def _without_pods(snap: models.Snapshot) -> models.Snapshot:
 
 
 def stage_classify(ref: lifecycle.TickRef, *, state: store.RedisStore) -> None:
+    fed = cache_tick.mark(ref, state=state)
+    if fed is not None and fed.fed:
+        return  # the cache's counts are the demand (stored by the snapshot stage)
     snap = state.get_model(ref.tick_id, "snapshot", models.Snapshot)
     state.put_model(ref.tick_id, "demand", decide.demand_of(snap))
 
@@ -154,6 +165,12 @@ def run_batch(
         logger.warning("tick %s: batch %d dropped: the tick lost its lock", ref.tick_id, index)
         return None
     batch = state.get_model(ref.tick_id, f"batch:{index}", models.WriteSet)
+    stopped: dict[str, str] = {}
+    fed = cache_tick.mark(ref, state=state)
+    if fed is not None and fed.fed:  # safety never rests on the cache
+        batch, stopped = cache_tick.confirm(
+            batch, ref=ref, gateway=gateway, state=state, settings=settings
+        )
 
     still_fenced = _fence_check(ref, state=state, settings=settings)
 
@@ -174,6 +191,7 @@ def run_batch(
             result.failures.update(removed.failures)
         else:
             result.fenced = True
+    result.skipped.update(stopped)
     if result.fenced:
         state.add_counters({metrics.field(metrics.TICKS, result="fenced"): 1})
         logger.warning("tick %s: batch %d cut short: the tick lost its lock", ref.tick_id, index)

@@ -38,6 +38,15 @@ class FakeKube:
         self._maybe_fail("list", resource.plural)
         yield from [o for (r, _), o in self.objects.items() if r == resource.plural]
 
+    def list_all(
+        self, resource: kube.Resource, *, page_size: int, field_selector: str | None = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        items = list(self.list_items(resource, page_size=page_size))
+        if field_selector and field_selector.startswith("spec.nodeName="):
+            node = field_selector.split("=", 1)[1]
+            items = [o for o in items if (o.get("spec") or {}).get("nodeName") == node]
+        return items, "1"
+
     def get(self, resource: kube.Resource, name: str) -> dict[str, Any] | None:
         self._maybe_fail("get", resource.plural)
         return self.objects.get((resource.plural, name))

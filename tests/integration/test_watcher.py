@@ -1,0 +1,238 @@
+"""The watcher with real processes: ``joulie-tasks watch`` + workers on a real Redis,
+against the API emulator's watches.
+
+Covers: a cache-fed tick makes no list request and converges like a list-fed one;
+a burst of performance pods reaches the nodes with no tick sent by anyone (the
+watcher's kick); a wrong cache cannot downgrade a node under a performance pod
+(the write stage's confirmation, checked in the emulator's request log); a stale
+cache falls back to lists; two watchers: one active, the standby takes over when
+the active one is SIGKILLed; ``status`` shows the watcher.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from typing import Any
+
+import pytest
+
+from joulie_tasks import cache_store, cache_tick, store
+from joulie_tasks.emulator import Emulator
+from tests.integration.conftest import TickClient
+from tests.integration.stack import Proc, Stack, wait_for
+from tests.integration.test_workflow import pending_writes
+
+pytestmark = pytest.mark.slow
+
+PROFILE = "joulie.io/power-profile"
+DRAINING = "joulie.io/draining"
+
+
+def start_watcher(stack: Stack, name: str = "watch") -> Proc:
+    return stack.start_proc(name, ["watch"], ready="started")
+
+
+def synced(state: store.RedisStore) -> bool:
+    status = cache_store.CacheStore(state).status()
+    age = status.age(time.time())
+    return all(status.synced.values()) and age is not None and age < 2.0
+
+
+def perf_pod(name: str, node: str | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "containers": [{"name": "c", "image": "x"}],
+        "nodeSelector": {PROFILE: "performance"},
+    }
+    if node:
+        spec["nodeName"] = node
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": spec,
+        "status": {"phase": "Running" if node else "Pending"},
+    }
+
+
+def labels(emulator: Emulator, node: str) -> dict[str, str]:
+    return dict(emulator.get_node(node)["metadata"].get("labels") or {})
+
+
+def list_requests(emulator: Emulator) -> int:
+    return sum(n for (verb, _), n in emulator.counters().items() if verb == "list")
+
+
+def test_a_cache_fed_tick_lists_nothing_and_converges(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
+) -> None:
+    emulator.seed(12, 4, seed=7)
+    stack.configure(kick_window="1h")  # no kicks: this test drives ticks itself
+    stack.start_worker()
+    start_watcher(stack)
+    wait_for(lambda: synced(state), timeout=30, what="a synced, fresh cache")
+    emulator.reset_counters()
+    ticks.run()
+    # Nodes and profiles come from the cache; the only lists are the confirmations,
+    # one `list pods` by spec.nodeName per node written towards eco
+    counters, _ = state.read_metric_values()
+    confirmations = counters.get(metric(cache_tick.CONFIRMATIONS), 0)
+    assert confirmations >= 1
+    requests = emulator.counters()
+    assert ("list", "nodes") not in requests
+    assert ("list", "nodepowerprofiles") not in requests
+    assert requests.get(("list", "pods")) == confirmations
+    assert pending_writes(emulator, stack.env).empty
+    assert not any(k.startswith(cache_tick.FALLBACKS) for k in counters)
+    # The second tick: nothing to write, and still no request at all
+    emulator.reset_counters()
+    done = ticks.run()
+    assert done["written"] == 0
+    assert emulator.counters() == {} or all(verb == "watch" for (verb, _) in emulator.counters()), (
+        emulator.counters()
+    )
+
+
+def test_a_burst_of_performance_pods_is_answered_without_any_tick_sent(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
+) -> None:
+    emulator.seed(10, 0, seed=3)
+    stack.configure(
+        policy_type="queue_aware_v1",
+        queue_hp_base_frac="0",
+        queue_hp_min="0",
+        queue_perf_per_hp_node="1",
+    )
+    stack.start_worker()
+    ticks.run()  # converged with no demand: every node eco
+    assert all(
+        labels(emulator, n["metadata"]["name"]).get(PROFILE) == "eco"
+        for n in emulator.list_objects("nodes")
+        if labels(emulator, n["metadata"]["name"]).get("joulie.io/managed") == "true"
+    )
+    start_watcher(stack)
+    wait_for(lambda: synced(state), timeout=30, what="a synced, fresh cache")
+
+    started = time.monotonic()
+    for i in range(3):
+        emulator.put_object(perf_pod(f"burst-{i}"))
+
+    def performance_nodes() -> int:
+        return sum(
+            labels(emulator, n["metadata"]["name"]).get(PROFILE) == "performance"
+            for n in emulator.list_objects("nodes")
+        )
+
+    wait_for(lambda: performance_nodes() == 3, timeout=30, what="3 performance nodes")
+    took = time.monotonic() - started
+    counters, _ = state.read_metric_values()
+    sent = sum(v for k, v in counters.items() if k.startswith("joulie_kicks_total") and "sent" in k)
+    assert sent >= 1
+    assert counters.get(metric(cache_tick.REACTION + "_count"), 0) >= 1
+    print(f"reaction: {took:.2f}s")
+
+
+def test_a_wrong_cache_cannot_downgrade_a_node_under_a_performance_pod(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
+) -> None:
+    emulator.seed(4, 0, seed=5)
+    stack.configure(kick_window="1h", static_hp_frac="0.5")
+    stack.start_worker()
+    ticks.run()
+    perf_nodes = sorted(
+        n["metadata"]["name"]
+        for n in emulator.list_objects("nodes")
+        if labels(emulator, n["metadata"]["name"]).get(PROFILE) == "performance"
+    )
+    assert perf_nodes
+    target = perf_nodes[0]
+    emulator.put_object(perf_pod("pinned", target))
+    start_watcher(stack)
+    wait_for(lambda: synced(state), timeout=30, what="a synced, fresh cache")
+    # Lower the share of performance nodes: the plan now downgrades `target`, which
+    # still runs a performance pod. Make the cache forget the pod (as a missed event
+    # would), so the cache-fed guard sees no performance pod there.
+    redis = state.client
+    assert redis.hdel(cache_store.PODS, "default/pinned") == 1
+    redis.hdel(cache_store.PERF, target)
+    redis.hincrby(cache_store.DEMAND, "performance", -1)
+    stack.procs[0].stop()
+    stack.configure(static_hp_frac="0")
+    stack.start_worker("w2")
+    emulator.write_log.clear()
+    ticks.run()
+
+    assert emulator.write_log.unsafe(PROFILE, DRAINING) == []
+    assert labels(emulator, target).get(PROFILE) == "performance"
+    counters, _ = state.read_metric_values()
+    assert counters.get(metric(cache_tick.STOPPED)) == 1.0
+    assert counters.get(metric(cache_tick.CONFIRMATIONS), 0) >= 1
+    # The watcher relists on request; the next ticks mark the node draining instead
+    wait_for(lambda: state.client.hget(cache_store.PODS, "default/pinned"), timeout=20)
+    ticks.run()
+    assert labels(emulator, target).get(DRAINING) == "true"
+    assert emulator.write_log.unsafe(PROFILE, DRAINING) == []
+
+
+def metric(name: str, **labels_: str) -> str:
+    from joulie_tasks import metrics
+
+    return metrics.field(name, **labels_)
+
+
+def test_a_stale_cache_falls_back_to_lists(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
+) -> None:
+    emulator.seed(6, 2, seed=9)
+    stack.configure(kick_window="1h", cache_max_age="2s")
+    stack.start_worker()
+    watcher = start_watcher(stack)
+    wait_for(lambda: synced(state), timeout=30, what="a synced, fresh cache")
+    watcher.signal_group(signal.SIGSTOP)
+    try:
+        wait_for(lambda: not synced(state), timeout=10, what="the heartbeat to age")
+        wait_for(
+            lambda: cache_store.CacheStore(state).status().age(time.time()) > 2.0,
+            timeout=10,
+            what="the cache to be older than CACHE_MAX_AGE",
+        )
+        emulator.reset_counters()
+        ticks.run()
+    finally:
+        watcher.signal_group(signal.SIGCONT)
+    assert list_requests(emulator) >= 3
+    counters, _ = state.read_metric_values()
+    assert counters.get(metric(cache_tick.FALLBACKS, reason="stale")) == 1.0
+
+
+def test_the_standby_takes_over_when_the_active_watcher_is_killed(
+    stack: Stack, emulator: Emulator, state: store.RedisStore
+) -> None:
+    emulator.seed(4, 1, seed=2)
+    stack.configure(watch_lease_ttl="2s", kick_window="1h")
+    first = start_watcher(stack, "watch-1")
+    wait_for(lambda: synced(state), timeout=30, what="a synced cache")
+    second = start_watcher(stack, "watch-2")
+    active = cache_store.CacheStore(state).status().lease
+    assert active is not None and str(first.proc.pid) in active
+    second.wait_for_log("standby", timeout=10)
+    first.kill(signal.SIGKILL)
+    killed_at = time.monotonic()
+    wait_for(
+        lambda: str(second.proc.pid) in (cache_store.CacheStore(state).status().lease or ""),
+        timeout=10,
+        what="the standby to take the lease",
+    )
+    assert time.monotonic() - killed_at <= 2.0 + 1.5  # one TTL (+ a poll and slack)
+    wait_for(lambda: synced(state), timeout=30, what="the cache synced by the new holder")
+    # The new holder relisted: a pod created now is in the cache
+    emulator.put_object(perf_pod("late", "node-00001"))
+    wait_for(lambda: state.client.hget(cache_store.PODS, "default/late"), timeout=10)
+
+    out = stack.run_cli("status", "--output", "json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert str(second.proc.pid) in data["watcher"]["lease"]
+    assert data["watcher"]["synced"] is True
+    assert data["watcher"]["cache_age_s"] < 5
