@@ -215,7 +215,8 @@ def test_the_standby_takes_over_when_the_active_watcher_is_killed(
     wait_for(lambda: synced(state), timeout=30, what="a synced cache")
     second = start_watcher(stack, "watch-2")
     active = cache_store.CacheStore(state).status().lease
-    assert active is not None and str(first.proc.pid) in active
+    assert active is not None
+    assert str(first.proc.pid) in active
     second.wait_for_log("standby", timeout=10)
     first.kill(signal.SIGKILL)
     killed_at = time.monotonic()
