@@ -101,6 +101,10 @@ class Emulator:
         self._server: server.Server | None = None
         self._thread: threading.Thread | None = None
         self._writers: dict[int, ConcurrentWriter] = {}
+        #: Node label patches with the node's performance pods at write time (watch.py);
+        #: kept across stop()/start(), like the server's audit log.
+        self.write_log = watch.WriteLog()
+        self._bookmark_interval = 1.0
         if install_crd:
             self.install_crd()
 
@@ -117,6 +121,8 @@ class Emulator:
             controls=self.controls,
             token=self.token,
         )
+        srv.write_log = self.write_log
+        srv.watch_bookmark_interval = self._bookmark_interval
         self._server = srv
         self._thread = threading.Thread(
             target=srv.serve_forever,
@@ -136,6 +142,7 @@ class Emulator:
         srv, self._server = self._server, None
         if srv is None:
             return
+        self.store.events.close_all(abrupt=True)  # open watches die with the server
         srv.shutdown()
         srv.close_connections()
         srv.server_close()
@@ -238,16 +245,9 @@ class Emulator:
         self.store.events.compact(int(self.store.resource_version))
 
     def set_bookmark_interval(self, seconds: float) -> None:
-        if self._server is None:
-            raise RuntimeError("emulator not started")
-        self._server.watch_bookmark_interval = seconds
-
-    @property
-    def write_log(self) -> watch.WriteLog:
-        """Node label patches with the node's performance pods at write time."""
-        if self._server is None:
-            raise RuntimeError("emulator not started")
-        return self._server.write_log
+        self._bookmark_interval = seconds
+        if self._server is not None:
+            self._server.watch_bookmark_interval = seconds
 
     # --- state ---------------------------------------------------------------------------
 

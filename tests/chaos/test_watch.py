@@ -1,0 +1,330 @@
+"""The watcher under faults: watch dropped mid-stream, 410 Gone, the API down, the active
+watcher SIGKILLed, Redis flushed under it, events missed on purpose.
+
+Every case plays the same dangerous moment across the fault: node ``node-00003`` is
+draining for a performance pod A; A finishes and B is bound to the same node while
+the fault is on, so a cache that saw A go but not B come would clear the draining
+label under B. Ticks run during and after the fault. The invariant is checked in
+the API server's own request log (every node label write, with the node's active
+performance pods counted by the emulator at the moment the write was applied): no
+write ever put a node to plain eco while it ran a performance pod. Then the cache
+must converge (every record equal to what a fresh list gives) and the cluster too.
+
+``JOULIE_CHAOS_API_DOWN`` (a Go duration, default ``5s``) sets how long the API stays
+down; ``scripts/reliability.sh`` can run it with ``1m``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+from joulie_tasks import cache, cache_store, config, durations, metrics, store, watcher
+from joulie_tasks.emulator import Emulator
+from tests.chaos.conftest import Row
+from tests.chaos.harness import Driver, lost, problems
+from tests.integration.conftest import TickClient
+from tests.integration.stack import Proc, Stack, wait_for
+
+PROFILE = "joulie.io/power-profile"
+DRAINING = "joulie.io/draining"
+TARGET = "node-00003"
+API_DOWN_S = durations.parse_duration(os.environ.get("JOULIE_CHAOS_API_DOWN", "5s"))
+
+
+def _pod(name: str, node: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "work"},
+        "spec": {
+            "containers": [{"name": "c", "image": "x"}],
+            "nodeName": node,
+            "nodeSelector": {PROFILE: "performance"},
+        },
+        "status": {"phase": "Running"},
+    }
+
+
+def _labels(emulator: Emulator, node: str) -> dict[str, str]:
+    return dict(emulator.get_node(node)["metadata"].get("labels") or {})
+
+
+def _expected_cache(emulator: Emulator, env: dict[str, str]) -> dict[str, dict[str, str]]:
+    settings = config.read_settings(env)
+    keys = cache.interest_keys(
+        settings.selector,
+        reserved_label_key=settings.reserved_label_key,
+        profile_label=settings.power_profile_label,
+        draining_label=settings.draining_label,
+    )
+    pods = {cache.pod_key(p): cache.pod_contribution(p) for p in emulator.list_objects("pods")}
+    nodes = {}
+    for obj in emulator.list_objects("nodes"):
+        record = cache.node_record(obj, keys)
+        if record is not None:
+            nodes[record.name] = record.model_dump_json()
+    npps = {}
+    for obj in emulator.list_objects("nodepowerprofiles"):
+        npp = cache.npp_record(obj)
+        if npp is not None:
+            npps[npp.name] = npp.model_dump_json()
+    return {
+        cache_store.PODS: {k: v for k, v in pods.items() if v},
+        cache_store.NODES: nodes,
+        cache_store.NPPS: npps,
+    }
+
+
+def _cache_contents(state: store.RedisStore) -> dict[str, dict[str, str]]:
+    return {
+        key: {k.decode(): v.decode() for k, v in state.client.hgetall(key).items()}
+        for key in (cache_store.PODS, cache_store.NODES, cache_store.NPPS)
+    }
+
+
+def _fresh(state: store.RedisStore) -> bool:
+    status = cache_store.CacheStore(state).status()
+    age = status.age(time.time())
+    return all(status.synced.values()) and age is not None and age < 2.0
+
+
+def _wait_older_than_max_age(state: store.RedisStore) -> None:
+    wait_for(
+        lambda: (cache_store.CacheStore(state).status().age(time.time()) or 0) > 3.0,
+        timeout=15,
+        what="the cache older than CACHE_MAX_AGE (3 s)",
+    )
+
+
+class Scene:
+    """Four managed nodes (static 50 %: 0-1 performance, 2-3 eco), a worker, a watcher,
+    and node-00003 draining for pod A."""
+
+    def __init__(
+        self, stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
+    ) -> None:
+        self.stack, self.emulator, self.ticks, self.state = stack, emulator, ticks, state
+        emulator.seed(4, 0, seed=11)
+        emulator.set_bookmark_interval(0.2)
+        stack.configure(
+            static_hp_frac="0.5",
+            kick_window="1h",  # ticks are driven one by one (the kick path has its own tests)
+            cache_max_age="3s",
+            watch_lease_ttl="3s",
+            kube_request_timeout="2s",
+        )
+        self.worker = stack.start_worker("w1")
+        self.watchers = [stack.start_proc("watch-1", ["watch"], ready="started")]
+        wait_for(lambda: _fresh(state), timeout=30, what="a synced cache")
+        emulator.put_object(_pod("a", TARGET))
+        self.drive = Driver(ticks, state, emulator, stack.env)
+        self.drive.converge(max_ticks=3)
+        assert _labels(emulator, TARGET).get(DRAINING) == "true"
+        self.drive.outcomes.clear()
+
+    def swap(self) -> None:
+        """A finishes, B is bound to the same node."""
+        self.emulator.delete_object("pods", "a", "work")
+        self.emulator.put_object(_pod("b", TARGET))
+
+    def settle(self) -> tuple[int, list[str]]:
+        """Converge, check the invariant and the cache; return ticks used and problems."""
+        n = self.drive.converge(max_ticks=8)
+        assert _labels(self.emulator, TARGET).get(DRAINING) == "true"
+        wait_for(lambda: _fresh(self.state), timeout=30, what="the cache fresh again")
+        wait_for(
+            lambda: _cache_contents(self.state) == _expected_cache(self.emulator, self.stack.env),
+            timeout=30,
+            what="the cache to converge",
+        )
+        found = problems(self.state, self.emulator, self.stack.env)
+        unsafe = self.emulator.write_log.unsafe(PROFILE, DRAINING)
+        found += [f"eco write under a performance pod: {r.node} at {r.time}" for r in unsafe]
+        return n, found
+
+    def counter(self, name: str, **labels: str) -> float:
+        counters, _ = self.state.read_metric_values()
+        return counters.get(metrics.field(name, **labels), 0.0)
+
+    def relists(self, reason: str) -> float:
+        counters, _ = self.state.read_metric_values()
+        return sum(
+            v
+            for k, v in counters.items()
+            if k.startswith(watcher.WATCH_RELISTS) and f'"reason":"{reason}"' in k
+        )
+
+    def fill(self, row: Row, found: list[str], **cells: str) -> None:
+        row.fault, row.action, row.behaviour = cells["fault"], cells["action"], cells["behaviour"]
+        row.ticks, row.retries, row.lost = (
+            self.drive.ticks_text(),
+            self.drive.retries()[1],
+            lost(found),
+        )
+
+
+def test_watch_dropped_mid_stream(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+) -> None:
+    scene = Scene(stack, emulator, ticks, state)
+    expired_before = scene.relists("expired")
+    emulator.delete_object("pods", "a", "work")
+    emulator.close_watches(abrupt=True)  # every stream cut without a final chunk
+    emulator.put_object(_pod("b", TARGET))
+    n, found = scene.settle()
+    scene.fill(
+        reliability,
+        found,
+        fault="watch connection dropped mid-stream",
+        action="every watch stream cut (socket shut) between pod A finishing and B being bound",
+        behaviour=(
+            "watcher resumed each watch from its last resourceVersion (no relist); the "
+            "replayed events kept the node draining under B"
+        ),
+    )
+    assert scene.relists("expired") == expired_before
+    assert found == []
+    assert n <= 2
+
+
+def test_410_gone(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+) -> None:
+    scene = Scene(stack, emulator, ticks, state)
+    scene.swap()
+    emulator.compact()  # the versions the watches would resume from are gone
+    emulator.close_watches()
+    wait_for(lambda: scene.relists("expired") >= 1, timeout=20, what="a relist after 410")
+    n, found = scene.settle()
+    scene.fill(
+        reliability,
+        found,
+        fault="410 Gone on resume",
+        action="history compacted past the watcher's resourceVersion, then every stream closed",
+        behaviour=(
+            f"resumed watches got ERROR 410 Expired: relisted ({int(scene.relists('expired'))} "
+            "relists, reason expired), cache replaced atomically, node kept draining"
+        ),
+    )
+    assert found == []
+    assert n <= 2
+
+
+def test_api_down_then_back(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+) -> None:
+    scene = Scene(stack, emulator, ticks, state)
+    port = emulator.port
+    emulator.stop()
+    down_at = time.monotonic()
+    scene.swap()  # changes the watcher cannot see
+    _wait_older_than_max_age(state)
+    outcome = scene.drive.one()  # a tick while the API is down
+    remaining = API_DOWN_S - (time.monotonic() - down_at)
+    if remaining > 0:
+        time.sleep(remaining)  # the fault's duration itself, not a wait for an event
+    emulator.start(port=port)
+    _n, found = scene.settle()
+    scene.fill(
+        reliability,
+        found,
+        fault="API down, then back",
+        action=(
+            f"API server stopped for {API_DOWN_S:.0f} s (JOULIE_CHAOS_API_DOWN) while pod A "
+            "finished and B was bound"
+        ),
+        behaviour=(
+            "watch streams broke; the watcher stopped its heartbeat and retried with backoff; "
+            f"ticks found the cache stale and listed (tick while down: {outcome}); after the "
+            "API came back the watches resumed and the cache converged"
+        ),
+    )
+    assert outcome == "failed"
+    assert scene.counter("joulie_cache_fallbacks_total", reason="stale") >= 1
+    assert found == []
+
+
+def test_active_watcher_sigkilled(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+) -> None:
+    scene = Scene(stack, emulator, ticks, state)
+    standby = stack.start_proc("watch-2", ["watch"], ready="started")
+    standby.wait_for_log("standby", timeout=15)
+    first: Proc = scene.watchers[0]
+    first.kill(signal.SIGKILL)
+    killed = time.monotonic()
+    scene.swap()
+    cs = cache_store.CacheStore(state)
+    wait_for(
+        lambda: str(standby.proc.pid) in (cs.status().lease or ""),
+        timeout=10,
+        what="the standby to take the lease",
+    )
+    took = time.monotonic() - killed
+    _n, found = scene.settle()
+    scene.fill(
+        reliability,
+        found,
+        fault="active watcher SIGKILLed",
+        action="two watchers; the lease holder SIGKILLed, then pod A finished and B was bound",
+        behaviour=(
+            f"the standby took the lease {took:.1f} s later (WATCH_LEASE_TTL 3 s) with a new "
+            "token, relisted everything before its heartbeat made the cache fresh again; "
+            "ticks in between listed (cache stale); one lease, one kicker at any time"
+        ),
+    )
+    assert took <= 3.0 + 1.5
+    assert scene.relists("start") >= 6  # three resources, once per holder
+    assert found == []
+
+
+def test_redis_flushed_under_the_watcher(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+) -> None:
+    scene = Scene(stack, emulator, ticks, state)
+    state.client.flushall()
+    scene.swap()
+    outcome = scene.drive.one()
+    _n, found = scene.settle()
+    scene.fill(
+        reliability,
+        found,
+        fault="Redis flushed under the watcher",
+        action="FLUSHALL (cache, lease, FSM gone), then pod A finished and B was bound",
+        behaviour=(
+            f"the next tick found no cache and listed ({outcome}); the watcher's fenced "
+            "writes were refused (lease gone): it took a new lease and relisted everything"
+        ),
+    )
+    assert found == []
+
+
+def test_events_missed_on_purpose(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+) -> None:
+    scene = Scene(stack, emulator, ticks, state)
+    watcher_proc = scene.watchers[0]
+    watcher_proc.signal_group(signal.SIGSTOP)
+    try:
+        scene.swap()
+        _wait_older_than_max_age(state)
+        outcome = scene.drive.one()
+        assert _labels(emulator, TARGET).get(DRAINING) == "true"
+    finally:
+        watcher_proc.signal_group(signal.SIGCONT)
+    _n, found = scene.settle()
+    scene.fill(
+        reliability,
+        found,
+        fault="events missed on purpose",
+        action="watcher frozen (SIGSTOP) while pod A finished and B was bound, then resumed",
+        behaviour=(
+            f"the tick meanwhile found the cache stale and listed ({outcome}): node kept "
+            "draining; the resumed watcher caught up from its resourceVersion"
+        ),
+    )
+    assert outcome == "completed"
+    assert found == []
