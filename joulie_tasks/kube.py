@@ -159,7 +159,7 @@ class ApiGateway:
             if not token:
                 return items, version
 
-    def watch(
+    def watch_events(
         self, resource: Resource, *, resource_version: str, timeout_s: int
     ) -> Iterator[dict[str, Any]]:
         """Watch events (raw JSON dicts: ``type``, ``object``) after ``resource_version``,
@@ -175,30 +175,47 @@ class ApiGateway:
         ]
         if resource_version:
             query.append(("resourceVersion", resource_version))
+        return self._stream("watch", resource, "GET", resource.path(), query=query, wait=timeout_s)
+
+    def _stream(
+        self,
+        verb: str,
+        resource: Resource,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, Any]],
+        wait: float,
+    ) -> Iterator[dict[str, Any]]:
+        """A streamed GET: one JSON document per line, yielded as it arrives."""
         headers = {"Accept": "application/json"}
-        path = resource.path()
         method, url, headers, _, _ = self._api.param_serialize(
-            "GET", path, query_params=query, header_params=headers, auth_settings=["BearerToken"]
+            method, path, query_params=query, header_params=headers, auth_settings=["BearerToken"]
         )
         try:
             response = self._api.call_api(
                 method,
                 url,
                 header_params=headers,
-                _request_timeout=(min(self._timeout[0], 5.0), timeout_s + self._timeout[1]),
+                _request_timeout=(min(self._timeout[0], 5.0), wait + self._timeout[1]),
             )
         except urllib3.exceptions.HTTPError as e:
-            self._count("watch", resource, "error")
-            raise errors.KubeUnreachable(f"watch {self.host}{path}: {type(e).__name__}: {e}") from e
+            self._count(verb, resource, "error")
+            raise errors.KubeUnreachable(
+                f"{verb} {self.host}{path}: {type(e).__name__}: {e}"
+            ) from e
         except k8s_client.ApiException as e:
-            self._count("watch", resource, "error")
-            raise errors.KubeTransient(f"watch {self.host}{path}: {e.reason}") from e
-        self._count("watch", resource, str(response.status))
+            self._count(verb, resource, "error")
+            raise errors.KubeTransient(f"{verb} {self.host}{path}: {e.reason}") from e
+        self._count(verb, resource, str(response.status))
+        return self._lines(response, verb=verb, path=path)
+
+    def _lines(self, response: Any, *, verb: str, path: str) -> Iterator[dict[str, Any]]:
         raw = response.response
         try:
             if not 200 <= response.status < 300:
                 raise _error_for(
-                    response.status, raw.read(), headers=response.headers, what=f"watch {path}"
+                    response.status, raw.read(), headers=response.headers, what=f"{verb} {path}"
                 )
             buffer = b""
             for chunk in raw.stream(amt=65536, decode_content=True):
@@ -209,7 +226,7 @@ class ApiGateway:
                         yield json.loads(line)
         except (urllib3.exceptions.HTTPError, OSError) as e:
             raise errors.KubeUnreachable(
-                f"watch {self.host}{path}: stream broken: {type(e).__name__}: {e}"
+                f"{verb} {self.host}{path}: stream broken: {type(e).__name__}: {e}"
             ) from e
         finally:  # a stream left unread must not go back to the pool: close it
             raw.close()

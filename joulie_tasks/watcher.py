@@ -32,7 +32,7 @@ import socket
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from joulie_tasks import cache, cache_store, config, errors, kube, metrics, store
@@ -45,11 +45,7 @@ WATCH_ERRORS = "joulie_watch_errors_total"
 KICKS = "joulie_kicks_total"
 LEASE_CHANGES = "joulie_watch_lease_acquired_total"
 HEARTBEAT_S = 1.0
-_RESOURCES = {
-    "nodes": kube.NODES,
-    "pods": kube.PODS,
-    "nodepowerprofiles": kube.PROFILES,
-}
+_RESOURCES = ("nodes", "pods", "nodepowerprofiles")
 
 
 def holder_identity() -> str:
@@ -78,13 +74,39 @@ class _Counts:
                 self._counts[key] += n
 
 
+def _list_named(
+    gateway: kube.ApiGateway, name: str, *, page_size: int
+) -> tuple[list[dict[str, Any]], str]:
+    # One call per constant: the RBAC scan (tests/integration/deploy) reads them.
+    if name == "nodes":
+        return gateway.list_all(kube.NODES, page_size=page_size)
+    if name == "pods":
+        return gateway.list_all(kube.PODS, page_size=page_size)
+    return gateway.list_all(kube.PROFILES, page_size=page_size)
+
+
+def _watch_named(
+    gateway: kube.ApiGateway, name: str, *, resource_version: str, timeout_s: int
+) -> Iterator[dict[str, Any]]:
+    if name == "nodes":
+        return gateway.watch_events(
+            kube.NODES, resource_version=resource_version, timeout_s=timeout_s
+        )
+    if name == "pods":
+        return gateway.watch_events(
+            kube.PODS, resource_version=resource_version, timeout_s=timeout_s
+        )
+    return gateway.watch_events(
+        kube.PROFILES, resource_version=resource_version, timeout_s=timeout_s
+    )
+
+
 class _Stream:
     """One resource's list-then-watch loop inside a session."""
 
     def __init__(self, session: _Session, resource: str) -> None:
         self.session = session
         self.name = resource
-        self.resource = _RESOURCES[resource]
         self.rv = ""
         self.healthy = False
         self.relist_reason: str | None = "start"
@@ -120,7 +142,7 @@ class _Stream:
 
     def relist(self, reason: str) -> None:
         s = self.session
-        items, rv = s.gateway.list_all(self.resource, page_size=s.settings.list_page_size)
+        items, rv = _list_named(s.gateway, self.name, page_size=s.settings.list_page_size)
         hashes = self._hashes(items)
         s.cache.replace(s.lease, self.name, hashes=hashes, rv=rv, now=time.time(), reason=reason)
         s.counts.add(WATCH_RELISTS, resource=self.name, reason=reason)
@@ -163,7 +185,7 @@ class _Stream:
         s = self.session
         deadline = self.last_relist + s.settings.watch_relist_interval
         timeout = max(1, min(int(s.settings.watch_timeout), math.ceil(deadline - time.monotonic())))
-        stream = s.gateway.watch(self.resource, resource_version=self.rv, timeout_s=timeout)
+        stream = _watch_named(s.gateway, self.name, resource_version=self.rv, timeout_s=timeout)
         self.healthy = True
         try:
             for event in stream:

@@ -39,7 +39,12 @@ SPEC_VARIABLES = (
 )
 
 #: The compose services that run the operator image, and the subcommand each runs.
-OPERATOR_SERVICES = {"worker": "worker", "beat": "beat", "metrics": "metrics"}
+OPERATOR_SERVICES = {
+    "worker": "worker",
+    "beat": "beat",
+    "watcher": "watch",
+    "metrics": "metrics",
+}
 
 
 def settings_env_names() -> set[str]:
@@ -147,7 +152,7 @@ def run_cli(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> tuple[str, list
     Goes through ``cli.main`` itself (the console script), with the handlers replaced.
     """
     ran: list[tuple[str, list[str]]] = []
-    for name in ("worker", "beat", "metrics", "reconcile"):
+    for name in ("worker", "beat", "metrics", "reconcile", "watch"):
 
         def handler(settings: config.Settings, args: Any, name: str = name) -> int:
             ran.append((name, list(getattr(args, "celery_args", []) or [])))

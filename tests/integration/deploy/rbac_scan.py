@@ -62,6 +62,10 @@ def _const_str(node: ast.AST, what: str, line: int) -> str:
     raise ScanError(f"kube.py:{line}: {what} of _request is not a string literal")
 
 
+#: The gateway's request helpers: ``_request`` (one JSON answer), ``_stream`` (a watch).
+_PLUMBING = ("_request", "_stream")
+
+
 def gateway_requests(
     source: str, constants: Iterable[str], cls: str = "ApiGateway"
 ) -> dict[str, list[Request]]:
@@ -73,14 +77,14 @@ def gateway_requests(
         raise ScanError(f"kube.py: expected one class {cls}")
     found: dict[str, list[Request]] = {}
     for fn in classes[0].body:
-        if not isinstance(fn, ast.FunctionDef) or fn.name == "_request":
+        if not isinstance(fn, ast.FunctionDef) or fn.name in _PLUMBING:
             continue
         params = [a.arg for a in fn.args.args[1:]] + [a.arg for a in fn.args.kwonlyargs]
         for call in ast.walk(fn):
             if not (
                 isinstance(call, ast.Call)
                 and isinstance(call.func, ast.Attribute)
-                and call.func.attr == "_request"
+                and call.func.attr in _PLUMBING
             ):
                 continue
             if len(call.args) < 4:
@@ -122,6 +126,8 @@ def _path_has_name(node: ast.AST) -> bool | None:
 def http_verb(request: Request) -> str | None:
     """The RBAC verb an HTTP request implies (None when the path is not ``X.path(...)``)."""
     if request.http_method == "GET":
+        if request.verb == "watch" and request.path_has_name is False:
+            return "watch"  # a streamed list: ?watch=true
         if request.path_has_name is None:
             return None
         return "get" if request.path_has_name else "list"

@@ -227,6 +227,7 @@ def test_every_operator_pod_reads_the_configmap() -> None:
     [
         ("worker", 2, ["worker", "--concurrency=2"]),
         ("beat", 2, ["beat"]),
+        ("watcher", 2, ["watch"]),
         ("metrics", 1, ["metrics"]),
     ],
 )
@@ -239,7 +240,7 @@ def test_operator_deployments(
     assert container["args"] == args
     assert "command" not in container, "keep the image's ENTRYPOINT (joulie-tasks)"
     handler, _ = helpers.run_cli(monkeypatch, args)
-    assert handler == component
+    assert handler == {"watcher": "watch"}.get(component, component)
 
 
 def _pods() -> list[tuple[str, dict[str, Any]]]:
