@@ -81,6 +81,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--png", type=Path, default=Path("joulie-demo.png"), help="chart path (./joulie-demo.png)"
     )
     parser.add_argument("--no-color", action="store_true", help="no ANSI colours")
+    parser.add_argument(
+        "--no-watch",
+        action="store_true",
+        help="no watcher: every tick lists the cluster, no event-driven ticks",
+    )
     parser.add_argument("--redis-url", help="use this (empty) Redis instead of a private one")
     parser.add_argument("--workdir", type=Path, help="logs and kubeconfig (default: a temp dir)")
 
@@ -102,6 +107,7 @@ class Options:
     redis_url: str | None
     workdir: Path | None
     log_level: str
+    watch: bool = True
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, *, tty: bool) -> Options:
@@ -118,6 +124,7 @@ class Options:
             seed=args.seed,
             png=args.png,
             colour=tty and not args.no_color,
+            watch=not getattr(args, "no_watch", False),
             redis_url=args.redis_url,
             workdir=args.workdir,
             log_level=args.log_level,

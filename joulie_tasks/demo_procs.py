@@ -245,7 +245,8 @@ def check_shared_redis(url: str) -> str | None:
 def start_operator(
     kind: str, *, env: Mapping[str, str], workdir: Path, log_level: str = "INFO"
 ) -> Child:
-    """Start ``joulie-tasks worker`` or ``beat`` (not yet awaited; see ``await_ready``)."""
+    """Start ``joulie-tasks worker``, ``beat`` or ``watch`` (not yet awaited; see
+    ``await_ready``)."""
     args = [sys.executable, "-m", "joulie_tasks", "--log-level", log_level, kind]
     if kind == "worker":
         args += ["--pool=prefork", "--concurrency=2", "--without-mingle", "--without-gossip"]
@@ -253,4 +254,4 @@ def start_operator(
     return Child(kind, args, env=env, log=workdir / f"{kind}.log", cwd=workdir)
 
 
-READY_TEXT = {"worker": "ready.", "beat": "beat: Starting"}
+READY_TEXT = {"worker": "ready.", "beat": "beat: Starting", "watch": "started"}

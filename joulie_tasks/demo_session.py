@@ -100,7 +100,8 @@ class Session:
         )
         self.workload.create_cluster()
         self.workload.step(0)
-        for kind in ("worker", "beat"):
+        kinds = ("worker", "beat", "watch") if self.opts.watch else ("worker", "beat")
+        for kind in kinds:
             with demo_procs.Critical():
                 child = demo_procs.start_operator(
                     kind, env=self.env, workdir=self.workdir, log_level=self.opts.log_level
@@ -108,9 +109,14 @@ class Session:
                 self.children.append(child)
             print(f"demo: started {kind} pid {child.pid}", flush=True)
             child.wait_for_log(demo_procs.READY_TEXT[kind], timeout=demo.READY_TIMEOUT_S)
+        watcher = (
+            "; the watcher feeds the cache and kicks a tick when demand changes"
+            if self.opts.watch
+            else ""
+        )
         print(
-            f"demo: worker and beat ready; a tick every {self.env['RECONCILE_INTERVAL']} "
-            "(Ctrl-C stops cleanly)",
+            f"demo: worker and beat ready; a tick every {self.env['RECONCILE_INTERVAL']}"
+            f"{watcher} (Ctrl-C stops cleanly)",
             flush=True,
         )
 
