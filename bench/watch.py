@@ -18,7 +18,8 @@ Everything runs on this machine as separate processes: redis-server, the API emu
    per node) so that demand decides the plan;
 3. API bytes per hour at N with the same churn: list mode = one tick's list
    responses x ticks per hour (RECONCILE_INTERVAL 1m); cache mode = watch-stream
-   bytes per second x 3600 (the pod watch; the node and profile watches carry bookmarks only) + one full list per WATCH_RELIST_INTERVAL (10m);
+   bytes per second x 3600 (the pod watch; the node and profile watches carry
+   bookmarks only) + one full list per WATCH_RELIST_INTERVAL (10m);
 4. the watcher's peak RSS after syncing 10,000 nodes / 100,000 pods, and the Redis
    memory of the cache keys;
 5. the watcher's events/s ceiling: bench/churn_emulator.py changes pods at rising
