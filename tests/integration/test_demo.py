@@ -5,7 +5,7 @@ Covers:
   transition line, the summary line, and writes a valid PNG of the expected size;
 - the chart writer (no matplotlib) makes a decodable, deterministic PNG;
 - Ctrl-C (SIGINT) after the first tick exits 130, still prints the summary, and
-  leaves no process behind: not the worker (nor its prefork pool), beat or
+  leaves no process behind: not the worker (nor its prefork pool), beat, the watcher or
   redis-server. The demo prints ``demo: started <what> pid N``; every process in
   those sessions, or whose command line names the demo's work directory, must go.
 """
@@ -160,7 +160,7 @@ def test_a_short_demo_shows_ticks_transitions_summary_and_writes_a_png(
     assert png_size(demo.png) == (820, 460)
     # And nothing it started is left
     pids = demo.started_pids()
-    assert set(pids) == {"redis-server", "worker", "beat"}, out
+    assert set(pids) == {"redis-server", "worker", "beat", "watch"}, out
     assert leftover_processes(demo.workdir, pids.values()) == []
 
 
@@ -176,7 +176,7 @@ def test_ctrl_c_mid_run_exits_130_and_leaves_no_process_behind(
     )
     assert demo.proc.poll() is None, demo.output
     pids = demo.started_pids()
-    assert set(pids) == {"redis-server", "worker", "beat"}, demo.output
+    assert set(pids) == {"redis-server", "worker", "beat", "watch"}, demo.output
     assert leftover_processes(demo.workdir, pids.values()), "the children should be running"
 
     # When it gets Ctrl-C
