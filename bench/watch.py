@@ -237,12 +237,22 @@ def reaction(
             for i in range(size):
                 pod = _pod(f"burst-{b}-{i}", "burst", "selector-performance", None)
                 bench.remote.put_object(pod)
-            wait_for(lambda: _profile(bench, target) == "performance", timeout=120, interval=0.02)
+            wait_for(
+                lambda: _profile(bench, target) == "performance",
+                timeout=120,
+                interval=0.02,
+                what=f"{target} performance",
+            )
             latencies.append(time.monotonic() - t0)
             log(f"burst {b}: {latencies[-1]:.2f}s")
             for i in range(size):
                 bench.remote.delete_object("pods", f"burst-{b}-{i}", "burst")
-            wait_for(lambda: _profile(bench, target) == "eco", timeout=120, interval=0.05)
+            wait_for(
+                lambda: _profile(bench, target) == "eco",
+                timeout=120,
+                interval=0.05,
+                what=f"{target} eco",
+            )
     finally:
         events = churn.stop()
     elapsed = time.monotonic() - started
@@ -333,7 +343,7 @@ def events_ceiling(workdir: Path, rates: str, step_s: float, out: dict[str, Any]
         watcher_proc = Proc("watch-ceiling", pargs, env=env, log=workdir / "logs" / "ceiling.log")
         state = store.RedisStore(redis_proc.url)
         cs = cache_store.CacheStore(state)
-        wait_for(lambda: all(cs.status().synced.values()), timeout=600, interval=0.2)
+        wait_for(lambda: all(cs.status().synced.values()), timeout=600, interval=0.2, what="synced")
         state.close()
         churn.stdin.write("go\n")
         churn.stdin.flush()
