@@ -12,6 +12,7 @@ itself answers 409 (no synthetic errors). Watches and other streams are not prox
 from __future__ import annotations
 
 import http.client
+import json
 import re
 import ssl
 import threading
@@ -58,8 +59,9 @@ class Request:
 class _Hook:
     method: str
     pattern: re.Pattern[str]
-    action: Callable[[str], None]
+    action: Callable[[str], None] | None
     times: int
+    status: int = 0
 
 
 class ApiProxy:
@@ -112,6 +114,13 @@ class ApiProxy:
         with self._lock:
             self._hooks.append(_Hook(method, re.compile(path_regex), action, times))
 
+    def answer_instead(self, method: str, path_regex: str, *, status: int, times: int) -> None:
+        """Answer the next ``times`` matching requests with ``status`` and a Status body,
+        without forwarding them (for answers a real server cannot be made to give on
+        demand, e.g. a 409 to a merge patch)."""
+        with self._lock:
+            self._hooks.append(_Hook(method, re.compile(path_regex), None, times, status))
+
     def _take_hook(self, method: str, path: str) -> _Hook | None:
         with self._lock:
             for hook in self._hooks:
@@ -133,7 +142,10 @@ class ApiProxy:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else None
         hook = self._take_hook(handler.command, handler.path)
-        if hook is not None:
+        if hook is not None and hook.action is None:
+            self._answer(handler, hook.status)
+            return
+        if hook is not None and hook.action is not None:
             hook.action(handler.path)
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in _HOP_HEADERS}
         conn = self._connect()
@@ -152,6 +164,24 @@ class ApiProxy:
         handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
         handler.wfile.write(data)
+
+    def _answer(self, handler: BaseHTTPRequestHandler, status: int) -> None:
+        body = json.dumps(
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "status": "Failure",
+                "message": f"injected by the test proxy: {status}",
+                "code": status,
+            }
+        ).encode()
+        with self._lock:
+            self._log.append(Request(handler.command, handler.path, status))
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
