@@ -237,3 +237,56 @@ def test_the_standby_takes_over_when_the_active_watcher_is_killed(
     assert str(second.proc.pid) in data["watcher"]["lease"]
     assert data["watcher"]["synced"] is True
     assert data["watcher"]["cache_age_s"] < 5
+
+
+@pytest.mark.envtest
+@pytest.mark.parametrize("cluster", ["real"], indirect=True)
+def test_the_watcher_on_the_real_kube_apiserver(
+    cluster: Any,
+    request: pytest.FixtureRequest,
+    redis_server: Any,
+    state: store.RedisStore,
+    ticks: TickClient,
+    tmp_path: Any,
+) -> None:
+    """List-then-watch, bookmarks and resume against a real kube-apiserver: a cache-fed
+    tick lists nothing there, and a performance pod bound to an eco node is answered by
+    the watcher's kick (no tick sent by the test)."""
+    plane = request.getfixturevalue("real_server")
+    # Direct to the server: the test proxy buffers whole responses, a watch never ends
+    kubeconfig = plane.write_kubeconfig(tmp_path / "direct-kubeconfig")
+    stack = Stack(tmp=tmp_path, redis_server=redis_server, kubeconfig=kubeconfig)
+    try:
+        cluster.seed(4, 0, seed=13)
+        stack.configure(kick_window="300ms", static_hp_frac="0.5")
+        stack.start_worker()
+        ticks.run()
+        eco = sorted(
+            n["metadata"]["name"]
+            for n in cluster.list("nodes")
+            if cluster.labels(n["metadata"]["name"]).get(PROFILE) == "eco"
+        )
+        assert eco
+        start_watcher(stack)
+        wait_for(lambda: synced(state), timeout=60, what="a synced cache on the real server")
+
+        before = plane.request_totals()
+        ticks.run()
+        after = plane.request_totals()
+        lists = {
+            key: after[key] - before.get(key, 0.0)
+            for key in after
+            if key[0] == "LIST" and after[key] != before.get(key, 0.0)
+        }
+        assert not any(res in ("nodes", "nodepowerprofiles") for _, res, _ in lists), lists
+
+        cluster.create(perf_pod("pinned", eco[0]))
+        wait_for(
+            lambda: cluster.labels(eco[0]).get(DRAINING) == "true",
+            timeout=30,
+            what="the kicked tick to mark the node draining",
+        )
+        counters, _ = state.read_metric_values()
+        assert any(k.startswith("joulie_kicks_total") and "sent" in k for k in counters)
+    finally:
+        stack.stop()
