@@ -142,8 +142,22 @@ class ApiGateway:
     ) -> tuple[list[dict[str, Any]], str]:
         """Every item of a collection and the resourceVersion of the list (for a watch
         to resume from); ``field_selector`` filters server-side (``spec.nodeName=x``)."""
-        token: str | None = None
         items: list[dict[str, Any]] = []
+        version = ""
+        for page, rv in self.list_pages(
+            resource, page_size=page_size, field_selector=field_selector
+        ):
+            items.extend(page)
+            version = version or rv
+        return items, version
+
+    def list_pages(
+        self, resource: Resource, *, page_size: int, field_selector: str | None = None
+    ) -> Iterator[tuple[list[dict[str, Any]], str]]:
+        """A collection page by page, each with the list's resourceVersion (the first
+        page's: later pages belong to the same snapshot), so a caller can reduce each
+        page before the next one is read."""
+        token: str | None = None
         version = ""
         while True:
             query: list[tuple[str, Any]] = [("limit", page_size)]
@@ -152,12 +166,12 @@ class ApiGateway:
             if token:
                 query.append(("continue", token))
             page = self._request("list", resource, "GET", resource.path(), query=query)
-            items.extend(page.get("items") or [])
             meta = page.get("metadata") or {}
             version = version or str(meta.get("resourceVersion") or "")
+            yield page.get("items") or [], version
             token = meta.get("continue") or None
             if not token:
-                return items, version
+                return
 
     def watch_events(
         self, resource: Resource, *, resource_version: str, timeout_s: int

@@ -76,13 +76,13 @@ class _Counts:
 
 def _list_named(
     gateway: kube.ApiGateway, name: str, *, page_size: int
-) -> tuple[list[dict[str, Any]], str]:
+) -> Iterator[tuple[list[dict[str, Any]], str]]:
     # One call per constant: the RBAC scan (tests/integration/deploy) reads them.
     if name == "nodes":
-        return gateway.list_all(kube.NODES, page_size=page_size)
+        return gateway.list_pages(kube.NODES, page_size=page_size)
     if name == "pods":
-        return gateway.list_all(kube.PODS, page_size=page_size)
-    return gateway.list_all(kube.PROFILES, page_size=page_size)
+        return gateway.list_pages(kube.PODS, page_size=page_size)
+    return gateway.list_pages(kube.PROFILES, page_size=page_size)
 
 
 def _watch_named(
@@ -142,36 +142,47 @@ class _Stream:
 
     def relist(self, reason: str) -> None:
         s = self.session
-        items, rv = _list_named(s.gateway, self.name, page_size=s.settings.list_page_size)
-        hashes = self._hashes(items)
+        rv = ""
+        count = 0
+        codes: dict[str, str] = {}
+        records: dict[str, str] = {}
+        # Page by page: each page is reduced to records before the next is read, so the
+        # watcher never holds the whole collection as JSON objects.
+        for page, version in _list_named(s.gateway, self.name, page_size=s.settings.list_page_size):
+            rv = rv or version
+            count += len(page)
+            self._reduce(page, codes, records)
+        hashes = self._hashes(codes, records)
         s.cache.replace(s.lease, self.name, hashes=hashes, rv=rv, now=time.time(), reason=reason)
         s.counts.add(WATCH_RELISTS, resource=self.name, reason=reason)
-        logger.info(
-            "watch %s: relisted %d objects (%s) at rv %s", self.name, len(items), reason, rv
-        )
+        logger.info("watch %s: relisted %d objects (%s) at rv %s", self.name, count, reason, rv)
         self.rv = rv
         self.relist_reason = None
         self.last_relist = time.monotonic()
         s.changed()  # a relist may change the plan: let the kicker look
 
-    def _hashes(self, items: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    def _reduce(
+        self, page: list[dict[str, Any]], codes: dict[str, str], records: dict[str, str]
+    ) -> None:
         if self.name == "pods":
-            codes: dict[str, str] = {}
-            for obj in items:
+            for obj in page:
                 code = cache.pod_contribution(obj)
                 if code:
                     codes[cache.pod_key(obj)] = code
+            return
+        for obj in page:
+            record = self._record(obj)
+            if record is not None:
+                records[record[0]] = record[1]
+
+    def _hashes(self, codes: dict[str, str], records: dict[str, str]) -> dict[str, dict[str, str]]:
+        if self.name == "pods":
             counts, by_node = cache.counts_of(codes.values())
             return {
                 cache_store.PODS: codes,
                 cache_store.DEMAND: {k: str(v) for k, v in counts.items()},
                 cache_store.PERF: {k: str(v) for k, v in by_node.items()},
             }
-        records: dict[str, str] = {}
-        for obj in items:
-            record = self._record(obj)
-            if record is not None:
-                records[record[0]] = record[1]
         return {cache_store.NODES if self.name == "nodes" else cache_store.NPPS: records}
 
     def _record(self, obj: dict[str, Any]) -> tuple[str, str] | None:

@@ -47,6 +47,13 @@ class FakeKube:
             items = [o for o in items if (o.get("spec") or {}).get("nodeName") == node]
         return items, "1"
 
+    def list_pages(
+        self, resource: kube.Resource, *, page_size: int, field_selector: str | None = None
+    ) -> Iterator[tuple[list[dict[str, Any]], str]]:
+        items, rv = self.list_all(resource, page_size=page_size, field_selector=field_selector)
+        for start in range(0, max(len(items), 1), page_size):
+            yield items[start : start + page_size], rv
+
     def get(self, resource: kube.Resource, name: str) -> dict[str, Any] | None:
         self._maybe_fail("get", resource.plural)
         return self.objects.get((resource.plural, name))
