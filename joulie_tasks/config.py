@@ -107,8 +107,9 @@ class Settings(BaseSettings):
     """Watcher lease TTL: a standby takes over within this long after the active one dies."""
     watch_timeout: float = Field(300.0, ge=1)
     """Server-side ``timeoutSeconds`` of one watch request; the watcher then resumes."""
-    cache_max_age: float = Field(10.0, gt=0)
-    """A tick reads the cache only when its heartbeat is younger than this, else lists."""
+    cache_max_age: float = Field(5.0, gt=0)
+    """A tick reads the cache only when its heartbeat is younger than this, else lists: a
+    dead or frozen watcher's cache is never used longer than this after its last beat."""
     kick_window: float = Field(1.0, gt=0)
     """Debounce window of event-driven ticks: at most one kick per window."""
 

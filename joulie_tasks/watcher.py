@@ -429,6 +429,10 @@ class Watcher:
                 continue
             standby_logged = False
             logger.info("watcher: active, lease %s", lease)
+            try:  # the previous holder's copy is not ours to vouch for: relist first
+                self.cache.unsync()
+            except errors.StateStoreError as e:
+                logger.warning("watcher: Redis: %s", e)
             with contextlib.suppress(errors.StateStoreError):
                 self.state.add_counters({metrics.field(LEASE_CHANGES): 1.0})
             session = _Session(
