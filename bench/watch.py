@@ -204,7 +204,12 @@ def steady_and_reaction(
         try:
             out["sync_s"] = watcher.wait_synced()
             log(f"N={n}: cache synced in {out['sync_s']:.1f}s")
+            stages_before = bench.ticks.stage_seconds()
             cached = [bench.our_tick() for _ in range(5)]
+            stages_after = bench.ticks.stage_seconds()
+            out["cache_mode_stage_s"] = {
+                k: (stages_after[k] - stages_before.get(k, 0.0)) / len(cached) for k in stages_after
+            }
             out["cache_mode"] = {
                 "wall_s": [s.wall_s for s in cached],
                 "requests": [sum(s.requests.values()) for s in cached],
@@ -348,19 +353,23 @@ def events_ceiling(workdir: Path, rates: str, step_s: float, out: dict[str, Any]
         churn.stdin.write("go\n")
         churn.stdin.flush()
         samples: dict[str, list[tuple[float, int]]] = {}
+        made: dict[str, tuple[float, int]] = {}
         for line in churn.stdout:
             parts = line.split()
             if parts and parts[0] == "done":
                 break
             if parts and parts[0] == "lag":
                 samples.setdefault(parts[1], []).append((float(parts[2]), int(parts[3])))
+                made[parts[1]] = (float(parts[2]), int(parts[4]))
         churn.stdin.write("stop\n")
         churn.stdin.flush()
         result = {}
         for rate, rows in samples.items():
             half = [lag for t, lag in rows if t >= step_s / 2]
             first = [lag for t, lag in rows if t < step_s / 2]
+            seconds, count = made[rate]
             result[rate] = {
+                "achieved_per_s": count / seconds if seconds else 0.0,
                 "max_lag": max(lag for _, lag in rows),
                 "mean_lag_first_half": statistics.mean(first) if first else 0,
                 "mean_lag_second_half": statistics.mean(half) if half else 0,
@@ -435,18 +444,46 @@ def _render(out: dict[str, Any], command: str, elapsed_min: float, machine: list
         f"**{byt['cache_per_hour'] / 2**20:,.0f} MiB/h** vs lists "
         f"**{byt['lists_per_hour'] / 2**20:,.0f} MiB/h** | - |"
     )
+    rows: list[str] = []
     if ceil.get("rates"):
+        # Kept up: the lag at the end of the step is back near zero (< 100 events, a
+        # fraction of a second at these rates) instead of growing with the step.
         kept = [
-            float(r)
-            for r, v in ceil["rates"].items()
-            if v["mean_lag_second_half"] <= max(50.0, 1.5 * v["mean_lag_first_half"])
+            v["achieved_per_s"] for v in ceil["rates"].values() if v["mean_lag_second_half"] < 100
         ]
         best = max(kept) if kept else 0
         lines.append(
-            f"| watcher events/s without growing lag ({ceil['nodes']:,} nodes) | ≥ 500 | "
-            f"**{best:.0f}/s** (highest rate tried whose lag did not grow) | "
+            f"| watcher pod events/s without growing lag ({ceil['nodes']:,} nodes) | ≥ 500 | "
+            f"**{best:.0f}/s** (highest achieved rate whose lag stayed bounded) | "
             f"{'met' if best >= 500 else 'missed'} |"
         )
+        rows = [
+            "",
+            f"Events/s steps ({ceil['step_s']:g} s each; lag = events the cache is behind the "
+            "store, sampled twice a second):",
+            "",
+            "| asked/s | achieved/s | max lag | mean lag, 1st half | mean lag, 2nd half |",
+            "|---|---|---|---|---|",
+        ]
+        for rate, v in ceil["rates"].items():
+            rows.append(
+                f"| {rate} | {v['achieved_per_s']:.0f} | {v['max_lag']} | "
+                f"{v['mean_lag_first_half']:.1f} | {v['mean_lag_second_half']:.1f} |"
+            )
+    stages = out.get("cache_mode_stage_s") or {}
+    if stages:
+        order = ("snapshot", "classify", "plan", "guard", "write", "total")
+        rows += [
+            "",
+            "Where a cache-fed steady tick's time goes (mean per tick, seconds; `total` is "
+            "tick start to end, the rest is the Celery chain, the write-stage hand-off "
+            "and the end of tick: FSM, transition stream, metrics):",
+            "",
+            "| " + " | ".join(k for k in order if k in stages) + " |",
+            "|" + "---|" * len([k for k in order if k in stages]),
+            "| " + " | ".join(f"{stages[k]:.3f}" for k in order if k in stages) + " |",
+        ]
+    lines += rows
     lines += ["", "Raw figures:", "", "```json", json.dumps(out, indent=1, default=str), "```", END]
     return "\n".join(lines) + "\n"
 
