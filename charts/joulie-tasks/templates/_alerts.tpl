@@ -97,8 +97,8 @@ groups:
         annotations:
           summary: The joulie-tasks metrics endpoint is down.
           description: >-
-            Prometheus cannot scrape job {{ $job }}
-            (instance {{`{{ $labels.instance }}`}}); every other joulie-tasks alert is blind.
+            Prometheus cannot scrape job {{ $job }} (or has no such target); every
+            other joulie-tasks alert is blind.
           runbook_url: {{ $runbook }}#jouliemetricsdown
       - alert: JoulieRedisUnreachable
         expr: >-
