@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import helm_python as helm
+import jsonschema
+import kubernetes_validate.utils
 import yaml
 
 from tests.integration.deploy import helpers
@@ -75,9 +77,7 @@ def crds() -> list[dict[str, Any]]:
 
 def find(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:
     return [
-        o
-        for o in objects
-        if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)
+        o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)
     ]
 
 
@@ -181,6 +181,24 @@ def without_helm_additions(obj: dict[str, Any]) -> dict[str, Any]:
     elif out["kind"] == "ServiceMonitor":
         strip(spec["selector"]["matchLabels"])
     return out
+
+
+#: CRD kinds (not in the Kubernetes schemas): validated with the vendored minimal schemas.
+CUSTOM_SCHEMAS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-monitoring-v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule-monitoring-v1.json",
+}
+
+
+def validate(doc: dict[str, Any], version: str) -> None:
+    """Validate one object strictly (unknown fields fail), as deploy/ is validated."""
+    custom = CUSTOM_SCHEMAS.get((doc["apiVersion"], doc["kind"]))
+    if custom is not None:
+        schema = helpers.load_json(custom)
+        jsonschema.Draft202012Validator.check_schema(schema)
+        jsonschema.Draft202012Validator(schema).validate(doc)
+        return
+    kubernetes_validate.utils.validate(doc, version, strict=True)
 
 
 def rules_file_text() -> str:
