@@ -52,7 +52,7 @@ groups:
           runbook_url: {{ $runbook }}#jouliewritesfailing
       - alert: JoulieNodeDrainingTooLong
         expr: >-
-          joulie_operator_node_state{state="draining_performance"} == 1
+          joulie_operator_node_state{state="DrainingPerformance"} == 1
         for: {{ $a.draining.for }}
         labels:
           {{- toYaml $a.labels | nindent 10 }}

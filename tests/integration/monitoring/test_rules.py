@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from joulie_tasks import metrics
+from joulie_tasks import metrics, models
 from tests.integration.deploy import chart, helpers
 from tests.integration.deploy.test_chart import NON_DEFAULT
 from tests.integration.monitoring.tools import promtool
@@ -137,3 +137,18 @@ def test_dashboard_and_alerts_only_use_metrics_the_operator_exports() -> None:
     used = {m for e in exprs for m in re.findall(r"\b(joulie_[a-z_]+|up)\b(?=[{\[)\s]|$)", e)}
     assert used, exprs
     assert used <= _exported_names(), used - _exported_names()
+
+
+def test_label_values_in_queries_are_values_the_operator_writes() -> None:
+    exprs = [e for _, e in chart.dashboard_exprs()] + [a["expr"] for a in _alerts()]
+    text = " ".join(exprs)
+    states = set(re.findall(r'state="([^"]+)"', text))
+    assert states
+    assert states <= {s.value for s in models.NodeState}
+    results = set(re.findall(r'result="([^"]+)"', text)) | {
+        r for group in re.findall(r'result=~"([^"]+)"', text) for r in group.split("|")
+    }
+    # The tick results the operator counts (README: joulie_ticks_total{result}).
+    known = {"completed", "failed", "failed_writes", "skipped_locked", "duplicate", "expired"}
+    assert results
+    assert results <= known | {"fenced"}
