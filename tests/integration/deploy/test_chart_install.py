@@ -105,6 +105,12 @@ def test_install_run_a_tick_as_the_service_account_and_uninstall(
 ) -> None:
     selector = ("joulie-envtest/chart", uuid.uuid4().hex[:12])
     values = {"config": {"nodeSelector": f"{selector[0]}={selector[1]}"}}
+    # A bad value fails the install before anything reaches the server.
+    with pytest.raises(helm.HelmError, match="at '/config/staticHpFrac': maximum"):
+        helm_config.install(
+            chart.CHART, RELEASE, {"config": {"staticHpFrac": 2}}, namespace=NAMESPACE
+        )
+    assert helm_config.list(all_states=True) == []
     release = helm_config.install(
         chart.CHART, RELEASE, values, namespace=NAMESPACE, create_namespace=True, timeout=120
     )
