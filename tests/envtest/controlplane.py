@@ -46,9 +46,8 @@ from kubernetes import client as k8s
 
 ASSETS_ENV = "KUBEBUILDER_ASSETS"
 HOW_TO_GET_ASSETS = (
-    "real kube-apiserver tests need KUBEBUILDER_ASSETS (a directory with etcd and "
-    "kube-apiserver): export KUBEBUILDER_ASSETS=$(bash ../shared/envtest/unpack) "
-    "or setup-envtest use -p path 1.36"
+    "real kube-apiserver tests need KUBEBUILDER_ASSETS, a directory with etcd and "
+    "kube-apiserver: export KUBEBUILDER_ASSETS=$(setup-envtest use -p path 1.36)"
 )
 _PR_SET_PDEATHSIG = 1
 _AUDIT_POLICY = {
