@@ -16,8 +16,8 @@ managed nodes, 10 pods each, no performance-only pods, as the flip scenario of
 On each: the operator as it runs for real (Celery worker processes + redis-server,
 ticks sent through the broker as beat sends them); the first tick (every profile
 created, every node labelled), converged ticks (nothing to write), then a full
-flip to eco and one back to performance (STATIC_HP_FRAC 1 → 0 → 1, workers
-restarted with the new value between ticks, unmeasured).
+flip to eco and one back to performance, repeated (STATIC_HP_FRAC 1 → 0 → 1 …,
+workers restarted with the new value between ticks, unmeasured).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from bench.kubeapi import (
     load_cluster,
 )
 from bench.kubeapi import REQUEST_TOTAL as _REQUEST_TOTAL
-from bench.procs import EmulatorProc, RedisProc, Workers
+from bench.procs import EmulatorProc, RedisProc, Workers, cpu_seconds
 from bench.scenarios import NO_PERF_MIX
 from bench.ticks import TickSender, wait_idle
 from joulie_tasks.emulator import RemoteEmulator
@@ -80,6 +80,7 @@ class Window:
     latency: dict[str, Latency] = field(default_factory=dict)  # "VERB resource"
     scrape: Scrape = field(default_factory=Scrape)  # the server's metrics, diffed
     audited: int | None = None  # requests by the operator's account in the audit log
+    cpu_s: dict[str, float] = field(default_factory=dict)  # process -> CPU seconds used
 
 
 @dataclass
@@ -90,6 +91,7 @@ class Tick:
     writes: int
     nodes: int
     window: Window
+    applied: int = 0
 
     def to_json(self) -> dict[str, Any]:
         w = self.window
@@ -99,12 +101,14 @@ class Tick:
             "write_phase_s": self.write_phase_s,
             "writes": self.writes,
             "nodes": self.nodes,
+            "applied": self.applied,
             "requests": dict(w.requests),
             "events": w.events,
             "errors": dict(w.errors),
             "other": dict(w.other),
             "latency": {k: v.to_json() for k, v in w.latency.items()},
             "audited": w.audited,
+            "cpu_s": w.cpu_s,
         }
 
 
@@ -153,6 +157,7 @@ class Target(Protocol):
     bounds: list[float]  # the server's latency histogram bounds (none: no histogram)
 
     def load(self, cluster: Cluster) -> LoadStats: ...
+    def pids(self) -> dict[str, int]: ...
     def begin(self) -> None: ...
     def end(self) -> Window: ...
     def close(self) -> None: ...
@@ -176,6 +181,9 @@ class EmulatorTarget:
         return LoadStats(
             nodes=len(cluster.nodes), pods=len(cluster.pods), seconds=time.monotonic() - started
         )
+
+    def pids(self) -> dict[str, int]:
+        return {"emulator": self.proc.pid}
 
     def begin(self) -> None:
         self.remote.reset_counters()
@@ -217,6 +225,9 @@ class ApiServerTarget:
 
     def load(self, cluster: Cluster) -> LoadStats:
         return load_cluster(self.admin, cluster.nodes, cluster.pods)
+
+    def pids(self) -> dict[str, int]:
+        return self.plane.pids()
 
     def scrape(self) -> Scrape:
         return Scrape.parse(self.plane.get_raw("/metrics", timeout=60).decode())
@@ -314,12 +325,34 @@ class Runner:
         finally:
             ws.stop()
 
-    def tick(self, target: Target, kind: str) -> Tick:
+    def settle(self, *, quiet_s: float = 0.25, timeout: float = 900) -> None:
+        """Wait until the broker stays idle for ``quiet_s``. One idle reading is not
+        enough: a message a worker has just popped is neither in the queue nor yet in
+        the unacked hash, and a busy 2-core machine can hold a process in that gap."""
+        deadline = time.monotonic() + timeout
+        while True:
+            wait_idle(self.rc, timeout=max(1.0, deadline - time.monotonic()))
+            quiet_until = time.monotonic() + quiet_s
+            while time.monotonic() < quiet_until:
+                time.sleep(0.02)
+                if int(self.rc.llen("celery")) or int(self.rc.hlen("unacked")):
+                    break
+            else:
+                return
+
+    def tick(self, target: Target, kind: str, workers: Workers) -> Tick:
         wait_idle(self.rc, timeout=900)
         target.begin()
+        pids = {**target.pids(), "workers": 0}
+        worker_pids = [p.pid for p in workers.procs] + workers.pool_pids()
+        cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items() if pid}
+        cpu0["workers"] = sum(cpu_seconds(pid) for pid in worker_pids)
         summary = self.ticks.run(timeout=900)
-        wait_idle(self.rc, timeout=900)  # Node events go out after the tick
+        self.settle()  # Node events go out after the tick
+        cpu = {name: cpu_seconds(pid) - cpu0[name] for name, pid in pids.items() if pid}
+        cpu["workers"] = sum(cpu_seconds(pid) for pid in worker_pids) - cpu0["workers"]
         window = target.end()
+        window.cpu_s = cpu
         tick = Tick(
             kind=kind,
             wall_s=float(summary["duration_s"]),
@@ -327,6 +360,7 @@ class Runner:
             writes=int(summary["written"]),
             nodes=int(summary["nodes"]),
             window=window,
+            applied=int(summary.get("applied") or 0),
         )
         total = sum(window.requests.values())
         self.log(
@@ -335,24 +369,24 @@ class Runner:
         )
         return tick
 
-    def run(self, target: Target, cluster: Cluster, *, converged: int) -> Point:
+    def run(self, target: Target, cluster: Cluster, *, converged: int, flip_pairs: int) -> Point:
         self.log(f"{target.name}: loading {len(cluster.nodes)} nodes, {len(cluster.pods)} pods")
         stats = target.load(cluster)
         self.log(f"{target.name}: loaded in {stats.seconds:.1f}s")
         point = Point(target.name, len(cluster.nodes), len(cluster.pods), stats, [], target.bounds)
         self.rc.flushdb()
-        with self.workers(target, static_hp_frac=1):
-            first = self.tick(target, "first")
-            point.ticks.append(first)
+        with self.workers(target, static_hp_frac=1) as ws:
+            point.ticks.append(self.tick(target, "first", ws))
             while point.ticks[-1].writes and len(point.ticks) < 4:
-                point.ticks.append(self.tick(target, "converging"))
+                point.ticks.append(self.tick(target, "converging", ws))
             if point.ticks[-1].writes:
                 raise RuntimeError(f"{target.name}: did not converge in 4 ticks")
             for _ in range(converged):
-                point.ticks.append(self.tick(target, "converged"))
-        for frac, kind in ((0, "flip to eco"), (1, "flip to performance")):
-            with self.workers(target, static_hp_frac=frac):
-                point.ticks.append(self.tick(target, kind))
+                point.ticks.append(self.tick(target, "converged", ws))
+        for _ in range(flip_pairs):
+            for frac, kind in ((0, "flip to eco"), (1, "flip to performance")):
+                with self.workers(target, static_hp_frac=frac) as ws:
+                    point.ticks.append(self.tick(target, kind, ws))
         return point
 
 
@@ -363,6 +397,7 @@ def measure(
     nodes: int,
     workers: int,
     converged: int,
+    flip_pairs: int,
     log: Callable[[str], None],
 ) -> list[Point]:
     """The emulator's run, then the real server's, on the same generated cluster."""
@@ -377,7 +412,9 @@ def measure(
         for make in makers:
             target = make()
             try:
-                points.append(runner.run(target, cluster, converged=converged))
+                points.append(
+                    runner.run(target, cluster, converged=converged, flip_pairs=flip_pairs)
+                )
             finally:
                 target.close()
     finally:

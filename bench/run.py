@@ -31,6 +31,7 @@ import math
 import os
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -583,10 +584,14 @@ def _real_tick_row(point: realserver.Point, kind: str) -> str | None:
         f"; non-2xx: {', '.join(f'{k} x{v}' for k, v in sorted(errors.items()))}" if errors else ""
     )
     phase = cell.median("write_phase_s")
+    names = sorted({n for t in ticks for n in t.window.cpu_s}, key=lambda n: n == "workers")
+    cpu = ", ".join(
+        f"{n} {statistics.median(t.window.cpu_s.get(n, 0.0) for t in ticks):.1f}" for n in names
+    )
     return (
         f"| {REAL_KIND_TITLES[kind]}{many} | {point.server} | {fmt_s(cell.median())} | "
         f"{fmt_s(phase) if phase else '-'} | {fmt_req(cell.requests())}{err} | "
-        f"{int(cell.median('events')):,} | {int(cell.median('writes')):,} |"
+        f"{int(cell.median('events')):,} | {int(cell.median('writes')):,} | {cpu} |"
     )
 
 
@@ -598,6 +603,7 @@ def render_real(
     loads: list[str],
     assets: Path,
     workers: int,
+    flip_pairs: int,
 ) -> str:
     lines: list[str] = []
     add = lines.append
@@ -627,9 +633,12 @@ def render_real(
         f"operator runs as it does for real: {workers} Celery worker processes "
         "(`--pool=prefork --concurrency=1`) and redis-server, each tick sent through "
         "the broker as beat sends it; default WRITE_BATCH_SIZE=100, WRITE_CONCURRENCY=8; "
-        "STATIC_HP_FRAC 1, then 0, then 1 (workers restarted with the new value between "
+        f"STATIC_HP_FRAC 1, then {', '.join(['0', '1'] * flip_pairs)} (workers restarted "
+        "with the new value between "
         "ticks, unmeasured). Time = the tick summary's `duration_s`; Node events are "
-        "sent by their own tasks after a tick and are counted apart."
+        "sent by their own tasks after a tick and are counted apart. CPU seconds: used "
+        "by the API server's processes and by the workers (main and pool processes) "
+        "from tick start until the broker is idle again (`/proc/<pid>/stat`)."
     )
     add("")
     add(
@@ -656,9 +665,9 @@ def render_real(
     add("")
     add(
         "| tick | server | joulie-tasks | write phase | requests (counted by the server) "
-        "| + Node events | writes |"
+        "| + Node events | writes | CPU seconds used |"
     )
-    add("|---|---|---|---|---|---|---|")
+    add("|---|---|---|---|---|---|---|---|")
     for kind in REAL_KINDS:
         for point in (emu, real):
             if point is not None and (row := _real_tick_row(point, kind)):
@@ -740,6 +749,7 @@ def real_server_main(args: argparse.Namespace, command: str) -> int:
         nodes=args.real_nodes,
         workers=args.real_workers,
         converged=args.real_converged,
+        flip_pairs=args.real_flips,
         log=log,
     )
     loads.append(" ".join(f"{x:.2f}" for x in os.getloadavg()))
@@ -750,6 +760,7 @@ def real_server_main(args: argparse.Namespace, command: str) -> int:
         loads=loads,
         assets=assets,
         workers=args.real_workers,
+        flip_pairs=args.real_flips,
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -787,6 +798,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     real.add_argument("--real-nodes", type=int, default=1000, help="nodes (10 pods each)")
     real.add_argument("--real-workers", type=int, default=2, help="Celery worker processes")
     real.add_argument("--real-converged", type=int, default=3, help="converged ticks measured")
+    real.add_argument("--real-flips", type=int, default=2, help="flip pairs (eco, back)")
     return p.parse_args(argv)
 
 
