@@ -675,6 +675,10 @@ def render_real(
     add("")
     if real is not None:
         _real_latency(real, lines)
+    notes = Path(__file__).parent / "realserver_notes.md"
+    if notes.exists():
+        lines.append(notes.read_text().rstrip("\n"))
+        add("")
     return "\n".join(lines) + "\n"
 
 
