@@ -122,7 +122,7 @@ def _cache_gauges(state: store.RedisStore) -> dict[str, float]:
 
 
 def cmd_metrics(settings: config.Settings, args: argparse.Namespace) -> int:
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
     from joulie_tasks import metrics
 
@@ -136,6 +136,9 @@ def cmd_metrics(settings: config.Settings, args: argparse.Namespace) -> int:
         return counters, gauges, state.fsm_records(), state.is_paused()
 
     registry.register(metrics.RedisCollector(read))
+    # The interval is configuration, not Redis state: alert rules compare tick age to it.
+    interval = Gauge(metrics.RECONCILE_INTERVAL, "RECONCILE_INTERVAL in seconds", registry=registry)
+    interval.set(settings.reconcile_interval)
     start_http_server(port, addr=host, registry=registry)
     print(f"metrics served at http://{host}:{port}/metrics", flush=True)
     while True:
