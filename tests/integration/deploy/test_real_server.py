@@ -204,6 +204,10 @@ PERMISSIONS = [
     ("joulie.io", "nodepowerprofiles", "update"),
     ("joulie.io", "nodepowerprofiles", "delete"),
     ("", "events", "create"),
+    # joulie-tasks watch (the watch-fed cache)
+    ("", "nodes", "watch"),
+    ("", "pods", "watch"),
+    ("joulie.io", "nodepowerprofiles", "watch"),
 ]
 
 
@@ -265,6 +269,16 @@ def _run_scenario(op: Operator, permission: tuple[str, str, str], state: Any) ->
         wait_for(lambda: "forbidden" in worker.log(), what="the event's 403 in the log")
         ticks.app.close()
         return worker.log()
+    if verb == "watch":
+        # the watcher lists, then watches: the watch meets the authorizer; it logs the
+        # 403 and retries (it never exits over it)
+        watcher = op.stack.start_proc("watch", ["watch"], ready="started")
+        wait_for(
+            lambda: f'cannot watch resource "{resource}"' in watcher.log(),
+            what=f"the {resource} watch's 403 in the log",
+        )
+        assert watcher.alive
+        return watcher.log()
     if (resource, verb) == ("nodes", "get"):
         # a real server never answers our merge patch with 409; the proxy does, and the
         # operator's re-read (GET node) then meets the real authorizer
