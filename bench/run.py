@@ -537,6 +537,16 @@ def real_section(text: str) -> str | None:
     return text[start : end + 1 if end >= 0 else len(text)].rstrip("\n") + "\n"
 
 
+def _keep_watch_section(out: Path, text: str) -> str:
+    """Keep bench/watch.py's section (between its markers, and the notes after it)."""
+    from bench.watch import BEGIN
+
+    old = out.read_text() if out.exists() else ""
+    if BEGIN not in old or BEGIN in text:
+        return text
+    return text.rstrip("\n") + "\n\n" + BEGIN + old.split(BEGIN, 1)[1]
+
+
 def splice_real_section(text: str, section: str) -> str:
     """``text`` with its real-server section replaced by ``section`` (or inserted
     before the targets, else at the end)."""
@@ -859,6 +869,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     kept = real_section(out.read_text()) if out.exists() else None
     if kept:
         text = splice_real_section(text, kept)
+    text = _keep_watch_section(out, text)
     out.write_text(text)
     if args.json:
         Path(args.json).write_text(
