@@ -115,12 +115,20 @@ def _json_body(req: Request) -> Any:
         raise errors.bad_request(f"the body of the request is not valid JSON: {e}") from e
 
 
+_OPTIONS = {"POST": "CreateOptions", "PUT": "UpdateOptions", "PATCH": "PatchOptions"}
+
+
 def _dry_run(req: Request) -> bool:
     value = req.query.get("dryRun")
     if value is None:
         return False
     if value != "All":
-        raise errors.bad_request(f'dryRun: Unsupported value: "{value}": supported values: "All"')
+        raise errors.invalid_options(
+            _OPTIONS.get(req.method, "DeleteOptions"),
+            "dryRun",
+            "FieldValueNotSupported",
+            f'Unsupported value: "{value}": supported values: "All"',
+        )
     return True
 
 
@@ -222,7 +230,7 @@ class Api:
         except ValueError as e:
             raise errors.bad_request(f"limit: invalid value {req.query.get('limit')!r}") from e
         token = req.query.get("continue")
-        after = store.decode_continue(token) if token else None
+        after = store.decode_continue(token, compacted=self.store.compacted) if token else None
 
         match = None
         if labels is not None or fields is not None:
@@ -317,6 +325,7 @@ class Api:
                 res,
                 name,
                 [errors.cause("FieldValueInvalid", "metadata.resourceVersion", _RV_REQUIRED)],
+                kind=res.plural,
             )
 
         def prepare(new: store.Obj, old: store.Obj) -> None:
@@ -347,6 +356,7 @@ class Api:
                 415,
                 "the body of the request was in an unknown format - accepted media types include: "
                 + ", ".join(accepted),
+                details={},
             )
         patch = _json_body(req)
         dry_run = _dry_run(req)
@@ -362,9 +372,9 @@ class Api:
             except patching.BadPatch as e:
                 raise errors.bad_request(str(e)) from e
             except patching.PatchError as e:
-                raise errors.ApiError(422, str(e)) from e
+                raise errors.ApiError(422, str(e), details={}) from e
             if not isinstance(doc, dict):
-                raise errors.ApiError(422, "the patched document is not a JSON object")
+                raise errors.ApiError(422, "the patched document is not a JSON object", details={})
             fake = Request("PUT", req.path, req.query, req.headers, store.dumps(doc))
             obj = self._object_body(fake, route)
             rv = obj["metadata"].get("resourceVersion") or None

@@ -233,6 +233,10 @@ class Emulator:
         """(Re)install the shipped NodePowerProfile CRD, which serves its resource."""
         self.store.put(resources.CRDS, crd_manifest_with_status())
 
+    def compact(self) -> None:
+        """Compact history like etcd: continue tokens minted before now answer 410."""
+        self.store.compact()
+
     def reset(self) -> None:
         """Forget every object, rule and counter; reinstall the CRD if configured."""
         self.store.clear()

@@ -81,9 +81,8 @@ def _values(toks: _Tokens, text: str) -> frozenset[str]:
             raise _fail(text, f"invalid value {tok!r}")
         values.add(tok)
         expect_value = False
-    if not values:
-        raise _fail(text, "for 'in', 'notin' operators, values set can't be empty")
-    return frozenset(values)
+    # labels.Parse reads "()" as the set {""}, so ``k in ()`` matches k="" (real: 200).
+    return frozenset(values) if values else frozenset({""})
 
 
 def _requirement(toks: _Tokens, text: str) -> Predicate:

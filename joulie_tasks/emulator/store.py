@@ -48,15 +48,34 @@ def key_of(namespace: str | None, name: str) -> str:
 
 @dataclass(slots=True)
 class Entry:
-    """A stored object and its cached serialisation."""
+    """A stored object and its cached serialisation.
+
+    The bytes start with apiVersion and kind, so a list item of a built-in kind (which
+    the real server sends without them) is a slice of the same cache.
+    """
 
     obj: Obj
     raw: bytes | None = None
+    #: Offset of the ',' ending the apiVersion/kind prefix in ``raw`` (0: no prefix).
+    head: int = 0
 
     def body(self) -> bytes:
         if self.raw is None:
-            self.raw = dumps(self.obj)
+            obj = self.obj
+            typed = {k: obj[k] for k in ("apiVersion", "kind") if k in obj}
+            if typed and len(typed) < len(obj):
+                prefix = dumps(typed)
+                rest = dumps({k: v for k, v in obj.items() if k not in typed})
+                self.raw = prefix[:-1] + b"," + rest[1:]
+                self.head = len(prefix) - 1
+            else:
+                self.raw, self.head = dumps(obj), 0
         return self.raw
+
+    def item(self, *, bare: bool) -> bytes:
+        """The bytes of a list item; ``bare`` drops apiVersion and kind (built-in kinds)."""
+        raw = self.body()
+        return b"{" + raw[self.head + 1 :] if bare and self.head else raw
 
     def copy(self) -> Obj:
         """A private deep copy (parsing the cached bytes is the cheapest deep copy)."""
@@ -113,15 +132,19 @@ def encode_continue(key: str, rv: str) -> str:
     return base64.urlsafe_b64encode(raw).decode()
 
 
-def decode_continue(token: str) -> str:
-    """The last key of the previous page; 400 for anything not minted here."""
+def decode_continue(token: str, *, compacted: int = 0) -> str:
+    """The last key of the previous page; 400 for anything not minted here, 410 Expired
+    when the token's resourceVersion predates the last ``Store.compact()`` (as etcd's
+    compaction expires a real server's tokens). rv ``-1`` continues at the latest."""
     try:
         data = json.loads(base64.urlsafe_b64decode(token.encode()))
-        key = data["start"]
+        key, rv = data["start"], int(data["rv"])
     except (ValueError, KeyError, TypeError, binascii.Error) as e:
         raise errors.bad_request(f"continue key is not valid: {e}") from e
     if not isinstance(key, str):
         raise errors.bad_request("continue key is not valid: start is not a string")
+    if 0 <= rv < compacted:
+        raise errors.expired_continue(encode_continue(key, "-1"))
     return key
 
 
@@ -131,6 +154,8 @@ class Store:
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self._rv = 0
+        #: resourceVersion of the last compaction: older continue tokens answer 410.
+        self.compacted = 0
         self._tables: dict[str, _Table] = {r.key: _Table() for r in resources.ALL}
 
     # --- bookkeeping ---------------------------------------------------------------------
@@ -138,6 +163,11 @@ class Store:
     @property
     def resource_version(self) -> str:
         return str(self._rv)
+
+    def compact(self) -> None:
+        """Forget history up to now, like an etcd compaction: older list tokens expire."""
+        with self.lock:
+            self.compacted = self._rv
 
     def _next_rv(self) -> str:
         self._rv += 1
@@ -211,17 +241,20 @@ class Store:
         with self.lock:
             table = self._tables[res.key]
             if index is not None:
-                return self._indexed_page(table, index, namespace, match, limit, after)
+                return self._indexed_page(
+                    table, index, namespace, match, limit, after, bare=not res.custom
+                )
             lo, hi = self._bounds(table, namespace)
             if after is not None:
                 lo = max(lo, bisect.bisect_right(table.keys, after))
             keys, entries = table.keys, table.entries
+            bare = not res.custom
             items: list[bytes] = []
             last = lo
             for i in range(lo, hi):
                 entry = entries[keys[i]]
                 if match is None or match(entry.obj):
-                    items.append(entry.body())
+                    items.append(entry.item(bare=bare))
                     if limit and len(items) == limit:
                         last = i + 1
                         break
@@ -243,6 +276,8 @@ class Store:
         match: Callable[[Obj], bool] | None,
         limit: int,
         after: str | None,
+        *,
+        bare: bool,
     ) -> Page:
         """list_page over the index's candidates; same items, token and ``more`` as a scan."""
         candidates = table.index(index[0]).get(index[1], [])
@@ -257,7 +292,7 @@ class Store:
                 break
             entry = table.entries[key]
             if match is None or match(entry.obj):
-                items.append(entry.body())
+                items.append(entry.item(bare=bare))
                 if limit and len(items) == limit:
                     last_key = key
                     break

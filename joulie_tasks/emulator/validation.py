@@ -169,19 +169,23 @@ def _bounds(schema: dict[str, Any], value: Any, path: str) -> list[Cause]:
 def schema_causes(schema: dict[str, Any], value: Any, path: str = "") -> list[Cause]:
     """Every schema violation of ``value``, with dotted field paths (``spec.cpu.x``)."""
     kind = schema.get("type")
-    if not _type_ok(kind, value):
-        got = _show(_type_name(value))
-        msg = f"Invalid value: {got}: {path or '<root>'} in body must be of type {kind}: {got}"
-        return [errors.cause("FieldValueTypeInvalid", path, msg)]
-    if "enum" in schema and value not in schema["enum"]:
+    causes: list[Cause] = []
+    if "enum" in schema and not any(_same_json(value, v) for v in schema["enum"]):
+        # Checked whatever the type, like the real server: 1 for a string enum gets both.
         supported = ", ".join(_show(v) for v in schema["enum"])
-        return [
+        causes.append(
             errors.cause(
                 "FieldValueNotSupported",
                 path,
                 f"Unsupported value: {_show(value)}: supported values: {supported}",
             )
-        ]
+        )
+    if not _type_ok(kind, value):
+        got = _show(_type_name(value))
+        msg = f"Invalid value: {got}: {path or '<root>'} in body must be of type {kind}: {got}"
+        return [*causes, errors.cause("FieldValueTypeInvalid", path, msg)]
+    if causes:
+        return causes
     causes = _bounds(schema, value, path)
     if isinstance(value, dict):
         for req in schema.get("required", []):
@@ -196,6 +200,11 @@ def schema_causes(schema: dict[str, Any], value: Any, path: str = "") -> list[Ca
         for i, item in enumerate(value):
             causes.extend(schema_causes(schema["items"], item, f"{path}[{i}]"))
     return causes
+
+
+def _same_json(a: Any, b: Any) -> bool:
+    """JSON equality: true is not 1."""
+    return type(a) is type(b) and a == b if isinstance(a, bool) or isinstance(b, bool) else a == b
 
 
 def _join(path: str, key: str) -> str:
