@@ -10,7 +10,9 @@ simplifications (each also a difference from a real API server):
   the main resource of nodes and pods keep the old status, and the ``/status``
   subresource changes only status, like the real server;
 - namespaces need not exist; pod specs are not immutable; no managedFields;
-- server-side apply (``application/apply-patch+yaml``) answers 415;
+- server-side apply (``application/apply-patch+yaml``) needs a fieldManager, creates
+  a missing object and otherwise merges the applied configuration like a merge patch:
+  no managedFields, no field ownership, no apply conflicts;
 - ``watch`` answers 405.
 """
 
@@ -21,6 +23,8 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import yaml
 
 from joulie_tasks.emulator import errors, patching, resources, selection, store, validation
 
@@ -143,6 +147,29 @@ def _success(res: resources.Resource, name: str, uid: str | None) -> dict[str, A
         "status": "Success",
         "details": details,
     }
+
+
+_FIELD_VALIDATION = ("Ignore", "Warn", "Strict")
+
+
+def _field_validation(req: Request) -> str:
+    """The fieldValidation option (default Warn, as on the real server); 422 if unknown."""
+    value = req.query.get("fieldValidation") or "Warn"
+    if value not in _FIELD_VALIDATION:
+        raise errors.invalid_options(
+            _OPTIONS.get(req.method, "DeleteOptions"),
+            "fieldValidation",
+            "FieldValueNotSupported",
+            f'Unsupported value: "{value}": supported values: "Ignore", "Strict", "Warn"',
+        )
+    return value
+
+
+def _warnings(mode: str, unknown: list[str]) -> dict[str, str]:
+    """The Warning header the real server sends for pruned unknown fields (mode Warn)."""
+    if mode != "Warn" or not unknown:
+        return {}
+    return {"Warning": ", ".join(f'299 - "unknown field \\"{u}\\""' for u in unknown)}
 
 
 class Api:
@@ -269,6 +296,20 @@ class Api:
             obj.setdefault("kind", res.kind),
             obj.setdefault("apiVersion", res.api_version),
         )
+        if res.custom and api_version == res.api_version and kind != res.kind:
+            # The real server answers a custom resource's wrong kind with 422 on "kind".
+            name = str((obj.get("metadata") or {}).get("name") or "")
+            why = f'Invalid value: "{kind}": must be {res.kind}'
+            raise errors.ApiError(
+                422,
+                f'{kind}.{res.group} "{name}" is invalid: kind: {why}',
+                details={
+                    "name": name,
+                    "group": res.group,
+                    "kind": str(kind),
+                    "causes": [errors.cause("FieldValueInvalid", "kind", why)],
+                },
+            )
         if (kind, api_version) != (res.kind, res.api_version):
             raise errors.bad_request(
                 f"the API version in the data ({api_version}) and kind ({kind}) do not match "
@@ -299,15 +340,20 @@ class Api:
         meta = obj["metadata"]
         if not meta.get("name") and isinstance(meta.get("generateName"), str):
             meta["name"] = meta["generateName"] + "".join(random.choices(_NAME_CHARS, k=5))
+        mode = _field_validation(req)
         self._default(route.res, obj)
-        validation.admit(route.res, obj, schema=schema)
+        strict = "body" if mode == "Strict" else None
+        unknown = validation.admit(route.res, obj, schema=schema, strict=strict)
         entry = self.store.create(route.res, obj, dry_run=_dry_run(req))
-        return Response(201, entry.body())
+        return Response(201, entry.body(), _warnings(mode, unknown))
 
     def _update(self, req: Request, route: Route, schema: dict[str, Any] | None) -> Response:
         obj = self._object_body(req, route)
         rv = obj["metadata"].get("resourceVersion") or None
-        return self._replace(route, obj, expected_rv=rv, schema=schema, dry_run=_dry_run(req))
+        mode = _field_validation(req)
+        return self._replace(
+            route, obj, expected_rv=rv, schema=schema, dry_run=_dry_run(req), mode=mode
+        )
 
     def _replace(
         self,
@@ -317,8 +363,12 @@ class Api:
         expected_rv: str | None,
         schema: dict[str, Any] | None,
         dry_run: bool,
+        mode: str = "Warn",
+        patch: bool = False,
     ) -> Response:
         res = route.res
+        strict = None if mode != "Strict" else "patch" if patch else "body"
+        unknown: list[str] = []
         if res.custom and expected_rv is None:
             name = str(obj["metadata"].get("name"))
             raise errors.invalid(
@@ -340,26 +390,31 @@ class Api:
                 else:
                     new.pop("status", None)
             self._default(res, new)
-            validation.admit(res, new, schema=schema)
+            unknown.extend(validation.admit(res, new, schema=schema, strict=strict))
 
         entry = self.store.update(
             res, obj, expected_rv=expected_rv, dry_run=dry_run, prepare=prepare
         )
-        return Response(200, entry.body())
+        return Response(200, entry.body(), _warnings(mode, unknown))
 
     def _patch(self, req: Request, route: Route, schema: dict[str, Any] | None) -> Response:
         assert route.name is not None
         ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype == APPLY:
+            return self._apply(req, route, schema)
         if ctype not in (MERGE, JSON_PATCH, STRATEGIC) or (ctype == STRATEGIC and route.res.custom):
             accepted = [JSON_PATCH, MERGE] if route.res.custom else [JSON_PATCH, MERGE, STRATEGIC]
             raise errors.ApiError(
                 415,
                 "the body of the request was in an unknown format - accepted media types include: "
                 + ", ".join(accepted),
-                details={},
+                # The real server adds empty details for an unknown type, none for a
+                # strategic merge patch of a custom resource.
+                details=None if ctype == STRATEGIC else {},
             )
         patch = _json_body(req)
         dry_run = _dry_run(req)
+        mode = _field_validation(req)
         with self.store.lock:
             doc: Any = self.store.require(route.res, route.namespace, route.name).copy()
             try:
@@ -383,7 +438,46 @@ class Api:
                 rv = self.store.require(route.res, route.namespace, route.name).obj["metadata"][
                     "resourceVersion"
                 ]
-            return self._replace(route, obj, expected_rv=rv, schema=schema, dry_run=dry_run)
+            return self._replace(
+                route, obj, expected_rv=rv, schema=schema, dry_run=dry_run, mode=mode, patch=True
+            )
+
+    def _apply(self, req: Request, route: Route, schema: dict[str, Any] | None) -> Response:
+        """Server-side apply, simplified: create when missing, else merge (see module doc)."""
+        if not req.query.get("fieldManager"):
+            raise errors.invalid_options(
+                "PatchOptions",
+                "fieldManager",
+                "FieldValueRequired",
+                "Required value: is required for apply patch",
+            )
+        try:
+            applied = yaml.safe_load(req.body or b"")
+        except yaml.YAMLError as e:
+            raise errors.bad_request(f"error decoding YAML: {e}") from e
+        if not isinstance(applied, dict):
+            raise errors.bad_request("an apply patch must be an object")
+        with self.store.lock:
+            current = self.store.get(route.res, route.namespace, route.name or "")
+            if current is None:
+                fake = Request("POST", req.path, req.query, req.headers, store.dumps(applied))
+                return self._create(fake, route, schema)
+            merged = patching.merge_patch(current.copy(), applied)
+            fake = Request("PUT", req.path, req.query, req.headers, store.dumps(merged))
+            obj = self._object_body(fake, route)
+            meta = applied.get("metadata")
+            rv = (meta.get("resourceVersion") if isinstance(meta, dict) else None) or current.obj[
+                "metadata"
+            ]["resourceVersion"]
+            return self._replace(
+                route,
+                obj,
+                expected_rv=rv,
+                schema=schema,
+                dry_run=_dry_run(req),
+                mode=_field_validation(req),
+                patch=True,
+            )
 
     def _delete(self, req: Request, route: Route) -> Response:
         assert route.name is not None
