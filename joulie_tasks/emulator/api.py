@@ -26,7 +26,15 @@ from typing import Any
 
 import yaml
 
-from joulie_tasks.emulator import errors, patching, resources, selection, store, validation
+from joulie_tasks.emulator import (
+    conversion,
+    errors,
+    patching,
+    resources,
+    selection,
+    store,
+    validation,
+)
 
 MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -136,6 +144,19 @@ def _dry_run(req: Request) -> bool:
     return True
 
 
+def _out(res: resources.Resource, entry: store.Entry) -> bytes:
+    """The stored object as ``res`` shows it (events.k8s.io events are converted)."""
+    if res is resources.EVENTS_V1:
+        return store.dumps(conversion.event_to_v1(entry.copy()))
+    return entry.body()
+
+
+def _copy(res: resources.Resource, entry: store.Entry) -> store.Obj:
+    """A private copy of the stored object, as ``res`` shows it."""
+    obj = entry.copy()
+    return conversion.event_to_v1(obj) if res is resources.EVENTS_V1 else obj
+
+
 def _success(res: resources.Resource, name: str, uid: str | None) -> dict[str, Any]:
     details: dict[str, Any] = {"name": name, "kind": res.plural, "uid": uid}
     if res.group:
@@ -227,7 +248,8 @@ class Api:
             return self._list(req, route)
         if route.verb == "get":
             assert route.name is not None
-            return Response(200, self.store.require(route.res, route.namespace, route.name).body())
+            entry = self.store.require(route.res, route.namespace, route.name)
+            return Response(200, _out(route.res, entry))
         if route.verb == "create":
             if route.res.namespaced and not route.namespace:
                 raise errors.ApiError(
@@ -282,6 +304,8 @@ class Api:
         head = store.dumps(
             {"kind": f"{res.kind}List", "apiVersion": res.api_version, "metadata": meta}
         )
+        if res is resources.EVENTS_V1:
+            page.items = [store.dumps(conversion.event_to_v1(json.loads(i))) for i in page.items]
         body = b"".join((head[:-1], b',"items":[', b",".join(page.items), b"]}"))
         return Response(200, body)
 
@@ -344,8 +368,10 @@ class Api:
         self._default(route.res, obj)
         strict = "body" if mode == "Strict" else None
         unknown = validation.admit(route.res, obj, schema=schema, strict=strict)
+        if route.res is resources.EVENTS_V1:
+            obj = conversion.event_to_core(obj)
         entry = self.store.create(route.res, obj, dry_run=_dry_run(req))
-        return Response(201, entry.body(), _warnings(mode, unknown))
+        return Response(201, _out(route.res, entry), _warnings(mode, unknown))
 
     def _update(self, req: Request, route: Route, schema: dict[str, Any] | None) -> Response:
         obj = self._object_body(req, route)
@@ -390,12 +416,16 @@ class Api:
                 else:
                     new.pop("status", None)
             self._default(res, new)
-            unknown.extend(validation.admit(res, new, schema=schema, strict=strict))
+            unknown.extend(validation.admit(res, new, schema=schema, strict=strict, old=old))
+            if res is resources.EVENTS_V1:
+                core = conversion.event_to_core(new)
+                new.clear()
+                new.update(core)
 
         entry = self.store.update(
             res, obj, expected_rv=expected_rv, dry_run=dry_run, prepare=prepare
         )
-        return Response(200, entry.body(), _warnings(mode, unknown))
+        return Response(200, _out(res, entry), _warnings(mode, unknown))
 
     def _patch(self, req: Request, route: Route, schema: dict[str, Any] | None) -> Response:
         assert route.name is not None
@@ -416,7 +446,7 @@ class Api:
         dry_run = _dry_run(req)
         mode = _field_validation(req)
         with self.store.lock:
-            doc: Any = self.store.require(route.res, route.namespace, route.name).copy()
+            doc: Any = _copy(route.res, self.store.require(route.res, route.namespace, route.name))
             try:
                 if ctype == JSON_PATCH:
                     doc = patching.json_patch(doc, patch)
@@ -462,7 +492,7 @@ class Api:
             if current is None:
                 fake = Request("POST", req.path, req.query, req.headers, store.dumps(applied))
                 return self._create(fake, route, schema)
-            merged = patching.merge_patch(current.copy(), applied)
+            merged = patching.merge_patch(_copy(route.res, current), applied)
             fake = Request("PUT", req.path, req.query, req.headers, store.dumps(merged))
             obj = self._object_body(fake, route)
             meta = applied.get("metadata")
@@ -509,6 +539,8 @@ class Api:
                 status.setdefault("phase", "Pending")
         elif res is resources.CRDS:
             default_crd(obj)
+        elif res is resources.EVENTS:
+            obj.setdefault("involvedObject", {})
 
 
 def default_crd(obj: store.Obj) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from joulie_tasks.emulator import api, control, errors, faults, resources, server, store
+from joulie_tasks.emulator import api, control, conversion, errors, faults, resources, server, store
 from joulie_tasks.emulator import seed as seeding
 
 logger = logging.getLogger(__name__)
@@ -263,7 +263,10 @@ class Emulator:
     def put_object(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         """Create or replace an object out of band (no admission checks); returns it."""
         res = _resource_of(obj)
-        return self.store.put(res, json.loads(json.dumps(obj))).copy()
+        copy = json.loads(json.dumps(obj))
+        if res is resources.EVENTS_V1:
+            copy = conversion.event_to_core(copy)
+        return self.store.put(res, copy).copy()
 
     def delete_object(self, resource: str, name: str, namespace: str | None = None) -> bool:
         """Delete out of band; False when it did not exist."""

@@ -194,6 +194,7 @@ def _field_terms(text: str, res: resources.Resource) -> list[tuple[list[str], st
         path, op, value = m.group(1), m.group(2), m.group(3).strip()
         if path not in res.field_labels:
             raise errors.bad_request(f'field label not supported: "{path}"')
+        path = dict(res.field_paths).get(path, path)
         terms.append((path.split("."), "".join(_split_unescaped(value, "\0")), op == "!="))
     return terms
 

@@ -156,7 +156,7 @@ class Store:
         self._rv = 0
         #: resourceVersion of the last compaction: older continue tokens answer 410.
         self.compacted = 0
-        self._tables: dict[str, _Table] = {r.key: _Table() for r in resources.ALL}
+        self._tables: dict[str, _Table] = {r.storage_key: _Table() for r in resources.ALL}
 
     # --- bookkeeping ---------------------------------------------------------------------
 
@@ -195,7 +195,7 @@ class Store:
 
     def get(self, res: resources.Resource, namespace: str | None, name: str) -> Entry | None:
         with self.lock:
-            return self._tables[res.key].entries.get(key_of(namespace, name))
+            return self._tables[res.storage_key].entries.get(key_of(namespace, name))
 
     def require(self, res: resources.Resource, namespace: str | None, name: str) -> Entry:
         entry = self.get(res, namespace, name)
@@ -205,11 +205,11 @@ class Store:
 
     def count(self, res: resources.Resource) -> int:
         with self.lock:
-            return len(self._tables[res.key].keys)
+            return len(self._tables[res.storage_key].keys)
 
     def objects(self, res: resources.Resource, namespace: str | None = None) -> list[Entry]:
         with self.lock:
-            table = self._tables[res.key]
+            table = self._tables[res.storage_key]
             lo, hi = self._bounds(table, namespace)
             return [table.entries[k] for k in table.keys[lo:hi]]
 
@@ -239,7 +239,7 @@ class Store:
         only the keys the table's index holds for it are checked (same page, faster).
         """
         with self.lock:
-            table = self._tables[res.key]
+            table = self._tables[res.storage_key]
             if index is not None:
                 return self._indexed_page(
                     table, index, namespace, match, limit, after, bare=not res.custom
@@ -312,7 +312,7 @@ class Store:
         meta = obj["metadata"]
         key = key_of(meta.get("namespace"), meta["name"])
         with self.lock:
-            table = self._tables[res.key]
+            table = self._tables[res.storage_key]
             if key in table.entries:
                 raise errors.already_exists(res, meta["name"])
             self._stamp_new(obj, dry_run=dry_run)
@@ -338,7 +338,7 @@ class Store:
         name = meta["name"]
         key = key_of(meta.get("namespace"), name)
         with self.lock:
-            table = self._tables[res.key]
+            table = self._tables[res.storage_key]
             old = table.entries.get(key)
             if old is None:
                 raise errors.not_found(res, name)
@@ -365,7 +365,7 @@ class Store:
         dry_run: bool = False,
     ) -> Entry:
         with self.lock:
-            table = self._tables[res.key]
+            table = self._tables[res.storage_key]
             key = key_of(namespace, name)
             entry = table.entries.get(key)
             if entry is None:
@@ -389,13 +389,13 @@ class Store:
         meta = obj.setdefault("metadata", {})
         key = key_of(meta.get("namespace"), meta["name"])
         with self.lock:
-            old = self._tables[res.key].entries.get(key)
+            old = self._tables[res.storage_key].entries.get(key)
             if old is None:
                 self._stamp_new(obj, dry_run=False)
             else:
                 self._stamp_update(obj, old.obj, dry_run=False)
             entry = Entry(obj)
-            self._tables[res.key].put(key, entry)
+            self._tables[res.storage_key].put(key, entry)
             return entry
 
     def mutate(
@@ -418,7 +418,7 @@ class Store:
         """
         count = 0
         with self.lock:
-            table = self._tables[res.key]
+            table = self._tables[res.storage_key]
             new_keys = False
             stamp = now_rfc3339()
             for obj in objs:
@@ -443,4 +443,4 @@ class Store:
 
     def clear(self) -> None:
         with self.lock:
-            self._tables = {r.key: _Table() for r in resources.ALL}
+            self._tables = {r.storage_key: _Table() for r in resources.ALL}

@@ -14,7 +14,7 @@ import json
 import re
 from typing import Any
 
-from joulie_tasks.emulator import errors, resources, selection
+from joulie_tasks.emulator import conversion, errors, resources, selection
 
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _NAME_HELP = (
@@ -267,9 +267,28 @@ def _strict_event_causes(obj: dict[str, Any]) -> list[Cause]:
     return causes
 
 
-def event_causes(obj: dict[str, Any], *, strict: bool) -> list[Cause]:
-    """ValidateEventCreate: the legacy rules for core/v1 events, plus the strict ones of
-    events.k8s.io/v1 (``strict``). Field paths are the internal (core) names, as the
+_IMMUTABLE_EVENT_FIELDS = (
+    "involvedObject", "reason", "message", "source", "firstTimestamp", "lastTimestamp",
+    "count", "reportingComponent", "reportingInstance", "action", "type",
+)  # fmt: skip
+
+
+def _immutable_event_causes(obj: dict[str, Any], old: dict[str, Any]) -> list[Cause]:
+    """ValidateEventUpdate through events.k8s.io/v1: what an event says cannot change."""
+    new = conversion.event_to_core(obj)
+    return [
+        errors.cause("FieldValueInvalid", path, "Invalid value: field is immutable")
+        for path in _IMMUTABLE_EVENT_FIELDS
+        if new.get(path) != old.get(path)
+    ]
+
+
+def event_causes(
+    obj: dict[str, Any], *, strict: bool, old: dict[str, Any] | None = None
+) -> list[Cause]:
+    """ValidateEventCreate/Update: the legacy rules for core/v1 events, plus for
+    events.k8s.io/v1 (``strict``) the strict create rules, or on update (``old``, the
+    stored core form) immutability. Field paths are the internal (core) names, as the
     real server reports them for both APIs."""
     causes: list[Cause] = []
     ns = obj["metadata"].get("namespace") or ""
@@ -289,7 +308,7 @@ def event_causes(obj: dict[str, Any], *, strict: bool) -> list[Cause]:
         message = obj.get("note" if strict else "message")
         causes += _reporting_causes(obj, controller_field, message)
     if strict:
-        causes += _strict_event_causes(obj)
+        causes += _strict_event_causes(obj) if old is None else _immutable_event_causes(obj, old)
     return causes
 
 
@@ -299,6 +318,7 @@ def admit(
     *,
     schema: dict[str, Any] | None,
     strict: str | None = None,
+    old: dict[str, Any] | None = None,
 ) -> list[str]:
     """Validate (and, for custom resources, prune) ``obj`` in place; 422 on any cause.
 
@@ -322,7 +342,7 @@ def admit(
             raise errors.ApiError(400, f"strict decoding error: {text}")
         causes.extend(schema_causes(schema, obj))
     if res in (resources.EVENTS, resources.EVENTS_V1):
-        causes.extend(event_causes(obj, strict=res is resources.EVENTS_V1))
+        causes.extend(event_causes(obj, strict=res is resources.EVENTS_V1, old=old))
     if causes:
         # events.k8s.io events are validated as core Events: their Status names no group.
         target = resources.EVENTS if res is resources.EVENTS_V1 else res
