@@ -82,15 +82,21 @@ def already_exists(res: resources.Resource, name: str) -> ApiError:
     )
 
 
-def conflict(res: resources.Resource, name: str, why: str | None = None) -> ApiError:
+def conflict(
+    res: resources.Resource, name: str, why: str | None = None, *, by_kind: bool = False
+) -> ApiError:
+    """409 Conflict; ``by_kind``: details name the Kind, as a failed delete precondition's do."""
     why = why or (
         "the object has been modified; please apply your changes to the latest version "
         "and try again"
     )
+    details = _details(res, name)
+    if by_kind:
+        details["kind"] = res.kind
     return ApiError(
         409,
         f'Operation cannot be fulfilled on {res.qualified} "{name}": {why}',
-        details=_details(res, name),
+        details=details,
     )
 
 

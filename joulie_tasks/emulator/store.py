@@ -379,6 +379,7 @@ class Store:
                         name,
                         f"Precondition failed: {field_name} in precondition: {wanted}, "
                         f"{field_name} in object meta: {meta.get(field_name)}",
+                        by_kind=True,
                     )
             if not dry_run:
                 table.pop(key)
