@@ -368,6 +368,11 @@ class Api:
         self._default(route.res, obj)
         strict = "body" if mode == "Strict" else None
         unknown = validation.admit(route.res, obj, schema=schema, strict=strict)
+        if route.res.custom and meta.get("resourceVersion"):
+            # A custom resource keeps it to the storage layer, which fails without a reason.
+            raise errors.ApiError(
+                500, "resourceVersion should not be set on objects to be created", reason=""
+            )
         if route.res is resources.EVENTS_V1:
             obj = conversion.event_to_core(obj)
         entry = self.store.create(route.res, obj, dry_run=_dry_run(req))
@@ -460,6 +465,14 @@ class Api:
                 raise errors.ApiError(422, str(e), details={}) from e
             if not isinstance(doc, dict):
                 raise errors.ApiError(422, "the patched document is not a JSON object", details={})
+            try:
+                validation.check_string_maps(doc)
+            except errors.ApiError as e:
+                # The patched object does not decode: the real server blames the patch.
+                cause = errors.cause("FieldValueInvalid", "patch", e.message)
+                raise errors.ApiError(
+                    422, f"patch: Invalid value: {e.message}", details={"causes": [cause]}
+                ) from e
             fake = Request("PUT", req.path, req.query, req.headers, store.dumps(doc))
             obj = self._object_body(fake, route)
             rv = obj["metadata"].get("resourceVersion") or None

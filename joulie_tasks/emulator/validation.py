@@ -341,6 +341,10 @@ def admit(
                 )
             raise errors.ApiError(400, f"strict decoding error: {text}")
         causes.extend(schema_causes(schema, obj))
+    if res is resources.PODS:
+        spec = obj.get("spec")
+        if not isinstance(spec, dict) or not spec.get("containers"):
+            causes.append(_required("spec.containers"))
     if res in (resources.EVENTS, resources.EVENTS_V1):
         causes.extend(event_causes(obj, strict=res is resources.EVENTS_V1, old=old))
     if causes:

@@ -737,6 +737,77 @@ def leases_and_delete_preconditions(s: Script) -> None:
     s.step("delete npp bad dry run", "DELETE", npp, query=[("dryRun", "Maybe")])
 
 
+@scenario
+def malformed_requests(s: Script) -> None:
+    _name, path = s.npp("bad")
+    current = s.b.call("GET", path).body
+    s.step(
+        "create with resourceVersion",
+        "POST",
+        NPP,
+        body={
+            **s.npp_body(s.name("rv")),
+            "metadata": {"name": s.name("rv"), "resourceVersion": "5"},
+        },
+    )
+    s.step(
+        "put name mismatch",
+        "PUT",
+        path,
+        body={**current, "metadata": {**current["metadata"], "name": s.name("other")}},
+    )
+    s.step("merge patch with a list", "PATCH", path, body=[{"spec": {}}], content_type=MERGE)
+    s.step("merge patch null spec", "PATCH", path, body={"spec": None}, content_type=MERGE)
+    s.step(
+        "json patch bad op",
+        "PATCH",
+        path,
+        body=[{"op": "jump", "path": "/spec"}],
+        content_type=JSON_PATCH,
+    )
+    s.step(
+        "json patch add under missing parent",
+        "PATCH",
+        path,
+        body=[{"op": "add", "path": "/spec/x/y", "value": 1}],
+        content_type=JSON_PATCH,
+    )
+    s.step(
+        "labels not a string map",
+        "PATCH",
+        path,
+        body={"metadata": {"labels": {"a": 1}}},
+        content_type=MERGE,
+    )
+    node, npath = s.node("bad")
+    s.step(
+        "node name in body differs",
+        "PUT",
+        npath,
+        body={"apiVersion": "v1", "kind": "Node", "metadata": {"name": node + "x"}},
+    )
+    labelled = {"metadata": {"name": s.name("boolean"), "labels": {"a": True}}}
+    s.step("create node with a boolean label", "POST", "/api/v1/nodes", body=labelled)
+    for label, ctype in (("merge", MERGE), ("strategic", STRATEGIC)):
+        patch = {"metadata": {"labels": {"joulie.io/draining": True}}}
+        s.step(f"node boolean label {label}", "PATCH", npath, body=patch, content_type=ctype)
+    s.step(
+        "pod without containers",
+        "POST",
+        s.pods,
+        body={"apiVersion": "v1", "kind": "Pod", "metadata": {"name": s.name("empty")}, "spec": {}},
+    )
+    s.step(
+        "pod namespace mismatch",
+        "POST",
+        s.pods,
+        body={
+            **s.pod_body(s.name("ns")),
+            "metadata": {"name": s.name("ns"), "namespace": "elsewhere"},
+        },
+    )
+
+
 # --- scenarios: events ------------------------------------------------------------------
 
 
