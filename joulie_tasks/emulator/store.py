@@ -48,34 +48,39 @@ def key_of(namespace: str | None, name: str) -> str:
 
 @dataclass(slots=True)
 class Entry:
-    """A stored object and its cached serialisation.
+    """A stored object and its cached serialisations.
 
-    The bytes start with apiVersion and kind, so a list item of a built-in kind (which
-    the real server sends without them) is a slice of the same cache.
+    ``bare`` is the JSON without apiVersion and kind: a list item of a built-in kind,
+    which the real server sends that way, is these bytes as they are. The full body
+    (GET, write answers, custom-resource list items) is built from it once, on demand.
     """
 
     obj: Obj
     raw: bytes | None = None
-    #: Offset of the ',' ending the apiVersion/kind prefix in ``raw`` (0: no prefix).
-    head: int = 0
+    bare: bytes | None = None
+
+    def _encode(self) -> bytes:
+        obj = self.obj
+        bare = dumps({k: v for k, v in obj.items() if k not in ("apiVersion", "kind")})
+        self.bare = bare
+        return bare
 
     def body(self) -> bytes:
         if self.raw is None:
-            obj = self.obj
-            typed = {k: obj[k] for k in ("apiVersion", "kind") if k in obj}
-            if typed and len(typed) < len(obj):
-                prefix = dumps(typed)
-                rest = dumps({k: v for k, v in obj.items() if k not in typed})
-                self.raw = prefix[:-1] + b"," + rest[1:]
-                self.head = len(prefix) - 1
+            bare = self.bare if self.bare is not None else self._encode()
+            typed = {k: self.obj[k] for k in ("apiVersion", "kind") if k in self.obj}
+            if not typed:
+                self.raw = bare
             else:
-                self.raw, self.head = dumps(obj), 0
+                prefix = dumps(typed)
+                self.raw = prefix[:-1] + (b"," + bare[1:] if len(bare) > 2 else b"}")
         return self.raw
 
     def item(self, *, bare: bool) -> bytes:
         """The bytes of a list item; ``bare`` drops apiVersion and kind (built-in kinds)."""
-        raw = self.body()
-        return b"{" + raw[self.head + 1 :] if bare and self.head else raw
+        if not bare:
+            return self.body()
+        return self.bare if self.bare is not None else self._encode()
 
     def copy(self) -> Obj:
         """A private deep copy (parsing the cached bytes is the cheapest deep copy)."""
@@ -434,7 +439,7 @@ class Store:
                 new_keys = new_keys or key not in table.entries
                 entry = Entry(obj)
                 if encode:
-                    entry.body()
+                    entry.item(bare=not res.custom)
                 table.entries[key] = entry
                 count += 1
             table.version += 1
