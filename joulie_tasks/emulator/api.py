@@ -114,8 +114,6 @@ def parse_route(method: str, path: str, query: Mapping[str, str]) -> Route | Non
         return None
     if res.namespaced and name and not namespace:
         return None
-    if sub is not None and (sub != "status" or not res.status_subresource):
-        return None
     verb = "watch" if watch else _verb(method, name, query)
     return Route(res, namespace, name, sub, verb)
 
@@ -244,6 +242,11 @@ class Api:
 
     def handle(self, req: Request, route: Route) -> Response:
         schema = self.schema(route.res)
+        if route.subresource is not None and (
+            route.subresource != "status" or not route.res.status_subresource
+        ):
+            # An unserved subresource reads like a missing object on the real server.
+            raise errors.not_found(route.res, route.name or "")
         if route.verb == "list":
             return self._list(req, route)
         if route.verb == "get":
@@ -411,10 +414,12 @@ class Api:
 
         def prepare(new: store.Obj, old: store.Obj) -> None:
             if route.subresource == "status":
-                status = new.get("status")
+                # Status and metadata (labels...) come from the request, the rest from
+                # the stored object: the real server ignores spec changes here.
+                status, meta = new.get("status"), new["metadata"]
                 new.clear()
                 new.update(json.loads(store.dumps(old)))
-                new["status"] = status
+                new["status"], new["metadata"] = status, meta
             elif res.status_subresource:
                 if "status" in old:
                     new["status"] = old["status"]

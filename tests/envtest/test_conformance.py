@@ -232,8 +232,17 @@ def shape(reply: Reply, pick: Sequence[str] = ()) -> dict[str, Any]:
         out["remainingItemCount"] = meta.get("remainingItemCount")
         out["item_kinds"] = sorted({(i.get("kind"), i.get("apiVersion")) for i in body["items"]})
     for path in pick:
-        out[path] = _get(body, path)
+        out[path] = _drop_nulls(_get(body, path))
     return out
+
+
+def _drop_nulls(value: Any) -> Any:
+    """Null members read as absent (Go sends zero times as null, e.g. in conditions)."""
+    if isinstance(value, dict):
+        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_nulls(v) for v in value]
+    return value
 
 
 class Script:
@@ -490,6 +499,65 @@ def server_side_apply(s: Script) -> None:
         body=doc,
         content_type=APPLY,
         pick=["metadata.labels.x"],
+    )
+
+
+@scenario
+def status_subresource_of_nodes(s: Script) -> None:
+    _name, path = s.node("status")
+    ready = {"status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+    pick = ["status.conditions", "metadata.labels.conf-run"]
+    s.step("patch status", "PATCH", path + "/status", body=ready, content_type=MERGE, pick=pick)
+    labels = {"metadata": {"labels": {"x": "1"}}}
+    s.step(
+        "labels through status",
+        "PATCH",
+        path + "/status",
+        body=labels,
+        content_type=MERGE,
+        pick=["metadata.labels.x"],
+    )
+    gone = {"status": {"conditions": None}, "metadata": {"labels": {"y": "2"}}}
+    s.step(
+        "status through main",
+        "PATCH",
+        path,
+        body=gone,
+        content_type=MERGE,
+        pick=["status.conditions", "metadata.labels.y"],
+    )
+    s.step("get status", "GET", path + "/status", pick=["status.conditions", "kind"])
+    s.step("status of missing", "GET", f"/api/v1/nodes/{s.name('missing')}/status")
+    s.step("npp status, missing npp", "GET", f"{NPP}/{s.name('missing')}/status")
+    _, npp = s.npp("status")
+    s.step("npp has no status subresource", "GET", npp + "/status")
+    s.step(
+        "npp status patch", "PATCH", npp + "/status", body={"status": {"a": 1}}, content_type=MERGE
+    )
+    _, pod = s.pod("status")
+    s.step(
+        "pod labels through status",
+        "PATCH",
+        pod + "/status",
+        body={"metadata": {"labels": {"x": "1"}}, "status": {"phase": "Running"}},
+        content_type=MERGE,
+        pick=["metadata.labels.x", "status.phase"],
+    )
+    s.step(
+        "pod spec through status",
+        "PATCH",
+        pod + "/status",
+        body={"spec": {"activeDeadlineSeconds": 5}},
+        content_type=MERGE,
+        pick=["spec.activeDeadlineSeconds"],
+    )
+    s.step(
+        "node spec through status",
+        "PATCH",
+        path + "/status",
+        body={"spec": {"unschedulable": True}},
+        content_type=MERGE,
+        pick=["spec.unschedulable"],
     )
 
 
