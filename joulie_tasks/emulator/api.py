@@ -1,15 +1,16 @@
 """Kubernetes REST semantics: routes, verbs, preconditions, patches, lists, discovery.
 
 Transport-free: ``Api.handle`` takes a parsed request and returns a status code,
-JSON bytes and headers; server.py owns sockets, faults and latency. Deliberate
-simplifications (each also a difference from a real API server):
+JSON bytes and headers; server.py owns sockets, faults and latency. Held to a real
+kube-apiserver by tests/envtest/test_conformance.py. Deliberate simplifications (each also a difference from a real API server):
 
 - deletes are immediate (no grace period, finalizers ignored); pods answer with
   the deleted object, every other kind with a Success Status;
 - create keeps a provided ``status`` (handy for seeding); updates and patches of
   the main resource of nodes and pods keep the old status, and the ``/status``
-  subresource changes only status, like the real server;
-- namespaces need not exist; pod specs are not immutable; no managedFields;
+  subresource changes status and metadata but never spec, like the real server;
+- namespaces need not exist; pod specs are not immutable; no managedFields; no
+  server-side defaults beyond a pod's phase; list ``resourceVersion`` is ignored;
 - server-side apply (``application/apply-patch+yaml``) needs a fieldManager, creates
   a missing object and otherwise merges the applied configuration like a merge patch:
   no managedFields, no field ownership, no apply conflicts;
