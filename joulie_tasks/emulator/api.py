@@ -2,7 +2,8 @@
 
 Transport-free: ``Api.handle`` takes a parsed request and returns a status code,
 JSON bytes and headers; server.py owns sockets, faults and latency. Held to a real
-kube-apiserver by tests/envtest/test_conformance.py. Deliberate simplifications (each also a difference from a real API server):
+kube-apiserver by tests/envtest/test_conformance.py. Deliberate simplifications
+(each also a difference from a real API server):
 
 - deletes are immediate (no grace period, finalizers ignored); pods answer with
   the deleted object, every other kind with a Success Status;

@@ -62,7 +62,7 @@ class Backend:
     name: str
     api: k8s.ApiClient
     compact: Callable[[], None]
-    cleanups: list[tuple[str, str]] = field(default_factory=list)
+    cleanups: list[tuple[str, Sequence[tuple[str, str]]]] = field(default_factory=list)
 
     def call(
         self,
@@ -90,15 +90,14 @@ class Backend:
             parsed = raw.decode(errors="replace")
         return Reply(resp.status, parsed, dict(resp.headers))
 
-    def made(self, path: str, query: str = "") -> None:
-        """Delete ``path`` when the test ends (pods with gracePeriodSeconds=0)."""
+    def made(self, path: str, query: Sequence[tuple[str, str]] = ()) -> None:
+        """Delete ``path`` (with ``query``) when the test ends, newest first."""
         self.cleanups.append((path, query))
 
     def clean(self) -> None:
         while self.cleanups:
             path, query = self.cleanups.pop()
-            q = [tuple(query.split("=", 1))] if query else []
-            self.call("DELETE", path, query=q)  # type: ignore[arg-type]
+            self.call("DELETE", path, query=query)
 
 
 def _etcd_compact(plane: ControlPlane, api: k8s.ApiClient) -> Callable[[], None]:
@@ -306,7 +305,7 @@ class Script:
         reply = self.b.call("POST", self.pods, body=self.pod_body(name, node, **labels))
         assert reply.status == 201, reply.body
         path = f"{self.pods}/{name}"
-        self.b.made(path, "gracePeriodSeconds=0")
+        self.b.made(path, [("gracePeriodSeconds", "0")])
         return name, path
 
     @property
