@@ -46,9 +46,8 @@ from kubernetes import client as k8s
 
 ASSETS_ENV = "KUBEBUILDER_ASSETS"
 HOW_TO_GET_ASSETS = (
-    "real kube-apiserver tests need KUBEBUILDER_ASSETS (a directory with etcd and "
-    "kube-apiserver): export KUBEBUILDER_ASSETS=$(bash ../shared/envtest/unpack) "
-    "or setup-envtest use -p path 1.36"
+    "real kube-apiserver tests need KUBEBUILDER_ASSETS, a directory with etcd and "
+    "kube-apiserver: export KUBEBUILDER_ASSETS=$(setup-envtest use -p path 1.36)"
 )
 _PR_SET_PDEATHSIG = 1
 _AUDIT_POLICY = {
@@ -230,8 +229,11 @@ class ControlPlane:
                 continue
             labels_part, value = line[len("apiserver_request_total{") :].rsplit("} ", 1)
             labels = dict(item.split("=", 1) for item in _split_labels(labels_part) if "=" in item)
-            key = tuple(labels.get(k, "").strip('"') for k in ("verb", "resource", "code"))
-            totals[key] = totals.get(key, 0.0) + float(value)  # type: ignore[index]
+            verb, resource, code = (
+                labels.get(k, "").strip('"') for k in ("verb", "resource", "code")
+            )
+            key = (verb, resource, code)
+            totals[key] = totals.get(key, 0.0) + float(value)
         return totals
 
     def audit_mark(self) -> int:
