@@ -9,7 +9,7 @@ the operator's runtime imports it.
 
 Modules: app (Emulator), api (REST semantics), store (objects), server (HTTP),
 control (``/_emulator`` endpoints and RemoteEmulator), faults, seed, validation,
-selection, patching, resources.
+selection, patching, resources, conversion.
 """
 
 from joulie_tasks.emulator.app import ConcurrentWriter, Emulator

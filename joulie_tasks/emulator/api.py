@@ -1,16 +1,20 @@
 """Kubernetes REST semantics: routes, verbs, preconditions, patches, lists, discovery.
 
 Transport-free: ``Api.handle`` takes a parsed request and returns a status code,
-JSON bytes and headers; server.py owns sockets, faults and latency. Deliberate
-simplifications (each also a difference from a real API server):
+JSON bytes and headers; server.py owns sockets, faults and latency. Held to a real
+kube-apiserver by tests/envtest/test_conformance.py. Deliberate simplifications
+(each also a difference from a real API server):
 
 - deletes are immediate (no grace period, finalizers ignored); pods answer with
   the deleted object, every other kind with a Success Status;
 - create keeps a provided ``status`` (handy for seeding); updates and patches of
   the main resource of nodes and pods keep the old status, and the ``/status``
-  subresource changes only status, like the real server;
-- namespaces need not exist; pod specs are not immutable; no managedFields;
-- server-side apply (``application/apply-patch+yaml``) answers 415;
+  subresource changes status and metadata but never spec, like the real server;
+- namespaces need not exist; pod specs are not immutable; no managedFields; no
+  server-side defaults beyond a pod's phase; list ``resourceVersion`` is ignored;
+- server-side apply (``application/apply-patch+yaml``) needs a fieldManager, creates
+  a missing object and otherwise merges the applied configuration like a merge patch:
+  no managedFields, no field ownership, no apply conflicts;
 - ``watch`` is served by watch.py (server.py routes it there, never here).
 """
 
@@ -22,7 +26,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from joulie_tasks.emulator import errors, patching, resources, selection, store, validation
+import yaml
+
+from joulie_tasks.emulator import (
+    conversion,
+    errors,
+    patching,
+    resources,
+    selection,
+    store,
+    validation,
+)
 
 MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -102,8 +116,6 @@ def parse_route(method: str, path: str, query: Mapping[str, str]) -> Route | Non
         return None
     if res.namespaced and name and not namespace:
         return None
-    if sub is not None and (sub != "status" or not res.status_subresource):
-        return None
     verb = "watch" if watch else _verb(method, name, query)
     return Route(res, namespace, name, sub, verb)
 
@@ -115,13 +127,34 @@ def _json_body(req: Request) -> Any:
         raise errors.bad_request(f"the body of the request is not valid JSON: {e}") from e
 
 
+_OPTIONS = {"POST": "CreateOptions", "PUT": "UpdateOptions", "PATCH": "PatchOptions"}
+
+
 def _dry_run(req: Request) -> bool:
     value = req.query.get("dryRun")
     if value is None:
         return False
     if value != "All":
-        raise errors.bad_request(f'dryRun: Unsupported value: "{value}": supported values: "All"')
+        raise errors.invalid_options(
+            _OPTIONS.get(req.method, "DeleteOptions"),
+            "dryRun",
+            "FieldValueNotSupported",
+            f'Unsupported value: "{value}": supported values: "All"',
+        )
     return True
+
+
+def _out(res: resources.Resource, entry: store.Entry) -> bytes:
+    """The stored object as ``res`` shows it (events.k8s.io events are converted)."""
+    if res is resources.EVENTS_V1:
+        return store.dumps(conversion.event_to_v1(entry.copy()))
+    return entry.body()
+
+
+def _copy(res: resources.Resource, entry: store.Entry) -> store.Obj:
+    """A private copy of the stored object, as ``res`` shows it."""
+    obj = entry.copy()
+    return conversion.event_to_v1(obj) if res is resources.EVENTS_V1 else obj
 
 
 def _success(res: resources.Resource, name: str, uid: str | None) -> dict[str, Any]:
@@ -135,6 +168,29 @@ def _success(res: resources.Resource, name: str, uid: str | None) -> dict[str, A
         "status": "Success",
         "details": details,
     }
+
+
+_FIELD_VALIDATION = ("Ignore", "Warn", "Strict")
+
+
+def _field_validation(req: Request) -> str:
+    """The fieldValidation option (default Warn, as on the real server); 422 if unknown."""
+    value = req.query.get("fieldValidation") or "Warn"
+    if value not in _FIELD_VALIDATION:
+        raise errors.invalid_options(
+            _OPTIONS.get(req.method, "DeleteOptions"),
+            "fieldValidation",
+            "FieldValueNotSupported",
+            f'Unsupported value: "{value}": supported values: "Ignore", "Strict", "Warn"',
+        )
+    return value
+
+
+def _warnings(mode: str, unknown: list[str]) -> dict[str, str]:
+    """The Warning header the real server sends for pruned unknown fields (mode Warn)."""
+    if mode != "Warn" or not unknown:
+        return {}
+    return {"Warning": ", ".join(f'299 - "unknown field \\"{u}\\""' for u in unknown)}
 
 
 class Api:
@@ -188,11 +244,17 @@ class Api:
 
     def handle(self, req: Request, route: Route) -> Response:
         schema = self.schema(route.res)
+        if route.subresource is not None and (
+            route.subresource != "status" or not route.res.status_subresource
+        ):
+            # An unserved subresource reads like a missing object on the real server.
+            raise errors.not_found(route.res, route.name or "")
         if route.verb == "list":
             return self._list(req, route)
         if route.verb == "get":
             assert route.name is not None
-            return Response(200, self.store.require(route.res, route.namespace, route.name).body())
+            entry = self.store.require(route.res, route.namespace, route.name)
+            return Response(200, _out(route.res, entry))
         if route.verb == "create":
             if route.res.namespaced and not route.namespace:
                 raise errors.ApiError(
@@ -222,7 +284,7 @@ class Api:
         except ValueError as e:
             raise errors.bad_request(f"limit: invalid value {req.query.get('limit')!r}") from e
         token = req.query.get("continue")
-        after = store.decode_continue(token) if token else None
+        after = store.decode_continue(token, compacted=self.store.compacted) if token else None
 
         match = None
         if labels is not None or fields is not None:
@@ -247,6 +309,8 @@ class Api:
         head = store.dumps(
             {"kind": f"{res.kind}List", "apiVersion": res.api_version, "metadata": meta}
         )
+        if res is resources.EVENTS_V1:
+            page.items = [store.dumps(conversion.event_to_v1(json.loads(i))) for i in page.items]
         body = b"".join((head[:-1], b',"items":[', b",".join(page.items), b"]}"))
         return Response(200, body)
 
@@ -261,6 +325,20 @@ class Api:
             obj.setdefault("kind", res.kind),
             obj.setdefault("apiVersion", res.api_version),
         )
+        if res.custom and api_version == res.api_version and kind != res.kind:
+            # The real server answers a custom resource's wrong kind with 422 on "kind".
+            name = str((obj.get("metadata") or {}).get("name") or "")
+            why = f'Invalid value: "{kind}": must be {res.kind}'
+            raise errors.ApiError(
+                422,
+                f'{kind}.{res.group} "{name}" is invalid: kind: {why}',
+                details={
+                    "name": name,
+                    "group": res.group,
+                    "kind": str(kind),
+                    "causes": [errors.cause("FieldValueInvalid", "kind", why)],
+                },
+            )
         if (kind, api_version) != (res.kind, res.api_version):
             raise errors.bad_request(
                 f"the API version in the data ({api_version}) and kind ({kind}) do not match "
@@ -291,15 +369,27 @@ class Api:
         meta = obj["metadata"]
         if not meta.get("name") and isinstance(meta.get("generateName"), str):
             meta["name"] = meta["generateName"] + "".join(random.choices(_NAME_CHARS, k=5))
+        mode = _field_validation(req)
         self._default(route.res, obj)
-        validation.admit(route.res, obj, schema=schema)
+        strict = "body" if mode == "Strict" else None
+        unknown = validation.admit(route.res, obj, schema=schema, strict=strict)
+        if route.res.custom and meta.get("resourceVersion"):
+            # A custom resource keeps it to the storage layer, which fails without a reason.
+            raise errors.ApiError(
+                500, "resourceVersion should not be set on objects to be created", reason=""
+            )
+        if route.res is resources.EVENTS_V1:
+            obj = conversion.event_to_core(obj)
         entry = self.store.create(route.res, obj, dry_run=_dry_run(req))
-        return Response(201, entry.body())
+        return Response(201, _out(route.res, entry), _warnings(mode, unknown))
 
     def _update(self, req: Request, route: Route, schema: dict[str, Any] | None) -> Response:
         obj = self._object_body(req, route)
         rv = obj["metadata"].get("resourceVersion") or None
-        return self._replace(route, obj, expected_rv=rv, schema=schema, dry_run=_dry_run(req))
+        mode = _field_validation(req)
+        return self._replace(
+            route, obj, expected_rv=rv, schema=schema, dry_run=_dry_run(req), mode=mode
+        )
 
     def _replace(
         self,
@@ -309,49 +399,66 @@ class Api:
         expected_rv: str | None,
         schema: dict[str, Any] | None,
         dry_run: bool,
+        mode: str = "Warn",
+        patch: bool = False,
     ) -> Response:
         res = route.res
+        strict = None if mode != "Strict" else "patch" if patch else "body"
+        unknown: list[str] = []
         if res.custom and expected_rv is None:
             name = str(obj["metadata"].get("name"))
             raise errors.invalid(
                 res,
                 name,
                 [errors.cause("FieldValueInvalid", "metadata.resourceVersion", _RV_REQUIRED)],
+                kind=res.plural,
             )
 
         def prepare(new: store.Obj, old: store.Obj) -> None:
             if route.subresource == "status":
-                status = new.get("status")
+                # Status and metadata (labels...) come from the request, the rest from
+                # the stored object: the real server ignores spec changes here.
+                status, meta = new.get("status"), new["metadata"]
                 new.clear()
                 new.update(json.loads(store.dumps(old)))
-                new["status"] = status
+                new["status"], new["metadata"] = status, meta
             elif res.status_subresource:
                 if "status" in old:
                     new["status"] = old["status"]
                 else:
                     new.pop("status", None)
             self._default(res, new)
-            validation.admit(res, new, schema=schema)
+            unknown.extend(validation.admit(res, new, schema=schema, strict=strict, old=old))
+            if res is resources.EVENTS_V1:
+                core = conversion.event_to_core(new)
+                new.clear()
+                new.update(core)
 
         entry = self.store.update(
             res, obj, expected_rv=expected_rv, dry_run=dry_run, prepare=prepare
         )
-        return Response(200, entry.body())
+        return Response(200, _out(res, entry), _warnings(mode, unknown))
 
     def _patch(self, req: Request, route: Route, schema: dict[str, Any] | None) -> Response:
         assert route.name is not None
         ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype == APPLY:
+            return self._apply(req, route, schema)
         if ctype not in (MERGE, JSON_PATCH, STRATEGIC) or (ctype == STRATEGIC and route.res.custom):
             accepted = [JSON_PATCH, MERGE] if route.res.custom else [JSON_PATCH, MERGE, STRATEGIC]
             raise errors.ApiError(
                 415,
                 "the body of the request was in an unknown format - accepted media types include: "
                 + ", ".join(accepted),
+                # The real server adds empty details for an unknown type, none for a
+                # strategic merge patch of a custom resource.
+                details=None if ctype == STRATEGIC else {},
             )
         patch = _json_body(req)
         dry_run = _dry_run(req)
+        mode = _field_validation(req)
         with self.store.lock:
-            doc: Any = self.store.require(route.res, route.namespace, route.name).copy()
+            doc: Any = _copy(route.res, self.store.require(route.res, route.namespace, route.name))
             try:
                 if ctype == JSON_PATCH:
                     doc = patching.json_patch(doc, patch)
@@ -362,9 +469,17 @@ class Api:
             except patching.BadPatch as e:
                 raise errors.bad_request(str(e)) from e
             except patching.PatchError as e:
-                raise errors.ApiError(422, str(e)) from e
+                raise errors.ApiError(422, str(e), details={}) from e
             if not isinstance(doc, dict):
-                raise errors.ApiError(422, "the patched document is not a JSON object")
+                raise errors.ApiError(422, "the patched document is not a JSON object", details={})
+            try:
+                validation.check_string_maps(doc)
+            except errors.ApiError as e:
+                # The patched object does not decode: the real server blames the patch.
+                cause = errors.cause("FieldValueInvalid", "patch", e.message)
+                raise errors.ApiError(
+                    422, f"patch: Invalid value: {e.message}", details={"causes": [cause]}
+                ) from e
             fake = Request("PUT", req.path, req.query, req.headers, store.dumps(doc))
             obj = self._object_body(fake, route)
             rv = obj["metadata"].get("resourceVersion") or None
@@ -373,7 +488,46 @@ class Api:
                 rv = self.store.require(route.res, route.namespace, route.name).obj["metadata"][
                     "resourceVersion"
                 ]
-            return self._replace(route, obj, expected_rv=rv, schema=schema, dry_run=dry_run)
+            return self._replace(
+                route, obj, expected_rv=rv, schema=schema, dry_run=dry_run, mode=mode, patch=True
+            )
+
+    def _apply(self, req: Request, route: Route, schema: dict[str, Any] | None) -> Response:
+        """Server-side apply, simplified: create when missing, else merge (see module doc)."""
+        if not req.query.get("fieldManager"):
+            raise errors.invalid_options(
+                "PatchOptions",
+                "fieldManager",
+                "FieldValueRequired",
+                "Required value: is required for apply patch",
+            )
+        try:
+            applied = yaml.safe_load(req.body or b"")
+        except yaml.YAMLError as e:
+            raise errors.bad_request(f"error decoding YAML: {e}") from e
+        if not isinstance(applied, dict):
+            raise errors.bad_request("an apply patch must be an object")
+        with self.store.lock:
+            current = self.store.get(route.res, route.namespace, route.name or "")
+            if current is None:
+                fake = Request("POST", req.path, req.query, req.headers, store.dumps(applied))
+                return self._create(fake, route, schema)
+            merged = patching.merge_patch(_copy(route.res, current), applied)
+            fake = Request("PUT", req.path, req.query, req.headers, store.dumps(merged))
+            obj = self._object_body(fake, route)
+            meta = applied.get("metadata")
+            rv = (meta.get("resourceVersion") if isinstance(meta, dict) else None) or current.obj[
+                "metadata"
+            ]["resourceVersion"]
+            return self._replace(
+                route,
+                obj,
+                expected_rv=rv,
+                schema=schema,
+                dry_run=_dry_run(req),
+                mode=_field_validation(req),
+                patch=True,
+            )
 
     def _delete(self, req: Request, route: Route) -> Response:
         assert route.name is not None
@@ -405,6 +559,8 @@ class Api:
                 status.setdefault("phase", "Pending")
         elif res is resources.CRDS:
             default_crd(obj)
+        elif res is resources.EVENTS:
+            obj.setdefault("involvedObject", {})
 
 
 def default_crd(obj: store.Obj) -> None:

@@ -21,7 +21,17 @@ from typing import Any
 
 import yaml
 
-from joulie_tasks.emulator import api, control, errors, faults, resources, server, store, watch
+from joulie_tasks.emulator import (
+    api,
+    control,
+    conversion,
+    errors,
+    faults,
+    resources,
+    server,
+    store,
+    watch,
+)
 from joulie_tasks.emulator import seed as seeding
 
 logger = logging.getLogger(__name__)
@@ -240,10 +250,6 @@ class Emulator:
         """End every open watch stream: cleanly (final chunk) or by dropping the socket."""
         self.store.events.close_all(abrupt=abrupt)
 
-    def compact(self) -> None:
-        """Forget the change history: resuming any watch from an older version gets 410."""
-        self.store.events.compact(int(self.store.resource_version))
-
     def set_bookmark_interval(self, seconds: float) -> None:
         self._bookmark_interval = seconds
         if self._server is not None:
@@ -254,6 +260,11 @@ class Emulator:
     def install_crd(self) -> None:
         """(Re)install the shipped NodePowerProfile CRD, which serves its resource."""
         self.store.put(resources.CRDS, crd_manifest_with_status())
+
+    def compact(self) -> None:
+        """Compact history like etcd: continue tokens minted before now answer 410, and so
+        does a watch resuming from an older resourceVersion."""
+        self.store.compact()
 
     def reset(self) -> None:
         """Forget every object, rule and counter; reinstall the CRD if configured."""
@@ -281,7 +292,10 @@ class Emulator:
     def put_object(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         """Create or replace an object out of band (no admission checks); returns it."""
         res = _resource_of(obj)
-        return self.store.put(res, json.loads(json.dumps(obj))).copy()
+        copy = json.loads(json.dumps(obj))
+        if res is resources.EVENTS_V1:
+            copy = conversion.event_to_core(copy)
+        return self.store.put(res, copy).copy()
 
     def delete_object(self, resource: str, name: str, namespace: str | None = None) -> bool:
         """Delete out of band; False when it did not exist."""

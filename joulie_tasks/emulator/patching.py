@@ -143,7 +143,7 @@ def _apply_op(doc: Any, op: dict[str, Any]) -> Any:
         return doc
     if name in ("move", "copy"):
         return _relocate(doc, op, path, move=name == "move")
-    raise BadPatch(f"unknown JSON patch operation {name!r}")
+    raise PatchError(f"Unexpected kind: {name}")  # the real server: 422, like a failed op
 
 
 def _relocate(doc: Any, op: dict[str, Any], path: list[str], *, move: bool) -> Any:

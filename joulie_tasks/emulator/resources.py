@@ -27,6 +27,10 @@ class Resource:
     short_names: tuple[str, ...] = ()
     field_labels: frozenset[str] = _META_FIELDS
     status_subresource: bool = False
+    #: Store table shared with another resource (events.k8s.io events live with core ones).
+    storage: str = ""
+    #: Field labels that read another path of the stored object (label -> stored path).
+    field_paths: tuple[tuple[str, str], ...] = ()
 
     @property
     def api_version(self) -> str:
@@ -36,6 +40,10 @@ class Resource:
     def key(self) -> str:
         """Store key: the plural, qualified by group for non-core groups."""
         return self.plural if not self.group else f"{self.plural}.{self.group}"
+
+    @property
+    def storage_key(self) -> str:
+        return self.storage or self.key
 
     @property
     def crd_name(self) -> str:
@@ -103,8 +111,30 @@ EVENTS = Resource(
         "type",
     },
 )
-# Stored apart from core events (the real server shares storage and converts).
-EVENTS_V1 = Resource("events", "event", "Event", "events.k8s.io", "v1", namespaced=True)
+# Stored with core events, in core form; api.py converts (as the real server does).
+EVENTS_V1 = Resource(
+    "events",
+    "event",
+    "Event",
+    "events.k8s.io",
+    "v1",
+    namespaced=True,
+    storage=EVENTS.key,
+    field_labels=_META_FIELDS
+    | {
+        "reason",
+        "type",
+        "reportingController",
+        *(f"regarding.{f}" for f in ("kind", "namespace", "name", "uid", "apiVersion")),
+    },
+    field_paths=(
+        ("reportingController", "reportingComponent"),
+        *(
+            (f"regarding.{f}", f"involvedObject.{f}")
+            for f in ("kind", "namespace", "name", "uid", "apiVersion")
+        ),
+    ),
+)
 LEASES = Resource("leases", "lease", "Lease", "coordination.k8s.io", "v1", namespaced=True)
 CRDS = Resource(
     "customresourcedefinitions",

@@ -81,9 +81,8 @@ def _values(toks: _Tokens, text: str) -> frozenset[str]:
             raise _fail(text, f"invalid value {tok!r}")
         values.add(tok)
         expect_value = False
-    if not values:
-        raise _fail(text, "for 'in', 'notin' operators, values set can't be empty")
-    return frozenset(values)
+    # labels.Parse reads "()" as the set {""}, so ``k in ()`` matches k="" (real: 200).
+    return frozenset(values) if values else frozenset({""})
 
 
 def _requirement(toks: _Tokens, text: str) -> Predicate:
@@ -195,6 +194,7 @@ def _field_terms(text: str, res: resources.Resource) -> list[tuple[list[str], st
         path, op, value = m.group(1), m.group(2), m.group(3).strip()
         if path not in res.field_labels:
             raise errors.bad_request(f'field label not supported: "{path}"')
+        path = dict(res.field_paths).get(path, path)
         terms.append((path.split("."), "".join(_split_unescaped(value, "\0")), op == "!="))
     return terms
 

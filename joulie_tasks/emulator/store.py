@@ -48,15 +48,39 @@ def key_of(namespace: str | None, name: str) -> str:
 
 @dataclass(slots=True)
 class Entry:
-    """A stored object and its cached serialisation."""
+    """A stored object and its cached serialisations.
+
+    ``bare`` is the JSON without apiVersion and kind: a list item of a built-in kind,
+    which the real server sends that way, is these bytes as they are. The full body
+    (GET, write answers, custom-resource list items) is built from it once, on demand.
+    """
 
     obj: Obj
     raw: bytes | None = None
+    bare: bytes | None = None
+
+    def _encode(self) -> bytes:
+        obj = self.obj
+        bare = dumps({k: v for k, v in obj.items() if k not in ("apiVersion", "kind")})
+        self.bare = bare
+        return bare
 
     def body(self) -> bytes:
         if self.raw is None:
-            self.raw = dumps(self.obj)
+            bare = self.bare if self.bare is not None else self._encode()
+            typed = {k: self.obj[k] for k in ("apiVersion", "kind") if k in self.obj}
+            if not typed:
+                self.raw = bare
+            else:
+                prefix = dumps(typed)
+                self.raw = prefix[:-1] + (b"," + bare[1:] if len(bare) > 2 else b"}")
         return self.raw
+
+    def item(self, *, bare: bool) -> bytes:
+        """The bytes of a list item; ``bare`` drops apiVersion and kind (built-in kinds)."""
+        if not bare:
+            return self.body()
+        return self.bare if self.bare is not None else self._encode()
 
     def copy(self) -> Obj:
         """A private deep copy (parsing the cached bytes is the cheapest deep copy)."""
@@ -113,15 +137,19 @@ def encode_continue(key: str, rv: str) -> str:
     return base64.urlsafe_b64encode(raw).decode()
 
 
-def decode_continue(token: str) -> str:
-    """The last key of the previous page; 400 for anything not minted here."""
+def decode_continue(token: str, *, compacted: int = 0) -> str:
+    """The last key of the previous page; 400 for anything not minted here, 410 Expired
+    when the token's resourceVersion predates the last ``Store.compact()`` (as etcd's
+    compaction expires a real server's tokens). rv ``-1`` continues at the latest."""
     try:
         data = json.loads(base64.urlsafe_b64decode(token.encode()))
-        key = data["start"]
+        key, rv = data["start"], int(data["rv"])
     except (ValueError, KeyError, TypeError, binascii.Error) as e:
         raise errors.bad_request(f"continue key is not valid: {e}") from e
     if not isinstance(key, str):
         raise errors.bad_request("continue key is not valid: start is not a string")
+    if 0 <= rv < compacted:
+        raise errors.expired_continue(encode_continue(key, "-1"))
     return key
 
 
@@ -131,13 +159,19 @@ class Store:
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self._rv = 0
-        self._tables: dict[str, _Table] = {r.key: _Table() for r in resources.ALL}
+        #: resourceVersion of the last compaction: older continue tokens answer 410.
+        self.compacted = 0
+        self._tables: dict[str, _Table] = {r.storage_key: _Table() for r in resources.ALL}
         #: Every change, in resourceVersion order, for watches (watch.py).
         self.events = watch.EventLog()
 
     def _emit(self, res: resources.Resource, kind: str, entry: Entry) -> None:
         self.events.append(
-            int(entry.obj["metadata"]["resourceVersion"]), res.key, kind, entry.obj, entry.body()
+            int(entry.obj["metadata"]["resourceVersion"]),
+            res.storage_key,
+            kind,
+            entry.obj,
+            entry.body(),
         )
 
     # --- bookkeeping ---------------------------------------------------------------------
@@ -145,6 +179,12 @@ class Store:
     @property
     def resource_version(self) -> str:
         return str(self._rv)
+
+    def compact(self) -> None:
+        """Forget history up to now, like an etcd compaction: older list tokens expire."""
+        with self.lock:
+            self.compacted = self._rv
+            self.events.compact(self._rv)  # watches resuming from before now get 410
 
     def _next_rv(self) -> str:
         self._rv += 1
@@ -172,7 +212,7 @@ class Store:
 
     def get(self, res: resources.Resource, namespace: str | None, name: str) -> Entry | None:
         with self.lock:
-            return self._tables[res.key].entries.get(key_of(namespace, name))
+            return self._tables[res.storage_key].entries.get(key_of(namespace, name))
 
     def require(self, res: resources.Resource, namespace: str | None, name: str) -> Entry:
         entry = self.get(res, namespace, name)
@@ -183,16 +223,16 @@ class Store:
     def pods_on_node(self, node: str) -> list[Entry]:
         """Pods whose spec.nodeName is ``node`` (through the field index)."""
         with self.lock:
-            table = self._tables[resources.PODS.key]
+            table = self._tables[resources.PODS.storage_key]
             return [table.entries[k] for k in table.index(NODE_NAME).get(node, [])]
 
     def count(self, res: resources.Resource) -> int:
         with self.lock:
-            return len(self._tables[res.key].keys)
+            return len(self._tables[res.storage_key].keys)
 
     def objects(self, res: resources.Resource, namespace: str | None = None) -> list[Entry]:
         with self.lock:
-            table = self._tables[res.key]
+            table = self._tables[res.storage_key]
             lo, hi = self._bounds(table, namespace)
             return [table.entries[k] for k in table.keys[lo:hi]]
 
@@ -222,19 +262,22 @@ class Store:
         only the keys the table's index holds for it are checked (same page, faster).
         """
         with self.lock:
-            table = self._tables[res.key]
+            table = self._tables[res.storage_key]
             if index is not None:
-                return self._indexed_page(table, index, namespace, match, limit, after)
+                return self._indexed_page(
+                    table, index, namespace, match, limit, after, bare=not res.custom
+                )
             lo, hi = self._bounds(table, namespace)
             if after is not None:
                 lo = max(lo, bisect.bisect_right(table.keys, after))
             keys, entries = table.keys, table.entries
+            bare = not res.custom
             items: list[bytes] = []
             last = lo
             for i in range(lo, hi):
                 entry = entries[keys[i]]
                 if match is None or match(entry.obj):
-                    items.append(entry.body())
+                    items.append(entry.item(bare=bare))
                     if limit and len(items) == limit:
                         last = i + 1
                         break
@@ -256,6 +299,8 @@ class Store:
         match: Callable[[Obj], bool] | None,
         limit: int,
         after: str | None,
+        *,
+        bare: bool,
     ) -> Page:
         """list_page over the index's candidates; same items, token and ``more`` as a scan."""
         candidates = table.index(index[0]).get(index[1], [])
@@ -270,7 +315,7 @@ class Store:
                 break
             entry = table.entries[key]
             if match is None or match(entry.obj):
-                items.append(entry.body())
+                items.append(entry.item(bare=bare))
                 if limit and len(items) == limit:
                     last_key = key
                     break
@@ -290,7 +335,7 @@ class Store:
         meta = obj["metadata"]
         key = key_of(meta.get("namespace"), meta["name"])
         with self.lock:
-            table = self._tables[res.key]
+            table = self._tables[res.storage_key]
             if key in table.entries:
                 raise errors.already_exists(res, meta["name"])
             self._stamp_new(obj, dry_run=dry_run)
@@ -317,7 +362,7 @@ class Store:
         name = meta["name"]
         key = key_of(meta.get("namespace"), name)
         with self.lock:
-            table = self._tables[res.key]
+            table = self._tables[res.storage_key]
             old = table.entries.get(key)
             if old is None:
                 raise errors.not_found(res, name)
@@ -345,7 +390,7 @@ class Store:
         dry_run: bool = False,
     ) -> Entry:
         with self.lock:
-            table = self._tables[res.key]
+            table = self._tables[res.storage_key]
             key = key_of(namespace, name)
             entry = table.entries.get(key)
             if entry is None:
@@ -359,6 +404,7 @@ class Store:
                         name,
                         f"Precondition failed: {field_name} in precondition: {wanted}, "
                         f"{field_name} in object meta: {meta.get(field_name)}",
+                        by_kind=True,
                     )
             if not dry_run:
                 table.pop(key)
@@ -370,13 +416,13 @@ class Store:
         meta = obj.setdefault("metadata", {})
         key = key_of(meta.get("namespace"), meta["name"])
         with self.lock:
-            old = self._tables[res.key].entries.get(key)
+            old = self._tables[res.storage_key].entries.get(key)
             if old is None:
                 self._stamp_new(obj, dry_run=False)
             else:
                 self._stamp_update(obj, old.obj, dry_run=False)
             entry = Entry(obj)
-            self._tables[res.key].put(key, entry)
+            self._tables[res.storage_key].put(key, entry)
             self._emit(res, "ADDED" if old is None else "MODIFIED", entry)
             return entry
 
@@ -400,7 +446,7 @@ class Store:
         """
         count = 0
         with self.lock:
-            table = self._tables[res.key]
+            table = self._tables[res.storage_key]
             new_keys = False
             stamp = now_rfc3339()
             for obj in objs:
@@ -416,7 +462,7 @@ class Store:
                 new_keys = new_keys or kind == "ADDED"
                 entry = Entry(obj)
                 if encode:
-                    entry.body()
+                    entry.item(bare=not res.custom)
                 table.entries[key] = entry
                 self._emit(res, kind, entry)
                 count += 1
@@ -427,7 +473,7 @@ class Store:
 
     def clear(self) -> None:
         with self.lock:
-            self._tables = {r.key: _Table() for r in resources.ALL}
+            self._tables = {r.storage_key: _Table() for r in resources.ALL}
             self.events.compact(self._rv)  # no watch can resume across a wipe
 
     def _emit_deleted(self, res: resources.Resource, entry: Entry) -> None:

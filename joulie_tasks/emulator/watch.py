@@ -340,7 +340,7 @@ class _Stream:
     def _deliver(self, events: list[Event]) -> bool:
         sent = False
         for event in events:
-            if event.res_key != self.res.key:
+            if event.res_key != self.res.storage_key:
                 continue
             if self.namespace and event.namespace != self.namespace:
                 continue

@@ -107,7 +107,7 @@ def test_label_selectors(
     assert names == [f"node-{i:05d}" for i in expected]
 
 
-@pytest.mark.parametrize("selector", ["a in (b", "a in ()", "=b", "a b", "a=b=c", "Not A Key=1"])
+@pytest.mark.parametrize("selector", ["a in (b", "=b", "a b", "a=b=c", "Not A Key=1"])
 def test_malformed_label_selectors_are_400(core: client.CoreV1Api, selector: str) -> None:
     with pytest.raises(client.ApiException) as err:
         core.list_node(label_selector=selector)

@@ -3,13 +3,14 @@
 Covers: JSON merge patch (set and delete labels, keys with ``/``), JSON patch
 (add/replace/remove/test/move/copy with ``~1`` escapes; a failed test is 422),
 strategic merge on built-ins (the client's default for dict bodies) and its 415
-on custom resources, 415 for server-side apply, 404 for a missing object.
+on custom resources, server-side apply (simplified), 404 for a missing object.
 """
 
 from __future__ import annotations
 
 import json
 import urllib.request
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -128,18 +129,37 @@ def test_json_patch_on_a_custom_resource(custom: client.CustomObjectsApi) -> Non
     assert patched["spec"]["cpu"]["packagePowerCapWatts"] == 5000
 
 
-def test_server_side_apply_is_415(emulator: Emulator, core: client.CoreV1Api) -> None:
-    core.create_node(node("node-00001"))
+def _apply(emulator: Emulator, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     req = urllib.request.Request(
-        f"{emulator.url}/api/v1/nodes/node-00001?fieldManager=t",
-        data=json.dumps({"metadata": {"labels": {"a": "b"}}}).encode(),
+        f"{emulator.url}{path}",
+        data=json.dumps(body).encode(),
         method="PATCH",
         headers={"Content-Type": "application/apply-patch+yaml"},
     )
-    with pytest.raises(urllib.error.HTTPError) as err:
-        urllib.request.urlopen(req, timeout=5)
-    assert err.value.code == 415
-    err.value.close()
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        with e:
+            return e.code, json.loads(e.read())
+
+
+def test_server_side_apply_creates_then_merges_and_needs_a_field_manager(
+    emulator: Emulator, core: client.CoreV1Api
+) -> None:
+    # As on kube-apiserver (tests/envtest/test_conformance.py): 201, then 200, 422 without
+    # fieldManager. Field ownership and apply conflicts are not emulated.
+    applied = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-00001"}}
+    applied["metadata"]["labels"] = {"a": "b"}
+    code, body = _apply(emulator, "/api/v1/nodes/node-00001", applied)
+    assert code == 422
+    assert body["details"]["causes"][0]["field"] == "fieldManager"
+    code, _ = _apply(emulator, "/api/v1/nodes/node-00001?fieldManager=t", applied)
+    assert code == 201
+    applied["metadata"]["labels"] = {"a": "b", "c": "d"}
+    code, body = _apply(emulator, "/api/v1/nodes/node-00001?fieldManager=t", applied)
+    assert code == 200
+    assert core.read_node("node-00001").metadata.labels == {"a": "b", "c": "d"}
 
 
 def test_patch_of_a_missing_object_is_404(core: client.CoreV1Api) -> None:
