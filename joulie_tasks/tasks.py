@@ -48,7 +48,8 @@ def _state() -> store.RedisStore:
         _process.clear()
         _process["pid"] = os.getpid()
     if "store" not in _process:
-        _process["store"] = store.RedisStore(_settings().redis_url)
+        s = _settings()
+        _process["store"] = store.RedisStore(s.redis_url, sentinel_master=s.redis_sentinel_master)
     state: store.RedisStore = _process["store"]
     return state
 
@@ -90,6 +91,10 @@ def _lock_kept_alive(ref: lifecycle.TickRef) -> Iterator[None]:
         thread.join()
 
 
+def _tag(ref: lifecycle.TickRef) -> str:
+    return f"{ref.token} {ref.tick_id}"
+
+
 def _guarded(
     ref_data: dict[str, Any], stage: str, body: Callable[[lifecycle.TickRef], None]
 ) -> None:
@@ -107,6 +112,7 @@ def _guarded(
         logger.warning("tick %s: %s dropped: the tick is no longer current", ref.tick_id, stage)
         raise Ignore()
     try:
+        kube.set_tick_tag(_tag(ref))
         with _lock_kept_alive(ref):
             body(ref)
     except Ignore:
@@ -115,6 +121,7 @@ def _guarded(
         outcome.fail_tick(ref, state=state, stage=stage, error=e)
         raise Ignore() from e
     finally:
+        kube.set_tick_tag(None)
         if "gateway" in _process:
             try:
                 reconcile.flush_requests(_process["gateway"], state)
@@ -191,6 +198,7 @@ def write_batch(ref_data: dict[str, Any], index: int) -> None:
     ref = lifecycle.TickRef.model_validate(ref_data)
     state, settings = _state(), _settings()
     try:
+        kube.set_tick_tag(_tag(ref))
         with _lock_kept_alive(ref):
             result = reconcile.run_batch(
                 ref, index, gateway=_gateway(), state=state, settings=settings
@@ -201,6 +209,7 @@ def write_batch(ref_data: dict[str, Any], index: int) -> None:
         outcome.fail_tick(ref, state=state, stage=f"write batch {index}", error=e)
         raise Ignore() from e
     finally:
+        kube.set_tick_tag(None)
         if "gateway" in _process:
             try:
                 reconcile.flush_requests(_process["gateway"], state)

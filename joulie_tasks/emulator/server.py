@@ -144,6 +144,7 @@ class Handler(BaseHTTPRequestHandler):
                 return
             if rule.status is not None:
                 raise _injected(rule, route)
+        srv.faults.log_request(req.method, req.path, req.headers.get(faults.TICK_HEADER))
         if route is not None:
             resp = srv.rest.handle(req, route)
             self._send(resp.code, resp.body, resp.headers)
