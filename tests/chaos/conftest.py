@@ -53,6 +53,7 @@ _MODULES = (
     "test_redis",
     "test_api",
     "test_lock",
+    "test_sentinel",
     "test_nodes",
     "test_hostile",
     "test_config",
