@@ -137,6 +137,12 @@ class Settings(BaseSettings):
             raise ValueError("expected a redis://, rediss://, unix:// or sentinel:// URL")
         return value
 
+    @field_validator("redis_sentinel_master", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        # compose passes an unset variable as "": that means no Sentinel, not a name.
+        return None if isinstance(value, str) and value == "" else value
+
     @property
     def uses_sentinel(self) -> bool:
         return sentinel.is_sentinel_url(self.redis_url)
