@@ -7,7 +7,8 @@ A Sentinel-managed Redis on loopback (master, replica, three Sentinels; down-aft
 1 s, failover-timeout 3 s: tests/integration/sentinel_cluster.py), the API
 emulator (8 managed nodes) and one real worker process. Each round SIGKILLs the
 current master, restarts it as a replica of the new one (what a pod restart does)
-and sends ticks the way beat would until one completes. Two times per round, both
+and sends ticks the way beat would until one completes (every node's profile label is
+flipped by hand before each kill, so that tick has writes to make). Two times per round, both
 from the kill: until the new master answers as master, and until the next tick
 completed (this one includes the restart of the killed server: the lock and each
 fence need a replica's acknowledgement). The fence audit of the emulator's
@@ -56,6 +57,7 @@ def run(rounds: int, workdir: Path) -> tuple[list[tuple[float, float, int]], int
         rows = []
         for n in range(rounds):
             cluster.wait_healthy()
+            _flip_profiles(emulator)  # so the tick after the failover has writes to make
             old = cluster.master()
             fault_at = time.monotonic()
             old.kill()
@@ -75,6 +77,16 @@ def run(rounds: int, workdir: Path) -> tuple[list[tuple[float, float, int]], int
             stack.stop()
         emulator.stop()
         cluster.stop()
+
+
+def _flip_profiles(emulator: Emulator) -> None:
+    for node in emulator.list_objects("nodes"):
+        profile = node["metadata"]["labels"].get("joulie.io/power-profile")
+        if profile:
+            flipped = "eco" if profile == "performance" else "performance"
+            emulator.mutate_node_labels(
+                node["metadata"]["name"], {"joulie.io/power-profile": flipped}
+            )
 
 
 def render(rows: list[tuple[float, float, int]], writes: int, violations: list[str]) -> str:
