@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.run            # N = 100, 1,000, 5,000, 10,000 (~35 min on 2 cores)
     .venv/bin/python -m bench.run --quick    # N = 100, 1,000, few repeats (~4 min)
     .venv/bin/python -m bench.run --sizes 100,1000 --latencies 0 --out /tmp/b.md
+    .venv/bin/python -m bench.run --real-server  # kube-apiserver beside the emulator (~4 min)
 
 Per size N (managed nodes, 10 pods each; 6 % reserved, 5 % unschedulable; 10 %
 pending and 5 % terminal pods) and per emulator latency (0 and 2 ms):
@@ -15,6 +16,11 @@ pending and 5 % terminal pods) and per emulator latency (0 and 2 ms):
 - the reference call pattern (bench/reference.py) on the same cluster, in between;
 - peak RSS of the worker processes, Redis memory (FSM hash, transition stream);
 - at N = 10: the Celery chain's per-tick overhead, and ``reconcile --once`` beside it.
+
+``--real-server`` runs only the real-server scale point (bench/realserver.py: 1,000
+nodes / 10,000 pods on a real kube-apiserver and on the emulator, needs
+KUBEBUILDER_ASSETS) and rewrites only its section of the report; a full run keeps
+that section as it is.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import math
 import os
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -33,9 +40,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import reference
+from bench import realserver, reference
 from bench.procs import REPO
-from bench.scenarios import GUARD_MIX, NO_PERF_MIX, REALISTIC_MIX, Bench, Cell
+from bench.scenarios import GUARD_MIX, NO_PERF_MIX, REALISTIC_MIX, Bench, Cell, Sample
 
 LATENCIES = (0.0, 2.0)
 WORKER_COUNTS = (1, 2, 4)
@@ -508,6 +515,267 @@ def _scale_targets(res: Results, plan: Plan, lines: list[str]) -> None:
         )
 
 
+# --- the real kube-apiserver scale point ------------------------------------------------------
+
+REAL_HEADING = "## Real kube-apiserver scale point"
+MIN_FOR_PERCENTILES = 10
+REAL_KINDS = ("first", "converged", "flip to eco", "flip to performance")
+REAL_KIND_TITLES = {
+    "first": "first tick (every profile created, every node labelled)",
+    "converged": "converged tick (nothing to write)",
+    "flip to eco": "full flip to eco",
+    "flip to performance": "full flip back to performance",
+}
+
+
+def real_section(text: str) -> str | None:
+    """The real-server section of a report (heading to the next ``## `` heading)."""
+    start = text.find(REAL_HEADING + "\n")
+    if start < 0:
+        return None
+    end = text.find("\n## ", start + len(REAL_HEADING))
+    return text[start : end + 1 if end >= 0 else len(text)].rstrip("\n") + "\n"
+
+
+def splice_real_section(text: str, section: str) -> str:
+    """``text`` with its real-server section replaced by ``section`` (or inserted
+    before the targets, else at the end)."""
+    old = real_section(text)
+    if old is not None:
+        return text.replace(old, section.rstrip("\n") + "\n", 1)
+    at = text.find("\n## Targets\n")
+    if at < 0:
+        return text.rstrip("\n") + "\n\n" + section
+    return text[: at + 1] + section.rstrip("\n") + "\n\n" + text[at + 1 :]
+
+
+def _binary_version(path: Path) -> str:
+    out = subprocess.run(
+        [str(path), "--version"], capture_output=True, text=True, check=False, timeout=30
+    )
+    return (out.stdout or out.stderr).splitlines()[0].strip() if (out.stdout or out.stderr) else "?"
+
+
+def _fmt_ms(x: float) -> str:
+    if math.isnan(x):
+        return "-"
+    return f"{x * 1000:.1f} ms" if x < 1 else f"{x:.2f} s"
+
+
+def _real_tick_row(point: realserver.Point, kind: str) -> str | None:
+    ticks = point.of(kind)
+    if not ticks:
+        return None
+    cell = Cell(
+        [
+            Sample(
+                wall_s=t.wall_s,
+                requests=t.window.requests,
+                writes=t.writes,
+                write_phase_s=t.write_phase_s,
+                events=t.window.events,
+            )
+            for t in ticks
+        ]
+    )
+    many = f" (median of {len(ticks)})" if len(ticks) > 1 else ""
+    errors = sum((t.window.errors for t in ticks), Counter[str]())
+    err = (
+        f"; non-2xx: {', '.join(f'{k} x{v}' for k, v in sorted(errors.items()))}" if errors else ""
+    )
+    phase = cell.median("write_phase_s")
+    names = sorted({n for t in ticks for n in t.window.cpu_s}, key=lambda n: n == "workers")
+    cpu = ", ".join(
+        f"{n} {statistics.median(t.window.cpu_s.get(n, 0.0) for t in ticks):.1f}" for n in names
+    )
+    return (
+        f"| {REAL_KIND_TITLES[kind]}{many} | {point.server} | {fmt_s(cell.median())} | "
+        f"{fmt_s(phase) if phase else '-'} | {fmt_req(cell.requests())}{err} | "
+        f"{int(cell.median('events')):,} | {int(cell.median('writes')):,} | {cpu} |"
+    )
+
+
+def render_real(
+    points: list[realserver.Point],
+    *,
+    command: str,
+    started: float,
+    loads: list[str],
+    assets: Path,
+    workers: int,
+    flip_pairs: int,
+) -> str:
+    lines: list[str] = []
+    add = lines.append
+    real = next((p for p in points if p.bounds), None)
+    emu = next((p for p in points if not p.bounds), None)
+    size = points[0]
+    add(REAL_HEADING)
+    add("")
+    add(
+        f"Generated by `{command}` on "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))} in "
+        f"{(time.time() - started) / 60:.1f} min (cluster loads included). Machine:"
+    )
+    add("")
+    lines += machine()
+    add(f"- load average at start / end: {loads[0]} / {loads[-1]}")
+    add(
+        f"- `{_binary_version(assets / 'kube-apiserver')}`, "
+        f"`{_binary_version(assets / 'etcd')}` (KUBEBUILDER_ASSETS)"
+    )
+    add("")
+    add(
+        f"One generated cluster — {size.nodes:,} managed nodes (6 % reserved, 5 % "
+        f"unschedulable: {size.ticks[0].nodes:,} eligible), {size.pods:,} pods (10 % "
+        "pending, 5 % Succeeded/Failed, no performance-only pods: the flip scenario's "
+        "cluster) — on two API servers in turn, never both running at once. The "
+        f"operator runs as it does for real: {workers} Celery worker processes "
+        "(`--pool=prefork --concurrency=1`) and redis-server, each tick sent through "
+        "the broker as beat sends it; default WRITE_BATCH_SIZE=100, WRITE_CONCURRENCY=8; "
+        f"STATIC_HP_FRAC 1, then {', '.join(['0', '1'] * flip_pairs)} (workers restarted "
+        "with the new value between "
+        "ticks, unmeasured). Time = the tick summary's `duration_s`; Node events are "
+        "sent by their own tasks after a tick and are counted apart. CPU seconds: used "
+        "by the API server's processes and by the workers (main and pool processes) "
+        "from tick start until the broker is idle again (`/proc/<pid>/stat`)."
+    )
+    add("")
+    add(
+        "- **emulator**: `python -m joulie_tasks.emulator`, 0 ms latency, loaded through "
+        "its test controls; requests counted by the emulator."
+    )
+    if real is not None:
+        add(
+            f"- **{real.server}**: etcd + kube-apiserver started by "
+            "`tests/envtest/controlplane.py` (the envtest tier's control plane: RBAC "
+            "authorizer, token authentication, an audit log of every request at Metadata "
+            "level in blocking mode, etcd with `--unsafe-no-fsync`; no controller-manager, "
+            "scheduler or kubelet, so the server sees our requests and its own only). "
+            "The CRD, ServiceAccount, ClusterRole and binding applied from `deploy/`; the "
+            "workers authenticate as `system:serviceaccount:joulie-system:joulie-tasks` "
+            "with a TokenRequest token. The cluster created through the API as users' "
+            f"clusters have it ({real.load.requests:,} requests from 8 client threads "
+            f"in {real.load.seconds:.0f} s: nodes with their status, pods bound "
+            "through `spec.nodeName` at creation, then each non-pending pod's phase "
+            "through `PATCH pods/<name>/status`). Requests counted by the server itself: "
+            "`apiserver_request_total` (verb, resource, code) from `/metrics`, read "
+            "before the tick and after the broker went idle again."
+        )
+    add("")
+    add(
+        "| tick | server | joulie-tasks | write phase | requests (counted by the server) "
+        "| + Node events | writes | CPU seconds used |"
+    )
+    add("|---|---|---|---|---|---|---|---|")
+    for kind in REAL_KINDS:
+        for point in (emu, real):
+            if point is not None and (row := _real_tick_row(point, kind)):
+                add(row)
+    add("")
+    if real is not None:
+        _real_latency(real, lines)
+    notes = Path(__file__).parent / "realserver_notes.md"
+    if notes.exists():
+        lines.append(notes.read_text().rstrip("\n"))
+        add("")
+    return "\n".join(lines) + "\n"
+
+
+def _real_latency(real: realserver.Point, lines: list[str]) -> None:
+    add = lines.append
+    add(f"### The server's own request latency ({real.server})")
+    add("")
+    add(
+        "From the server's `apiserver_request_duration_seconds` histogram, diffed "
+        "around the same windows (the converged ticks pooled), per verb and resource of "
+        "the operator's requests. Percentiles are Prometheus' `histogram_quantile` "
+        "estimate (linear inside a bucket; this build's bucket bounds: "
+        + ", ".join(f"{b * 1000:g}" for b in real.bounds[:8])
+        + " … ms), so a p50 inside the first bucket (0 to 5 ms) is an interpolation; the "
+        f"mean is exact (`_sum` / `_count`). Percentiles of fewer than {MIN_FOR_PERCENTILES} "
+        "requests are not shown."
+    )
+    add("")
+    add("| tick | request | n | mean | p50 | p90 | p99 |")
+    add("|---|---|---|---|---|---|---|")
+    order = {"LIST": 0, "GET": 1, "PATCH": 2, "PUT": 3, "POST": 4}
+    for kind in REAL_KINDS:
+        lat = real.latency(kind)
+        for key in sorted(lat, key=lambda k: (order.get(k.split()[0], 9), k)):
+            v = lat[key]
+            few = v.count < MIN_FOR_PERCENTILES
+            p50, p90, p99 = ("-", "-", "-") if few else map(_fmt_ms, (v.p50_s, v.p90_s, v.p99_s))
+            add(
+                f"| {REAL_KIND_TITLES[kind].split(' (')[0]} | {key} | {v.count:,} | "
+                f"{_fmt_ms(v.mean_s)} | {p50} | {p90} | {p99} |"
+            )
+    add("")
+    audited = [(t.kind, t.window.audited, t.window) for t in real.ticks]
+    agree = all(
+        a == sum(w.requests.values()) + w.events + sum(w.errors.values())
+        for _, a, w in audited
+        if a is not None
+    )
+    other: Counter[str] = sum((t.window.other for t in real.ticks), Counter[str]())
+    add(
+        "Cross-check: the server's audit log attributes to the operator's ServiceAccount "
+        + (
+            "exactly the requests (and events) counted above, in every window."
+            if agree
+            else "different counts: "
+            + "; ".join(
+                f"{k}: audit {a}, metrics "
+                f"{sum(w.requests.values()) + w.events + sum(w.errors.values())}"
+                for k, a, w in audited
+            )
+            + "."
+        )
+        + " The server's own traffic in the same windows (excluded above): "
+        + (", ".join(f"{k} {v}" for k, v in sorted(other.items())) if other else "none")
+        + "."
+    )
+    add("")
+
+
+def real_server_main(args: argparse.Namespace, command: str) -> int:
+    from tests.envtest.controlplane import HOW_TO_GET_ASSETS, find_assets
+
+    assets = find_assets()
+    if assets is None:
+        print(f"KUBEBUILDER_ASSETS: {HOW_TO_GET_ASSETS}", file=sys.stderr)
+        return 2
+    started = time.time()
+    loads = [" ".join(f"{x:.2f}" for x in os.getloadavg())]
+    points = realserver.measure(
+        Path(args.workdir),
+        assets,
+        nodes=args.real_nodes,
+        workers=args.real_workers,
+        converged=args.real_converged,
+        flip_pairs=args.real_flips,
+        log=log,
+    )
+    loads.append(" ".join(f"{x:.2f}" for x in os.getloadavg()))
+    section = render_real(
+        points,
+        command=command,
+        started=started,
+        loads=loads,
+        assets=assets,
+        workers=args.real_workers,
+        flip_pairs=args.real_flips,
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(splice_real_section(out.read_text() if out.exists() else "", section))
+    if args.json:
+        Path(args.json).write_text(json.dumps([p.to_json() for p in points], indent=1))
+    print(section)
+    log(f"real-server section written to {out}")
+    return 0
+
+
 # --- main -----------------------------------------------------------------------------------
 
 
@@ -524,6 +792,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default=str(REPO / "docs" / "BENCHMARKS.md"), help="report path")
     p.add_argument("--json", help="also write the raw results here")
     p.add_argument("--workdir", default="/tmp/joulie-bench", help="logs, kubeconfig, redis dir")
+    real = p.add_argument_group("real kube-apiserver scale point")
+    real.add_argument(
+        "--real-server",
+        action="store_true",
+        help="only the real-server scale point (needs KUBEBUILDER_ASSETS); rewrites its "
+        "section of --out",
+    )
+    real.add_argument("--real-nodes", type=int, default=1000, help="nodes (10 pods each)")
+    real.add_argument("--real-workers", type=int, default=2, help="Celery worker processes")
+    real.add_argument("--real-converged", type=int, default=3, help="converged ticks measured")
+    real.add_argument("--real-flips", type=int, default=2, help="flip pairs (eco, back)")
     return p.parse_args(argv)
 
 
@@ -550,12 +829,14 @@ def make_plan(args: argparse.Namespace) -> Plan:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    plan = make_plan(args)
     command = ".venv/bin/python -m bench.run" + (
         " " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
         if (argv if argv is not None else sys.argv[1:])
         else ""
     )
+    if args.real_server:
+        return real_server_main(args, command)
+    plan = make_plan(args)
     started = time.time()
     loads = [" ".join(f"{x:.2f}" for x in os.getloadavg())]
     res = Results()
@@ -575,6 +856,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = report(res, plan, command=command, started=started, loads=loads)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    kept = real_section(out.read_text()) if out.exists() else None
+    if kept:
+        text = splice_real_section(text, kept)
     out.write_text(text)
     if args.json:
         Path(args.json).write_text(

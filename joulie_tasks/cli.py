@@ -105,7 +105,7 @@ def cmd_beat(settings: config.Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_metrics(settings: config.Settings, args: argparse.Namespace) -> int:
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
     from joulie_tasks import metrics
 
@@ -118,6 +118,9 @@ def cmd_metrics(settings: config.Settings, args: argparse.Namespace) -> int:
         return counters, gauges, state.fsm_records(), state.is_paused()
 
     registry.register(metrics.RedisCollector(read))
+    # The interval is configuration, not Redis state: alert rules compare tick age to it.
+    interval = Gauge(metrics.RECONCILE_INTERVAL, "RECONCILE_INTERVAL in seconds", registry=registry)
+    interval.set(settings.reconcile_interval)
     start_http_server(port, addr=host, registry=registry)
     print(f"metrics served at http://{host}:{port}/metrics", flush=True)
     while True:

@@ -41,6 +41,7 @@ POLICY_FALLBACKS = "joulie_policy_fallback_total"
 PAUSED = "joulie_paused"
 LAST_TICK = "joulie_last_tick_timestamp_seconds"
 MANAGED_NODES = "joulie_managed_nodes"
+RECONCILE_INTERVAL = "joulie_reconcile_interval_seconds"
 
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make this checkout runnable on a fresh machine: a virtualenv with the package and its
-# dev tools in .venv, and a redis-server binary (installed with the system package
-# manager when missing). Idempotent: a second run only checks.
+# dev tools in .venv, a redis-server binary (installed with the system package manager
+# when missing) and, where apt-get exists, Debian's prometheus package (prometheus and
+# promtool for the monitoring tests). Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,4 +36,13 @@ if ! command -v redis-server >/dev/null 2>&1; then
     echo "cannot install redis-server: no apt-get, dnf or brew; install it by hand" >&2
     exit 1
   fi
+fi
+
+# promtool and the Prometheus server: the alert-rule and dashboard tests use the real ones.
+if ! command -v promtool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  echo "promtool not found; installing Debian's prometheus package" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  # Tests start their own servers on free ports; the package's own service is not used.
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi

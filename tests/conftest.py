@@ -1,17 +1,27 @@
-"""Shared test wiring: markers by directory, builders for nodes and pods.
+"""Shared test wiring: markers by directory, and the real control plane.
 
 Tests under ``tests/unit`` get the ``unit`` marker, tests under
-``tests/integration`` the ``integration`` marker, so each group runs alone
-(``pytest -m unit``, ``pytest -m integration``).
+``tests/integration`` the ``integration`` marker and so on, so each group runs alone
+(``pytest -m unit``, ``pytest -m integration``). Tests under ``tests/envtest``, and
+every test parametrised onto the real server, carry ``envtest``.
+
+``control_plane`` is one real etcd + kube-apiserver per test session (about 3 s to
+start). Without ``KUBEBUILDER_ASSETS`` its tests are skipped with one line saying
+how to get the binaries; in CI (``CI`` set) they fail instead, so the real-server
+tier can never vanish silently.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-_GROUPS = ("unit", "integration", "chaos")
+from tests.envtest.controlplane import HOW_TO_GET_ASSETS, ControlPlane, find_assets
+
+_GROUPS = ("unit", "integration", "chaos", "envtest")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -20,3 +30,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for group in _GROUPS:
             if group in parts:
                 item.add_marker(getattr(pytest.mark, group))
+
+
+def require_assets() -> Path:
+    assets = find_assets()
+    if assets is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the real-server tier: {HOW_TO_GET_ASSETS}")
+        pytest.skip(HOW_TO_GET_ASSETS)
+    return assets
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    """A real etcd + kube-apiserver (RBAC, token auth, audit log) for the session."""
+    plane = ControlPlane(require_assets()).start()
+    yield plane
+    plane.stop()

@@ -15,11 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from celery import Celery
+from kubernetes import client as k8s
 
 from joulie_tasks import guard, store
 from joulie_tasks.emulator import Emulator
+from tests.envtest.controlplane import ControlPlane
+from tests.integration.apiproxy import ApiProxy
+from tests.integration.cluster import ClusterBed
 from tests.integration.stack import RedisServer, Stack, wait_for
+
+CRD = Path(__file__).resolve().parents[2] / "deploy" / "crd" / "nodepowerprofiles.yaml"
 
 
 def _require_redis() -> None:
@@ -48,6 +55,80 @@ def emulator() -> Iterator[Emulator]:
 def stack(tmp_path: Path, redis_server: RedisServer, emulator: Emulator) -> Iterator[Stack]:
     kubeconfig = emulator.write_kubeconfig(tmp_path / "kubeconfig")
     s = Stack(tmp=tmp_path, redis_server=redis_server, kubeconfig=kubeconfig)
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def real_server(control_plane: ControlPlane) -> ControlPlane:
+    """The session's real kube-apiserver with the shipped CRD installed and Established."""
+    with control_plane.api_client() as api:
+        ext = k8s.ApiextensionsV1Api(api)
+        body = yaml.safe_load(CRD.read_text())
+        try:
+            ext.create_custom_resource_definition(body)
+        except k8s.ApiException as e:
+            if e.status != 409:
+                raise
+
+        def established() -> bool:
+            crd = ext.read_custom_resource_definition(body["metadata"]["name"])
+            conditions = crd.status.conditions or []
+            return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+        wait_for(established, what="the NodePowerProfile CRD to be Established")
+    return control_plane
+
+
+def _kubeconfig(path: Path, *, server: str, token: str) -> Path:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": server}}],
+                "users": [{"name": "u", "user": {"token": token}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    return path
+
+
+@pytest.fixture(params=["emulator", pytest.param("real", marks=pytest.mark.envtest)])
+def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ClusterBed]:
+    """An empty cluster on the emulator, then on the real kube-apiserver (``envtest``).
+
+    The operator reaches it through a recording proxy (``ClusterBed.counters``)."""
+    emu: Emulator | None = None
+    if request.param == "emulator":
+        emu = Emulator().start()
+        conf = k8s.Configuration()
+        conf.host = emu.url
+        api, upstream, ca, token = k8s.ApiClient(conf), emu.url, None, "test"
+    else:
+        plane: ControlPlane = request.getfixturevalue("real_server")
+        api, upstream, ca = plane.api_client(), plane.server, plane.ca_file
+        token = plane.admin_token
+    proxy = ApiProxy(upstream, ca_file=ca).start()
+    kubeconfig = _kubeconfig(tmp_path / "kubeconfig", server=proxy.url, token=token)
+    bed = ClusterBed(backend=request.param, api=api, proxy=proxy, kubeconfig=kubeconfig)
+    bed.wipe()
+    yield bed
+    bed.wipe()
+    proxy.stop()
+    api.close()
+    if emu is not None:
+        emu.stop()
+
+
+@pytest.fixture
+def cluster_stack(
+    tmp_path: Path, redis_server: RedisServer, cluster: ClusterBed
+) -> Iterator[Stack]:
+    """Workers, beat and CLI runs against ``cluster`` (through its proxy)."""
+    s = Stack(tmp=tmp_path, redis_server=redis_server, kubeconfig=cluster.kubeconfig)
     yield s
     s.stop()
 
@@ -94,7 +175,7 @@ def ticks(redis_server: RedisServer, state: store.RedisStore) -> Iterator[TickCl
     client.app.close()
 
 
-def cluster_state(emulator: Emulator, node: str) -> str:
+def cluster_state(emulator: Emulator | ClusterBed, node: str) -> str:
     """The node's state as its labels show it (the truth the FSM must never contradict)."""
     labels = emulator.get_node(node)["metadata"].get("labels", {})
     return guard.read_node_state(

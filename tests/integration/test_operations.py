@@ -15,6 +15,7 @@ import pytest
 
 from joulie_tasks import store
 from joulie_tasks.emulator import Emulator
+from tests.integration.cluster import ClusterBed
 from tests.integration.conftest import TickClient, cluster_state
 from tests.integration.stack import Proc, Stack, free_port, wait_for
 
@@ -26,30 +27,30 @@ def reconcile(stack: Stack, *extra: str) -> dict[str, object]:
     return summary
 
 
-def node_names(emulator: Emulator) -> list[str]:
+def node_names(emulator: Emulator | ClusterBed) -> list[str]:
     return sorted(n["metadata"]["name"] for n in emulator.list_objects("nodes"))
 
 
 def test_a_paused_operator_plans_but_writes_nothing_until_resumed(
-    stack: Stack, emulator: Emulator, state: store.RedisStore
+    cluster_stack: Stack, cluster: ClusterBed, state: store.RedisStore
 ) -> None:
-    emulator.seed(4, 1, seed=1)
-    assert stack.run_cli("pause").returncode == 0
+    cluster.seed(4, 1, seed=1)
+    assert cluster_stack.run_cli("pause").returncode == 0
 
-    paused = reconcile(stack)
+    paused = reconcile(cluster_stack)
     assert paused["paused"] is True
     assert paused["written"] == 0
-    assert emulator.list_objects("nodepowerprofiles") == []
+    assert cluster.list_objects("nodepowerprofiles") == []
 
-    status = json.loads(stack.run_cli("status", "--output", "json").stdout)
+    status = json.loads(cluster_stack.run_cli("status", "--output", "json").stdout)
     assert status["paused"] is True
     assert all(n["pending_write"] for n in status["nodes"])
 
-    assert stack.run_cli("resume").returncode == 0
-    resumed = reconcile(stack)
+    assert cluster_stack.run_cli("resume").returncode == 0
+    resumed = reconcile(cluster_stack)
     assert resumed["paused"] is False
     assert resumed["written"] == 8  # labels and a profile for each of the 4 nodes
-    status = json.loads(stack.run_cli("status", "--output", "json").stdout)
+    status = json.loads(cluster_stack.run_cli("status", "--output", "json").stdout)
     assert status["paused"] is False
     assert [n["state"] for n in status["nodes"]] == [n["cluster_state"] for n in status["nodes"]]
 
@@ -77,24 +78,26 @@ def test_max_transitions_per_tick_spreads_a_flip_over_ticks_in_plan_order(
     ]
 
 
-def test_status_and_history_tell_the_story_of_a_node(stack: Stack, emulator: Emulator) -> None:
-    emulator.seed(2, 0, seed=3)
-    stack.configure(static_hp_frac="1")
-    reconcile(stack)
-    stack.configure(static_hp_frac="0")
-    reconcile(stack)
-    first = node_names(emulator)[0]
+def test_status_and_history_tell_the_story_of_a_node(
+    cluster_stack: Stack, cluster: ClusterBed
+) -> None:
+    cluster.seed(2, 0, seed=3)
+    cluster_stack.configure(static_hp_frac="1")
+    reconcile(cluster_stack)
+    cluster_stack.configure(static_hp_frac="0")
+    reconcile(cluster_stack)
+    first = node_names(cluster)[0]
 
-    status = stack.run_cli("status")
+    status = cluster_stack.run_cli("status")
     assert status.returncode == 0, status.stderr
     assert re.search(rf"{first}\s+ActiveEco", status.stdout)
 
-    history = json.loads(stack.run_cli("history", first, "--output", "json").stdout)
+    history = json.loads(cluster_stack.run_cli("history", first, "--output", "json").stdout)
     assert [(h["from"], h["to"], h["result"]) for h in history] == [
         ("ActivePerformance", "ActiveEco", "applied")
     ]
     assert {h["node"] for h in history} == {first}
-    later = json.loads(stack.run_cli("history", "--since", "0s", "--output", "json").stdout)
+    later = json.loads(cluster_stack.run_cli("history", "--since", "0s", "--output", "json").stdout)
     assert later == []
 
 
@@ -110,16 +113,21 @@ def test_plan_shows_the_diff_and_writes_nothing(stack: Stack, emulator: Emulator
 
 
 def test_plan_server_dry_run_validates_writes_without_persisting(
+    cluster_stack: Stack, cluster: ClusterBed
+) -> None:
+    cluster.seed(2, 0, seed=5)
+    ok = cluster_stack.run_cli("plan", "--server-dry-run", "--output", "json")
+    assert ok.returncode == 0, ok.stderr
+    assert cluster.counters()[("create", "nodepowerprofiles")] == 2
+    assert cluster.list_objects("nodepowerprofiles") == []
+    labels = cluster.get_node(node_names(cluster)[0])["metadata"]["labels"]
+    assert "joulie.io/power-profile" not in labels
+
+
+def test_plan_server_dry_run_reports_a_rejected_write_and_exits_1(
     stack: Stack, emulator: Emulator
 ) -> None:
     emulator.seed(2, 0, seed=5)
-    ok = stack.run_cli("plan", "--server-dry-run", "--output", "json")
-    assert ok.returncode == 0, ok.stderr
-    assert emulator.counters()[("create", "nodepowerprofiles")] == 2
-    assert emulator.list_objects("nodepowerprofiles") == []
-    labels = emulator.get_node(node_names(emulator)[0])["metadata"]["labels"]
-    assert "joulie.io/power-profile" not in labels
-
     emulator.inject("POST", "nodepowerprofiles", status=422, times=1)
     rejected = stack.run_cli("plan", "--server-dry-run", "--output", "json")
     assert rejected.returncode == 1
@@ -128,14 +136,14 @@ def test_plan_server_dry_run_validates_writes_without_persisting(
 
 
 def test_node_events_tell_applied_and_newly_deferred_transitions(
-    stack: Stack, emulator: Emulator, ticks: TickClient
+    cluster_stack: Stack, cluster: ClusterBed, ticks: TickClient
 ) -> None:
     # Given performance nodes, one running a performance pod
-    emulator.seed(2, 0, seed=6)
-    nodes = node_names(emulator)
-    stack.configure(static_hp_frac="1")
-    reconcile(stack)
-    emulator.put_object(
+    cluster.seed(2, 0, seed=6)
+    nodes = node_names(cluster)
+    cluster_stack.configure(static_hp_frac="1")
+    reconcile(cluster_stack)
+    cluster.put_object(
         {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -150,13 +158,13 @@ def test_node_events_tell_applied_and_newly_deferred_transitions(
     )
 
     # When a worker's tick plans both nodes eco
-    stack.configure(static_hp_frac="0")
-    stack.start_worker("w1")
+    cluster_stack.configure(static_hp_frac="0")
+    cluster_stack.start_worker("w1")
     ticks.run()
 
     # Then node 0 gets an "applied" event, node 1 a "deferred" one
     def reasons() -> dict[str, str]:
-        events = emulator.list_objects("events", "default")
+        events = cluster.list_objects("events", "default")
         return {e["involvedObject"]["name"]: e["reason"] for e in events}
 
     got = wait_for(lambda: len(reasons()) == 2 and reasons(), what="two node events")
@@ -165,11 +173,24 @@ def test_node_events_tell_applied_and_newly_deferred_transitions(
         nodes[1]: "PowerProfileDowngradeDeferred",
     }
 
-    # And a deferral that continues is not announced again; failing events fail nothing
+    # And a deferral that continues is not announced again
+    cluster.reset_counters()
+    report = ticks.run()
+    assert report["failures"] == {}
+    assert ("create", "events") not in cluster.counters()
+    assert len(cluster.list_objects("events", "default")) == 2
+
+
+def test_failing_node_events_fail_nothing(
+    stack: Stack, emulator: Emulator, ticks: TickClient
+) -> None:
+    emulator.seed(2, 0, seed=6)
+    stack.start_worker("w1")
     emulator.inject("POST", "/events", status=500, times=-1)
     report = ticks.run()
     assert report["failures"] == {}
-    assert len(emulator.list_objects("events", "default")) == 2
+    assert report["written"] > 0
+    assert emulator.list_objects("events", "default") == []
 
 
 def test_the_metrics_endpoint_serves_spec_metrics_from_redis(

@@ -30,6 +30,7 @@ from joulie_tasks import (
     write,
 )
 from joulie_tasks.emulator import Emulator
+from tests.integration.cluster import ClusterBed
 from tests.integration.conftest import TickClient, cluster_state
 from tests.integration.stack import Stack, wait_for
 
@@ -38,7 +39,7 @@ pytestmark = pytest.mark.slow
 WRITE_VERBS = ("patch", "create", "update", "delete")
 
 
-def pending_writes(emulator: Emulator, env: Mapping[str, str]) -> models.WriteSet:
+def pending_writes(emulator: Emulator | ClusterBed, env: Mapping[str, str]) -> models.WriteSet:
     """What the pure core would still write for the emulator's current objects."""
     settings = config.read_settings(env)
     nodes = tuple(
@@ -79,11 +80,11 @@ def pending_writes(emulator: Emulator, env: Mapping[str, str]) -> models.WriteSe
     )
 
 
-def writes_made(emulator: Emulator) -> int:
+def writes_made(emulator: Emulator | ClusterBed) -> int:
     return sum(n for (verb, _), n in emulator.counters().items() if verb in WRITE_VERBS)
 
 
-def assert_fsm_matches_cluster(state: store.RedisStore, emulator: Emulator) -> None:
+def assert_fsm_matches_cluster(state: store.RedisStore, emulator: Emulator | ClusterBed) -> None:
     """No false state: every FSM record says what the node's labels say."""
     records = state.fsm_records()
     assert records, "the FSM is empty"
@@ -91,12 +92,12 @@ def assert_fsm_matches_cluster(state: store.RedisStore, emulator: Emulator) -> N
         assert record["state"] == cluster_state(emulator, node), (node, record)
 
 
-def versions(emulator: Emulator, resource: str) -> dict[str, str]:
+def versions(emulator: Emulator | ClusterBed, resource: str) -> dict[str, str]:
     objs = emulator.list_objects(resource)
     return {o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in objs}
 
 
-def profile_label(emulator: Emulator, node: str) -> str | None:
+def profile_label(emulator: Emulator | ClusterBed, node: str) -> str | None:
     return emulator.get_node(node)["metadata"].get("labels", {}).get("joulie.io/power-profile")
 
 
@@ -114,13 +115,13 @@ def perf_pod(name: str, node: str | None, phase: str = "Running") -> dict[str, A
 
 
 def test_fifty_node_cluster_converges_and_the_next_tick_writes_nothing(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
+    cluster_stack: Stack, cluster: ClusterBed, ticks: TickClient, state: store.RedisStore
 ) -> None:
     # Given a 50-managed-node cluster (plus a reserved and an unschedulable node)
-    emulator.seed(52, 8, seed=7, reserved=1, unschedulable=1)
-    stack.start_worker("w1")
-    stack.start_worker("w2")
-    assert not pending_writes(emulator, stack.env).empty
+    cluster.seed(52, 8, seed=7, reserved=1, unschedulable=1)
+    cluster_stack.start_worker("w1")
+    cluster_stack.start_worker("w2")
+    assert not pending_writes(cluster, cluster_stack.env).empty
 
     # When one tick runs
     first = ticks.run()
@@ -128,9 +129,9 @@ def test_fifty_node_cluster_converges_and_the_next_tick_writes_nothing(
     # Then the cluster is exactly what the core decides, and the FSM agrees with it
     assert first["failures"] == {}
     assert first["nodes"] == 50
-    assert pending_writes(emulator, stack.env).empty
-    assert_fsm_matches_cluster(state, emulator)
-    assert len(emulator.list_objects("nodepowerprofiles")) == 50
+    assert pending_writes(cluster, cluster_stack.env).empty
+    assert_fsm_matches_cluster(state, cluster)
+    assert len(cluster.list_objects("nodepowerprofiles")) == 50
     # (its Node events go out from their own task: every node started Unknown, so
     # there is one per newly deferred downgrade; let them land before counting)
     deferred = [
@@ -139,87 +140,89 @@ def test_fifty_node_cluster_converges_and_the_next_tick_writes_nothing(
         if t["tick_id"] == first["tick_id"] and t["result"] == "deferred"
     ]
     wait_for(
-        lambda: len(emulator.list_objects("events", "default")) == len(deferred),
+        lambda: len(cluster.list_objects("events", "default")) == len(deferred),
         what="the first tick's node events",
     )
 
     # When the next tick runs on the converged cluster
-    emulator.reset_counters()
+    cluster.reset_counters()
     second = ticks.run()
 
     # Then it writes nothing and reads with three paginated lists
     assert second["written"] == 0
     assert second["writes_planned"] == 0
-    counts = emulator.counters()
-    assert writes_made(emulator) == 0, counts
+    counts = cluster.counters()
+    assert writes_made(cluster) == 0, counts
     assert set(counts) == {("list", "nodes"), ("list", "pods"), ("list", "nodepowerprofiles")}
-    pods = len(emulator.list_objects("pods"))
+    pods = len(cluster.list_objects("pods"))
     assert counts[("list", "pods")] == math.ceil(pods / 500)
     print(f"converged 50-node tick: {sum(counts.values())} API requests {dict(counts)}")
 
 
 def test_a_pod_mix_change_flips_the_right_nodes_and_a_downgrade_waits_for_its_pods(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
+    cluster_stack: Stack, cluster: ClusterBed, ticks: TickClient, state: store.RedisStore
 ) -> None:
     # Given queue_aware_v1 with no baseline: one performance node per performance pod
-    stack.configure(
+    cluster_stack.configure(
         policy_type="queue_aware_v1",
         queue_hp_base_frac="0",
         queue_hp_min="0",
         queue_perf_per_hp_node="1",
     )
-    emulator.seed(6, 0, seed=1)
-    nodes = sorted(n["metadata"]["name"] for n in emulator.list_objects("nodes"))
-    stack.start_worker("w1")
-    stack.start_worker("w2")
+    cluster.seed(6, 0, seed=1)
+    nodes = sorted(n["metadata"]["name"] for n in cluster.list_objects("nodes"))
+    cluster_stack.start_worker("w1")
+    cluster_stack.start_worker("w2")
     ticks.run()
-    assert [profile_label(emulator, n) for n in nodes] == ["eco"] * 6
+    assert [profile_label(cluster, n) for n in nodes] == ["eco"] * 6
 
     # When two performance pods arrive (one pending, one already on the last node)
-    emulator.put_object(perf_pod("perf-a", None, phase="Pending"))
-    emulator.put_object(perf_pod("perf-b", nodes[5]))
+    cluster.put_object(perf_pod("perf-a", None, phase="Pending"))
+    cluster.put_object(perf_pod("perf-b", nodes[5]))
     ticks.run()
 
     # Then exactly the first two nodes flip to performance; the last node, planned eco,
     # keeps draining=true while its performance pod runs
-    assert [profile_label(emulator, n) for n in nodes] == ["performance"] * 2 + ["eco"] * 4
-    assert cluster_state(emulator, nodes[5]) == "DrainingPerformance"
-    assert pending_writes(emulator, stack.env).empty
+    assert [profile_label(cluster, n) for n in nodes] == ["performance"] * 2 + ["eco"] * 4
+    assert cluster_state(cluster, nodes[5]) == "DrainingPerformance"
+    assert pending_writes(cluster, cluster_stack.env).empty
 
     # When demand drops to one pod, bound on node 1: the queue needs one performance
     # node, node 0 (first in byte order), so node 1 is planned eco
-    emulator.delete_object("pods", "perf-a", "default")
-    emulator.delete_object("pods", "perf-b", "default")
-    emulator.put_object(perf_pod("perf-c", nodes[1]))
+    cluster.delete_object("pods", "perf-a", "default")
+    cluster.delete_object("pods", "perf-b", "default")
+    cluster.put_object(perf_pod("perf-c", nodes[1]))
     third = ticks.run()
 
     # Then node 1 is planned eco but runs performance work: the downgrade is deferred;
     # node 5's pod is gone, so its downgrade completes
-    assert cluster_state(emulator, nodes[0]) == "ActivePerformance"
-    assert cluster_state(emulator, nodes[1]) == "DrainingPerformance"
-    assert cluster_state(emulator, nodes[5]) == "ActiveEco"
+    assert cluster_state(cluster, nodes[0]) == "ActivePerformance"
+    assert cluster_state(cluster, nodes[1]) == "DrainingPerformance"
+    assert cluster_state(cluster, nodes[5]) == "ActiveEco"
     this_tick = [t for t in state.read_transitions() if t["tick_id"] == third["tick_id"]]
     assert [t["node"] for t in this_tick if t["result"] == "deferred"] == [nodes[1]]
 
     # When the pod finishes, the next tick completes the downgrade
-    pod = emulator.get_object("pods", "perf-c", "default")
+    pod = cluster.get_object("pods", "perf-c", "default")
     assert pod is not None
     pod["status"] = {"phase": "Succeeded"}
-    emulator.put_object(pod)
+    cluster.put_object(pod)
     ticks.run()
-    assert cluster_state(emulator, nodes[1]) == "ActiveEco"
+    assert cluster_state(cluster, nodes[1]) == "ActiveEco"
     applied = [
         (t["node"], t["from"], t["to"])
         for t in state.read_transitions()
         if t["result"] == "applied"
     ]
     assert (nodes[1], "DrainingPerformance", "ActiveEco") in applied
-    assert_fsm_matches_cluster(state, emulator)
+    assert_fsm_matches_cluster(state, cluster)
 
 
 def test_conflicts_on_node_patches_are_retried_and_counted(
     stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
 ) -> None:
+    # (emulator only: a real server never answers a merge patch without a
+    # resourceVersion with 409; the real 409 path is the profile test below)
     emulator.seed(8, 2, seed=3)
     stack.start_worker("w1")
     emulator.inject("PATCH", r"^/api/v1/nodes/", status=409, times=3)
@@ -231,6 +234,34 @@ def test_conflicts_on_node_patches_are_retried_and_counted(
     assert ticks.counter(metrics.KUBE_RETRIES, reason="conflict") >= 3
     assert ticks.counter(metrics.KUBE_CONFLICTS) >= 3
     assert_fsm_matches_cluster(state, emulator)
+
+
+def test_a_profile_changed_under_the_tick_gets_a_real_409_and_is_reread_and_rewritten(
+    cluster_stack: Stack, cluster: ClusterBed, ticks: TickClient, state: store.RedisStore
+) -> None:
+    # Given four performance nodes with their profiles written
+    cluster.seed(4, 0, seed=3)
+    cluster_stack.configure(static_hp_frac="1")
+    assert cluster_stack.run_cli("reconcile", "--once").returncode == 0
+    assert len(cluster.list_objects("nodepowerprofiles")) == 4
+
+    # When the policy turns them all eco, and someone edits each of the first three
+    # profiles just before the tick's PUT of it (the server itself answers 409)
+    cluster_stack.configure(static_hp_frac="0")
+    cluster_stack.start_worker("w1")
+    cluster.conflict_on_profile_updates(times=3)
+    cluster.reset_counters()
+    report = ticks.run()
+
+    # Then each conflicting PUT was re-read, recomputed and applied; nothing failed
+    conflicts = [r for r in cluster.proxy.requests() if r.method == "PUT" and r.status == 409]
+    assert len(conflicts) == 3
+    assert report["failures"] == {}
+    assert pending_writes(cluster, cluster_stack.env).empty
+    assert {p["spec"]["profile"] for p in cluster.list_objects("nodepowerprofiles")} == {"eco"}
+    assert ticks.counter(metrics.KUBE_CONFLICTS) >= 3
+    assert ticks.counter(metrics.KUBE_RETRIES, reason="conflict") >= 3
+    assert_fsm_matches_cluster(state, cluster)
 
 
 def test_a_500_storm_fails_the_tick_cleanly_and_the_next_tick_converges(
@@ -341,15 +372,15 @@ def test_a_backlog_of_stale_ticks_collapses_into_one_reconcile(
 
 
 def test_reconcile_once_dry_run_changes_nothing_in_the_cluster(
-    stack: Stack, emulator: Emulator, state: store.RedisStore
+    cluster_stack: Stack, cluster: ClusterBed, state: store.RedisStore
 ) -> None:
-    emulator.seed(6, 2, seed=10)
+    cluster.seed(6, 2, seed=10)
     before = {
         n["metadata"]["name"]: n["metadata"]["resourceVersion"]
-        for n in emulator.list_objects("nodes")
+        for n in cluster.list_objects("nodes")
     }
 
-    result = stack.run_cli(
+    result = cluster_stack.run_cli(
         "reconcile", "--once", "--dry-run", "--output", "json", "--at", "1700000000"
     )
 
@@ -359,30 +390,30 @@ def test_reconcile_once_dry_run_changes_nothing_in_the_cluster(
     assert summary["tick_time"] == 1700000000
     assert len(summary["nodes"]) == 6
     assert all(n["write_needed"] for n in summary["nodes"])
-    assert writes_made(emulator) == 0
+    assert writes_made(cluster) == 0
     after = {
         n["metadata"]["name"]: n["metadata"]["resourceVersion"]
-        for n in emulator.list_objects("nodes")
+        for n in cluster.list_objects("nodes")
     }
     assert after == before
-    assert emulator.list_objects("nodepowerprofiles") == []
+    assert cluster.list_objects("nodepowerprofiles") == []
     assert state.lock_holder() is None
 
 
 def test_reconcile_once_writes_then_a_second_run_reconciles_again_without_writes(
-    stack: Stack, emulator: Emulator, state: store.RedisStore
+    cluster_stack: Stack, cluster: ClusterBed, state: store.RedisStore
 ) -> None:
-    emulator.seed(6, 2, seed=11)
+    cluster.seed(6, 2, seed=11)
 
-    first = stack.run_cli("reconcile", "--once", "--output", "json")
-    second = stack.run_cli("reconcile", "--once", "--output", "json")
+    first = cluster_stack.run_cli("reconcile", "--once", "--output", "json")
+    second = cluster_stack.run_cli("reconcile", "--once", "--output", "json")
 
     assert first.returncode == 0, first.stderr
     assert second.returncode == 0, second.stderr
     assert json.loads(first.stdout)["written"] > 0
     assert json.loads(second.stdout)["written"] == 0
-    assert pending_writes(emulator, stack.env).empty
-    assert_fsm_matches_cluster(state, emulator)
+    assert pending_writes(cluster, cluster_stack.env).empty
+    assert_fsm_matches_cluster(state, cluster)
 
 
 def test_reconcile_once_refuses_while_another_tick_holds_the_lock(
@@ -426,3 +457,52 @@ def test_reconcile_once_names_an_unreachable_api_server(stack: Stack, emulator: 
     assert url.split("//")[1] in result.stderr
     assert "Traceback" not in result.stderr
     emulator.start()  # let the fixture stop it again
+
+
+MANAGED = {"joulie.io/managed": "true"}
+
+
+def test_a_deleted_nodes_profile_is_removed_by_the_next_tick(
+    cluster_stack: Stack, cluster: ClusterBed, state: store.RedisStore
+) -> None:
+    # Given three managed nodes with their profiles written
+    for name in ("gone-0", "gone-1", "gone-2"):
+        cluster.create_node(name, labels=MANAGED)
+    assert cluster_stack.run_cli("reconcile", "--once").returncode == 0
+    assert len(cluster.list_objects("nodepowerprofiles")) == 3
+
+    # When one node leaves the cluster
+    assert cluster.delete_object("nodes", "gone-1")
+    cluster.reset_counters()
+    assert cluster_stack.run_cli("reconcile", "--once").returncode == 0
+
+    # Then its profile object is deleted, and only that one
+    names = {p["spec"]["nodeName"] for p in cluster.list_objects("nodepowerprofiles")}
+    assert names == {"gone-0", "gone-2"}
+    assert cluster.counters()[("delete", "nodepowerprofiles")] == 1
+    assert "gone-1" not in state.fsm_records()
+
+
+def test_nodes_whose_names_sanitise_alike_get_distinct_profiles_on_the_server(
+    cluster_stack: Stack, cluster: ClusterBed
+) -> None:
+    # Given nodes whose profile names would collide ("gpu.a" and "gpu-a" → "node-gpu-a")
+    for name in ("gpu-a", "gpu.a", "gpu.a.b"):
+        cluster.create_node(name, labels=MANAGED)
+
+    # When a tick writes their profiles
+    result = cluster_stack.run_cli("reconcile", "--once", "--output", "json")
+    assert result.returncode == 0, result.stderr
+
+    # Then the server holds one valid profile per node; the plain name goes to the node
+    # whose name already is its sanitised form
+    profiles = {
+        p["spec"]["nodeName"]: p["metadata"]["name"]
+        for p in cluster.list_objects("nodepowerprofiles")
+    }
+    assert set(profiles) == {"gpu-a", "gpu.a", "gpu.a.b"}
+    assert len(set(profiles.values())) == 3
+    assert profiles["gpu-a"] == "node-gpu-a"
+    assert profiles["gpu.a"].startswith("node-gpu-a-")
+    second = cluster_stack.run_cli("reconcile", "--once", "--output", "json")
+    assert json.loads(second.stdout)["written"] == 0
