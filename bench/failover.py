@@ -38,8 +38,12 @@ HEADING = "## Redis failover time (Sentinel)"
 COMMAND = ".venv/bin/python -m bench.failover"
 
 
-def run(rounds: int, workdir: Path) -> tuple[list[tuple[float, float, int]], int, list[str]]:
-    """[(to new master, to next completed tick, epoch)], writes audited, violations."""
+Round = tuple[float, float, int, list[str]]
+
+
+def run(rounds: int, workdir: Path) -> tuple[list[Round], int, list[str]]:
+    """[(to new master, to next completed tick, epoch, tick outcomes)], writes audited,
+    violations."""
     cluster = SentinelCluster(workdir / "sentinel").start()
     emulator = Emulator().start()
     stack: Stack | None = None
@@ -64,10 +68,12 @@ def run(rounds: int, workdir: Path) -> tuple[list[tuple[float, float, int]], int
             cluster.wait_failover(old.port)
             to_master = time.monotonic() - fault_at
             cluster.revive(old)
+            sent = len(drive.outcomes)
             to_tick = next_completed(drive, fault_at)
-            rows.append((to_master, to_tick, cluster.epoch()))
+            outcomes = drive.outcomes[sent:]
+            rows.append((to_master, to_tick, cluster.epoch(), outcomes))
             print(f"failover {n + 1}/{rounds}: new master {to_master:.2f} s, "
-                  f"next completed tick {to_tick:.2f} s", file=sys.stderr)  # fmt: skip
+                  f"next completed tick {to_tick:.2f} s {outcomes}", file=sys.stderr)  # fmt: skip
         writes, violations = fence_violations(emulator)
         return rows, writes, violations
     finally:
@@ -89,7 +95,7 @@ def _flip_profiles(emulator: Emulator) -> None:
             )
 
 
-def render(rows: list[tuple[float, float, int]], writes: int, violations: list[str]) -> str:
+def render(rows: list[Round], writes: int, violations: list[str]) -> str:
     masters = [r[0] for r in rows]
     completed = [r[1] for r in rows]
     lines = [
@@ -106,8 +112,11 @@ def render(rows: list[tuple[float, float, int]], writes: int, violations: list[s
         f"| {max(masters):.2f} s |",
         f"| next completed tick | {statistics.median(completed):.2f} s | {max(completed):.2f} s |",
         "",
-        "Per failover (s, to master / to tick): "
-        + ", ".join(f"{a:.1f}/{b:.1f}" for a, b, _ in rows)
+        "Per failover (s, to master / to tick; the ticks sent until one completed when "
+        "more than one): "
+        + ", ".join(
+            f"{a:.1f}/{b:.1f}" + (f" ({', '.join(o)})" if len(o) > 1 else "") for a, b, _, o in rows
+        )
         + f". Sentinel config epoch at the end: {rows[-1][2]}. Fence audit of the API "
         f"server's request log: {writes} writes, {len(violations)} from a stale token.",
         "",

@@ -149,6 +149,25 @@ def _fate(stack: Stack, tick_id: str) -> str | None:
     return None
 
 
+def _stale_master_refuses_a_lock(old: Node) -> str:
+    """Right after SIGCONT, take the lock straight on the replaced master, with the checks
+    Sentinel mode makes (a client that has not noticed the failover); say why it failed."""
+    stale = store.RedisStore(f"redis://127.0.0.1:{old.port}/0")
+    stale.min_replicas = store.MIN_REPLICAS
+    try:
+        stale.client.delete(store.LOCK_KEY)  # so only the replica check can refuse it
+        token = stale.acquire_lock("stale-probe", ttl_s=30)
+    except Exception as e:
+        return (
+            "READONLY: already a replica"
+            if "READONLY" in str(e) or "slave" in str(e)
+            else ("no replica acknowledged it" if "not acknowledged" in str(e) else str(e)[:80])
+        )
+    finally:
+        stale.close()
+    raise AssertionError(f"the replaced master handed out token {token}")
+
+
 def _kill_and_revive(cluster: SentinelCluster) -> tuple[Node, float]:
     old = cluster.master()
     fault_at = time.monotonic()
@@ -306,6 +325,7 @@ def test_master_stalled_past_down_after_is_replaced_and_fences_nothing(
     with sentinel_cluster.stopped(old):
         sentinel_cluster.wait_failover(old.port)
         wait_for(lambda: time.monotonic() - fault_at > STALL_S, what="the stall")
+    refused = _stale_master_refuses_a_lock(old)
 
     took = next_completed(drive, fault_at, timeout=90)
     wait_for(lambda: old.role() == "slave", timeout=30, what="the old master demoted")
@@ -314,8 +334,8 @@ def test_master_stalled_past_down_after_is_replaced_and_fences_nothing(
         reliability, fault="Sentinel: master stalled past down-after",
         action=f"master SIGSTOPped {STALL_S:.0f} s (down-after {DOWN_AFTER_MS} ms) during a "
         "tick's snapshot, then SIGCONT",
-        what="replaced by its replica; back, it confirmed no lock or fence (WAIT: no "
-        "replica) and was demoted to replica by the Sentinels",
+        what=f"replaced by its replica; back, a lock taken straight on it was refused "
+        f"({refused}); the Sentinels demoted it to replica",
         took=took, drive=drive, emulator=emulator, state=sstate, env=sstack.env,
     )  # fmt: skip
     assert found == []
