@@ -188,6 +188,13 @@ class RedisStore:
         try:
             yield
         except redis.RedisError as e:
+            if self._sentinel is not None and isinstance(
+                e, redis.ConnectionError | redis.ReadOnlyError
+            ):
+                # After a failover every idle pooled connection may still point at the
+                # old master (now a replica, or gone): drop them all at once, so the next
+                # command asks the Sentinels instead of failing once per stale connection.
+                self._redis.connection_pool.disconnect(inuse_connections=False)
             raise errors.StateStoreError(
                 f"Redis at {redact_url(self.url)}: {type(e).__name__}: {e}"
             ) from e
