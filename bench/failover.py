@@ -135,9 +135,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.failover", description=__doc__.split("\n")[0])
     parser.add_argument("-n", "--rounds", type=int, default=10, help="failovers (default 10)")
     parser.add_argument("--write", action="store_true", help="record in docs/RELIABILITY.md")
+    parser.add_argument("--keep", type=Path, help="keep the logs (worker, Redis) in this dir")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="joulie-failover-") as tmp:
-        rows, writes, violations = run(args.rounds, Path(tmp))
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        rows, writes, violations = run(args.rounds, args.keep)
+    else:
+        with tempfile.TemporaryDirectory(prefix="joulie-failover-") as tmp:
+            rows, writes, violations = run(args.rounds, Path(tmp))
     text = render(rows, writes, violations)
     print(text)
     if args.write:

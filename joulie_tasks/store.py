@@ -57,7 +57,9 @@ TICK_DATA_TTL_S = 3600
 #: With Sentinel: replicas that must hold the lock, the token and a fence renewal.
 MIN_REPLICAS = 1
 #: How long the master may take to hear from them before the lock / fence is refused.
-WAIT_TIMEOUT_MS = 1000
+#: Longer than a replica's 1 s acknowledgement period: a replica that has just finished
+#: its sync counts for WAIT only from its first periodic acknowledgement on.
+WAIT_TIMEOUT_MS = 2000
 #: Tokens of Sentinel config epoch e are at least e << EPOCH_SHIFT (exact in Lua's doubles
 #: while e < 2**21).
 EPOCH_SHIFT = 32

@@ -11,6 +11,7 @@ logic lives here: see reconcile.py and the pure stage modules.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -241,6 +242,9 @@ def tick(self: Task[Any, Any], scheduled_at: float | None = None, dedup: bool = 
     except errors.StateStoreError as e:
         logger.error("tick skipped: %s", e)
         state.count_later(_FAILED)
+        # Redis may well answer (a lock no replica acknowledged): count the tick now if so.
+        with contextlib.suppress(errors.StateStoreError):
+            state.add_counters({})
         return None
     if ref is None:
         return None
