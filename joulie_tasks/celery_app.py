@@ -9,6 +9,9 @@ settings once in each entry point, before workers fork. Choices and why:
 - Every task has time limits, and the Redis visibility timeout (broker and
   result backend alike) is longer than any of them, so a slow task is never
   redelivered while it still runs; no retry delay comes near it (retrying.py).
+- With a ``sentinel://`` REDIS_URL the broker and the result backend ask the
+  Sentinels for the current master (transport option ``master_name``) and
+  reconnect to the new one after a failover.
 - Beat uses the in-memory scheduler: a restarted beat fires once, it never
   replays the ticks it missed. Ticks expire after one interval, and the tick
   task itself drops duplicates per interval (SET NX), whatever beat does.
@@ -22,7 +25,7 @@ from typing import Any
 from celery import Celery
 from celery.beat import BeatLazyFunc
 
-from joulie_tasks import config
+from joulie_tasks import config, sentinel
 
 TICK_TASK = "joulie.tick"
 STAGE_SOFT_LIMIT_S = 240
@@ -35,11 +38,15 @@ app = Celery("joulie_tasks", include=["joulie_tasks.tasks"])
 
 def celery_config(settings: config.Settings) -> dict[str, Any]:
     """The whole Celery configuration for these settings (a plain dict, testable)."""
-    transport = {"visibility_timeout": VISIBILITY_TIMEOUT_S, "socket_timeout": 10}
+    transport: dict[str, Any] = {"visibility_timeout": VISIBILITY_TIMEOUT_S, "socket_timeout": 10}
+    url = settings.redis_url
+    if settings.uses_sentinel:
+        url = sentinel.celery_url(sentinel.parse_sentinel_url(url))
+        transport["master_name"] = settings.redis_sentinel_master
     interval = settings.reconcile_interval
     return {
-        "broker_url": settings.redis_url,
-        "result_backend": settings.redis_url,
+        "broker_url": url,
+        "result_backend": url,
         "broker_transport_options": transport,
         "result_backend_transport_options": transport,
         "broker_connection_retry_on_startup": True,

@@ -53,7 +53,7 @@ def _fail(message: str, code: int = EXIT_FAILURE) -> int:
 
 
 def _connect_redis(settings: config.Settings) -> store.RedisStore:
-    state = store.RedisStore(settings.redis_url)
+    state = store.RedisStore(settings.redis_url, sentinel_master=settings.redis_sentinel_master)
     state.ping()
     return state
 
@@ -67,7 +67,7 @@ def _wait_for_redis(
 ) -> None:
     """Block until Redis answers, backing off: a worker or beat started before Redis
     waits for it instead of exiting (and crash-looping under its supervisor)."""
-    state = store.RedisStore(settings.redis_url)
+    state = store.RedisStore(settings.redis_url, sentinel_master=settings.redis_sentinel_master)
     delay = 1.0
     try:
         while True:
@@ -126,7 +126,7 @@ def cmd_metrics(settings: config.Settings, args: argparse.Namespace) -> int:
 
     from joulie_tasks import metrics
 
-    state = store.RedisStore(settings.redis_url)
+    state = store.RedisStore(settings.redis_url, sentinel_master=settings.redis_sentinel_master)
     host, port = config.host_port(settings.metrics_addr)
     registry = CollectorRegistry()
 

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from joulie_tasks import durations, errors, models, selectors
+from joulie_tasks import durations, errors, models, selectors, sentinel
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,11 @@ class Settings(BaseSettings):
 
     # --- connections ---------------------------------------------------------------------
     redis_url: str = "redis://127.0.0.1:6379/0"
-    """Broker, result backend, FSM and locks (``redis://`` or ``rediss://``)."""
+    """Broker, result backend, FSM and locks (``redis://`` or ``rediss://``), or the
+    Sentinels of a Sentinel-managed Redis (``sentinel://h1:26379;sentinel://h2:26379``)."""
+    redis_sentinel_master: str | None = None
+    """Name of the master the Sentinels watch; required with (and only with) a
+    ``sentinel://`` REDIS_URL."""
     kubeconfig: str | None = None
     """Path of a kubeconfig; unset means in-cluster service account, else ~/.kube/config."""
     kube_context: str | None = None
@@ -148,9 +152,22 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str) -> str:
+        if sentinel.is_sentinel_url(value):
+            sentinel.parse_sentinel_url(value)  # ValueError: one line naming the problem
+            return value
         if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("expected a redis://, rediss:// or unix:// URL")
+            raise ValueError("expected a redis://, rediss://, unix:// or sentinel:// URL")
         return value
+
+    @field_validator("redis_sentinel_master", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        # compose passes an unset variable as "": that means no Sentinel, not a name.
+        return None if isinstance(value, str) and value == "" else value
+
+    @property
+    def uses_sentinel(self) -> bool:
+        return sentinel.is_sentinel_url(self.redis_url)
 
     # --- derived views -------------------------------------------------------------------
 
@@ -207,6 +224,8 @@ _EXPECTED = {
 def _error_line(error: Mapping[str, Any], env: Mapping[str, str]) -> str:
     name = str(error["loc"][0]).upper() if error["loc"] else "SETTINGS"
     value = env.get(name, error.get("input"))
+    if name == "REDIS_URL" and isinstance(value, str):
+        value = sentinel.redact(value)  # a password never reaches a log line
     ctx = error.get("ctx") or {}
     template = _EXPECTED.get(str(error["type"]))
     if name in ("STATIC_HP_FRAC", "QUEUE_HP_BASE_FRAC") and error["type"] != "float_parsing":
@@ -225,10 +244,28 @@ def read_settings(env: Mapping[str, str] | None = None) -> Settings:
     known = {name.upper() for name in Settings.model_fields}
     values = {k.lower(): v for k, v in source.items() if k in known}
     try:
-        return Settings.model_validate(values)
+        settings = Settings.model_validate(values)
     except ValidationError as e:
         lines = [_error_line(err, source) for err in e.errors()]
         raise errors.ConfigError(sorted(set(lines))) from None
+    if problem := _sentinel_problem(settings):
+        raise errors.ConfigError([problem])
+    return settings
+
+
+def _sentinel_problem(settings: Settings) -> str | None:
+    """REDIS_SENTINEL_MASTER goes with a sentinel:// REDIS_URL, and only with one."""
+    master = settings.redis_sentinel_master
+    if settings.uses_sentinel and not (master and master.strip()):
+        return (
+            f"REDIS_SENTINEL_MASTER={master!r}: expected the name of the master the Sentinels "
+            "watch (REDIS_URL is sentinel://)"
+        )
+    if master is not None and not settings.uses_sentinel:
+        return (
+            f"REDIS_SENTINEL_MASTER={master!r}: expected it unset unless REDIS_URL is sentinel://"
+        )
+    return None
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

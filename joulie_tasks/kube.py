@@ -56,6 +56,17 @@ EVENTS = Resource("/api/v1", "events", namespaced=True)
 
 RequestKey = tuple[str, str, str]  # (verb, resource, outcome)
 
+#: Header naming the tick (``<fencing token> <tick id>``) a request is made for, so an
+#: API server's audit log (and the emulator's request log) can tell stale ticks apart.
+TICK_HEADER = "X-Joulie-Tick"
+_tick_tag: list[str | None] = [None]
+
+
+def set_tick_tag(tag: str | None) -> None:
+    """Name the tick this process's requests belong to from now on (None: no header).
+    One stage runs at a time per worker process, so a process-wide value is enough."""
+    _tick_tag[0] = tag
+
 
 class KubeGateway(Protocol):
     """The port stages use to read and write the cluster."""
@@ -302,6 +313,8 @@ class ApiGateway:
         content_type: str = "application/json",
     ) -> dict[str, Any]:
         headers = {"Accept": "application/json", "Content-Type": content_type}
+        if _tick_tag[0] is not None:
+            headers[TICK_HEADER] = _tick_tag[0]
         method, url, headers, body_out, _ = self._api.param_serialize(
             method,
             path,

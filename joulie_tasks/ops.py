@@ -280,7 +280,7 @@ def cmd_resume(settings: config.Settings, args: argparse.Namespace) -> int:
 
 
 def _connect(settings: config.Settings) -> store.RedisStore:
-    state = store.RedisStore(settings.redis_url)
+    state = store.RedisStore(settings.redis_url, sentinel_master=settings.redis_sentinel_master)
     state.ping()
     return state
 

@@ -6,10 +6,21 @@ must outlive one task (the snapshot of a tick, the count of write batches still
 running, the FSM, metric values) lives here, keyed by tick id where it belongs to
 one tick and expiring with it. FSM updates are compare-and-set on the tick's
 fencing token (Lua), so a stale tick can never overwrite a newer one.
+
+With a Sentinel-managed Redis (``sentinel://`` URL and a master name) every command
+goes to the master the Sentinels name now (redis-py ``Sentinel.master_for``).
+Replication is asynchronous, so what makes a tick the leader must be on a replica
+before it counts: taking the lock and the token, and every fence check, are
+followed by ``WAIT 1`` on the same connection, and no acknowledgement within
+``WAIT_TIMEOUT_MS`` means "not acquired" / "not live". Tokens are raised to at least
+``config-epoch << 32`` of the Sentinels, so they grow across failovers even when
+the last INCR of the old master was lost. docs/ARCHITECTURE.md ("Redis and
+failover") gives the whole argument.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -20,9 +31,10 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import redis
+import redis.sentinel
 from pydantic import BaseModel
 
-from joulie_tasks import errors, gcpause
+from joulie_tasks import errors, gcpause, sentinel
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +54,15 @@ RECENT_TICKS_KEPT = 200
 
 #: Per-tick data outlives any sane tick, then disappears by itself.
 TICK_DATA_TTL_S = 3600
+#: With Sentinel: replicas that must hold the lock, the token and a fence renewal.
+MIN_REPLICAS = 1
+#: How long the master may take to hear from them before the lock / fence is refused.
+#: Longer than a replica's 1 s acknowledgement period: a replica that has just finished
+#: its sync counts for WAIT only from its first periodic acknowledgement on.
+WAIT_TIMEOUT_MS = 2000
+#: Tokens of Sentinel config epoch e are at least e << EPOCH_SHIFT (exact in Lua's doubles
+#: while e < 2**21).
+EPOCH_SHIFT = 32
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -56,7 +77,19 @@ def tick_key(tick_id: str, part: str) -> str:
 
 def redact_url(url: str) -> str:
     """The URL without its password, for logs and error lines."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    return re.sub(r"(://[^:/@;]*:)[^@;]*@", r"\1***@", url)
+
+
+# Take the lock and the next fencing token at once. ARGV[3] is the floor of this
+# Sentinel epoch (0 without Sentinel: a plain INCR): a token is never below it.
+_ACQUIRE = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
+local current = tonumber(redis.call('GET', KEYS[2]) or '0')
+if current < tonumber(ARGV[3]) then redis.call('SET', KEYS[2], ARGV[3]) end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[3], ARGV[1])
+return token
+"""
 
 
 # Renew the lock only while we still hold it.
@@ -106,15 +139,38 @@ return written
 class RedisStore:
     """All of the operator's Redis state behind one small interface."""
 
-    def __init__(self, url: str, *, socket_timeout: float = 5.0) -> None:
+    def __init__(
+        self, url: str, *, socket_timeout: float = 5.0, sentinel_master: str | None = None
+    ) -> None:
         self.url = url
-        self._redis = redis.Redis.from_url(
-            url,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_timeout,
-            health_check_interval=15,
-            decode_responses=False,
-        )
+        self.master_name = sentinel_master
+        self._sentinel: redis.sentinel.Sentinel | None = None
+        options: dict[str, Any] = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_timeout,
+            "health_check_interval": 15,
+            "decode_responses": False,
+        }
+        if sentinel_master is not None:
+            parsed = sentinel.parse_sentinel_url(url)
+            self._sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+                list(parsed.hosts),
+                sentinel_kwargs={"socket_timeout": socket_timeout},
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_timeout,
+            )
+            self._redis: redis.Redis = self._sentinel.master_for(  # type: ignore[no-untyped-call]
+                sentinel_master,
+                db=parsed.db,
+                username=parsed.username,
+                password=parsed.password,
+                **options,
+            )
+        else:
+            self._redis = redis.Redis.from_url(url, **options)
+        #: Replicas that must acknowledge the lock, the token and each fence check.
+        self.min_replicas = MIN_REPLICAS if sentinel_master is not None else 0
+        self._acquire = self._redis.register_script(_ACQUIRE)
         self._renew = self._redis.register_script(_RENEW)
         self._release = self._redis.register_script(_RELEASE)
         self._fence_check = self._redis.register_script(_FENCE_CHECK)
@@ -134,6 +190,13 @@ class RedisStore:
         try:
             yield
         except redis.RedisError as e:
+            if self._sentinel is not None and isinstance(
+                e, redis.ConnectionError | redis.ReadOnlyError
+            ):
+                # After a failover every idle pooled connection may still point at the
+                # old master (now a replica, or gone): drop them all at once, so the next
+                # command asks the Sentinels instead of failing once per stale connection.
+                self._redis.connection_pool.disconnect(inuse_connections=False)
             raise errors.StateStoreError(
                 f"Redis at {redact_url(self.url)}: {type(e).__name__}: {e}"
             ) from e
@@ -151,13 +214,51 @@ class RedisStore:
         return bool(ok)
 
     def acquire_lock(self, tick_id: str, *, ttl_s: float) -> int | None:
-        """Take the leader lock for ``tick_id``; return its fencing token, or None if held."""
+        """Take the leader lock for ``tick_id``; return its fencing token, or None if held.
+
+        With Sentinel the lock and token count only once a replica has them: no
+        acknowledgement in time raises StateStoreError (not acquired; the lock is
+        let go again so the next tick need not wait for it to expire).
+        """
+        floor = self.sentinel_epoch() << EPOCH_SHIFT
         with self._errors():
-            if not self._redis.set(LOCK_KEY, tick_id.encode(), nx=True, px=_ms(ttl_s)):
-                return None
-            token = int(self._redis.incr(FENCE_KEY))
-            self._redis.set(LATEST_TICK_KEY, tick_id.encode())
-        return token
+            pipe = self._redis.pipeline(transaction=False)
+            self._acquire(
+                keys=[LOCK_KEY, FENCE_KEY, LATEST_TICK_KEY],
+                args=[tick_id, _ms(ttl_s), str(floor)],
+                client=pipe,
+            )
+            if self.min_replicas:
+                pipe.wait(self.min_replicas, WAIT_TIMEOUT_MS)
+            results = pipe.execute()
+        if results[0] is None:
+            return None
+        if self.min_replicas and int(results[1]) < self.min_replicas:
+            with contextlib.suppress(errors.StateStoreError):
+                self.release_lock(tick_id)
+            raise errors.StateStoreError(
+                f"Redis at {redact_url(self.url)}: the lock was not acknowledged by "
+                f"{self.min_replicas} replica(s) within {WAIT_TIMEOUT_MS} ms; not acquired"
+            )
+        return int(results[0])
+
+    def sentinel_epoch(self) -> int:
+        """The highest config epoch the reachable Sentinels report for the master (0 without
+        Sentinel); it grows with every failover."""
+        if self._sentinel is None or self.master_name is None:
+            return 0
+        epochs = []
+        for client in self._sentinel.sentinels:
+            with contextlib.suppress(redis.RedisError):
+                state = client.sentinel_master(self.master_name)
+                if isinstance(state, dict):
+                    epochs.append(int(state.get("config-epoch", 0)))
+        if not epochs:
+            raise errors.StateStoreError(
+                f"Redis at {redact_url(self.url)}: no Sentinel answered for "
+                f"master {self.master_name!r}"
+            )
+        return max(epochs)
 
     def swap_leader(self, identity: str) -> bool:
         """Record the process that took the lock; True when it differs from the last one."""
@@ -181,10 +282,18 @@ class RedisStore:
     def holds_fence(self, tick_id: str, token: int, *, ttl_s: float) -> bool:
         """True while ``tick_id`` holds the lock and ``token`` is the newest fence."""
         with self._errors():
-            ok = self._fence_check(
-                keys=[LOCK_KEY, FENCE_KEY], args=[tick_id, str(token), _ms(ttl_s)]
+            pipe = self._redis.pipeline(transaction=False)
+            self._fence_check(
+                keys=[LOCK_KEY, FENCE_KEY], args=[tick_id, str(token), _ms(ttl_s)], client=pipe
             )
-        return bool(ok)
+            if self.min_replicas:
+                # A master cut off from its replicas (one the Sentinels have replaced)
+                # cannot confirm a fence: the renewal it made is acknowledged by nobody.
+                pipe.wait(self.min_replicas, WAIT_TIMEOUT_MS)
+            results = pipe.execute()
+        if self.min_replicas and int(results[1]) < self.min_replicas:
+            return False
+        return bool(results[0])
 
     def latest_tick(self) -> str | None:
         with self._errors():

@@ -11,6 +11,7 @@ logic lives here: see reconcile.py and the pure stage modules.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -48,7 +49,8 @@ def _state() -> store.RedisStore:
         _process.clear()
         _process["pid"] = os.getpid()
     if "store" not in _process:
-        _process["store"] = store.RedisStore(_settings().redis_url)
+        s = _settings()
+        _process["store"] = store.RedisStore(s.redis_url, sentinel_master=s.redis_sentinel_master)
     state: store.RedisStore = _process["store"]
     return state
 
@@ -90,6 +92,10 @@ def _lock_kept_alive(ref: lifecycle.TickRef) -> Iterator[None]:
         thread.join()
 
 
+def _tag(ref: lifecycle.TickRef) -> str:
+    return f"{ref.token} {ref.tick_id}"
+
+
 def _guarded(
     ref_data: dict[str, Any], stage: str, body: Callable[[lifecycle.TickRef], None]
 ) -> None:
@@ -107,6 +113,7 @@ def _guarded(
         logger.warning("tick %s: %s dropped: the tick is no longer current", ref.tick_id, stage)
         raise Ignore()
     try:
+        kube.set_tick_tag(_tag(ref))
         with _lock_kept_alive(ref):
             body(ref)
     except Ignore:
@@ -115,6 +122,7 @@ def _guarded(
         outcome.fail_tick(ref, state=state, stage=stage, error=e)
         raise Ignore() from e
     finally:
+        kube.set_tick_tag(None)
         if "gateway" in _process:
             try:
                 reconcile.flush_requests(_process["gateway"], state)
@@ -191,6 +199,7 @@ def write_batch(ref_data: dict[str, Any], index: int) -> None:
     ref = lifecycle.TickRef.model_validate(ref_data)
     state, settings = _state(), _settings()
     try:
+        kube.set_tick_tag(_tag(ref))
         with _lock_kept_alive(ref):
             result = reconcile.run_batch(
                 ref, index, gateway=_gateway(), state=state, settings=settings
@@ -201,6 +210,7 @@ def write_batch(ref_data: dict[str, Any], index: int) -> None:
         outcome.fail_tick(ref, state=state, stage=f"write batch {index}", error=e)
         raise Ignore() from e
     finally:
+        kube.set_tick_tag(None)
         if "gateway" in _process:
             try:
                 reconcile.flush_requests(_process["gateway"], state)
@@ -232,6 +242,9 @@ def tick(self: Task[Any, Any], scheduled_at: float | None = None, dedup: bool = 
     except errors.StateStoreError as e:
         logger.error("tick skipped: %s", e)
         state.count_later(_FAILED)
+        # Redis may well answer (a lock no replica acknowledged): count the tick now if so.
+        with contextlib.suppress(errors.StateStoreError):
+            state.add_counters({})
         return None
     if ref is None:
         return None

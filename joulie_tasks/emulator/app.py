@@ -241,6 +241,10 @@ class Emulator:
         """Requests served, by (Kubernetes verb, resource), e.g. ("patch", "nodes")."""
         return self.faults.counters()
 
+    def request_log(self) -> list[faults.RequestRecord]:
+        """Every request served, oldest first, with the tick header it carried."""
+        return self.faults.request_log()
+
     def reset_counters(self) -> None:
         self.faults.reset_counters()
 

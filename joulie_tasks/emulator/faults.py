@@ -1,4 +1,4 @@
-"""Fault injection, artificial latency and request counters.
+"""Fault injection, artificial latency, request counters and the request log.
 
 A rule matches an HTTP method (or ``*``) and a regex searched in the request
 *path* (query string excluded). The next ``times`` matching requests (``times=-1``:
@@ -12,7 +12,9 @@ Note for callers: urllib3 (under the official client) by itself retries GETs up 
 3 times on 429/503 responses that carry Retry-After, sleeping as told, so an
 injected throttle on a GET is only seen by the caller when it outlasts those
 retries (``times`` > 3); POST/PUT/PATCH/DELETE see it at once.
-Control endpoints (``/_emulator``) are never faulted or counted.
+Control endpoints (``/_emulator``) are never faulted, counted or logged. The request
+log keeps every served request with its ``X-Joulie-Tick`` header, so a test can
+check which tick (and fencing token) each write came from and when it landed.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from __future__ import annotations
 import itertools
 import re
 import threading
-from collections import Counter
+import time
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +60,22 @@ class FaultRule:
         }
 
 
+#: Requests the log keeps (the oldest go first).
+REQUEST_LOG_KEPT = 100_000
+#: The header a client may name its work with (joulie-tasks: ``<token> <tick id>``).
+TICK_HEADER = "x-joulie-tick"
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One served API request: when, what, and the tick header it carried (if any)."""
+
+    at: float
+    method: str
+    path: str
+    tick: str | None
+
+
 class Faults:
     """Thread-safe rule list, global latency and per-(verb, resource) counters."""
 
@@ -65,6 +84,7 @@ class Faults:
         self._rules: list[FaultRule] = []
         self._ids = itertools.count(1)
         self._counts: Counter[tuple[str, str]] = Counter()
+        self._requests: deque[RequestRecord] = deque(maxlen=REQUEST_LOG_KEPT)
         self.latency_s = latency_ms / 1000
 
     def add(
@@ -135,3 +155,14 @@ class Faults:
     def reset_counters(self) -> None:
         with self._lock:
             self._counts.clear()
+            self._requests.clear()
+
+    def log_request(self, method: str, path: str, tick: str | None) -> None:
+        """Note a request as it is served (after any injected delay)."""
+        with self._lock:
+            self._requests.append(RequestRecord(time.time(), method, path, tick))
+
+    def request_log(self) -> list[RequestRecord]:
+        """The requests served, oldest first (at most REQUEST_LOG_KEPT)."""
+        with self._lock:
+            return list(self._requests)

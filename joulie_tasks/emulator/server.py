@@ -148,6 +148,7 @@ class Handler(BaseHTTPRequestHandler):
                 return
             if rule.status is not None:
                 raise _injected(rule, route)
+        srv.faults.log_request(req.method, req.path, req.headers.get(faults.TICK_HEADER))
         if route is not None and route.verb == "watch":
             srv.rest.schema(route.res)  # 404 while a custom resource's CRD is missing
             watch.serve(self, req, route, srv.rest.store.events)

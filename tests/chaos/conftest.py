@@ -24,6 +24,7 @@ from tests.integration.stack import RedisServer
 REPO = Path(__file__).resolve().parents[2]
 TABLE = REPO / "docs" / "RELIABILITY.md"
 WRITE_ENV = "JOULIE_WRITE_RELIABILITY"
+FAILOVER_HEADING = "## Redis failover time (Sentinel)"
 #: Per-case limit: outages and lock expiries take tens of seconds on a busy 2-core box.
 CASE_TIMEOUT_S = 180
 
@@ -53,6 +54,7 @@ _MODULES = (
     "test_redis",
     "test_api",
     "test_lock",
+    "test_sentinel",
     "test_nodes",
     "test_hostile",
     "test_config",
@@ -124,7 +126,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not _ROWS:
         return
     TABLE.parent.mkdir(exist_ok=True)
-    TABLE.write_text(render(sorted(_ROWS.values(), key=lambda r: r.order)))
+    # bench/failover.py owns a section after the table: keep it.
+    kept = TABLE.read_text().partition(FAILOVER_HEADING)[1:] if TABLE.exists() else ("", "")
+    table = render(sorted(_ROWS.values(), key=lambda r: r.order))
+    TABLE.write_text(table + ("\n" + "".join(kept) if kept[0] else ""))
     print(f"\nwrote {TABLE.relative_to(REPO)} ({len(_ROWS)} faults)")
 
 

@@ -35,6 +35,8 @@ INVALID = {
     "ECO_CAP_WATTS": "-120",
     "METRICS_ADDR": "8081",
     "REDIS_URL": "http://127.0.0.1:6379",
+    # A master's name without a sentinel:// REDIS_URL (the test's URL is redis://).
+    "REDIS_SENTINEL_MASTER": "joulie",
     "KUBE_REQUEST_TIMEOUT": "0s",
     "KUBE_POOL_SIZE": "0",
     "LOCK_TTL": "-5s",

@@ -141,8 +141,10 @@ def test_two_releases_in_one_namespace_do_not_collide() -> None:
 
 
 def _settings_keys() -> set[str]:
-    # In the cluster the worker uses its ServiceAccount: no kubeconfig or context.
-    return helpers.settings_env_names() - {"KUBECONFIG", "KUBE_CONTEXT"}
+    # In the cluster the worker uses its ServiceAccount: no kubeconfig or context. The
+    # Sentinel master's name is there only with externalRedis.sentinelMaster
+    # (test_chart_sentinel.py).
+    return helpers.settings_env_names() - {"KUBECONFIG", "KUBE_CONTEXT", "REDIS_SENTINEL_MASTER"}
 
 
 def test_configmap_carries_every_setting_with_the_operator_defaults() -> None:

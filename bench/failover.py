@@ -1,0 +1,154 @@
+"""``python -m bench.failover``: Redis failover time under a running operator.
+
+    .venv/bin/python -m bench.failover                 # 10 failovers, prints the table
+    .venv/bin/python -m bench.failover -n 12 --write   # and records it in docs/RELIABILITY.md
+
+A Sentinel-managed Redis on loopback (master, replica, three Sentinels; down-after
+1 s, failover-timeout 3 s: tests/integration/sentinel_cluster.py), the API
+emulator (8 managed nodes) and one real worker process. Each round SIGKILLs the
+current master, restarts it as a replica of the new one (what a pod restart does)
+and sends ticks the way beat would until one completes (every node's profile label is
+flipped by hand before each kill, so that tick has writes to make). Two times per round, both
+from the kill: until the new master answers as master, and until the next tick
+completed (this one includes the restart of the killed server: the lock and each
+fence need a replica's acknowledgement). The fence audit of the emulator's
+request log covers the whole run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from joulie_tasks import store
+from joulie_tasks.emulator import Emulator
+from tests.chaos.failover import fence_violations, next_completed
+from tests.chaos.harness import Driver
+from tests.integration.conftest import TickClient
+from tests.integration.sentinel_cluster import DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS, SentinelCluster
+from tests.integration.stack import Stack
+
+REPO = Path(__file__).resolve().parents[1]
+TABLE = REPO / "docs" / "RELIABILITY.md"
+HEADING = "## Redis failover time (Sentinel)"
+COMMAND = ".venv/bin/python -m bench.failover"
+
+
+Round = tuple[float, float, int, list[str]]
+
+
+def run(rounds: int, workdir: Path) -> tuple[list[Round], int, list[str]]:
+    """[(to new master, to next completed tick, epoch, tick outcomes)], writes audited,
+    violations."""
+    cluster = SentinelCluster(workdir / "sentinel").start()
+    emulator = Emulator().start()
+    stack: Stack | None = None
+    state = store.RedisStore(cluster.url, sentinel_master=cluster.master_name)
+    ticks = TickClient(cluster.url, state)
+    ticks.app.conf.broker_transport_options = {"master_name": cluster.master_name}
+    try:
+        kubeconfig = emulator.write_kubeconfig(workdir / "kubeconfig")
+        stack = Stack(tmp=workdir, redis_server=cluster, kubeconfig=kubeconfig)  # type: ignore[arg-type]
+        stack.configure(redis_sentinel_master=cluster.master_name, lock_ttl="4s")
+        emulator.seed(8, 1, seed=90)
+        stack.start_worker("w1")
+        drive = Driver(ticks, state, emulator, stack.env)
+        drive.converge(max_ticks=2)
+        rows = []
+        for n in range(rounds):
+            cluster.wait_healthy()
+            _flip_profiles(emulator)  # so the tick after the failover has writes to make
+            old = cluster.master()
+            fault_at = time.monotonic()
+            old.kill()
+            cluster.wait_failover(old.port)
+            to_master = time.monotonic() - fault_at
+            cluster.revive(old)
+            sent = len(drive.outcomes)
+            to_tick = next_completed(drive, fault_at)
+            outcomes = drive.outcomes[sent:]
+            rows.append((to_master, to_tick, cluster.epoch(), outcomes))
+            print(f"failover {n + 1}/{rounds}: new master {to_master:.2f} s, "
+                  f"next completed tick {to_tick:.2f} s {outcomes}", file=sys.stderr)  # fmt: skip
+        writes, violations = fence_violations(emulator)
+        return rows, writes, violations
+    finally:
+        ticks.app.close()
+        state.close()
+        if stack is not None:
+            stack.stop()
+        emulator.stop()
+        cluster.stop()
+
+
+def _flip_profiles(emulator: Emulator) -> None:
+    for node in emulator.list_objects("nodes"):
+        profile = node["metadata"]["labels"].get("joulie.io/power-profile")
+        if profile:
+            flipped = "eco" if profile == "performance" else "performance"
+            emulator.mutate_node_labels(
+                node["metadata"]["name"], {"joulie.io/power-profile": flipped}
+            )
+
+
+def render(rows: list[Round], writes: int, violations: list[str]) -> str:
+    masters = [r[0] for r in rows]
+    completed = [r[1] for r in rows]
+    lines = [
+        HEADING,
+        "",
+        f"Measured by `{COMMAND} -n {len(rows)} --write` (bench/failover.py): {len(rows)} "
+        f"failovers in a row under one worker, Sentinel down-after {DOWN_AFTER_MS} ms, "
+        f"failover-timeout {FAILOVER_TIMEOUT_MS} ms; the killed master is restarted at once "
+        "as a replica of the new one (a pod restart). Times are from the SIGKILL.",
+        "",
+        "| | median | worst |",
+        "|---|---|---|",
+        f"| new master answers as master | {statistics.median(masters):.2f} s "
+        f"| {max(masters):.2f} s |",
+        f"| next completed tick | {statistics.median(completed):.2f} s | {max(completed):.2f} s |",
+        "",
+        "Per failover (s, to master / to tick; the ticks sent until one completed when "
+        "more than one): "
+        + ", ".join(
+            f"{a:.1f}/{b:.1f}" + (f" ({', '.join(o)})" if len(o) > 1 else "") for a, b, _, o in rows
+        )
+        + f". Sentinel config epoch at the end: {rows[-1][2]}. Fence audit of the API "
+        f"server's request log: {writes} writes, {len(violations)} from a stale token.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_section(text: str) -> None:
+    """Replace (or append) the failover section of docs/RELIABILITY.md."""
+    current = TABLE.read_text() if TABLE.exists() else ""
+    head = current.split(HEADING, 1)[0].rstrip("\n")
+    TABLE.write_text((head + "\n\n" if head else "") + text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.failover", description=__doc__.split("\n")[0])
+    parser.add_argument("-n", "--rounds", type=int, default=10, help="failovers (default 10)")
+    parser.add_argument("--write", action="store_true", help="record in docs/RELIABILITY.md")
+    parser.add_argument("--keep", type=Path, help="keep the logs (worker, Redis) in this dir")
+    args = parser.parse_args(argv)
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        rows, writes, violations = run(args.rounds, args.keep)
+    else:
+        with tempfile.TemporaryDirectory(prefix="joulie-failover-") as tmp:
+            rows, writes, violations = run(args.rounds, Path(tmp))
+    text = render(rows, writes, violations)
+    print(text)
+    if args.write:
+        write_section(text)
+    return 1 if violations else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
