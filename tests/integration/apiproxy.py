@@ -77,6 +77,7 @@ class ApiProxy:
         self._lock = threading.Lock()
         self._log: list[Request] = []
         self._hooks: list[_Hook] = []
+        self._in_flight = 0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -102,6 +103,11 @@ class ApiProxy:
     def counters(self) -> Counter[tuple[str, str]]:
         """Requests by (verb, resource), like the emulator's own counters."""
         return Counter((r.verb, r.resource) for r in self.requests())
+
+    def idle(self) -> bool:
+        """True when no request is being forwarded (every answer so far is logged)."""
+        with self._lock:
+            return self._in_flight == 0
 
     def reset(self) -> None:
         with self._lock:
@@ -139,6 +145,15 @@ class ApiProxy:
         return http.client.HTTPConnection(self._upstream_host, self._upstream_port, timeout=60)
 
     def _forward(self, handler: BaseHTTPRequestHandler) -> None:
+        with self._lock:
+            self._in_flight += 1
+        try:
+            self._forward_one(handler)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _forward_one(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else None
         hook = self._take_hook(handler.command, handler.path)

@@ -174,6 +174,7 @@ def test_node_events_tell_applied_and_newly_deferred_transitions(
     }
 
     # And a deferral that continues is not announced again
+    wait_for(cluster.proxy.idle, what="the proxy to log the last event")
     cluster.reset_counters()
     report = ticks.run()
     assert report["failures"] == {}
