@@ -190,10 +190,11 @@ class SentinelCluster:
 
     def wait_healthy(self, *, timeout: float = 40) -> None:
         """Every Sentinel knows the other two and sees the replica in sync and usable
-        (a failover can pick it)."""
-        master, replica = self.master(), self.replica()
+        (a failover can pick it). Roles are read afresh on every check: on a loaded
+        machine a 1 s down-after can trigger a second failover while we wait."""
 
         def ready() -> bool:
+            master, replica = self.master(), self.replica()
             if master.role() != "master" or not self._link_up(replica):
                 return False
             for s in self.sentinels:
