@@ -20,7 +20,7 @@ import time
 import redis
 
 from joulie_tasks import cache_store
-from joulie_tasks.emulator import Emulator, resources
+from joulie_testbed.emulator import Emulator, resources
 
 
 def main() -> int:

@@ -8,11 +8,13 @@ naming the URL and exit 1: no traceback, no crash loop.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from joulie_tasks import (
     __version__,
@@ -23,6 +25,7 @@ from joulie_tasks import (
     models,
     ops,
     reconcile,
+    retrying,
     store,
 )
 
@@ -58,26 +61,13 @@ def _connect_redis(settings: config.Settings) -> store.RedisStore:
     return state
 
 
-#: Longest pause between two attempts of a long-running process to reach Redis.
-REDIS_WAIT_MAX_S = 30.0
-
-
 def _wait_for_redis(
     settings: config.Settings, *, sleep: Callable[[float], None] = time.sleep
 ) -> None:
-    """Block until Redis answers, backing off: a worker or beat started before Redis
-    waits for it instead of exiting (and crash-looping under its supervisor)."""
+    """Block until Redis answers, backing off (retrying.until_reachable)."""
     state = store.RedisStore(settings.redis_url, sentinel_master=settings.redis_sentinel_master)
-    delay = 1.0
     try:
-        while True:
-            try:
-                state.ping()
-                return
-            except errors.StateStoreError as e:
-                logger.warning("waiting for Redis (retrying in %.0fs): %s", delay, e)
-                sleep(delay)
-                delay = min(delay * 2, REDIS_WAIT_MAX_S)
+        retrying.until_reachable("Redis", sleep=sleep)(state.ping)
     finally:
         state.close()
 
@@ -257,10 +247,25 @@ def _print_report(report: lifecycle.TickReport, needs: set[models.NodeName]) -> 
     )
 
 
-def cmd_demo(settings: config.Settings, args: argparse.Namespace) -> int:
-    from joulie_tasks import demo
+#: Where subcommands from other distributions register (the test bed's ``demo``).
+COMMANDS_GROUP = "joulie_tasks.commands"
+DEMO_MISSING = (
+    "the demo is part of the test bed: install it with "
+    "`pip install -e ./testbed` in a checkout (or run scripts/demo.sh)"
+)
 
-    return demo.run(settings, args)
+
+def cmd_demo_missing(settings: config.Settings, args: argparse.Namespace) -> int:
+    return _fail(DEMO_MISSING)
+
+
+def _plugin_commands(sub: Any) -> set[str]:
+    """Let installed distributions add subcommands (entry points); returns their names."""
+    found = set()
+    for entry in importlib.metadata.entry_points(group=COMMANDS_GROUP):
+        entry.load()(sub)
+        found.add(entry.name)
+    return found
 
 
 # --- parser -------------------------------------------------------------------------------
@@ -300,11 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--at", type=parse_time, help="tick time: Unix seconds or ISO 8601")
     rec.set_defaults(handler=cmd_reconcile)
 
-    from joulie_tasks import demo
-
-    dem = sub.add_parser("demo", help="watch the real operator run on an emulated cluster")
-    demo.add_arguments(dem)
-    dem.set_defaults(handler=cmd_demo)
+    if "demo" not in _plugin_commands(sub):
+        dem = sub.add_parser(
+            "demo", help="(needs the test bed) the operator on an emulated cluster"
+        )
+        dem.set_defaults(handler=cmd_demo_missing, passthrough=True)
 
     ops.register(sub, output={"choices": ("table", "json"), "default": "table"})
     return parser

@@ -100,3 +100,26 @@ def conflict_retry(
         reraise=True,
         before_sleep=_before_sleep(label, attempts, on_retry),
     )
+
+
+#: Longest pause between two attempts of a long-running process to reach a dependency.
+WAIT_MAX_S = 30.0
+
+
+def until_reachable(what: str, *, sleep: Callable[[float], None] = time.sleep) -> tenacity.Retrying:
+    """Retry without end on ``StateStoreError``, 1 s doubling to ``WAIT_MAX_S``: a worker
+    or beat started before Redis waits for it instead of exiting (and crash-looping under
+    its supervisor). Logs "waiting for <what> (retrying in Ns)" before each pause."""
+
+    def log(state: tenacity.RetryCallState) -> None:
+        delay = state.next_action.sleep if state.next_action else 0.0
+        error = state.outcome.exception() if state.outcome else None
+        logger.warning("waiting for %s (retrying in %.0fs): %s", what, delay, error)
+
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(errors.StateStoreError),
+        wait=tenacity.wait_exponential(multiplier=1, min=1, max=WAIT_MAX_S),
+        before_sleep=log,
+        sleep=sleep,
+        reraise=True,
+    )

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.envtest.controlplane import HOW_TO_GET_ASSETS, ControlPlane, find_assets
+from joulie_testbed.controlplane import HOW_TO_GET_ASSETS, ControlPlane, find_assets
 
 _GROUPS = ("unit", "integration", "chaos", "envtest")
 

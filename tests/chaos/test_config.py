@@ -17,8 +17,9 @@ import sys
 import pytest
 
 from joulie_tasks import config
+from joulie_testbed.procs import free_port
+from tests import REPO
 from tests.chaos.conftest import Row
-from tests.integration.stack import REPO, free_port
 
 INVALID = {
     "RECONCILE_INTERVAL": "5 minutes",

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 
 from joulie_tasks import naming, store
-from joulie_tasks.emulator import Emulator
-from joulie_tasks.emulator.seed import make_pod
+from joulie_testbed.emulator import Emulator
+from joulie_testbed.emulator.seed import make_pod
+from joulie_testbed.procs import Stack
 from tests.chaos.conftest import Row
 from tests.chaos.harness import Driver, lost, managed_profiles, problems
 from tests.integration.conftest import TickClient
-from tests.integration.stack import Stack
 
 PROFILE_KEY = "joulie.io/power-profile"
 LONG_NAME = ".".join(["a" * 63] * 3) + "." + "b" * 61  # 253 characters, a valid name

@@ -20,11 +20,11 @@ from celery import Celery
 from kubernetes import client as k8s
 
 from joulie_tasks import guard, store
-from joulie_tasks.emulator import Emulator
-from tests.envtest.controlplane import ControlPlane
+from joulie_testbed.controlplane import ControlPlane
+from joulie_testbed.emulator import Emulator
+from joulie_testbed.procs import RedisServer, Stack, wait_for
 from tests.integration.apiproxy import ApiProxy
 from tests.integration.cluster import ClusterBed
-from tests.integration.stack import RedisServer, Stack, wait_for
 
 CRD = Path(__file__).resolve().parents[2] / "deploy" / "crd" / "nodepowerprofiles.yaml"
 

@@ -25,9 +25,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from joulie_tasks import cache_store, config, decide, snapshot, store, watcher
-from joulie_tasks.emulator import seed as seeding
+from joulie_testbed.emulator import seed as seeding
+from joulie_testbed.procs import RedisServer
 from tests.fakes import FakeKube
-from tests.integration.stack import RedisServer
 
 pytestmark = pytest.mark.slow
 

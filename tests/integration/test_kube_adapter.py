@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from joulie_tasks import errors, kube
-from joulie_tasks.emulator import Emulator
+from joulie_testbed.emulator import Emulator
 
 
 @pytest.fixture

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from joulie_tasks import cache_store, cache_tick, store
-from joulie_tasks.emulator import Emulator
+from joulie_testbed.emulator import Emulator
+from joulie_testbed.procs import Proc, Stack, wait_for
 from tests.integration.conftest import TickClient
-from tests.integration.stack import Proc, Stack, wait_for
 from tests.integration.test_workflow import pending_writes
 
 pytestmark = pytest.mark.slow

@@ -29,10 +29,10 @@ from joulie_tasks import (
     store,
     write,
 )
-from joulie_tasks.emulator import Emulator
+from joulie_testbed.emulator import Emulator
+from joulie_testbed.procs import Stack, wait_for
 from tests.integration.cluster import ClusterBed
 from tests.integration.conftest import TickClient, cluster_state
-from tests.integration.stack import Stack, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from joulie_tasks import cache, cache_tick, classify, models, selectors, snapshot_parse
-from joulie_tasks.emulator import seed as seeding
+from joulie_testbed.emulator import seed as seeding
 
 
 def _pod(

@@ -26,10 +26,11 @@ from kubernetes import client as k8s
 from kubernetes import dynamic
 from kubernetes.client.rest import ApiException
 
-from tests.envtest.controlplane import ControlPlane
+from joulie_testbed.controlplane import ControlPlane
+from joulie_testbed.procs import RedisServer, wait_for
+from tests import REPO
 from tests.integration.deploy import chart
 from tests.integration.deploy.test_rbac import used_permissions
-from tests.integration.stack import REPO, RedisServer, wait_for
 
 pytestmark = [pytest.mark.envtest, pytest.mark.slow]
 

@@ -21,13 +21,13 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
-from joulie_tasks.emulator import seed as seeding
+from joulie_testbed.controlplane import ControlPlane
+from joulie_testbed.emulator import seed as seeding
+from joulie_testbed.procs import RedisServer, Stack, wait_for
 from tests.envtest import apply
-from tests.envtest.controlplane import ControlPlane
 from tests.integration.apiproxy import ApiProxy
 from tests.integration.cluster import ClusterBed
 from tests.integration.conftest import TickClient
-from tests.integration.stack import RedisServer, Stack, wait_for
 
 pytestmark = [pytest.mark.envtest, pytest.mark.slow]
 

@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from joulie_tasks.emulator import Emulator, seed
+from joulie_testbed.emulator import Emulator, seed
 
 
 def test_same_seed_same_cluster_and_different_seed_differs() -> None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from joulie_tasks.emulator import errors, resources, selection, watch
+from joulie_testbed.emulator import errors, resources, selection, watch
 
 Obj = dict[str, Any]
 #: The field path lists can look up through an index instead of a scan (pods only).

@@ -33,10 +33,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from joulie_tasks.emulator import errors, resources, selection
+from joulie_testbed.emulator import errors, resources, selection
 
 if TYPE_CHECKING:
-    from joulie_tasks.emulator import api, server, store
+    from joulie_testbed.emulator import api, server, store
 
 #: Events kept for resuming watches (older resourceVersions answer 410).
 DEFAULT_WINDOW = 200_000

@@ -1,4 +1,4 @@
-"""``python -m joulie_tasks.emulator``: run the emulator as its own process.
+"""``python -m joulie_testbed.emulator``: run the emulator as its own process.
 
 Writes the kubeconfig first, then prints exactly one ready line
 (``emulator listening on http://HOST:PORT``) so a parent can wait for it; exits 0 on
@@ -15,11 +15,11 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from joulie_tasks.emulator import app
+from joulie_testbed.emulator import app
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m joulie_tasks.emulator", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m joulie_testbed.emulator", description=__doc__)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
     p.add_argument("--kubeconfig", help="write a kubeconfig for this emulator here")

@@ -12,7 +12,7 @@ control (``/_emulator`` endpoints and RemoteEmulator), faults, seed, validation,
 selection, patching, resources, conversion.
 """
 
-from joulie_tasks.emulator.app import ConcurrentWriter, Emulator
-from joulie_tasks.emulator.control import RemoteEmulator
+from joulie_testbed.emulator.app import ConcurrentWriter, Emulator
+from joulie_testbed.emulator.control import RemoteEmulator
 
 __all__ = ["ConcurrentWriter", "Emulator", "RemoteEmulator"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from joulie_tasks.emulator import resources
+from joulie_testbed.emulator import resources
 
 REASONS = {
     400: "BadRequest",

@@ -19,10 +19,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from joulie_tasks.emulator import api, errors, faults, resources, store, watch
+from joulie_testbed.emulator import api, errors, faults, resources, store, watch
 
 if TYPE_CHECKING:
-    from joulie_tasks.emulator import control
+    from joulie_testbed.emulator import control
 
 logger = logging.getLogger(__name__)
 

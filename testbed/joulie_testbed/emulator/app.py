@@ -1,7 +1,7 @@
 """The ``Emulator``: store + REST layer + HTTP server + test controls, in one object.
 
 Runs in a background thread of the test process (``start()``), or as its own
-process via ``python -m joulie_tasks.emulator``. Either way other processes (Celery
+process via ``python -m joulie_testbed.emulator``. Either way other processes (Celery
 workers) reach it through the kubeconfig from ``write_kubeconfig``. The test
 controls here are mirrored over HTTP under ``/_emulator`` (see control.py).
 """
@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from joulie_tasks.emulator import (
+from joulie_testbed.emulator import (
     api,
     control,
     conversion,
@@ -32,7 +32,7 @@ from joulie_tasks.emulator import (
     store,
     watch,
 )
-from joulie_tasks.emulator import seed as seeding
+from joulie_testbed.emulator import seed as seeding
 
 logger = logging.getLogger(__name__)
 

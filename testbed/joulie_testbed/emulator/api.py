@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from joulie_tasks.emulator import (
+from joulie_testbed.emulator import (
     conversion,
     errors,
     patching,

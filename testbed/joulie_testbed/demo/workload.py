@@ -25,8 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from joulie_tasks.emulator import Emulator
-from joulie_tasks.emulator import seed as seeding
+from joulie_testbed.emulator import Emulator
+from joulie_testbed.emulator import seed as seeding
 
 NAMESPACE = "demo"
 MANAGED_LABEL = ("joulie.io/managed", "true")

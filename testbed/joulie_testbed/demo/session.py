@@ -2,7 +2,7 @@
 
 Why a class: the clean-up must know exactly what was started, whatever the point
 of failure or interruption, so each resource is recorded on the session the
-moment it exists (under ``demo_procs.Critical``) and ``stop`` undoes only those,
+moment it exists (under ``children.Critical``) and ``stop`` undoes only those,
 in reverse dependency order: beat (no new ticks), worker, redis-server, emulator.
 
 The loop polls ``recent_ticks()`` for a finished tick (never sleeping a fixed
@@ -20,19 +20,11 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from joulie_tasks import (
-    config,
-    demo,
-    demo_png,
-    demo_procs,
-    demo_view,
-    demo_workload,
-    emulator,
-    errors,
-    metrics,
-    models,
-)
+from joulie_tasks import config, errors, metrics, models
 from joulie_tasks import store as store_mod
+from joulie_testbed import emulator, procs
+from joulie_testbed.demo import chart, children, options, view
+from joulie_testbed.demo import workload as demo_workload
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +46,12 @@ class Session:
     def __init__(
         self,
         *,
-        opts: demo.Options,
+        opts: options.Options,
         operator: config.Settings,
         fallback_redis_url: str,
         env: Mapping[str, str],
         workdir: Path,
-        style: demo_view.Style,
+        style: view.Style,
     ) -> None:
         self.opts = opts
         self.operator = operator
@@ -68,11 +60,11 @@ class Session:
         self.workdir = workdir
         self.style = style
         self.emulator: emulator.Emulator | None = None
-        self.redis: demo_procs.Child | None = None
-        self.children: list[demo_procs.Child] = []
+        self.redis: procs.RedisServer | None = None
+        self.children: list[procs.Proc] = []
         self.state: store_mod.RedisStore | None = None
         self.workload: demo_workload.Workload | None = None
-        self.totals = demo_view.Totals()
+        self.totals = view.Totals()
         self.samples: list[tuple[int, int, int]] = []  # (performance, draining, demand)
         self.counters: dict[str, float] | None = None
         self.states: dict[str, str] = {}
@@ -80,11 +72,11 @@ class Session:
     # --- start ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        print(demo.describe(self.opts, self.env), flush=True)
+        print(options.describe(self.opts, self.env), flush=True)
         url = self._redis_url()
         self.env["REDIS_URL"] = url
         self.state = store_mod.RedisStore(url)
-        with demo_procs.Critical():
+        with children.Critical():
             self.emulator = emulator.Emulator().start()
         kubeconfig = self.emulator.write_kubeconfig(self.workdir / "kubeconfig")
         self.env["KUBECONFIG"] = str(kubeconfig)
@@ -102,13 +94,18 @@ class Session:
         self.workload.step(0)
         kinds = ("worker", "beat", "watch") if self.opts.watch else ("worker", "beat")
         for kind in kinds:
-            with demo_procs.Critical():
-                child = demo_procs.start_operator(
-                    kind, env=self.env, workdir=self.workdir, log_level=self.opts.log_level
+            with children.Critical():
+                child = procs.start_operator(
+                    kind,
+                    env=self.env,
+                    log=self.workdir / f"{kind}.log",
+                    node_name="demo",
+                    concurrency=2,
+                    log_level=self.opts.log_level,
                 )
                 self.children.append(child)
             print(f"demo: started {kind} pid {child.pid}", flush=True)
-            child.wait_for_log(demo_procs.READY_TEXT[kind], timeout=demo.READY_TIMEOUT_S)
+            child.wait_for_log(procs.READY_TEXT[kind], timeout=options.READY_TIMEOUT_S)
         watcher = (
             "; the watcher feeds the cache and kicks a tick when demand changes"
             if self.opts.watch
@@ -124,20 +121,21 @@ class Session:
         if self.opts.redis_url is not None:
             return self._shared_redis(self.opts.redis_url, why=None)
         try:
-            with demo_procs.Critical():
-                self.redis, url = demo_procs.spawn_redis(self.workdir, env=self.env)
-        except demo_procs.RedisMissing as e:
+            with children.Critical():
+                self.redis = procs.RedisServer(self.workdir / "redis").spawn(env=self.env)
+        except procs.RedisMissing as e:
             return self._shared_redis(self.fallback_redis_url, why=str(e))
+        url = self.redis.url
         print(f"demo: started redis-server pid {self.redis.pid} ({url})", flush=True)
-        demo_procs.await_redis(self.redis, url)
+        self.redis.await_ready()
         return url
 
     def _shared_redis(self, url: str, *, why: str | None) -> str:
-        problem = demo_procs.check_shared_redis(url)
+        problem = children.check_shared_redis(url)
         shown = store_mod.redact_url(url)
         if problem is not None:
             prefix = f"{why}, and REDIS_URL cannot be used: " if why else ""
-            raise demo_procs.DemoError(prefix + store_mod.redact_url(problem))
+            raise children.DemoError(prefix + store_mod.redact_url(problem))
         print(f"demo: using the empty Redis at {shown} (its keys stay afterwards)", flush=True)
         return url
 
@@ -155,7 +153,7 @@ class Session:
                 for child in self.children:
                     child.check()
                 if time.monotonic() > deadline:
-                    raise demo_procs.DemoError(
+                    raise children.DemoError(
                         f"no tick finished within {budget:.0f}s; see {self.workdir}/worker.log"
                     )
                 time.sleep(POLL_S)
@@ -183,7 +181,7 @@ class Session:
             if spec.get("nodeName") and cap is not None:
                 caps[spec["nodeName"]] = float(cap)
         self.totals.add(tick)
-        view = demo_view.TickView(
+        shown = view.TickView(
             number=self.totals.ticks,
             total=self.opts.ticks,
             tick=tick,
@@ -200,19 +198,19 @@ class Session:
             previous=dict(self.states),
         )
         self.states = {node: str(r.get("state")) for node, r in fsm.items()}
-        print("\n".join(demo_view.tick_lines(view, self.style)), flush=True)
+        print("\n".join(view.tick_lines(shown, self.style)), flush=True)
         states = [str(r.get("state")) for r in fsm.values()]
         self.samples.append(
             (
                 states.count(models.NodeState.ACTIVE_PERFORMANCE.value),
                 states.count(models.NodeState.DRAINING_PERFORMANCE.value),
-                view.demand if view.demand is not None else 0,
+                shown.demand if shown.demand is not None else 0,
             )
         )
 
     def _started(self) -> tuple[store_mod.RedisStore, demo_workload.Workload, emulator.Emulator]:
         if self.state is None or self.workload is None or self.emulator is None:
-            raise demo_procs.DemoError("the demo was not started")
+            raise children.DemoError("the demo was not started")
         return self.state, self.workload, self.emulator
 
     def _model(self, tick_id: str, part: str, kind: type[ModelT]) -> ModelT | None:
@@ -247,14 +245,12 @@ class Session:
         if self.emulator is None and not self.children:
             return
         print("", flush=True)
-        line = demo_view.summary_line(
-            self.totals, requested=self.opts.ticks, interrupted=interrupted
-        )
+        line = view.summary_line(self.totals, requested=self.opts.ticks, interrupted=interrupted)
         print(self.style.paint(line, "\033[1m"), flush=True)
         if self.counters is not None:
-            print(demo_view.counter_line(self.counters, _COUNTERS), flush=True)
+            print(view.counter_line(self.counters, _COUNTERS), flush=True)
         if self.samples:
-            data = demo_png.ChartData(
+            data = chart.ChartData(
                 performance_nodes=[s[0] for s in self.samples],
                 draining_nodes=[s[1] for s in self.samples],
                 demand_pods=[s[2] for s in self.samples],
@@ -263,7 +259,7 @@ class Session:
                 title=f"JOULIE-TASKS DEMO: {self.opts.policy}, {self.opts.nodes} NODES",
             )
             try:
-                path = demo_png.write_chart(self.opts.png, data)
+                path = chart.write_chart(self.opts.png, data)
                 print(f"chart: {path.resolve()}", flush=True)
             except OSError as e:
                 print(f"chart: cannot write {self.opts.png}: {e}", flush=True)

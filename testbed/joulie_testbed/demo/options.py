@@ -1,44 +1,17 @@
-"""``joulie-tasks demo``: the real operator on an emulated cluster, watched tick by tick.
+"""The demo's options: the command line, the settings the operator runs with, one summary line.
 
-Why: a newcomer should see the operator decide in one command, without a cluster.
-The demo runs the same processes as production — a Celery worker and beat
-(``python -m joulie_tasks worker|beat``) on a Redis — against the in-package API
-emulator (a thread of this process, reached through a written kubeconfig). It
-seeds a small cluster, changes the workload between ticks (demo_workload.py),
-prints each finished tick as a table with its transitions highlighted
-(demo_view.py), and ends with a summary and a PNG chart (demo_png.py).
-
-Redis: a private ``redis-server`` on a free loopback port (no persistence) is
-started whenever the binary exists, because the operator's keys and Celery's
-queue have fixed names that would mix with any other user of a shared Redis.
-``--redis-url`` (or, without the binary, ``REDIS_URL``) is used only when that
-database is empty.
-
-Every exit path — success, error, Ctrl-C (exit 130), SIGTERM (143) — stops beat,
-the worker (whole process groups), redis-server and the emulator, in that order,
-and still prints the summary of the ticks seen so far. Logs of the children and
-the kubeconfig stay in the work directory, printed at the end.
-
-Not used by the operator at runtime; it is the only non-test user of the emulator.
+Pure: no processes, no I/O (``main.py`` runs the demo).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-import signal
 import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
-from typing import Any
 
-from joulie_tasks import config, durations, errors, models
-
-logger = logging.getLogger(__name__)
+from joulie_tasks import durations, models
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -161,98 +134,22 @@ def _duration(text: str) -> str:
     return text
 
 
-def _inherited_environment() -> dict[str, str]:
-    # The one environment read outside config.py: the children need PATH, HOME, the
-    # locale and the virtualenv. demo_procs.child_environment strips every operator
-    # setting from it, and the demo sets those explicitly.
-    return dict(os.environ)
-
-
-def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    from joulie_tasks import demo_procs
-
-    raise demo_procs.Terminated()
-
-
-def run(settings: config.Settings, args: argparse.Namespace) -> int:
-    """Run the demo; the exit code is 0, 1 (error, one line), 2 (bad option), 130 or 143."""
-    from joulie_tasks import demo_procs, demo_session, demo_view
-
-    environ = _inherited_environment()
-    tty = sys.stdout.isatty() and "NO_COLOR" not in environ
-    opts = Options.from_args(args, tty=tty)
-    drop = {name.upper() for name in config.Settings.model_fields} | {"KUBECONFIG"}
-    base_env = {**demo_procs.child_environment(environ, drop), **opts.operator_env()}
-    try:
-        # Validates the options as the worker will (the Redis URL is chosen later).
-        operator = config.read_settings({**base_env, "REDIS_URL": settings.redis_url})
-    except errors.ConfigError as e:
-        for line in e.lines:
-            print(f"joulie-tasks demo: invalid option: {_option_names(line)}", file=sys.stderr)
-        return config.EXIT_CONFIG
-    style = demo_view.Style(colour=opts.colour, arrow=_arrow())
-    workdir = opts.workdir or Path(tempfile.mkdtemp(prefix="joulie-demo-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    _quiet_logging()
-    session = demo_session.Session(
-        opts=opts,
-        operator=operator,
-        fallback_redis_url=settings.redis_url,
-        env=base_env,
-        workdir=workdir.resolve(),
-        style=style,
-    )
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    code = 0
-    failure: str | None = None
-    try:
-        session.start()
-        session.watch()
-    except KeyboardInterrupt:
-        code = EXIT_INTERRUPTED
-    except demo_procs.Terminated:
-        code = EXIT_TERMINATED
-    except (demo_procs.DemoError, errors.JoulieError) as e:
-        code, failure = EXIT_ERROR, str(e)
-    finally:
-        # A second Ctrl-C must not cut the clean-up short (it is bounded by timeouts).
-        held: dict[int, Any] = {
-            s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)
-        }
-        try:
-            session.stop()
-            session.report(interrupted=code in (EXIT_INTERRUPTED, EXIT_TERMINATED))
-        finally:
-            signal.signal(signal.SIGINT, held[signal.SIGINT])
-            signal.signal(signal.SIGTERM, previous)
-    if failure is not None:  # last, so it is the line the reader sees
-        print(f"joulie-tasks demo: {failure}", file=sys.stderr, flush=True)
-    return code
-
-
 _OPTION_OF = {"RECONCILE_INTERVAL": "--interval", "POLICY_TYPE": "--policy"}
 
 
-def _option_names(line: str) -> str:
+def option_names(line: str) -> str:
     """``QUEUE_HP_MIN='x': …`` → ``--queue-hp-min='x': …`` (the demo's own option names)."""
     name, sep, rest = line.partition("=")
     option = _OPTION_OF.get(name, "--" + name.lower().replace("_", "-"))
     return option + sep + rest
 
 
-def _arrow() -> str:
+def arrow() -> str:
     try:
         "→".encode(sys.stdout.encoding or "ascii")
     except (UnicodeEncodeError, LookupError):
         return "->"
     return "→"
-
-
-def _quiet_logging() -> None:
-    """The demo's own output is the table: library INFO lines would break it up."""
-    root = logging.getLogger()
-    root.setLevel(max(root.level, logging.WARNING))
 
 
 def describe(opts: Options, env: Mapping[str, str]) -> str:

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from joulie_tasks.emulator import errors, resources
+from joulie_testbed.emulator import errors, resources
 
 Predicate = Callable[[Mapping[str, Any]], bool]
 

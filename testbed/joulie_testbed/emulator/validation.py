@@ -14,7 +14,7 @@ import json
 import re
 from typing import Any
 
-from joulie_tasks.emulator import conversion, errors, resources, selection
+from joulie_testbed.emulator import conversion, errors, resources, selection
 
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _NAME_HELP = (

@@ -1,7 +1,7 @@
 """``/_emulator/...``: the test controls of ``Emulator`` over HTTP, plus a client for them.
 
 Lets a test drive an emulator that runs as its own process (``python -m
-joulie_tasks.emulator``). Bodies and answers are JSON; failures answer
+joulie_testbed.emulator``). Bodies and answers are JSON; failures answer
 ``{"error": ...}`` with 400 (bad arguments) or 404 (unknown object or route).
 These requests are never counted, delayed or faulted.
 
@@ -31,10 +31,10 @@ import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
-from joulie_tasks.emulator import errors
+from joulie_testbed.emulator import errors
 
 if TYPE_CHECKING:
-    from joulie_tasks.emulator import api, app
+    from joulie_testbed.emulator import api, app
 
 Answer = tuple[int, Any]
 
