@@ -19,7 +19,7 @@ import time
 
 import redis
 
-from joulie_tasks import cache_store
+from joulie_tasks.adapters import cache_store
 from joulie_testbed.emulator import Emulator, resources
 
 

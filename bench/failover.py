@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from bench import REPO
-from joulie_tasks import store
+from joulie_tasks.adapters import store
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Stack
 from tests.chaos.failover import fence_violations, next_completed

@@ -1,6 +1,6 @@
 """The real-server scale point: one cluster, the same ticks, on kube-apiserver and the emulator.
 
-``python -m bench.run --real-server`` (issue 9, item 7). One generated cluster (N
+``python -m bench.run --real-server``. One generated cluster (N
 managed nodes, 10 pods each, no performance-only pods, as the flip scenario of
 ``bench.run``) is put on two API servers in turn, never both running at once:
 

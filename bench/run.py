@@ -1,4 +1,4 @@
-"""``python -m bench.run``: the scale benchmark of issue 5, and docs/BENCHMARKS.md.
+"""``python -m bench.run``: the scale benchmark, and docs/BENCHMARKS.md.
 
     .venv/bin/python -m bench.run            # N = 100, 1,000, 5,000, 10,000 (~35 min on 2 cores)
     .venv/bin/python -m bench.run --quick    # N = 100, 1,000, few repeats (~4 min)

@@ -25,7 +25,7 @@ from typing import Any
 
 from bench import REPO, reference
 from bench.ticks import TickSender, wait_idle
-from joulie_tasks import store
+from joulie_tasks.adapters import store
 from joulie_testbed.emulator import RemoteEmulator
 from joulie_testbed.emulator import seed as seeding
 from joulie_testbed.procs import EmulatorProc, RedisServer, Workers
@@ -34,7 +34,7 @@ WRITE_VERBS = ("create", "update", "patch", "delete")
 INLINE_ARGS = ("reconcile", "--once", "--output", "json")
 EVENTS = "events"
 PERF_SHAPES = ("selector-performance", "in-performance", "or-terms", "notin-eco")
-#: The emulator's default mix: 56 % unconstrained, 4 % of each other SPEC §4 shape.
+#: The emulator's default mix: 56 % unconstrained, 4 % of each other docs/SPEC.md §4 shape.
 REALISTIC_MIX = dict(seeding.DEFAULT_MIX)
 #: Same mix without performance-only pods: every planned downgrade goes through.
 NO_PERF_MIX = {k: v for k, v in REALISTIC_MIX.items() if k not in PERF_SHAPES}

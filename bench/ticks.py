@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import Celery
 
-from joulie_tasks import metrics, store
+from joulie_tasks.adapters import metrics, store
 from joulie_testbed.procs import wait_for
 
 

@@ -1,4 +1,4 @@
-"""``python -m bench.watch``: the watch-fed cache against list mode and the reference (issue 10).
+"""``python -m bench.watch``: the watch-fed cache against list mode and the reference.
 
     .venv/bin/python -m bench.watch                 # N = 5,000 (~51k pods), 10,000 for RSS
     .venv/bin/python -m bench.watch --quick         # N = 1,000 / 2,000, few bursts
@@ -45,7 +45,7 @@ from typing import Any
 
 from bench import REPO, reference
 from bench.scenarios import REALISTIC_MIX, Bench
-from joulie_tasks import cache_store, store
+from joulie_tasks.adapters import cache_store, store
 from joulie_testbed.procs import Proc, RedisServer, peak_rss_mb, wait_for
 
 BEGIN = "<!-- watch-bench:begin -->"

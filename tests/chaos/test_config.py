@@ -4,7 +4,7 @@ with one clear line (variable, value, what is expected) and exit code 2.
 Parametrised over every field of ``config.Settings``; the coverage check fails when
 a new variable is added without an invalid case here. Three variables have no
 invalid value at start-up, by design: POLICY_TYPE (an unknown policy falls back to
-static_partition with a warning, SPEC §5), KUBECONFIG and KUBE_CONTEXT (any path or
+static_partition with a warning, docs/SPEC.md §5), KUBECONFIG and KUBE_CONTEXT (any path or
 name; a missing one is reported when connecting, with exit 1).
 """
 

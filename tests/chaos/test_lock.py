@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import signal
 
-from joulie_tasks import metrics, store
+from joulie_tasks.adapters import metrics, store
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Stack, wait_for
 from tests.chaos.conftest import Row

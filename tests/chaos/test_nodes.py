@@ -6,7 +6,7 @@ from then on: its labels and profile are never written again).
 
 from __future__ import annotations
 
-from joulie_tasks import store
+from joulie_tasks.adapters import store
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Stack, wait_for
 from tests.chaos.conftest import Row

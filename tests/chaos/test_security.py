@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from kombu import Connection, Exchange, Producer
 
-from joulie_tasks import store
+from joulie_tasks.adapters import store
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Stack, free_port, wait_for
 from tests.chaos.conftest import Row

@@ -21,7 +21,7 @@ from typing import cast
 
 import pytest
 
-from joulie_tasks import store
+from joulie_tasks.adapters import store
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import RedisServer, Stack, wait_for
 from tests.chaos.conftest import Row

@@ -16,7 +16,7 @@ import time
 
 import redis
 
-from joulie_tasks import metrics, store
+from joulie_tasks.adapters import metrics, store
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Proc, Stack, wait_for
 from tests.chaos.conftest import Row

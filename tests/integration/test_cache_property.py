@@ -24,7 +24,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from joulie_tasks import cache_store, config, decide, snapshot, store, watcher
+from joulie_tasks import config
+from joulie_tasks.adapters import cache_store, store
+from joulie_tasks.core import decide
+from joulie_tasks.workflow import snapshot, watcher
 from joulie_testbed.emulator import seed as seeding
 from joulie_testbed.procs import RedisServer
 from tests.fakes import FakeKube

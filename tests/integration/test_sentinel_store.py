@@ -8,7 +8,8 @@ import signal
 
 import pytest
 
-from joulie_tasks import errors, store
+from joulie_tasks import errors
+from joulie_tasks.adapters import store
 from joulie_testbed.procs import wait_for
 from tests.integration.sentinel_cluster import (
     DOWN_AFTER_MS,

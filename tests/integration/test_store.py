@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from joulie_tasks import errors, store
+from joulie_tasks import errors
+from joulie_tasks.adapters import store
 from joulie_testbed.procs import RedisServer
 
 

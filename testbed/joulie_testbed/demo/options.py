@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from joulie_tasks import durations, models
+from joulie_tasks.core import durations, models
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -104,7 +104,7 @@ class Options:
         )
 
     def operator_env(self) -> dict[str, str]:
-        """The settings the demo's worker and beat run with (SPEC §3 names)."""
+        """The settings the demo's worker and beat run with (docs/SPEC.md §3 names)."""
         return {
             "RECONCILE_INTERVAL": self.interval,
             "POLICY_TYPE": self.policy,

@@ -20,8 +20,10 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from joulie_tasks import config, errors, metrics, models
-from joulie_tasks import store as store_mod
+from joulie_tasks import config, errors
+from joulie_tasks.adapters import metrics
+from joulie_tasks.adapters import store as store_mod
+from joulie_tasks.core import models
 from joulie_testbed import emulator, procs
 from joulie_testbed.demo import chart, children, options, view
 from joulie_testbed.demo import workload as demo_workload

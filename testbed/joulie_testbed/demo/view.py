@@ -5,7 +5,7 @@ to read and to test apart from the processes. Transitions of the tick are
 highlighted — bold and coloured on a terminal, a ``*`` marker and an arrow text
 otherwise (pipes, CI logs, ``--no-color``) — so the highlight survives copying.
 A ``+`` marks a state change the operator does not count as a transition: a
-node's first label (from Unknown, SPEC §6) or a node whose write failed.
+node's first label (from Unknown, docs/SPEC.md §6) or a node whose write failed.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from joulie_tasks import metrics
+from joulie_tasks.adapters import metrics
 
 _RESET = "\033[0m"
 _BOLD = "\033[1m"
@@ -101,7 +101,7 @@ def _node_line(
             changes.append(f"{e['to']} deferred: {e['reason']}")
     before = view.previous.get(node, "Unknown")
     if not entries and before != state:
-        # Unknown → known is not a transition (SPEC §6), but the reader should see it.
+        # Unknown → known is not a transition (docs/SPEC.md §6), but the reader should see it.
         note = " (first label, not counted as a transition)" if before == "Unknown" else ""
         changes.append(f"{before} {style.arrow} {state}{note}")
     if rec.get("last_error"):

@@ -32,7 +32,7 @@ NAMESPACE = "demo"
 MANAGED_LABEL = ("joulie.io/managed", "true")
 PERFORMANCE = "performance"
 ECO = "eco"
-#: Shapes (SPEC §4 rows, see emulator/seed.py) used for each demand class.
+#: Shapes (docs/SPEC.md §4 rows, see emulator/seed.py) used for each demand class.
 PERF_SHAPES = ("selector-performance", "in-performance", "notin-eco")
 ECO_SHAPES = ("selector-eco", "in-eco")
 GENERAL_SHAPES = ("none", "in-eco-performance", "selector-unknown")

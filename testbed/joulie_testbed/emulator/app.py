@@ -54,7 +54,7 @@ class ConcurrentWriter:
     """Background thread rewriting one node label every ``interval_ms`` until stopped.
 
     Each write bumps the node's resourceVersion, so a client doing read-modify-write
-    on that node meets 409s: the "conflict storm" of SPEC §9's retry requirement.
+    on that node meets 409s: the "conflict storm" of docs/SPEC.md §9's retry requirement.
     """
 
     _ids = itertools.count(1)

@@ -1,4 +1,4 @@
-"""Generated clusters: nodes and pods with the scheduling-constraint shapes of SPEC §4.
+"""Generated clusters: nodes and pods with the scheduling-constraint shapes of docs/SPEC.md §4.
 
 Deterministic for a given ``seed``. Every pod carries its shape in the label
 ``emulator.joulie.io/shape`` so a test can compute the expected demand without
@@ -39,7 +39,7 @@ def _expr(operator: str, *values: str) -> list[Obj]:
     return [expr]
 
 
-#: Shape name -> builder of the pod-spec fields carrying the constraint (SPEC §4 rows).
+#: Shape name -> builder of the pod-spec fields carrying the constraint (docs/SPEC.md §4 rows).
 SHAPES: dict[str, Callable[[], Obj]] = {
     "none": dict,
     "selector-performance": lambda: {"nodeSelector": {PROFILE_KEY: "performance"}},

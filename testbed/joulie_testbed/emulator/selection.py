@@ -1,7 +1,7 @@
 """Label and field selectors for list requests, parsed like the real API server.
 
 The emulator deliberately has its own parser rather than importing
-``joulie_tasks.selectors``: it is the test bed for that code, and a shared bug
+``joulie_tasks.core.selectors``: it is the test bed for that code, and a shared bug
 would then pass every test. Grammar (labels.Parse): comma-AND of ``k``, ``!k``,
 ``k=v``, ``k==v``, ``k!=v``, ``k in (a,b)``, ``k notin (a,b)``, ``k>n``, ``k<n``.
 Field selectors: comma-AND of ``path=v``, ``path==v``, ``path!=v`` over the

@@ -167,7 +167,7 @@ class WriteLog:
 
 def performance_pods_on(objects: store.Store, node: str) -> int:
     """Active performance-only pods bound to ``node`` (the emulator's own reading of
-    SPEC §4, written independently of the operator's classifier)."""
+    docs/SPEC.md §4, written independently of the operator's classifier)."""
     count = 0
     with objects.lock:
         for entry in objects.pods_on_node(node):

@@ -1,7 +1,7 @@
 """``seed.generate_cluster`` and ``Emulator.load``/``seed`` (the seeding API itself).
 
 Covers: determinism per seed, counts and zero-padded names, disjoint reserved /
-unschedulable / unmanaged node sets, pending and terminal pods, every SPEC §4
+unschedulable / unmanaged node sets, pending and terminal pods, every docs/SPEC.md §4
 constraint shape and the shape label, custom mixes, argument errors.
 """
 

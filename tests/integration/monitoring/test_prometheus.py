@@ -17,7 +17,7 @@ import pytest
 
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Stack, free_port, wait_for
-from tests.integration.deploy import chart
+from tests.deploy import chart
 from tests.integration.monitoring.prometheus import Prometheus
 
 JOB = "joulie-tasks-metrics"  # the chart's default alerts.job for release joulie-tasks
