@@ -255,7 +255,27 @@ def _plugin_commands(sub: Any) -> set[str]:
 Handler = Callable[[config.Settings, argparse.Namespace], int]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _asks_for_a_plugin(argv: Sequence[str]) -> bool:
+    """True when the subcommand named in ``argv`` is not one of ours (so installed
+    plugins are loaded only then: a worker never imports the test bed and its libraries)."""
+    words = iter(argv)
+    for word in words:
+        if word == "--log-level":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word not in _builtin_commands()
+    return False
+
+
+def _builtin_commands() -> set[str]:
+    parser = build_parser(plugins=False)
+    choices: set[str] = set()
+    for action in parser._subparsers._group_actions if parser._subparsers else ():
+        choices |= set(getattr(action, "choices", None) or ())
+    return choices - {"demo"}
+
+
+def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="joulie-tasks",
         description="Energy-aware node-profile operator for Kubernetes, on Celery.",
@@ -287,9 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--at", type=parse_time, help="tick time: Unix seconds or ISO 8601")
     rec.set_defaults(handler=cmd_reconcile)
 
-    if "demo" not in _plugin_commands(sub):
+    if "demo" not in (_plugin_commands(sub) if plugins else set()):
         dem = sub.add_parser(
-            "demo", help="(needs the test bed) the operator on an emulated cluster"
+            "demo", help="watch the real operator run on an emulated cluster (the test bed)"
         )
         dem.set_defaults(handler=cmd_demo_missing, passthrough=True)
 
@@ -298,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(plugins=_asks_for_a_plugin(words))
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "passthrough", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -9,6 +9,7 @@ A failure on one node is reported for that node and never stops the others.
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 import time
@@ -62,7 +63,23 @@ class _Fenced(errors.JoulieError):
     """Raised before an API call once the tick has lost its fence."""
 
 
-_FENCED = "fenced: the tick lost its lock"
+class Outcome(enum.Enum):
+    """How one node's writes ended."""
+
+    WRITTEN = "written"  # everything needed was written (possibly nothing)
+    FENCED = "fenced"  # not attempted: the tick lost its lock
+    GONE = "gone"  # the node was deleted since the snapshot: skipped, not failed
+    FAILED = "failed"  # an API error after the retries
+
+
+@dataclass(frozen=True)
+class NodeOutcome:
+    """One node's result: its kind, the API writes made, and why (GONE, FAILED)."""
+
+    node: models.NodeName
+    kind: Outcome
+    written: int = 0
+    reason: str = ""
 
 
 def group_by_node(writes: models.WriteSet) -> list[NodeWrites]:
@@ -102,17 +119,17 @@ def apply_writes(
         gateway=gateway, tick_id=tick_id, dry_run=dry_run, sleep=sleep, still_fenced=fenced
     )
 
-    def one(nw: NodeWrites) -> tuple[NodeWrites, str | None, int]:
+    def one(nw: NodeWrites) -> NodeOutcome:
         try:
-            return nw, None, writer.apply(nw)
+            return NodeOutcome(nw.node, Outcome.WRITTEN, written=writer.apply(nw))
         except _Fenced:
-            return nw, _FENCED, 0
+            return NodeOutcome(nw.node, Outcome.FENCED)
         except _NodeGone as e:
-            return nw, f"deleted: {e}", 0
+            return NodeOutcome(nw.node, Outcome.GONE, reason=f"deleted: {e}")
         except errors.KubeError as e:
-            return nw, str(e), 0
+            return NodeOutcome(nw.node, Outcome.FAILED, reason=str(e))
 
-    outcomes: Iterable[tuple[NodeWrites, str | None, int]]
+    outcomes: Iterable[NodeOutcome]
     if concurrency <= 1 or len(node_writes) <= 1:
         outcomes = [one(nw) for nw in node_writes]
     else:
@@ -123,19 +140,17 @@ def apply_writes(
     return result
 
 
-def _collect(
-    result: ApplyResult, outcomes: Iterable[tuple[NodeWrites, str | None, int]], *, tick_id: str
-) -> None:
-    for nw, failure, written in outcomes:
-        result.written += written
-        if failure == _FENCED:
+def _collect(result: ApplyResult, outcomes: Iterable[NodeOutcome], *, tick_id: str) -> None:
+    for out in outcomes:
+        result.written += out.written
+        if out.kind is Outcome.FENCED:
             result.fenced = True
-        elif failure is not None and failure.startswith("deleted: "):
-            result.skipped[nw.node] = failure
-            logger.warning("tick %s: node %s: skipped, %s", tick_id, nw.node, failure)
-        elif failure is not None:
-            result.failures[nw.node] = failure
-            logger.error("tick %s: node %s: write failed: %s", tick_id, nw.node, failure)
+        elif out.kind is Outcome.GONE:
+            result.skipped[out.node] = out.reason
+            logger.warning("tick %s: node %s: skipped, %s", tick_id, out.node, out.reason)
+        elif out.kind is Outcome.FAILED:
+            result.failures[out.node] = out.reason
+            logger.error("tick %s: node %s: write failed: %s", tick_id, out.node, out.reason)
     if result.fenced:
         logger.warning("tick %s: writes stopped: the tick lost its lock", tick_id)
 
@@ -271,48 +286,66 @@ class _NodeWriter:
         node = desired.spec.node_name
         name = desired.name
         body = write.npp_manifest(name, desired.spec)
-        state: dict[str, object] = {"rv": desired.resource_version, "create": desired.create}
+        known = _ProfileState(create=desired.create, resource_version=desired.resource_version)
 
         def closure() -> int:
-            if state.get("reread"):
-                current = self._call(
-                    node, f"get profile {name}", lambda: self._kube.get(kube.PROFILES, name)
-                )
-                if current is None:
-                    state["create"] = True
-                else:
-                    state["create"] = False
-                    state["rv"] = (current.get("metadata") or {}).get("resourceVersion")
-                    if _profile_holds(current, body):
-                        return 0
-            state["reread"] = True
-            if state["create"]:
-                self._call(
-                    node,
-                    f"create profile {name}",
-                    lambda: self._kube.create_profile(body, dry_run=self._dry_run),
-                )
-            else:
-                version = state["rv"]
+            # Two passes at most: the second only when the object vanished (404) under a
+            # replace, which docs/SPEC.md §9.8 answers with a re-read and a create.
+            for _ in range(2):
+                if known.stale and self._reread_profile(node, name, body, known):
+                    return 0  # someone else already wrote what we wanted
+                known.stale = True  # any later attempt (after a 409) reads first
+                if known.create:
+                    self._call(
+                        node,
+                        f"create profile {name}",
+                        lambda: self._kube.create_profile(body, dry_run=self._dry_run),
+                    )
+                    return 1
                 replacement = write.npp_manifest(
-                    name, desired.spec, resource_version=str(version) if version else None
+                    name, desired.spec, resource_version=known.resource_version
                 )
                 try:
                     self._call(
                         node,
                         f"replace profile {name}",
-                        lambda: self._kube.replace_profile(
-                            name, replacement, dry_run=self._dry_run
+                        lambda body=replacement: self._kube.replace_profile(  # type: ignore[misc]
+                            name, body, dry_run=self._dry_run
                         ),
                     )
+                    return 1
                 except errors.KubeFatal as e:
                     if e.status != 404:
                         raise
-                    # Deleted since the snapshot: re-read and create it (as a conflict).
-                    raise errors.KubeConflict(f"profile {name} vanished", status=409) from e
-            return 1
+                    vanished = e
+            raise vanished
 
         return self._on_conflict_rerun(node, f"profile {name} of node {node}", closure)
+
+    def _reread_profile(
+        self, node: str, name: str, body: Mapping[str, object], known: _ProfileState
+    ) -> bool:
+        """Read the profile again into ``known``; True when it already holds ``body``."""
+        current = self._call(
+            node, f"get profile {name}", lambda: self._kube.get(kube.PROFILES, name)
+        )
+        if current is None:
+            known.create, known.resource_version = True, None
+            return False
+        known.create = False
+        version = (current.get("metadata") or {}).get("resourceVersion")
+        known.resource_version = str(version) if version else None
+        return _profile_holds(current, body)
+
+
+@dataclass
+class _ProfileState:
+    """What the profile writer knows of the object: create it, or replace it at this
+    resourceVersion; ``stale`` once an attempt was made (the next one reads first)."""
+
+    create: bool
+    resource_version: str | None
+    stale: bool = False
 
 
 def _retried(

@@ -107,3 +107,21 @@ def test_an_invalid_profile_fails_fast_with_node_and_reason() -> None:
     result = run(fake, apply.NodeWrites(node=models.NodeName("a"), profile=desired))
     assert "422" in result.failures["a"]
     assert result.retries == {}
+
+
+def test_a_profile_deleted_since_the_snapshot_is_read_again_and_created() -> None:
+    # Given a replace planned at version 1 of a profile that is gone by the time of the write
+    fake = FakeKube()
+    name = models.NppName("node-a")
+    write = apply.NodeWrites(
+        node=models.NodeName("a"),
+        profile=models.NppWrite(name=name, spec=spec("a"), create=False, resource_version="1"),
+    )
+
+    # When the writes are applied
+    result = run(fake, write)
+
+    # Then the 404 led to one re-read and a create, not a failure
+    assert result.failures == {}
+    assert result.written == 1
+    assert fake.writes == [("create", "nodepowerprofiles", "node-a")]
