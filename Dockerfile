@@ -6,7 +6,7 @@
 #   docker run IMAGE reconcile --once --dry-run
 # Configuration comes from the environment only (see .env.example and SPEC §3).
 
-# --- build: a wheel of the package (no dev dependencies) ---------------------------------
+# --- build: the operator's wheel only (no test bed, no dev dependencies) ------------------
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from joulie_tasks.cli import main
+from joulie_tasks.cli.main import main
 
 if __name__ == "__main__":
     raise SystemExit(main(["beat", *sys.argv[1:]]))

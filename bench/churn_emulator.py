@@ -19,8 +19,8 @@ import time
 
 import redis
 
-from joulie_tasks import cache_store
-from joulie_tasks.emulator import Emulator, resources
+from joulie_tasks.adapters import cache_store
+from joulie_testbed.emulator import Emulator, resources
 
 
 def main() -> int:

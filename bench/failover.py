@@ -24,15 +24,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from joulie_tasks import store
-from joulie_tasks.emulator import Emulator
+from bench import REPO
+from joulie_tasks.adapters import store
+from joulie_testbed.emulator import Emulator
+from joulie_testbed.procs import Stack
 from tests.chaos.failover import fence_violations, next_completed
 from tests.chaos.harness import Driver
 from tests.integration.conftest import TickClient
 from tests.integration.sentinel_cluster import DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS, SentinelCluster
-from tests.integration.stack import Stack
 
-REPO = Path(__file__).resolve().parents[1]
 TABLE = REPO / "docs" / "RELIABILITY.md"
 HEADING = "## Redis failover time (Sentinel)"
 COMMAND = ".venv/bin/python -m bench.failover"

@@ -1,6 +1,6 @@
 """A real kube-apiserver for the benchmark: set-up, a user's cluster, the server's metrics.
 
-The control plane itself is ``tests/envtest/controlplane.py`` (one copy, shared with
+The control plane itself is ``testbed/joulie_testbed/controlplane.py`` (one copy, shared with
 the envtest tier). This module does what a cluster admin and a cluster's users would
 do to it, over HTTPS with plain JSON (``http.client``, one keep-alive connection per
 thread): apply the operator's CustomResourceDefinition, ServiceAccount, ClusterRole
@@ -31,7 +31,8 @@ from typing import Any
 
 import yaml
 
-from bench.procs import REPO, wait_for
+from bench import REPO
+from joulie_testbed.procs import wait_for
 
 #: ``deploy/`` files the operator needs on the server (the rest are its Deployments).
 OPERATOR_MANIFESTS = (

@@ -1,12 +1,12 @@
 """The real-server scale point: one cluster, the same ticks, on kube-apiserver and the emulator.
 
-``python -m bench.run --real-server`` (issue 9, item 7). One generated cluster (N
+``python -m bench.run --real-server``. One generated cluster (N
 managed nodes, 10 pods each, no performance-only pods, as the flip scenario of
 ``bench.run``) is put on two API servers in turn, never both running at once:
 
-- the in-package emulator (``python -m joulie_tasks.emulator``, 0 ms latency),
+- the in-package emulator (``python -m joulie_testbed.emulator``, 0 ms latency),
   loaded through its test controls; requests counted by the emulator;
-- a real etcd + kube-apiserver (``tests/envtest/controlplane.py``, KUBEBUILDER_ASSETS),
+- a real etcd + kube-apiserver (``testbed/joulie_testbed/controlplane.py``, KUBEBUILDER_ASSETS),
   loaded through the API as a user's cluster would have it (bench/kubeapi.py);
   the operator's CRD, ServiceAccount, ClusterRole and binding applied from
   ``deploy/`` and the workers authenticated with a TokenRequest token of that
@@ -45,12 +45,12 @@ from bench.kubeapi import (
     load_cluster,
 )
 from bench.kubeapi import REQUEST_TOTAL as _REQUEST_TOTAL
-from bench.procs import EmulatorProc, RedisProc, Workers, cpu_seconds
 from bench.scenarios import NO_PERF_MIX
 from bench.ticks import TickSender, wait_idle
-from joulie_tasks.emulator import RemoteEmulator
-from joulie_tasks.emulator.seed import Cluster, generate_cluster
-from tests.envtest.controlplane import ControlPlane
+from joulie_testbed.controlplane import ControlPlane
+from joulie_testbed.emulator import RemoteEmulator
+from joulie_testbed.emulator.seed import Cluster, generate_cluster
+from joulie_testbed.procs import EmulatorProc, RedisServer, Workers, cpu_seconds
 
 PODS_PER_NODE = 10
 #: What the operator touches; any other resource in a window is the server's own traffic.
@@ -294,7 +294,7 @@ class Runner:
         self.log = log
         self.workers_count = workers
         (workdir / "logs").mkdir(parents=True, exist_ok=True)
-        self.redis = RedisProc(workdir / "redis")
+        self.redis = RedisServer(workdir / "redis").start()
         self.ticks = TickSender(self.redis.url)
         self.rc = self.redis.client()
 

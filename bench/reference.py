@@ -38,7 +38,7 @@ _INVALID = re.compile(r"[^a-z0-9-]")
 
 @dataclass(frozen=True)
 class RefConfig:
-    """The reference's knobs (SPEC §3 names), with SPEC defaults."""
+    """The reference's knobs (docs/SPEC.md §3 names), with SPEC defaults."""
 
     node_selector: str = "joulie.io/managed=true"
     reserved_label_key: str = "joulie.io/reserved"
@@ -133,7 +133,8 @@ def _requirements(pod: dict[str, Any]) -> list[tuple[str, set[str]]]:
 
 
 def is_performance_only(pod: dict[str, Any]) -> bool:
-    """SPEC §4: the pod excludes eco (nodeSelector performance, or NotIn eco / In w/o eco)."""
+    """docs/SPEC.md §4: the pod excludes eco (nodeSelector performance, or NotIn eco /
+    In w/o eco)."""
     selected = str(((pod.get("spec") or {}).get("nodeSelector") or {}).get(PROFILE_KEY, ""))
     if selected.strip() == "performance":
         return True

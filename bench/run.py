@@ -1,4 +1,4 @@
-"""``python -m bench.run``: the scale benchmark of issue 5, and docs/BENCHMARKS.md.
+"""``python -m bench.run``: the scale benchmark, and docs/BENCHMARKS.md.
 
     .venv/bin/python -m bench.run            # N = 100, 1,000, 5,000, 10,000 (~35 min on 2 cores)
     .venv/bin/python -m bench.run --quick    # N = 100, 1,000, few repeats (~4 min)
@@ -40,8 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import realserver, reference
-from bench.procs import REPO
+from bench import REPO, realserver, reference
 from bench.scenarios import GUARD_MIX, NO_PERF_MIX, REALISTIC_MIX, Bench, Cell, Sample
 
 LATENCIES = (0.0, 2.0)
@@ -237,7 +236,7 @@ def report(res: Results, plan: Plan, *, command: str, started: float, loads: lis
     add(f"- load average at start / end: {loads[0]} / {loads[-1]}")
     add("")
     add(
-        "Redis, the API emulator (its own process, `python -m joulie_tasks.emulator`), the "
+        "Redis, the API emulator (its own process, `python -m joulie_testbed.emulator`), the "
         "Celery workers (`--pool=prefork --concurrency=1`, one process each) and this "
         "benchmark client (which also runs the reference pattern) all share these cores. "
         "With 4 workers there are more busy processes than cores, so 4 workers can only "
@@ -652,13 +651,13 @@ def render_real(
     )
     add("")
     add(
-        "- **emulator**: `python -m joulie_tasks.emulator`, 0 ms latency, loaded through "
+        "- **emulator**: `python -m joulie_testbed.emulator`, 0 ms latency, loaded through "
         "its test controls; requests counted by the emulator."
     )
     if real is not None:
         add(
             f"- **{real.server}**: etcd + kube-apiserver started by "
-            "`tests/envtest/controlplane.py` (the envtest tier's control plane: RBAC "
+            "`joulie_testbed/controlplane.py` (the envtest tier's control plane: RBAC "
             "authorizer, token authentication, an audit log of every request at Metadata "
             "level in blocking mode, etcd with `--unsafe-no-fsync`; no controller-manager, "
             "scheduler or kubelet, so the server sees our requests and its own only). "
@@ -749,7 +748,7 @@ def _real_latency(real: realserver.Point, lines: list[str]) -> None:
 
 
 def real_server_main(args: argparse.Namespace, command: str) -> int:
-    from tests.envtest.controlplane import HOW_TO_GET_ASSETS, find_assets
+    from joulie_testbed.controlplane import HOW_TO_GET_ASSETS, find_assets
 
     assets = find_assets()
     if assets is None:

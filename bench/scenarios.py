@@ -23,18 +23,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import reference
-from bench.procs import REPO, EmulatorProc, RedisProc, Workers
+from bench import REPO, reference
 from bench.ticks import TickSender, wait_idle
-from joulie_tasks import store
-from joulie_tasks.emulator import RemoteEmulator
-from joulie_tasks.emulator import seed as seeding
+from joulie_tasks.adapters import store
+from joulie_testbed.emulator import RemoteEmulator
+from joulie_testbed.emulator import seed as seeding
+from joulie_testbed.procs import EmulatorProc, RedisServer, Workers
 
 WRITE_VERBS = ("create", "update", "patch", "delete")
 INLINE_ARGS = ("reconcile", "--once", "--output", "json")
 EVENTS = "events"
 PERF_SHAPES = ("selector-performance", "in-performance", "or-terms", "notin-eco")
-#: The emulator's default mix: 56 % unconstrained, 4 % of each other SPEC §4 shape.
+#: The emulator's default mix: 56 % unconstrained, 4 % of each other docs/SPEC.md §4 shape.
 REALISTIC_MIX = dict(seeding.DEFAULT_MIX)
 #: Same mix without performance-only pods: every planned downgrade goes through.
 NO_PERF_MIX = {k: v for k, v in REALISTIC_MIX.items() if k not in PERF_SHAPES}
@@ -123,7 +123,7 @@ class Bench:
         self.workdir = workdir
         self.log = log
         (workdir / "logs").mkdir(parents=True, exist_ok=True)
-        self.redis = RedisProc(workdir / "redis")
+        self.redis = RedisServer(workdir / "redis").start()
         self.emulator = EmulatorProc(workdir)
         self.remote = RemoteEmulator(self.emulator.url, timeout=600)
         self.ticks = TickSender(self.redis.url)

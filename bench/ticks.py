@@ -7,8 +7,8 @@ from typing import Any
 
 from celery import Celery
 
-from bench.procs import wait_for
-from joulie_tasks import metrics, store
+from joulie_tasks.adapters import metrics, store
+from joulie_testbed.procs import wait_for
 
 
 class TickSender:

@@ -1,4 +1,4 @@
-"""``python -m bench.watch``: the watch-fed cache against list mode and the reference (issue 10).
+"""``python -m bench.watch``: the watch-fed cache against list mode and the reference.
 
     .venv/bin/python -m bench.watch                 # N = 5,000 (~51k pods), 10,000 for RSS
     .venv/bin/python -m bench.watch --quick         # N = 1,000 / 2,000, few bursts
@@ -43,10 +43,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench import reference
-from bench.procs import REPO, Proc, peak_rss_mb, wait_for
+from bench import REPO, reference
 from bench.scenarios import REALISTIC_MIX, Bench
-from joulie_tasks import cache_store, store
+from joulie_tasks.adapters import cache_store, store
+from joulie_testbed.procs import Proc, RedisServer, peak_rss_mb, wait_for
 
 BEGIN = "<!-- watch-bench:begin -->"
 END = "<!-- watch-bench:end -->"
@@ -122,7 +122,7 @@ class Churn:
 
 
 def _pod(name: str, ns: str, shape: str, node: str | None) -> dict[str, Any]:
-    from joulie_tasks.emulator import seed as seeding
+    from joulie_testbed.emulator import seed as seeding
 
     return seeding.make_pod(
         name, namespace=ns, shape=shape, node=node, phase="Running" if node else "Pending"
@@ -320,9 +320,8 @@ def big_rss(bench: Bench, n: int, out: dict[str, Any]) -> None:
 
 def events_ceiling(workdir: Path, rates: str, step_s: float, out: dict[str, Any], n: int) -> None:
     """The watcher against bench/churn_emulator.py (pod changes at rising rates)."""
-    from bench.procs import RedisProc
 
-    redis_proc = RedisProc(workdir / "redis-ceiling")
+    redis_proc = RedisServer(workdir / "redis-ceiling").start()
     kubeconfig = workdir / "kubeconfig-ceiling"
     args = [
         sys.executable, "-m", "bench.churn_emulator", "--nodes", str(n),

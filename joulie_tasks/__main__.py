@@ -1,5 +1,5 @@
 """``python -m joulie_tasks`` is the ``joulie-tasks`` command."""
 
-from joulie_tasks.cli import main
+from joulie_tasks.cli.main import main
 
 raise SystemExit(main())

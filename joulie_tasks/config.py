@@ -1,9 +1,9 @@
-"""Settings: every SPEC §3 variable, plus the connection and workflow knobs.
+"""Settings: every docs/SPEC.md §3 variable, plus the connection and workflow knobs.
 
 This is the only module that reads the environment. ``load_settings()`` runs once
 per process at start-up; any invalid value stops the process with one line per
 bad variable (``NAME='value': expected …``) and exit code 2, never a traceback.
-An unknown ``POLICY_TYPE`` is the one tolerated mistake (SPEC §5): it falls back
+An unknown ``POLICY_TYPE`` is the one tolerated mistake (docs/SPEC.md §5): it falls back
 to ``static_partition`` and the fallback is visible in logs and in a metric.
 """
 
@@ -19,7 +19,8 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from joulie_tasks import durations, errors, models, selectors, sentinel
+from joulie_tasks import errors
+from joulie_tasks.core import durations, models, selectors, sentinel
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
 
-    # --- SPEC §3 -----------------------------------------------------------------------
+    # --- docs/SPEC.md §3 -----------------------------------------------------------------------
     reconcile_interval: float = Field(60.0, gt=0)
     """Tick period in seconds; env takes a Go duration (``30s``, ``1m30s``). Default 1m."""
     node_selector: str = "joulie.io/managed=true"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Make this checkout runnable on a fresh machine: a virtualenv with the package and its
-# dev tools in .venv, a redis-server binary (installed with the system package manager
-# when missing) and, where apt-get exists, Debian's prometheus package (prometheus and
+# Make this checkout runnable on a fresh machine: a virtualenv (.venv) with the operator,
+# its test bed (testbed/: emulator, process harness, demo) and the dev tools, a
+# redis-server binary (installed with the system package manager when missing) and, where apt-get exists, Debian's prometheus package (prometheus and
 # promtool for the monitoring tests). Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,10 +15,11 @@ fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)
+stamp=.venv/.installed-$(cat pyproject.toml testbed/pyproject.toml | sha1sum | cut -c1-12)
 if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e '.[dev]'
+  # The operator and its test bed (emulator, process harness, demo): two distributions.
+  .venv/bin/python -m pip install --quiet -e '.[dev]' -e ./testbed
   rm -f .venv/.installed-* && touch "$stamp"
 fi
 

@@ -1,8 +1,10 @@
 """Shared test wiring: markers by directory, and the real control plane.
 
-Tests under ``tests/unit`` get the ``unit`` marker, tests under
-``tests/integration`` the ``integration`` marker and so on, so each group runs alone
-(``pytest -m unit``, ``pytest -m integration``). Tests under ``tests/envtest``, and
+Tests under ``tests/unit`` (core, workflow over the in-memory store, adapters, queue,
+cli) get the ``unit`` marker; ``tests/integration``, ``tests/contract`` (the StateStore
+contract over memory and a real redis-server) and ``tests/deploy`` the ``integration``
+marker; ``tests/chaos`` ``chaos``; so each group runs alone (``pytest -m unit``,
+``pytest -m integration``). Tests under ``tests/envtest``, and
 every test parametrised onto the real server, carry ``envtest``.
 
 ``control_plane`` is one real etcd + kube-apiserver per test session (about 3 s to
@@ -19,17 +21,26 @@ from pathlib import Path
 
 import pytest
 
-from tests.envtest.controlplane import HOW_TO_GET_ASSETS, ControlPlane, find_assets
+from joulie_testbed.controlplane import HOW_TO_GET_ASSETS, ControlPlane, find_assets
 
-_GROUPS = ("unit", "integration", "chaos", "envtest")
+#: Folder under tests/ → the group (marker) its tests belong to.
+_GROUPS = {
+    "unit": "unit",
+    "integration": "integration",
+    "contract": "integration",
+    "deploy": "integration",
+    "chaos": "chaos",
+    "envtest": "envtest",
+}
+_TESTS = Path(__file__).resolve().parent
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        parts = Path(str(item.fspath)).parts
-        for group in _GROUPS:
-            if group in parts:
-                item.add_marker(getattr(pytest.mark, group))
+        parts = Path(str(item.fspath)).resolve().relative_to(_TESTS).parts
+        for folder in parts[:1]:
+            if folder in _GROUPS:
+                item.add_marker(getattr(pytest.mark, _GROUPS[folder]))
 
 
 def require_assets() -> Path:

@@ -4,15 +4,29 @@ FakeKube implements the KubeGateway protocol in memory. Its limits, on purpose:
 no resourceVersion checks unless a test scripts a 409; no selectors, pagination
 or validation; objects are plain dicts. Anything claiming Kubernetes semantics is
 tested against the HTTP emulator instead (tests/integration).
+
+MemoryStateStore implements the StateStore port in memory, held to the same behaviour
+as RedisStore by one contract suite (tests/contract). Its limits: one process only
+(no sharing between workers), no Sentinel or replica acknowledgement, per-tick data
+never expires (Redis drops it after an hour), the transition stream is cut exactly at
+``maxlen`` (Redis trims approximately). Time for the lock's lifetime comes from an
+injectable clock, so a test expires a lock without sleeping.
 """
 
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterator, Mapping
-from typing import Any
+import copy
+import itertools
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
-from joulie_tasks import errors, kube
+from pydantic import BaseModel
+
+from joulie_tasks import errors
+from joulie_tasks.adapters import kube
 
 
 class FakeKube:
@@ -21,6 +35,10 @@ class FakeKube:
         self.writes: list[tuple[str, str, str]] = []  # (verb, resource, name)
         self.script: dict[tuple[str, str], list[Exception]] = collections.defaultdict(list)
         self.request_counts: collections.Counter[kube.RequestKey] = collections.Counter()
+
+    def take_request_counts(self) -> collections.Counter[kube.RequestKey]:
+        counts, self.request_counts = self.request_counts, collections.Counter()
+        return counts
 
     def fail(self, verb: str, resource: str, *errs: Exception) -> None:
         """The next calls of ``verb`` on ``resource`` raise these errors, in order."""
@@ -103,3 +121,206 @@ class FakeKube:
     def create_event(self, namespace: str, body: Mapping[str, Any]) -> None:
         self._maybe_fail("create", "events")
         self.writes.append(("create", "events", str(body.get("metadata", {}).get("name"))))
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+RECENT_TICKS_KEPT = 200
+
+
+class MemoryStateStore:
+    """The StateStore port in memory (see the module docstring for its limits)."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._expiring: dict[str, tuple[str, float]] = {}  # key -> (value, deadline)
+        self.fence = 0
+        self.latest: str | None = None
+        self.leader: str | None = None
+        self.parts: dict[tuple[str, str], str] = {}
+        self.pending: dict[str, int] = {}
+        self.started: dict[str, float] = {}
+        self.done: dict[str, set[int]] = collections.defaultdict(set)
+        self.failures: dict[str, dict[str, str]] = collections.defaultdict(dict)
+        self.written: dict[str, int] = collections.defaultdict(int)
+        self.retries: dict[str, int] = collections.defaultdict(int)
+        self.skipped: dict[str, dict[str, str]] = collections.defaultdict(dict)
+        self.flags: set[tuple[str, str]] = set()
+        self.fsm: dict[str, str] = {}
+        self.transitions: list[dict[str, str]] = []
+        self._ids = itertools.count(1)
+        self.counters: dict[str, float] = {}
+        self.gauges: dict[str, float] = {}
+        self._unsent: dict[str, float] = {}
+        self.ticks: list[str] = []
+        self._last: str | None = None
+        self.paused = False
+
+    # --- expiring keys ---------------------------------------------------------------------
+
+    def _get(self, key: str) -> str | None:
+        entry = self._expiring.get(key)
+        if entry is None or entry[1] <= self.clock():
+            self._expiring.pop(key, None)
+            return None
+        return entry[0]
+
+    def _set_nx(self, key: str, value: str, ttl_s: float) -> bool:
+        if self._get(key) is not None:
+            return False
+        self._expiring[key] = (value, self.clock() + ttl_s)
+        return True
+
+    # --- the port --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        pass
+
+    def ping(self) -> None:
+        pass
+
+    def claim_interval(self, interval_number: int, *, ttl_s: float) -> bool:
+        return self._set_nx(f"dedup:{interval_number}", "1", ttl_s)
+
+    def acquire_lock(self, tick_id: str, *, ttl_s: float) -> int | None:
+        if not self._set_nx("lock", tick_id, ttl_s):
+            return None
+        self.fence += 1
+        self.latest = tick_id
+        return self.fence
+
+    def swap_leader(self, identity: str) -> bool:
+        previous, self.leader = self.leader, identity
+        return previous is not None and previous != identity
+
+    def lock_holder(self) -> str | None:
+        return self._get("lock")
+
+    def renew_lock(self, tick_id: str, *, ttl_s: float) -> bool:
+        if self._get("lock") != tick_id:
+            return False
+        self._expiring["lock"] = (tick_id, self.clock() + ttl_s)
+        return True
+
+    def release_lock(self, tick_id: str) -> bool:
+        if self._get("lock") != tick_id:
+            return False
+        del self._expiring["lock"]
+        return True
+
+    def holds_fence(self, tick_id: str, token: int, *, ttl_s: float) -> bool:
+        if self._get("lock") != tick_id or self.fence != token:
+            return False
+        return self.renew_lock(tick_id, ttl_s=ttl_s)
+
+    def latest_tick(self) -> str | None:
+        return self.latest
+
+    def put_model(self, tick_id: str, part: str, model: BaseModel) -> None:
+        self.parts[(tick_id, part)] = model.model_dump_json()
+
+    def get_model(self, tick_id: str, part: str, model_type: type[ModelT]) -> ModelT:
+        blob = self.parts.get((tick_id, part))
+        if blob is None:
+            raise errors.StateStoreError(f"tick {tick_id}: {part} is missing (expired?)")
+        return model_type.model_validate_json(blob)
+
+    def start_batches(self, tick_id: str, count: int) -> None:
+        self.pending.setdefault(tick_id, count)
+        self.started.setdefault(tick_id, time.time())
+
+    def writes_started(self, tick_id: str) -> float | None:
+        return self.started.get(tick_id)
+
+    def finish_batch(
+        self, tick_id: str, index: int, *, failures: Mapping[str, str], written: int, retries: int
+    ) -> int | None:
+        if index in self.done[tick_id]:
+            return None
+        self.done[tick_id].add(index)
+        self.failures[tick_id].update(failures)
+        self.written[tick_id] += written
+        self.retries[tick_id] += retries
+        self.pending[tick_id] = self.pending.get(tick_id, 0) - 1
+        return self.pending[tick_id]
+
+    def add_skipped(self, tick_id: str, skipped: Mapping[str, str]) -> None:
+        self.skipped[tick_id].update(skipped)
+
+    def skipped_nodes(self, tick_id: str) -> set[str]:
+        return set(self.skipped.get(tick_id, {}))
+
+    def batch_results(self, tick_id: str) -> tuple[dict[str, str], int, int]:
+        return (
+            dict(self.failures.get(tick_id, {})),
+            self.written.get(tick_id, 0),
+            self.retries.get(tick_id, 0),
+        )
+
+    def mark(self, tick_id: str, flag: str) -> bool:
+        if (tick_id, flag) in self.flags:
+            return False
+        self.flags.add((tick_id, flag))
+        return True
+
+    def fsm_records(self) -> dict[str, dict[str, Any]]:
+        return {node: json.loads(raw) for node, raw in self.fsm.items()}
+
+    def update_fsm(self, token: int, records: Mapping[str, Mapping[str, Any]]) -> int:
+        written = 0
+        for node, record in records.items():
+            old = self.fsm.get(node)
+            previous = json.loads(old).get("token") if old is not None else None
+            if previous is not None and int(previous) > token:
+                continue  # a newer tick wrote this node
+            self.fsm[node] = json.dumps(dict(record))
+            written += 1
+        return written
+
+    def forget_nodes(self, nodes: Iterable[str]) -> None:
+        for node in nodes:
+            self.fsm.pop(node, None)
+
+    def append_transitions(self, entries: Sequence[Mapping[str, str]], *, maxlen: int) -> None:
+        for entry in entries:
+            ms = int(time.time() * 1000)
+            self.transitions.append({"id": f"{ms}-{next(self._ids)}", **entry})
+        del self.transitions[: max(0, len(self.transitions) - maxlen)]
+
+    def read_transitions(self, *, since_ms: int = 0, count: int = 10_000) -> list[dict[str, str]]:
+        rows = [t for t in self.transitions if int(t["id"].split("-")[0]) >= since_ms]
+        return copy.deepcopy(rows[:count])
+
+    def add_counters(self, increments: Mapping[str, float]) -> None:
+        pending = dict(self._unsent)
+        for field, amount in increments.items():
+            pending[field] = pending.get(field, 0.0) + amount
+        for field, amount in pending.items():
+            self.counters[field] = self.counters.get(field, 0.0) + amount
+        self._unsent = {}
+
+    def count_later(self, increments: Mapping[str, float]) -> None:
+        for field, amount in increments.items():
+            self._unsent[field] = self._unsent.get(field, 0.0) + amount
+
+    def set_gauges(self, values: Mapping[str, float]) -> None:
+        self.gauges.update(values)
+
+    def read_metric_values(self) -> tuple[dict[str, float], dict[str, float]]:
+        return dict(self.counters), dict(self.gauges)
+
+    def set_last_tick(self, summary: Mapping[str, Any]) -> None:
+        self.ticks.insert(0, json.dumps(summary))
+        del self.ticks[RECENT_TICKS_KEPT:]
+        self._last = self.ticks[0]
+
+    def recent_ticks(self) -> list[dict[str, Any]]:
+        return [json.loads(t) for t in self.ticks]
+
+    def last_tick(self) -> dict[str, Any] | None:
+        return json.loads(self._last) if self._last is not None else None
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+
+    def is_paused(self) -> bool:
+        return self.paused

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from joulie_testbed.procs import RedisServer
 from tests.integration.conftest import *  # noqa: F403  (emulator, stack, state, ticks …)
 from tests.integration.conftest import _require_redis
-from tests.integration.stack import RedisServer
 
 REPO = Path(__file__).resolve().parents[2]
 TABLE = REPO / "docs" / "RELIABILITY.md"

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import time
 
-from joulie_tasks.emulator import Emulator
+from joulie_testbed.emulator import Emulator
+from joulie_testbed.procs import wait_for
 from tests.chaos.harness import Driver
-from tests.integration.stack import wait_for
 
 WRITES = ("PATCH", "PUT", "POST", "DELETE")
 

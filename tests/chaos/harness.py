@@ -13,10 +13,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from joulie_tasks import config, metrics, models, snapshot_parse, store
-from joulie_tasks.emulator import Emulator
+from joulie_tasks import config
+from joulie_tasks.adapters import metrics, store
+from joulie_tasks.core import models, snapshot_parse
+from joulie_testbed.emulator import Emulator
+from joulie_testbed.procs import wait_for
 from tests.integration.conftest import TickClient, cluster_state
-from tests.integration.stack import wait_for
 from tests.integration.test_workflow import pending_writes
 
 LATE_COUNT_GRACE_S = 3.0

@@ -11,12 +11,12 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from joulie_tasks import metrics, store
-from joulie_tasks.emulator import Emulator, resources
+from joulie_tasks.adapters import metrics, store
+from joulie_testbed.emulator import Emulator, resources
+from joulie_testbed.procs import Stack, wait_for
 from tests.chaos.conftest import Row
 from tests.chaos.harness import Driver, lost, problems
 from tests.integration.conftest import TickClient
-from tests.integration.stack import Stack, wait_for
 
 NODE_PATCH = r"^/api/v1/nodes/"
 NPP_ITEM = r"^/apis/joulie.io/v1alpha1/nodepowerprofiles/"

@@ -4,7 +4,7 @@ with one clear line (variable, value, what is expected) and exit code 2.
 Parametrised over every field of ``config.Settings``; the coverage check fails when
 a new variable is added without an invalid case here. Three variables have no
 invalid value at start-up, by design: POLICY_TYPE (an unknown policy falls back to
-static_partition with a warning, SPEC §5), KUBECONFIG and KUBE_CONTEXT (any path or
+static_partition with a warning, docs/SPEC.md §5), KUBECONFIG and KUBE_CONTEXT (any path or
 name; a missing one is reported when connecting, with exit 1).
 """
 
@@ -17,8 +17,9 @@ import sys
 import pytest
 
 from joulie_tasks import config
+from joulie_testbed.procs import free_port
+from tests import REPO
 from tests.chaos.conftest import Row
-from tests.integration.stack import REPO, free_port
 
 INVALID = {
     "RECONCILE_INTERVAL": "5 minutes",

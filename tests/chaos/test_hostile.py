@@ -2,7 +2,7 @@
 pods with 1,000 affinity terms, null and missing fields, unknown operators,
 non-string values, 100,000 pods on one node.
 
-The oracle is the pure core (unit-tested against SPEC §4 and §7) run on the same
+The oracle is the pure core (unit-tested against docs/SPEC.md §4 and §7) run on the same
 objects: the distributed workflow must neither crash nor disagree with it, two
 nodes must never share a profile object, and no node may keep two.
 """
@@ -15,13 +15,14 @@ from typing import Any
 
 import pytest
 
-from joulie_tasks import naming, store
-from joulie_tasks.emulator import Emulator
-from joulie_tasks.emulator.seed import make_pod
+from joulie_tasks.adapters import store
+from joulie_tasks.core import naming
+from joulie_testbed.emulator import Emulator
+from joulie_testbed.emulator.seed import make_pod
+from joulie_testbed.procs import Stack
 from tests.chaos.conftest import Row
 from tests.chaos.harness import Driver, lost, managed_profiles, problems
 from tests.integration.conftest import TickClient
-from tests.integration.stack import Stack
 
 PROFILE_KEY = "joulie.io/power-profile"
 LONG_NAME = ".".join(["a" * 63] * 3) + "." + "b" * 61  # 253 characters, a valid name

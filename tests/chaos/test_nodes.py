@@ -6,12 +6,12 @@ from then on: its labels and profile are never written again).
 
 from __future__ import annotations
 
-from joulie_tasks import store
-from joulie_tasks.emulator import Emulator
+from joulie_tasks.adapters import store
+from joulie_testbed.emulator import Emulator
+from joulie_testbed.procs import Stack, wait_for
 from tests.chaos.conftest import Row
 from tests.chaos.harness import Driver, lost, problems
 from tests.integration.conftest import TickClient
-from tests.integration.stack import Stack, wait_for
 
 PROFILE = "joulie.io/power-profile"
 DRAINING = "joulie.io/draining"

@@ -10,12 +10,12 @@ import time
 
 import pytest
 
-from joulie_tasks import metrics, store
-from joulie_tasks.emulator import Emulator
+from joulie_tasks.adapters import metrics, store
+from joulie_testbed.emulator import Emulator
+from joulie_testbed.procs import Stack, wait_for
 from tests.chaos.conftest import Row
 from tests.chaos.harness import Driver, lost, problems
 from tests.integration.conftest import TickClient
-from tests.integration.stack import Stack, wait_for
 
 
 def _with_transitions(drive: Driver, emulator: Emulator) -> None:

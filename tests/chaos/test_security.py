@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from kombu import Connection, Exchange, Producer
 
-from joulie_tasks import store
-from joulie_tasks.emulator import Emulator
+from joulie_tasks.adapters import store
+from joulie_testbed.emulator import Emulator
+from joulie_testbed.procs import Stack, free_port, wait_for
 from tests.chaos.conftest import Row
 from tests.chaos.harness import Driver, lost, problems
 from tests.integration.conftest import TickClient
-from tests.integration.stack import Stack, free_port, wait_for
 
 SECRET = "s3cr3t-Pa55word"
 
@@ -183,8 +183,8 @@ def test_redis_over_tls_with_rediss_urls(
     emulator: Emulator,
     reliability: Row,
 ) -> None:
+    from joulie_testbed.procs import RedisServer
     from tests.integration.conftest import TickClient as Client
-    from tests.integration.stack import RedisServer
 
     server = RedisServer(tmp_path / "redis-tls", tls=tls_files, password=SECRET).start()
     kubeconfig = emulator.write_kubeconfig(tmp_path / "kubeconfig")

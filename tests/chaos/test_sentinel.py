@@ -21,8 +21,9 @@ from typing import cast
 
 import pytest
 
-from joulie_tasks import store
-from joulie_tasks.emulator import Emulator
+from joulie_tasks.adapters import store
+from joulie_testbed.emulator import Emulator
+from joulie_testbed.procs import RedisServer, Stack, wait_for
 from tests.chaos.conftest import Row
 from tests.chaos.failover import fence_violations, next_completed
 from tests.chaos.harness import Driver, lost, problems
@@ -33,7 +34,6 @@ from tests.integration.sentinel_cluster import (
     SentinelCluster,
     sentinel_cluster,
 )
-from tests.integration.stack import RedisServer, Stack, wait_for
 
 __all__ = ["sentinel_cluster"]
 

@@ -21,12 +21,15 @@ import signal
 import time
 from typing import Any
 
-from joulie_tasks import cache, cache_store, config, durations, metrics, store, watcher
-from joulie_tasks.emulator import Emulator
+from joulie_tasks import config
+from joulie_tasks.adapters import cache_store, metrics, store
+from joulie_tasks.core import cache, durations
+from joulie_tasks.workflow import watcher
+from joulie_testbed.emulator import Emulator
+from joulie_testbed.procs import Proc, Stack, wait_for
 from tests.chaos.conftest import Row
 from tests.chaos.harness import Driver, lost, problems
 from tests.integration.conftest import TickClient
-from tests.integration.stack import Proc, Stack, wait_for
 
 PROFILE = "joulie.io/power-profile"
 DRAINING = "joulie.io/draining"

@@ -16,12 +16,12 @@ import time
 
 import redis
 
-from joulie_tasks import metrics, store
-from joulie_tasks.emulator import Emulator
+from joulie_tasks.adapters import metrics, store
+from joulie_testbed.emulator import Emulator
+from joulie_testbed.procs import Proc, Stack, wait_for
 from tests.chaos.conftest import Row
 from tests.chaos.harness import Driver, lost, problems
 from tests.integration.conftest import TickClient
-from tests.integration.stack import Proc, Stack, wait_for
 
 
 def _kill(proc: Proc) -> None:

@@ -32,9 +32,9 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
-from joulie_tasks.emulator import Emulator
-from tests.envtest.controlplane import ControlPlane
-from tests.integration.stack import wait_for
+from joulie_testbed.controlplane import ControlPlane
+from joulie_testbed.emulator import Emulator
+from joulie_testbed.procs import wait_for
 
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"

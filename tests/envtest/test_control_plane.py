@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from kubernetes import client as k8s
 
+from joulie_testbed.controlplane import ControlPlane
+from joulie_testbed.procs import wait_for
 from tests.conftest import require_assets
-from tests.envtest.controlplane import ControlPlane
-from tests.integration.stack import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,7 +47,7 @@ def test_the_server_is_kube_apiserver_1_36_with_rbac_and_an_audit_log(
 _CHILD = """
 import os, sys, time
 from pathlib import Path
-from tests.envtest.controlplane import ControlPlane
+from joulie_testbed.controlplane import ControlPlane
 plane = ControlPlane(Path(os.environ["KUBEBUILDER_ASSETS"])).start()
 print(" ".join(str(p) for p in plane.pids().values()), flush=True)
 time.sleep(600)

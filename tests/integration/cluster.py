@@ -22,7 +22,7 @@ from typing import Any
 
 from kubernetes import client as k8s
 
-from joulie_tasks.emulator import seed as seeding
+from joulie_testbed.emulator import seed as seeding
 from tests.integration.apiproxy import ApiProxy
 
 NPP_PATH = "/apis/joulie.io/v1alpha1/nodepowerprofiles"

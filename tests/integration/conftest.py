@@ -19,12 +19,13 @@ import yaml
 from celery import Celery
 from kubernetes import client as k8s
 
-from joulie_tasks import guard, store
-from joulie_tasks.emulator import Emulator
-from tests.envtest.controlplane import ControlPlane
+from joulie_tasks.adapters import store
+from joulie_tasks.core import guard
+from joulie_testbed.controlplane import ControlPlane
+from joulie_testbed.emulator import Emulator
+from joulie_testbed.procs import RedisServer, Stack, wait_for
 from tests.integration.apiproxy import ApiProxy
 from tests.integration.cluster import ClusterBed
-from tests.integration.stack import RedisServer, Stack, wait_for
 
 CRD = Path(__file__).resolve().parents[2] / "deploy" / "crd" / "nodepowerprofiles.yaml"
 
@@ -162,7 +163,7 @@ class TickClient:
         return wait_for(lambda: self.finished(at), timeout=timeout, what=f"tick at {at}")
 
     def counter(self, name: str, **labels: str) -> float:
-        from joulie_tasks import metrics
+        from joulie_tasks.adapters import metrics
 
         counters, _ = self.state.read_metric_values()
         return counters.get(metrics.field(name, **labels), 0.0)

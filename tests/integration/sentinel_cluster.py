@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from joulie_testbed.procs import free_port, wait_for
 from tests.integration.conftest import _require_redis
-from tests.integration.stack import free_port, wait_for
 
 MASTER_NAME = "joulie"
 DOWN_AFTER_MS = 1000

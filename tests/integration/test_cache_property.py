@@ -24,10 +24,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from joulie_tasks import cache_store, config, decide, snapshot, store, watcher
-from joulie_tasks.emulator import seed as seeding
+from joulie_tasks import config
+from joulie_tasks.adapters import cache_store, store
+from joulie_tasks.core import decide
+from joulie_tasks.workflow import snapshot, watcher
+from joulie_testbed.emulator import seed as seeding
+from joulie_testbed.procs import RedisServer
 from tests.fakes import FakeKube
-from tests.integration.stack import RedisServer
 
 pytestmark = pytest.mark.slow
 

@@ -3,7 +3,7 @@
 Covers:
 - a short run exits 0 and prints the table header, at least one highlighted
   transition line, the summary line, and writes a valid PNG of the expected size;
-- the chart writer (no matplotlib) makes a decodable, deterministic PNG;
+- the chart (matplotlib) is a decodable, deterministic PNG showing both series;
 - Ctrl-C (SIGINT) after the first tick exits 130, still prints the summary, and
   leaves no process behind: not the worker (nor its prefork pool), beat, the watcher or
   redis-server. The demo prints ``demo: started <what> pid N``; every process in
@@ -20,14 +20,15 @@ import struct
 import subprocess
 import sys
 import threading
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
+from matplotlib import colors, image
 
-from joulie_tasks import demo_png
-from tests.integration.stack import REPO, wait_for
+from joulie_testbed.demo import chart
+from joulie_testbed.procs import wait_for
+from tests import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -194,8 +195,9 @@ def test_ctrl_c_mid_run_exits_130_and_leaves_no_process_behind(
     )
 
 
-def test_the_chart_is_a_decodable_deterministic_png(tmp_path: Path) -> None:
-    data = demo_png.ChartData(
+def test_the_chart_is_a_decodable_deterministic_png_with_both_series(tmp_path: Path) -> None:
+    # Given four ticks of data
+    data = chart.ChartData(
         performance_nodes=[3, 7, 9, 3],
         draining_nodes=[0, 0, 0, 4],
         demand_pods=[2, 31, 43, 2],
@@ -203,13 +205,21 @@ def test_the_chart_is_a_decodable_deterministic_png(tmp_path: Path) -> None:
         pods_per_node=5,
         title="TEST",
     )
-    first = demo_png.write_chart(tmp_path / "a.png", data)
-    second = demo_png.write_chart(tmp_path / "b.png", data)
+
+    # When it is drawn twice
+    first = chart.write_chart(tmp_path / "a.png", data)
+    second = chart.write_chart(tmp_path / "b.png", data)
+
+    # Then the same bytes, a PNG of the demo's size, decodable, with both series' colours
     assert first.read_bytes() == second.read_bytes()
-    width, height = png_size(first)
-    idat = first.read_bytes()[33:-12]  # signature + IHDR chunk; IEND chunk
-    length, kind = struct.unpack(">I4s", idat[:8])
-    assert kind == b"IDAT"
-    raw = zlib.decompress(idat[8 : 8 + length])
-    assert len(raw) == height * (1 + width * 3)
-    assert set(raw[:: 1 + width * 3]) == {0}, "every row starts with filter type 0"
+    assert png_size(first) == (820, 460)
+    pixels = (image.imread(first)[:, :, :3] * 255).round().astype(int)
+    colours = {tuple(p) for p in pixels.reshape(-1, 3).tolist()}
+    assert _rgb(chart.PERF) in colours
+    assert _rgb(chart.DEMAND) in colours
+    assert _rgb(chart.DRAIN) in colours
+
+
+def _rgb(hex_colour: str) -> tuple[int, int, int]:
+    r, g, b = (round(c * 255) for c in colors.to_rgb(hex_colour))
+    return (r, g, b)

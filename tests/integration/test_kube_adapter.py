@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from joulie_tasks import errors, kube
-from joulie_tasks.emulator import Emulator
+from joulie_tasks import errors
+from joulie_tasks.adapters import kube
+from joulie_testbed.emulator import Emulator
 
 
 @pytest.fixture

@@ -13,11 +13,11 @@ import urllib.request
 
 import pytest
 
-from joulie_tasks import store
-from joulie_tasks.emulator import Emulator
+from joulie_tasks.adapters import store
+from joulie_testbed.emulator import Emulator
+from joulie_testbed.procs import Proc, Stack, free_port, wait_for
 from tests.integration.cluster import ClusterBed
 from tests.integration.conftest import TickClient, cluster_state
-from tests.integration.stack import Proc, Stack, free_port, wait_for
 
 
 def reconcile(stack: Stack, *extra: str) -> dict[str, object]:
@@ -205,7 +205,7 @@ def test_the_metrics_endpoint_serves_spec_metrics_from_redis(
     first = node_names(emulator)[0]
     port = free_port()
     stack.configure(metrics_addr=f"127.0.0.1:{port}")
-    proc = Proc("metrics", ["metrics"], env=stack.env, log=stack.tmp / "metrics.log")
+    proc = Proc.operator("metrics", ["metrics"], env=stack.env, log=stack.tmp / "metrics.log")
     stack.procs.append(proc)
     proc.wait_for_log("metrics served at")
 

@@ -8,14 +8,15 @@ import signal
 
 import pytest
 
-from joulie_tasks import errors, store
+from joulie_tasks import errors
+from joulie_tasks.adapters import store
+from joulie_testbed.procs import wait_for
 from tests.integration.sentinel_cluster import (
     DOWN_AFTER_MS,
     SentinelCluster,
     failover_once,
     sentinel_cluster,
 )
-from tests.integration.stack import wait_for
 
 __all__ = ["sentinel_cluster"]
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from joulie_tasks import errors, store
-from tests.integration.stack import RedisServer
+from joulie_tasks import errors
+from joulie_tasks.adapters import store
+from joulie_testbed.procs import RedisServer
 
 
 def test_the_lock_is_single_holder_and_each_holder_gets_a_newer_token(

@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 
-from joulie_tasks import cache_store, cache_tick, store
-from joulie_tasks.emulator import Emulator
+from joulie_tasks.adapters import cache_store, store
+from joulie_tasks.workflow import cache_tick
+from joulie_testbed.emulator import Emulator
+from joulie_testbed.procs import Proc, Stack, wait_for
 from tests.integration.conftest import TickClient
-from tests.integration.stack import Proc, Stack, wait_for
 from tests.integration.test_workflow import pending_writes
 
 pytestmark = pytest.mark.slow
@@ -176,7 +177,7 @@ def test_a_wrong_cache_cannot_downgrade_a_node_under_a_performance_pod(
 
 
 def metric(name: str, **labels_: str) -> str:
-    from joulie_tasks import metrics
+    from joulie_tasks.adapters import metrics
 
     return metrics.field(name, **labels_)
 

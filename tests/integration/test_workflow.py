@@ -18,21 +18,13 @@ from typing import Any
 
 import pytest
 
-from joulie_tasks import (
-    classify,
-    config,
-    guard,
-    metrics,
-    models,
-    plan,
-    snapshot_parse,
-    store,
-    write,
-)
-from joulie_tasks.emulator import Emulator
+from joulie_tasks import config
+from joulie_tasks.adapters import metrics, store
+from joulie_tasks.core import classify, guard, models, plan, snapshot_parse, write
+from joulie_testbed.emulator import Emulator
+from joulie_testbed.procs import Stack, wait_for
 from tests.integration.cluster import ClusterBed
 from tests.integration.conftest import TickClient, cluster_state
-from tests.integration.stack import Stack, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """Builders for the pure-core unit tests: nodes, pods, profile objects, raw manifests.
 
-Labels default to the SPEC §3 names; pass ``profile=``/``draining=`` to give a node
+Labels default to the docs/SPEC.md §3 names; pass ``profile=``/``draining=`` to give a node
 its current operator labels.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from joulie_tasks import models
+from joulie_tasks.core import models
 
 PROFILE_LABEL = "joulie.io/power-profile"
 DRAINING_LABEL = "joulie.io/draining"
@@ -136,7 +136,7 @@ def run_core(
     tick_time: float = TICK,
 ) -> models.WriteSet:
     """One tick of the pure core: select → classify → plan → guard → diff."""
-    from joulie_tasks import classify, guard, plan, selectors, snapshot_parse, write
+    from joulie_tasks.core import classify, guard, plan, selectors, snapshot_parse, write
 
     params = params or make_params()
     eligible = snapshot_parse.select_eligible(

@@ -1,10 +1,11 @@
-"""Settings (SPEC §3): defaults, Go durations, selectors, one clear line per bad variable."""
+"""Settings (docs/SPEC.md §3): defaults, Go durations, selectors, one line per bad variable."""
 
 from __future__ import annotations
 
 import pytest
 
-from joulie_tasks import config, errors, models
+from joulie_tasks import config, errors
+from joulie_tasks.core import models
 
 
 def test_defaults_are_the_spec_defaults() -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from joulie_tasks import celery_app, config, errors, sentinel
+from joulie_tasks import config, errors
+from joulie_tasks.core import sentinel
+from joulie_tasks.queue import celery_app
 
 URL = "sentinel://:s3cret@s1:26379;sentinel://s2:26380;sentinel://s3/2"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from joulie_tasks.emulator import Emulator
+from joulie_testbed.emulator import Emulator
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import time
 import pytest
 from kubernetes import client
 
-from joulie_tasks.emulator import Emulator
+from joulie_testbed.emulator import Emulator
 from tests.integration.emulator.builders import NPP, node, npp, status_of
 
 

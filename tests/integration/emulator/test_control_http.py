@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 from kubernetes import client
 
-from joulie_tasks.emulator import Emulator, RemoteEmulator
+from joulie_testbed.emulator import Emulator, RemoteEmulator
 from tests.integration.emulator.builders import node
 
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from joulie_tasks.emulator import validation
+from joulie_testbed.emulator import validation
 from tests.integration.emulator.builders import NPP
 
 REPO = Path(__file__).resolve().parents[3]

@@ -13,7 +13,7 @@ import pytest
 import urllib3
 from kubernetes import client
 
-from joulie_tasks.emulator import Emulator
+from joulie_testbed.emulator import Emulator
 from tests.integration.emulator.builders import NPP, node, npp, pod, status_of
 
 

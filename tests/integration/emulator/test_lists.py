@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from kubernetes import client
 
-from joulie_tasks.emulator import Emulator, seed
+from joulie_testbed.emulator import Emulator, seed
 from tests.integration.emulator.builders import node, status_of
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from joulie_tasks.emulator import Emulator
+from joulie_testbed.emulator import Emulator
 from tests.integration.emulator.builders import NPP, node, npp, status_of
 
 MERGE = "application/merge-patch+json"

@@ -1,4 +1,4 @@
-"""``python -m joulie_tasks.emulator`` as its own process, used as a worker would use it.
+"""``python -m joulie_testbed.emulator`` as its own process, used as a worker would use it.
 
 Covers: the ready line printed after the kubeconfig is written, seeding from the
 command line, the official client loading that kubeconfig, control over HTTP,
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from joulie_tasks.emulator import RemoteEmulator
+from joulie_testbed.emulator import RemoteEmulator
 
 READY = re.compile(r"^emulator listening on (http://127\.0\.0\.1:\d+)$")
 
@@ -26,7 +26,7 @@ READY = re.compile(r"^emulator listening on (http://127\.0\.0\.1:\d+)$")
 def process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
     kubeconfig = tmp_path / "kubeconfig"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "joulie_tasks.emulator", "--port", "0",
+        [sys.executable, "-m", "joulie_testbed.emulator", "--port", "0",
          "--kubeconfig", str(kubeconfig),
          "--nodes", "20", "--pods", "100", "--seed", "3", "--reserved", "2"],
         stdout=subprocess.PIPE,

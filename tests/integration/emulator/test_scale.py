@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from joulie_tasks.emulator import Emulator, seed
+from joulie_testbed.emulator import Emulator, seed
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +63,7 @@ def test_100k_pods_and_10k_nodes_list_completely(big: Emulator, core: client.Cor
 
 
 def test_one_page_costs_little_server_time(big: Emulator) -> None:
-    from joulie_tasks.emulator import api
+    from joulie_testbed.emulator import api
 
     req = api.Request("GET", "/api/v1/pods", {"limit": "500"}, {}, b"")
     route = api.parse_route("GET", "/api/v1/pods", {"limit": "500"})

@@ -1,7 +1,7 @@
 """``seed.generate_cluster`` and ``Emulator.load``/``seed`` (the seeding API itself).
 
 Covers: determinism per seed, counts and zero-padded names, disjoint reserved /
-unschedulable / unmanaged node sets, pending and terminal pods, every SPEC §4
+unschedulable / unmanaged node sets, pending and terminal pods, every docs/SPEC.md §4
 constraint shape and the shape label, custom mixes, argument errors.
 """
 
@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from joulie_tasks.emulator import Emulator, seed
+from joulie_testbed.emulator import Emulator, seed
 
 
 def test_same_seed_same_cluster_and_different_seed_differs() -> None:

@@ -1,6 +1,6 @@
 """NodePowerProfile admission through the CRD schema, over HTTP.
 
-Covers: every invalid shape of SPEC §7 answered 422 with a Status naming the field
+Covers: every invalid shape of docs/SPEC.md §7 answered 422 with a Status naming the field
 paths in ``details.causes``; unknown fields pruned; updates and patches validated
 the same way as creates.
 """

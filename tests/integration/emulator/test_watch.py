@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from kubernetes import client, watch
 
-from joulie_tasks.emulator import Emulator
-from tests.integration.stack import wait_for
+from joulie_testbed.emulator import Emulator
+from joulie_testbed.procs import wait_for
 
 
 def _node(name: str, **labels: str) -> dict[str, Any]:

@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
+from joulie_testbed.procs import free_port, wait_for
 from tests.integration.monitoring.tools import require
-from tests.integration.stack import free_port, wait_for
 
 
 class Prometheus:

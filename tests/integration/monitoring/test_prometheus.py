@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from joulie_tasks.emulator import Emulator
-from tests.integration.deploy import chart
+from joulie_testbed.emulator import Emulator
+from joulie_testbed.procs import Stack, free_port, wait_for
+from tests.deploy import chart
 from tests.integration.monitoring.prometheus import Prometheus
-from tests.integration.stack import Stack, free_port, wait_for
 
 JOB = "joulie-tasks-metrics"  # the chart's default alerts.job for release joulie-tasks
 TEST_RULE_VALUES = {"alerts": {"ticksFailing": {"window": "20s", "for": "2s"}}}

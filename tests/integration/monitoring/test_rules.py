@@ -10,9 +10,10 @@ from typing import Any
 
 import yaml
 
-from joulie_tasks import metrics, models
-from tests.integration.deploy import chart, helpers
-from tests.integration.deploy.test_chart import NON_DEFAULT
+from joulie_tasks.adapters import metrics
+from joulie_tasks.core import models
+from tests.deploy import chart, helpers
+from tests.deploy.test_chart import NON_DEFAULT
 from tests.integration.monitoring.tools import promtool
 
 RULES_TESTS = helpers.ROOT / "monitoring" / "joulie-tasks.rules.test.yaml"

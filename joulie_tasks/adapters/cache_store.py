@@ -1,0 +1,409 @@
+"""The watch-fed cluster cache and the watcher lease in Redis (keys built here only).
+
+Layout (all under ``joulie:cache:``): ``nodes`` (name → NodeInfo JSON, labels of
+interest only), ``npps`` (name → NppInfo JSON), ``pods`` (namespace/name → the pod's
+contribution code, only for pods that count), ``demand`` (cluster-wide counts),
+``perf`` (node → active performance-only pods) and ``meta`` (per resource: synced
+flag and resourceVersion; heartbeat, holder, last relist and its reason; the change
+sequence the kicks and the reaction latency use).
+
+Every write is a Lua script that first checks the watcher lease (``joulie:watch:
+lease`` must still hold this watcher's ``holder#token``), so a watcher that lost the
+lease — paused, partitioned, or Redis flushed under it — cannot write. A pod event
+is one script call: it swaps the pod's old contribution for the new one and adjusts
+exactly the counts they name (O(1)). A relist builds fresh keys aside and renames
+them over the live ones in one script, so a reader never sees half a relist.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from joulie_tasks import errors
+from joulie_tasks.adapters import store
+from joulie_tasks.core import cache, models
+
+PREFIX = f"{store.PREFIX}:cache"
+META = f"{PREFIX}:meta"
+NODES = f"{PREFIX}:nodes"
+NPPS = f"{PREFIX}:npps"
+PODS = f"{PREFIX}:pods"
+DEMAND = f"{PREFIX}:demand"
+PERF = f"{PREFIX}:perf"
+LEASE = f"{store.PREFIX}:watch:lease"
+LEASE_FENCE = f"{store.PREFIX}:watch:fence"
+RESOURCES = ("nodes", "pods", "nodepowerprofiles")
+#: The keys each resource's relist replaces.
+_RELIST_KEYS = {"nodes": (NODES,), "nodepowerprofiles": (NPPS,), "pods": (PODS, DEMAND, PERF)}
+
+_CHECK = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+"""
+_MARK_CHANGE = """
+local function mark_change(meta, now)
+  local seq = redis.call('HINCRBY', meta, 'seq', 1)
+  if redis.call('HEXISTS', meta, 'pending_since') == 0 then
+    redis.call('HSET', meta, 'pending_since', now, 'pending_seq', seq)
+  end
+end
+"""
+# KEYS: lease, meta, pods, demand, perf; ARGV: lease value, pod key, new code, rv, now
+_APPLY_POD = (
+    _MARK_CHANGE
+    + """
+local function adjust(code, d)
+  if code == '' then return end
+  local c = string.sub(code, 1, 1)
+  if c == 'P' then
+    redis.call('HINCRBY', KEYS[4], 'performance', d)
+    local node = string.sub(code, 3)
+    if node == '' then
+      redis.call('HINCRBY', KEYS[4], 'pending_performance', d)
+    elseif redis.call('HINCRBY', KEYS[5], node, d) <= 0 then
+      redis.call('HDEL', KEYS[5], node)
+    end
+  elseif c == 'E' then
+    redis.call('HINCRBY', KEYS[4], 'eco', d)
+  else
+    redis.call('HINCRBY', KEYS[4], 'general', d)
+  end
+end
+"""
+    + _CHECK
+    + """
+if redis.call('HGET', KEYS[2], 'synced:pods') ~= '1' then return -2 end
+local old = redis.call('HGET', KEYS[3], ARGV[2]) or ''
+local new = ARGV[3]
+redis.call('HSET', KEYS[2], 'rv:pods', ARGV[4])
+if old == new then return 0 end
+adjust(old, -1)
+adjust(new, 1)
+if new == '' then
+  redis.call('HDEL', KEYS[3], ARGV[2])
+else
+  redis.call('HSET', KEYS[3], ARGV[2], new)
+end
+if string.sub(old, 1, 1) == 'P' or string.sub(new, 1, 1) == 'P' then
+  mark_change(KEYS[2], ARGV[5])
+  return 2
+end
+return 1
+"""
+)
+# KEYS: lease, meta, hash; ARGV: lease value, resource, name, record ('' deletes), rv,
+# now, 1 when a change of this resource can change the plan
+_APPLY_RECORD = (
+    _MARK_CHANGE
+    + _CHECK
+    + """
+if redis.call('HGET', KEYS[2], 'synced:' .. ARGV[2]) ~= '1' then return -2 end
+redis.call('HSET', KEYS[2], 'rv:' .. ARGV[2], ARGV[5])
+local old = redis.call('HGET', KEYS[3], ARGV[3]) or ''
+if old == ARGV[4] then return 0 end
+if ARGV[4] == '' then
+  redis.call('HDEL', KEYS[3], ARGV[3])
+else
+  redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
+end
+if ARGV[7] == '1' then
+  mark_change(KEYS[2], ARGV[6])
+  return 2
+end
+return 1
+"""
+)
+# KEYS: lease, meta, then pairs (staged, live); ARGV: lease value, resource, rv, now,
+# reason, changed (1: the plan may differ: bump the change sequence)
+_SWAP = (
+    _MARK_CHANGE
+    + """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  for i = 3, #KEYS, 2 do redis.call('DEL', KEYS[i]) end
+  return -1
+end
+for i = 3, #KEYS, 2 do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('RENAME', KEYS[i], KEYS[i + 1])
+  else
+    redis.call('DEL', KEYS[i + 1])
+  end
+end
+redis.call('HSET', KEYS[2], 'synced:' .. ARGV[2], '1', 'rv:' .. ARGV[2], ARGV[3],
+  'last_relist', ARGV[4], 'last_relist_reason', ARGV[2] .. ': ' .. ARGV[5])
+if ARGV[6] == '1' then mark_change(KEYS[2], ARGV[4]) end
+return 1
+"""
+)
+# KEYS: lease, meta; ARGV: lease value, now, holder
+_HEARTBEAT = (
+    _CHECK
+    + """
+redis.call('HSET', KEYS[2], 'heartbeat', ARGV[2], 'holder', ARGV[3])
+local wanted = redis.call('HGET', KEYS[2], 'relist_requested')
+if wanted then redis.call('HDEL', KEYS[2], 'relist_requested') return 2 end
+return 1
+"""
+)
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+# KEYS: meta; ARGV: served seq, now → latency in seconds ('' when none pending)
+_SERVE = """
+local served = tonumber(redis.call('HGET', KEYS[1], 'served') or '0')
+local seq = tonumber(ARGV[1])
+if seq > served then redis.call('HSET', KEYS[1], 'served', seq) end
+local first = tonumber(redis.call('HGET', KEYS[1], 'pending_seq') or '-1')
+if first >= 0 and first <= seq then
+  local since = redis.call('HGET', KEYS[1], 'pending_since')
+  redis.call('HDEL', KEYS[1], 'pending_since', 'pending_seq')
+  local now_seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+  if now_seq > seq then
+    redis.call('HSET', KEYS[1], 'pending_since', ARGV[2], 'pending_seq', seq + 1)
+  end
+  return since
+end
+return ''
+"""
+
+
+class LeaseLost(errors.JoulieError):
+    """A cache write was refused: this watcher no longer holds the lease."""
+
+
+class NotSynced(errors.JoulieError):
+    """A cache write was refused: the resource is not synced (Redis lost the cache)."""
+
+
+@dataclass(frozen=True)
+class CacheView:
+    """What a tick reads from the cache, read in one transaction."""
+
+    snapshot: models.Snapshot
+    demand: models.Demand
+    seq: int
+    age_s: float
+
+
+@dataclass(frozen=True)
+class CacheStatus:
+    synced: dict[str, bool]
+    heartbeat: float | None
+    holder: str | None
+    last_relist: float | None
+    last_relist_reason: str | None
+    seq: int
+    served: int
+    lease: str | None
+
+    def age(self, now: float) -> float | None:
+        return None if self.heartbeat is None else max(0.0, now - self.heartbeat)
+
+
+class CacheStore:
+    """The cache and the lease, over a RedisStore's connection."""
+
+    def __init__(self, state: store.RedisStore) -> None:
+        self.state = state
+        r = state.client
+        self._r = r
+        self._apply_pod = r.register_script(_APPLY_POD)
+        self._apply_record = r.register_script(_APPLY_RECORD)
+        self._swap = r.register_script(_SWAP)
+        self._heartbeat = r.register_script(_HEARTBEAT)
+        self._renew = r.register_script(_RENEW)
+        self._serve = r.register_script(_SERVE)
+
+    # --- lease ---------------------------------------------------------------------------
+
+    def acquire_lease(self, holder: str, *, ttl_s: float) -> str | None:
+        """Take the watcher lease; its value ``holder#token`` fences every cache write."""
+        with self.state._errors():
+            token = int(self._r.incr(LEASE_FENCE))
+            value = f"{holder}#{token}"
+            if self._r.set(LEASE, value.encode(), nx=True, px=max(1, int(ttl_s * 1000))):
+                return value
+        return None
+
+    def renew_lease(self, value: str, *, ttl_s: float) -> bool:
+        with self.state._errors():
+            return bool(self._renew(keys=[LEASE], args=[value, max(1, int(ttl_s * 1000))]))
+
+    def release_lease(self, value: str) -> None:
+        with self.state._errors():
+            self._r.eval(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end",
+                1,
+                LEASE,
+                value,
+            )
+
+    def lease_holder(self) -> str | None:
+        with self.state._errors():
+            v = self._r.get(LEASE)
+        return _s(v) if v else None
+
+    # --- watcher writes ------------------------------------------------------------------
+
+    def apply_pod(self, lease: str, key: str, code: str, rv: str, now: float) -> bool:
+        """Swap one pod's contribution; True when the change can change the plan."""
+        with self.state._errors():
+            result = int(
+                self._apply_pod(
+                    keys=[LEASE, META, PODS, DEMAND, PERF], args=[lease, key, code, rv, repr(now)]
+                )
+            )
+        return _checked(result, "pods")
+
+    def apply_record(
+        self, lease: str, resource: str, name: str, record: str, rv: str, now: float
+    ) -> bool:
+        """Store (or delete, ``record=""``) one node or profile record; True when it
+        can change the plan (a node added, removed or changed)."""
+        hash_key = NODES if resource == "nodes" else NPPS
+        relevant = "1" if resource == "nodes" else "0"
+        with self.state._errors():
+            result = int(
+                self._apply_record(
+                    keys=[LEASE, META, hash_key],
+                    args=[lease, resource, name, record, rv, repr(now), relevant],
+                )
+            )
+        return _checked(result, resource)
+
+    def replace(
+        self,
+        lease: str,
+        resource: str,
+        *,
+        hashes: Mapping[str, Mapping[str, str]],
+        rv: str,
+        now: float,
+        reason: str,
+    ) -> bool:
+        """Replace a resource's keys with freshly listed contents (``hashes``: live key →
+        contents), atomically; True when the contents differ from what was cached."""
+        stage = f"{PREFIX}:staging:{uuid.uuid4().hex}"
+        pairs: list[str] = []
+        with self.state._errors():
+            before = {key: self._r.hgetall(key) for key in _RELIST_KEYS[resource]}
+            changed = any(
+                {_s(k): _s(v) for k, v in before[key].items()} != dict(hashes.get(key, {}))
+                for key in _RELIST_KEYS[resource]
+            )
+            pipe = self._r.pipeline(transaction=False)
+            for live in _RELIST_KEYS[resource]:
+                staged = f"{stage}:{live.rsplit(':', 1)[-1]}"
+                pairs += [staged, live]
+                items = list(hashes.get(live, {}).items())
+                for start in range(0, len(items), 5000):
+                    pipe.hset(staged, mapping=dict(items[start : start + 5000]))
+                pipe.expire(staged, 600)
+            pipe.execute()
+            result = int(
+                self._swap(
+                    keys=[LEASE, META, *pairs],
+                    args=[lease, resource, rv, repr(now), reason, "1" if changed else "0"],
+                )
+            )
+        if result == -1:
+            raise LeaseLost("the watcher lease was lost")
+        return changed
+
+    def heartbeat(self, lease: str, holder: str, now: float) -> bool:
+        """Stamp the cache fresh; True when a tick asked for a relist meanwhile."""
+        with self.state._errors():
+            result = int(self._heartbeat(keys=[LEASE, META], args=[lease, repr(now), holder]))
+        if result == -1:
+            raise LeaseLost("the watcher lease was lost")
+        return result == 2
+
+    def unsync(self) -> None:
+        """Mark every resource unsynced (a new watcher takes over: ticks use lists)."""
+        with self.state._errors():
+            self._r.hdel(META, *[f"synced:{r}" for r in RESOURCES], "heartbeat")
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def read(self, *, tick_time: float, now: float, max_age: float) -> CacheView | str:
+        """The cache as one consistent view, or why it cannot be used."""
+        with self.state._errors():
+            pipe = self._r.pipeline(transaction=True)
+            for key in (META, NODES, NPPS, DEMAND, PERF):
+                pipe.hgetall(key)
+            meta_raw, nodes_raw, npps_raw, demand_raw, perf_raw = pipe.execute()
+        meta = {_s(k): _s(v) for k, v in meta_raw.items()}
+        if not meta:
+            return "absent"
+        if any(meta.get(f"synced:{r}") != "1" for r in RESOURCES):
+            return "not_synced"
+        age = now - float(meta.get("heartbeat") or 0)
+        if age > max_age:
+            return "stale"
+        # Records were validated when the watcher wrote them; the next stages validate
+        # the stored snapshot again. Constructing without validation halves the read.
+        nodes = [models.NodeInfo.model_construct(**json.loads(v)) for v in nodes_raw.values()]
+        npps = [models.NppInfo.model_construct(**json.loads(v)) for v in npps_raw.values()]
+        demand = cache.demand_from_counts(
+            {_s(k): int(v) for k, v in demand_raw.items()},
+            {_s(k): int(v) for k, v in perf_raw.items()},
+        )
+        snap = cache.snapshot_from_records(tick_time=tick_time, nodes=nodes, profiles=npps)
+        return CacheView(snapshot=snap, demand=demand, seq=int(meta.get("seq") or 0), age_s=age)
+
+    def serve(self, seq: int, now: float) -> float | None:
+        """A tick that read change ``seq`` finished: the reaction latency of the oldest
+        change it answered (seconds), or None when no change was waiting."""
+        with self.state._errors():
+            since = self._serve(keys=[META], args=[seq, repr(now)])
+        text = since.decode() if isinstance(since, bytes) else str(since or "")
+        return max(0.0, now - float(text)) if text else None
+
+    def request_relist(self) -> None:
+        with self.state._errors():
+            self._r.hset(META, "relist_requested", repr(time.time()))
+
+    def status(self) -> CacheStatus:
+        with self.state._errors():
+            meta_raw = self._r.hgetall(META)
+            lease = self._r.get(LEASE)
+        meta = {_s(k): _s(v) for k, v in meta_raw.items()}
+
+        def number(key: str) -> float | None:
+            return float(meta[key]) if key in meta else None
+
+        return CacheStatus(
+            synced={r: meta.get(f"synced:{r}") == "1" for r in RESOURCES},
+            heartbeat=number("heartbeat"),
+            holder=meta.get("holder"),
+            last_relist=number("last_relist"),
+            last_relist_reason=meta.get("last_relist_reason"),
+            seq=int(meta.get("seq") or 0),
+            served=int(meta.get("served") or 0),
+            lease=_s(lease) if lease else None,
+        )
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _checked(result: int, resource: str) -> bool:
+    if result == -1:
+        raise LeaseLost("the watcher lease was lost")
+    if result == -2:
+        raise NotSynced(f"{resource} are not synced in the cache (Redis lost it?)")
+    return result == 2
+
+
+def dump(model: Any) -> str:
+    return str(model.model_dump_json())
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))

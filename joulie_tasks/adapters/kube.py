@@ -1,0 +1,345 @@
+"""Kubernetes adapter: the only module that imports the official ``kubernetes`` client.
+
+It speaks raw JSON through the client's ``ApiClient`` (auth, TLS, kubeconfig and
+connection pool come from the official client) instead of deserialising tens of
+thousands of pods into generated model objects. Every call has an explicit
+timeout, urllib3's hidden retries are switched off (tenacity in retrying.py owns
+retries), and every failure is mapped onto errors.py: 409 → KubeConflict;
+429/5xx/timeouts/connection errors → KubeTransient; other 4xx → KubeFatal.
+Node labels are written with an explicit merge-patch content type, never the
+client's implicit strategic-merge choice.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import urllib3
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+from kubernetes.config.config_exception import ConfigException
+
+from joulie_tasks import errors
+from joulie_tasks.adapters import ports
+
+logger = logging.getLogger(__name__)
+
+MERGE_PATCH = "application/merge-patch+json"
+NPP_GROUP_VERSION = "joulie.io/v1alpha1"
+
+
+Resource = ports.Resource
+RequestKey = ports.RequestKey
+
+NODES = Resource("/api/v1", "nodes")
+PODS = Resource("/api/v1", "pods", namespaced=True)
+PROFILES = Resource(f"/apis/{NPP_GROUP_VERSION}", "nodepowerprofiles")
+EVENTS = Resource("/api/v1", "events", namespaced=True)
+
+
+#: Header naming the tick (``<fencing token> <tick id>``) a request is made for, so an
+#: API server's audit log (and the emulator's request log) can tell stale ticks apart.
+TICK_HEADER = "X-Joulie-Tick"
+_tick_tag: list[str | None] = [None]
+
+
+def set_tick_tag(tag: str | None) -> None:
+    """Name the tick this process's requests belong to from now on (None: no header).
+    One stage runs at a time per worker process, so a process-wide value is enough."""
+    _tick_tag[0] = tag
+
+
+def load_configuration(
+    *, kubeconfig: str | None, context: str | None, pool_size: int
+) -> k8s_client.Configuration:
+    """Client configuration: explicit kubeconfig, else in-cluster, else ~/.kube/config."""
+    cfg = k8s_client.Configuration()
+    try:
+        if kubeconfig:
+            k8s_config.load_kube_config(
+                config_file=kubeconfig, context=context, client_configuration=cfg
+            )
+        else:
+            try:
+                k8s_config.load_incluster_config(client_configuration=cfg)
+            except ConfigException:
+                k8s_config.load_kube_config(context=context, client_configuration=cfg)
+    except (ConfigException, OSError, TypeError) as e:
+        where = kubeconfig or "in-cluster service account or ~/.kube/config"
+        raise errors.KubeFatal(f"cannot load Kubernetes configuration from {where}: {e}") from e
+    cfg.retries = False  # tenacity owns retries; urllib3 must not retry behind our back
+    cfg.connection_pool_maxsize = pool_size
+    return cfg
+
+
+class ApiGateway:
+    """KubeGateway over the official client, one per process (never shared across fork)."""
+
+    def __init__(self, configuration: k8s_client.Configuration, *, timeout: float) -> None:
+        self._api = k8s_client.ApiClient(configuration)
+        self._timeout = (min(timeout, 5.0), timeout)
+        self.host = configuration.host
+        self.request_counts: collections.Counter[RequestKey] = collections.Counter()
+        self._counts_lock = threading.Lock()
+
+    def close(self) -> None:
+        self._api.close()
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def list_items(self, resource: Resource, *, page_size: int) -> Iterator[dict[str, Any]]:
+        """Every item of a collection, page by page (``limit``/``continue``)."""
+        token: str | None = None
+        while True:
+            query: list[tuple[str, Any]] = [("limit", page_size)]
+            if token:
+                query.append(("continue", token))
+            page = self._request("list", resource, "GET", resource.path(), query=query)
+            items = page.get("items") or []
+            yield from items
+            token = (page.get("metadata") or {}).get("continue") or None
+            if not token:
+                return
+
+    def list_all(
+        self, resource: Resource, *, page_size: int, field_selector: str | None = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Every item of a collection and the resourceVersion of the list (for a watch
+        to resume from); ``field_selector`` filters server-side (``spec.nodeName=x``)."""
+        items: list[dict[str, Any]] = []
+        version = ""
+        for page, rv in self.list_pages(
+            resource, page_size=page_size, field_selector=field_selector
+        ):
+            items.extend(page)
+            version = version or rv
+        return items, version
+
+    def list_pages(
+        self, resource: Resource, *, page_size: int, field_selector: str | None = None
+    ) -> Iterator[tuple[list[dict[str, Any]], str]]:
+        """A collection page by page, each with the list's resourceVersion (the first
+        page's: later pages belong to the same snapshot), so a caller can reduce each
+        page before the next one is read."""
+        token: str | None = None
+        version = ""
+        while True:
+            query: list[tuple[str, Any]] = [("limit", page_size)]
+            if field_selector:
+                query.append(("fieldSelector", field_selector))
+            if token:
+                query.append(("continue", token))
+            page = self._request("list", resource, "GET", resource.path(), query=query)
+            meta = page.get("metadata") or {}
+            version = version or str(meta.get("resourceVersion") or "")
+            yield page.get("items") or [], version
+            token = meta.get("continue") or None
+            if not token:
+                return
+
+    def watch_events(
+        self, resource: Resource, *, resource_version: str, timeout_s: int
+    ) -> Iterator[dict[str, Any]]:
+        """Watch events (raw JSON dicts: ``type``, ``object``) after ``resource_version``,
+        with bookmarks, until the server ends the stream (at most ``timeout_s``).
+
+        A 410 arrives as an ``ERROR`` event (the caller relists); an HTTP error status
+        raises like any request; a broken stream raises KubeUnreachable.
+        """
+        query: list[tuple[str, Any]] = [
+            ("watch", "true"),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", timeout_s),
+        ]
+        if resource_version:
+            query.append(("resourceVersion", resource_version))
+        return self._stream("watch", resource, "GET", resource.path(), query=query, wait=timeout_s)
+
+    def _stream(
+        self,
+        verb: str,
+        resource: Resource,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, Any]],
+        wait: float,
+    ) -> Iterator[dict[str, Any]]:
+        """A streamed GET: one JSON document per line, yielded as it arrives."""
+        headers = {"Accept": "application/json"}
+        method, url, headers, _, _ = self._api.param_serialize(
+            method, path, query_params=query, header_params=headers, auth_settings=["BearerToken"]
+        )
+        try:
+            response = self._api.call_api(
+                method,
+                url,
+                header_params=headers,
+                _request_timeout=(min(self._timeout[0], 5.0), wait + self._timeout[1]),
+            )
+        except urllib3.exceptions.HTTPError as e:
+            self._count(verb, resource, "error")
+            raise errors.KubeUnreachable(
+                f"{verb} {self.host}{path}: {type(e).__name__}: {e}"
+            ) from e
+        except k8s_client.ApiException as e:
+            self._count(verb, resource, "error")
+            raise errors.KubeTransient(f"{verb} {self.host}{path}: {e.reason}") from e
+        self._count(verb, resource, str(response.status))
+        return self._lines(response, verb=verb, path=path)
+
+    def _lines(self, response: Any, *, verb: str, path: str) -> Iterator[dict[str, Any]]:
+        raw = response.response
+        try:
+            if not 200 <= response.status < 300:
+                raise _error_for(
+                    response.status, raw.read(), headers=response.headers, what=f"{verb} {path}"
+                )
+            buffer = b""
+            for chunk in raw.stream(amt=65536, decode_content=True):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise errors.KubeUnreachable(
+                f"{verb} {self.host}{path}: stream broken: {type(e).__name__}: {e}"
+            ) from e
+        finally:  # a stream left unread must not go back to the pool: close it
+            raw.close()
+            raw.release_conn()
+
+    def get(self, resource: Resource, name: str) -> dict[str, Any] | None:
+        """One object, or None when it does not exist."""
+        try:
+            return self._request("get", resource, "GET", resource.path(name))
+        except errors.KubeFatal as e:
+            if e.status == 404:
+                return None
+            raise
+
+    # --- writes --------------------------------------------------------------------------
+
+    def patch_node_labels(
+        self, name: str, labels: Mapping[str, str], *, dry_run: bool = False
+    ) -> dict[str, Any]:
+        body = {"metadata": {"labels": dict(labels)}}
+        return self._request(
+            "patch",
+            NODES,
+            "PATCH",
+            NODES.path(name),
+            body=body,
+            content_type=MERGE_PATCH,
+            query=_dry_run(dry_run),
+        )
+
+    def create_profile(self, body: Mapping[str, Any], *, dry_run: bool = False) -> None:
+        self._request(
+            "create", PROFILES, "POST", PROFILES.path(), body=body, query=_dry_run(dry_run)
+        )
+
+    def replace_profile(self, name: str, body: Mapping[str, Any], *, dry_run: bool = False) -> None:
+        self._request(
+            "update", PROFILES, "PUT", PROFILES.path(name), body=body, query=_dry_run(dry_run)
+        )
+
+    def create_event(self, namespace: str, body: Mapping[str, Any]) -> None:
+        self._request("create", EVENTS, "POST", EVENTS.path(namespace=namespace), body=body)
+
+    def delete_profile(self, name: str) -> None:
+        """Delete one NodePowerProfile (RBAC: ``delete`` on nodepowerprofiles)."""
+        self._request("delete", PROFILES, "DELETE", PROFILES.path(name))
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def _request(
+        self,
+        verb: str,
+        resource: Resource,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, Any]] | None = None,
+        body: Mapping[str, Any] | None = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        if _tick_tag[0] is not None:
+            headers[TICK_HEADER] = _tick_tag[0]
+        method, url, headers, body_out, _ = self._api.param_serialize(
+            method,
+            path,
+            query_params=query or None,
+            header_params=headers,
+            body=dict(body) if body is not None else None,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = self._api.call_api(
+                method, url, header_params=headers, body=body_out, _request_timeout=self._timeout
+            )
+            raw = response.read()
+            status = response.status
+        except urllib3.exceptions.HTTPError as e:
+            self._count(verb, resource, "error")
+            raise errors.KubeUnreachable(
+                f"{method} {self.host}{path}: {type(e).__name__}: {e}"
+            ) from e
+        except k8s_client.ApiException as e:  # raised for TLS problems (status 0)
+            self._count(verb, resource, "error")
+            raise errors.KubeTransient(f"{method} {self.host}{path}: {e.reason}") from e
+        self._count(verb, resource, str(status))
+        if 200 <= status < 300:
+            return json.loads(raw) if raw else {}
+        raise _error_for(status, raw, headers=response.headers, what=f"{method} {path}")
+
+    def _count(self, verb: str, resource: Resource, outcome: str) -> None:
+        with self._counts_lock:
+            self.request_counts[(verb, resource.plural, outcome)] += 1
+
+    def take_request_counts(self) -> collections.Counter[RequestKey]:
+        """Return and reset the request counters (flushed to Redis by the tasks)."""
+        with self._counts_lock:
+            counts, self.request_counts = self.request_counts, collections.Counter()
+        return counts
+
+
+def _dry_run(dry_run: bool) -> list[tuple[str, Any]] | None:
+    return [("dryRun", "All")] if dry_run else None
+
+
+def _error_for(status: int, raw: bytes, *, headers: Mapping[str, str], what: str) -> Exception:
+    """Map an HTTP error status and its Status body onto the errors.py tree."""
+    try:
+        message = str(json.loads(raw).get("message") or "")
+    except (ValueError, AttributeError):
+        message = raw[:200].decode("utf-8", "replace")
+    text = f"{what}: {status} {message}".strip()
+    if status == 409:
+        return errors.KubeConflict(text, status=status)
+    if status == 429 or status >= 500:
+        return errors.KubeTransient(text, status=status, retry_after=_retry_after(headers))
+    return errors.KubeFatal(text, status=status)
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After") if headers else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def build_gateway(
+    *, kubeconfig: str | None, context: str | None, timeout: float, pool_size: int
+) -> ApiGateway:
+    """A fresh gateway for this process."""
+    cfg = load_configuration(kubeconfig=kubeconfig, context=context, pool_size=pool_size)
+    return ApiGateway(cfg, timeout=timeout)

@@ -1,0 +1,512 @@
+"""Redis adapter: leader lock, fencing tokens, per-tick data, FSM, transition stream,
+shared metric values. The only module that imports ``redis``; every key is built here.
+
+Why Redis holds so much: ticks run across many worker processes, so whatever
+must outlive one task (the snapshot of a tick, the count of write batches still
+running, the FSM, metric values) lives here, keyed by tick id where it belongs to
+one tick and expiring with it. FSM updates are compare-and-set on the tick's
+fencing token (Lua), so a stale tick can never overwrite a newer one.
+
+With a Sentinel-managed Redis (``sentinel://`` URL and a master name) every command
+goes to the master the Sentinels name now (redis-py ``Sentinel.master_for``).
+Replication is asynchronous, so what makes a tick the leader must be on a replica
+before it counts: taking the lock and the token, and every fence check, are
+followed by ``WAIT 1`` on the same connection, and no acknowledgement within
+``WAIT_TIMEOUT_MS`` means "not acquired" / "not live". Tokens are raised to at least
+``config-epoch << 32`` of the Sentinels, so they grow across failovers even when
+the last INCR of the old master was lost. docs/ARCHITECTURE.md ("Redis and
+failover") gives the whole argument.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import time
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import redis
+import redis.sentinel
+from pydantic import BaseModel
+
+from joulie_tasks import errors
+from joulie_tasks.adapters import gcpause
+from joulie_tasks.core import sentinel
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "joulie"
+LOCK_KEY = f"{PREFIX}:lock"
+FENCE_KEY = f"{PREFIX}:fence"
+LATEST_TICK_KEY = f"{PREFIX}:latest-tick"
+LEADER_KEY = f"{PREFIX}:leader"
+FSM_KEY = f"{PREFIX}:fsm"
+TRANSITIONS_KEY = f"{PREFIX}:transitions"
+COUNTERS_KEY = f"{PREFIX}:metrics:counters"
+GAUGES_KEY = f"{PREFIX}:metrics:gauges"
+LAST_TICK_KEY = f"{PREFIX}:last-tick"
+PAUSED_KEY = f"{PREFIX}:paused"
+RECENT_TICKS_KEY = f"{PREFIX}:recent-ticks"
+RECENT_TICKS_KEPT = 200
+
+#: Per-tick data outlives any sane tick, then disappears by itself.
+TICK_DATA_TTL_S = 3600
+#: With Sentinel: replicas that must hold the lock, the token and a fence renewal.
+MIN_REPLICAS = 1
+#: How long the master may take to hear from them before the lock / fence is refused.
+#: Longer than a replica's 1 s acknowledgement period: a replica that has just finished
+#: its sync counts for WAIT only from its first periodic acknowledgement on.
+WAIT_TIMEOUT_MS = 2000
+#: Tokens of Sentinel config epoch e are at least e << EPOCH_SHIFT (exact in Lua's doubles
+#: while e < 2**21).
+EPOCH_SHIFT = 32
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def dedup_key(interval_number: int) -> str:
+    return f"{PREFIX}:tick-dedup:{interval_number}"
+
+
+def tick_key(tick_id: str, part: str) -> str:
+    return f"{PREFIX}:tick:{tick_id}:{part}"
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for logs and error lines."""
+    return re.sub(r"(://[^:/@;]*:)[^@;]*@", r"\1***@", url)
+
+
+# Take the lock and the next fencing token at once. ARGV[3] is the floor of this
+# Sentinel epoch (0 without Sentinel: a plain INCR): a token is never below it.
+_ACQUIRE = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
+local current = tonumber(redis.call('GET', KEYS[2]) or '0')
+if current < tonumber(ARGV[3]) then redis.call('SET', KEYS[2], ARGV[3]) end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[3], ARGV[1])
+return token
+"""
+
+
+# Renew the lock only while we still hold it.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+# Release the lock only while we still hold it.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+# A write batch may proceed only while its tick holds the lock and its token is the
+# newest fence: a tick that lost the lock (or was overtaken) cannot write.
+_FENCE_CHECK = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+# FSM compare-and-set: ARGV[1] is the token, ARGV[2] a JSON object node -> record.
+# A record is written only when no newer token wrote that node before.
+_FSM_CAS = """
+local token = tonumber(ARGV[1])
+local updates = cjson.decode(ARGV[2])
+local written = 0
+for node, record in pairs(updates) do
+  local old = redis.call('HGET', KEYS[1], node)
+  local ok = true
+  if old then
+    local prev = cjson.decode(old)
+    if prev['token'] and tonumber(prev['token']) > token then ok = false end
+  end
+  if ok then
+    redis.call('HSET', KEYS[1], node, cjson.encode(record))
+    written = written + 1
+  end
+end
+return written
+"""
+
+
+class RedisStore:
+    """All of the operator's Redis state behind one small interface."""
+
+    def __init__(
+        self, url: str, *, socket_timeout: float = 5.0, sentinel_master: str | None = None
+    ) -> None:
+        self.url = url
+        self.master_name = sentinel_master
+        self._sentinel: redis.sentinel.Sentinel | None = None
+        options: dict[str, Any] = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_timeout,
+            "health_check_interval": 15,
+            "decode_responses": False,
+        }
+        if sentinel_master is not None:
+            parsed = sentinel.parse_sentinel_url(url)
+            self._sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+                list(parsed.hosts),
+                sentinel_kwargs={"socket_timeout": socket_timeout},
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_timeout,
+            )
+            self._redis: redis.Redis = self._sentinel.master_for(  # type: ignore[no-untyped-call]
+                sentinel_master,
+                db=parsed.db,
+                username=parsed.username,
+                password=parsed.password,
+                **options,
+            )
+        else:
+            self._redis = redis.Redis.from_url(url, **options)
+        #: Replicas that must acknowledge the lock, the token and each fence check.
+        self.min_replicas = MIN_REPLICAS if sentinel_master is not None else 0
+        self._acquire = self._redis.register_script(_ACQUIRE)
+        self._renew = self._redis.register_script(_RENEW)
+        self._release = self._redis.register_script(_RELEASE)
+        self._fence_check = self._redis.register_script(_FENCE_CHECK)
+        self._fsm_cas = self._redis.register_script(_FSM_CAS)
+        #: Counter increments not yet delivered (Redis was unreachable).
+        self._unsent: dict[str, float] = {}
+
+    @property
+    def client(self) -> redis.Redis:
+        return self._redis
+
+    def close(self) -> None:
+        self._redis.close()
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except redis.RedisError as e:
+            if self._sentinel is not None and isinstance(
+                e, redis.ConnectionError | redis.ReadOnlyError
+            ):
+                # After a failover every idle pooled connection may still point at the
+                # old master (now a replica, or gone): drop them all at once, so the next
+                # command asks the Sentinels instead of failing once per stale connection.
+                self._redis.connection_pool.disconnect(inuse_connections=False)
+            raise errors.StateStoreError(
+                f"Redis at {redact_url(self.url)}: {type(e).__name__}: {e}"
+            ) from e
+
+    def ping(self) -> None:
+        with self._errors():
+            self._redis.ping()
+
+    # --- dedup, lock, fence --------------------------------------------------------------
+
+    def claim_interval(self, interval_number: int, *, ttl_s: float) -> bool:
+        """True for the first claim of an interval number; duplicates get False."""
+        with self._errors():
+            ok = self._redis.set(dedup_key(interval_number), b"1", nx=True, px=_ms(ttl_s))
+        return bool(ok)
+
+    def acquire_lock(self, tick_id: str, *, ttl_s: float) -> int | None:
+        """Take the leader lock for ``tick_id``; return its fencing token, or None if held.
+
+        With Sentinel the lock and token count only once a replica has them: no
+        acknowledgement in time raises StateStoreError (not acquired; the lock is
+        let go again so the next tick need not wait for it to expire).
+        """
+        floor = self.sentinel_epoch() << EPOCH_SHIFT
+        with self._errors():
+            pipe = self._redis.pipeline(transaction=False)
+            self._acquire(
+                keys=[LOCK_KEY, FENCE_KEY, LATEST_TICK_KEY],
+                args=[tick_id, _ms(ttl_s), str(floor)],
+                client=pipe,
+            )
+            if self.min_replicas:
+                pipe.wait(self.min_replicas, WAIT_TIMEOUT_MS)
+            results = pipe.execute()
+        if results[0] is None:
+            return None
+        if self.min_replicas and int(results[1]) < self.min_replicas:
+            with contextlib.suppress(errors.StateStoreError):
+                self.release_lock(tick_id)
+            raise errors.StateStoreError(
+                f"Redis at {redact_url(self.url)}: the lock was not acknowledged by "
+                f"{self.min_replicas} replica(s) within {WAIT_TIMEOUT_MS} ms; not acquired"
+            )
+        return int(results[0])
+
+    def sentinel_epoch(self) -> int:
+        """The highest config epoch the reachable Sentinels report for the master (0 without
+        Sentinel); it grows with every failover."""
+        if self._sentinel is None or self.master_name is None:
+            return 0
+        epochs = []
+        for client in self._sentinel.sentinels:
+            with contextlib.suppress(redis.RedisError):
+                state = client.sentinel_master(self.master_name)
+                if isinstance(state, dict):
+                    epochs.append(int(state.get("config-epoch", 0)))
+        if not epochs:
+            raise errors.StateStoreError(
+                f"Redis at {redact_url(self.url)}: no Sentinel answered for "
+                f"master {self.master_name!r}"
+            )
+        return max(epochs)
+
+    def swap_leader(self, identity: str) -> bool:
+        """Record the process that took the lock; True when it differs from the last one."""
+        with self._errors():
+            previous = self._redis.getset(LEADER_KEY, identity.encode())
+        return previous is not None and _s(previous) != identity
+
+    def lock_holder(self) -> str | None:
+        with self._errors():
+            value = self._redis.get(LOCK_KEY)
+        return _s(value) if value else None
+
+    def renew_lock(self, tick_id: str, *, ttl_s: float) -> bool:
+        with self._errors():
+            return bool(self._renew(keys=[LOCK_KEY], args=[tick_id, _ms(ttl_s)]))
+
+    def release_lock(self, tick_id: str) -> bool:
+        with self._errors():
+            return bool(self._release(keys=[LOCK_KEY], args=[tick_id]))
+
+    def holds_fence(self, tick_id: str, token: int, *, ttl_s: float) -> bool:
+        """True while ``tick_id`` holds the lock and ``token`` is the newest fence."""
+        with self._errors():
+            pipe = self._redis.pipeline(transaction=False)
+            self._fence_check(
+                keys=[LOCK_KEY, FENCE_KEY], args=[tick_id, str(token), _ms(ttl_s)], client=pipe
+            )
+            if self.min_replicas:
+                # A master cut off from its replicas (one the Sentinels have replaced)
+                # cannot confirm a fence: the renewal it made is acknowledged by nobody.
+                pipe.wait(self.min_replicas, WAIT_TIMEOUT_MS)
+            results = pipe.execute()
+        if self.min_replicas and int(results[1]) < self.min_replicas:
+            return False
+        return bool(results[0])
+
+    def latest_tick(self) -> str | None:
+        with self._errors():
+            value = self._redis.get(LATEST_TICK_KEY)
+        return _s(value) if value else None
+
+    # --- per-tick data -------------------------------------------------------------------
+
+    def put_model(self, tick_id: str, part: str, model: BaseModel) -> None:
+        """Store one stage's output, compressed, under the tick (expires on its own)."""
+        blob = zlib.compress(model.model_dump_json().encode(), 1)
+        with self._errors():
+            self._redis.set(tick_key(tick_id, part), blob, ex=TICK_DATA_TTL_S)
+
+    def get_model(self, tick_id: str, part: str, model_type: type[ModelT]) -> ModelT:
+        with self._errors():
+            blob = self._redis.get(tick_key(tick_id, part))
+        if blob is None:
+            raise errors.StateStoreError(f"tick {tick_id}: {part} is missing (expired?)")
+        with gcpause.paused():  # a snapshot is tens of thousands of models: see gcpause.py
+            return model_type.model_validate_json(zlib.decompress(_b(blob)))
+
+    def start_batches(self, tick_id: str, count: int) -> None:
+        with self._errors():
+            # NX: a redelivered write stage must not reset a count batches already lowered.
+            self._redis.set(tick_key(tick_id, "pending"), count, nx=True, ex=TICK_DATA_TTL_S)
+            self._redis.set(
+                tick_key(tick_id, "writes-started"), repr(time.time()), nx=True, ex=TICK_DATA_TTL_S
+            )
+
+    def writes_started(self, tick_id: str) -> float | None:
+        """When the tick's write batches were handed out (Unix time); None if never."""
+        with self._errors():
+            value = self._redis.get(tick_key(tick_id, "writes-started"))
+        return float(value) if value is not None else None
+
+    def finish_batch(
+        self, tick_id: str, index: int, *, failures: Mapping[str, str], written: int, retries: int
+    ) -> int | None:
+        """Record a finished batch once; return batches still pending (None: seen before).
+
+        Redelivered batches (worker died after writing) are counted once only, so the
+        batch that brings the counter to zero is unique and the tick ends exactly once.
+        """
+        with self._errors():
+            if not self._redis.sadd(tick_key(tick_id, "done"), index):
+                return None
+            pipe = self._redis.pipeline()
+            if failures:
+                pipe.hset(tick_key(tick_id, "failures"), mapping=dict(failures))  # type: ignore[arg-type]
+            pipe.incrby(tick_key(tick_id, "written"), written)
+            pipe.incrby(tick_key(tick_id, "retries"), retries)
+            for part in ("done", "failures", "written", "retries"):
+                pipe.expire(tick_key(tick_id, part), TICK_DATA_TTL_S)
+            pipe.decr(tick_key(tick_id, "pending"))
+            results = pipe.execute()
+        return int(results[-1])
+
+    def add_skipped(self, tick_id: str, skipped: Mapping[str, str]) -> None:
+        """Record nodes a batch skipped because they were deleted since the snapshot."""
+        with self._errors():
+            pipe = self._redis.pipeline()
+            pipe.hset(tick_key(tick_id, "skipped"), mapping=dict(skipped))  # type: ignore[arg-type]
+            pipe.expire(tick_key(tick_id, "skipped"), TICK_DATA_TTL_S)
+            pipe.execute()
+
+    def skipped_nodes(self, tick_id: str) -> set[str]:
+        with self._errors():
+            raw = self._redis.hkeys(tick_key(tick_id, "skipped"))
+        return {_s(k) for k in raw}
+
+    def batch_results(self, tick_id: str) -> tuple[dict[str, str], int, int]:
+        """Failures (node -> reason), writes and retries of a tick's batches."""
+        with self._errors():
+            raw = self._redis.hgetall(tick_key(tick_id, "failures"))
+            written = self._redis.get(tick_key(tick_id, "written"))
+            retries = self._redis.get(tick_key(tick_id, "retries"))
+        failures = {_s(k): _s(v) for k, v in raw.items()}
+        return failures, int(written or 0), int(retries or 0)
+
+    def mark(self, tick_id: str, flag: str) -> bool:
+        """Set a once-only flag of a tick; True the first time."""
+        with self._errors():
+            return bool(self._redis.set(tick_key(tick_id, flag), b"1", nx=True, ex=TICK_DATA_TTL_S))
+
+    # --- FSM and transitions -------------------------------------------------------------
+
+    def fsm_records(self) -> dict[str, dict[str, Any]]:
+        with self._errors():
+            raw = self._redis.hgetall(FSM_KEY)
+        return {_s(k): json.loads(v) for k, v in raw.items()}
+
+    def update_fsm(self, token: int, records: Mapping[str, Mapping[str, Any]]) -> int:
+        """Compare-and-set FSM records on the fencing token; return how many were written."""
+        if not records:
+            return 0
+        with self._errors():
+            return int(self._fsm_cas(keys=[FSM_KEY], args=[token, json.dumps(records)]))
+
+    def forget_nodes(self, nodes: Iterable[str]) -> None:
+        names = list(nodes)
+        if names:
+            with self._errors():
+                self._redis.hdel(FSM_KEY, *names)
+
+    def append_transitions(self, entries: Sequence[Mapping[str, str]], *, maxlen: int) -> None:
+        if not entries:
+            return
+        with self._errors():
+            pipe = self._redis.pipeline(transaction=False)
+            for entry in entries:
+                pipe.xadd(
+                    TRANSITIONS_KEY,
+                    {k: v for k, v in entry.items()},
+                    maxlen=maxlen,
+                    approximate=True,
+                )
+            pipe.execute()
+
+    def read_transitions(self, *, since_ms: int = 0, count: int = 10_000) -> list[dict[str, str]]:
+        with self._errors():
+            rows = self._redis.xrange(TRANSITIONS_KEY, min=f"{since_ms}-0", count=count)
+        return [
+            {"id": _s(rid), **{_s(k): _s(v) for k, v in (fields or {}).items()}}
+            for rid, fields in (rows or [])
+            if rid is not None
+        ]
+
+    # --- metric values shared by all processes -------------------------------------------
+
+    def add_counters(self, increments: Mapping[str, float]) -> None:
+        """Add to shared counters; increments Redis refused are kept and sent next time."""
+        pending = dict(self._unsent)
+        for field, amount in increments.items():
+            pending[field] = pending.get(field, 0.0) + amount
+        if not pending:
+            return
+        try:
+            with self._errors():
+                pipe = self._redis.pipeline(transaction=False)
+                for field, amount in pending.items():
+                    pipe.hincrbyfloat(COUNTERS_KEY, field, amount)
+                pipe.execute()
+        except errors.StateStoreError:
+            self._unsent = pending
+            raise
+        self._unsent = {}
+
+    def count_later(self, increments: Mapping[str, float]) -> None:
+        """Keep increments in this process until the next add_counters reaches Redis
+        (how a tick lost to a Redis outage is still counted once Redis is back)."""
+        for field, amount in increments.items():
+            self._unsent[field] = self._unsent.get(field, 0.0) + amount
+
+    def set_gauges(self, values: Mapping[str, float]) -> None:
+        if values:
+            with self._errors():
+                mapping: dict[str | bytes, str | bytes] = {k: repr(v) for k, v in values.items()}
+                self._redis.hset(GAUGES_KEY, mapping=mapping)  # type: ignore[arg-type]
+
+    def read_metric_values(self) -> tuple[dict[str, float], dict[str, float]]:
+        with self._errors():
+            counters = self._redis.hgetall(COUNTERS_KEY)
+            gauges = self._redis.hgetall(GAUGES_KEY)
+        return (
+            {_s(k): float(v) for k, v in counters.items()},
+            {_s(k): float(v) for k, v in gauges.items()},
+        )
+
+    def set_last_tick(self, summary: Mapping[str, Any]) -> None:
+        """Record a finished tick: the last one, and a short history of recent ones."""
+        blob = json.dumps(summary)
+        with self._errors():
+            pipe = self._redis.pipeline()
+            pipe.set(LAST_TICK_KEY, blob)
+            pipe.lpush(RECENT_TICKS_KEY, blob)
+            pipe.ltrim(RECENT_TICKS_KEY, 0, RECENT_TICKS_KEPT - 1)
+            pipe.execute()
+
+    def recent_ticks(self) -> list[dict[str, Any]]:
+        """Finished ticks, newest first (at most RECENT_TICKS_KEPT)."""
+        with self._errors():
+            rows = self._redis.lrange(RECENT_TICKS_KEY, 0, -1)
+        return [json.loads(r) for r in rows]
+
+    def last_tick(self) -> dict[str, Any] | None:
+        with self._errors():
+            raw = self._redis.get(LAST_TICK_KEY)
+        return json.loads(raw) if raw else None
+
+    # --- pause switch --------------------------------------------------------------------
+
+    def set_paused(self, paused: bool) -> None:
+        with self._errors():
+            if paused:
+                self._redis.set(PAUSED_KEY, str(time.time()))
+            else:
+                self._redis.delete(PAUSED_KEY)
+
+    def is_paused(self) -> bool:
+        with self._errors():
+            return bool(self._redis.exists(PAUSED_KEY))
+
+
+def _b(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))

@@ -1,0 +1,1 @@
+"""The ``joulie-tasks`` command (docs/ARCHITECTURE.md, top layer)."""

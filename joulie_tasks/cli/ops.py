@@ -1,0 +1,302 @@
+"""Operator commands for the people running it: status, history, plan, pause, resume.
+
+They read Redis (FSM, transition stream, last tick) and the cluster; ``plan``
+computes what a tick would write without taking the lock or touching the FSM,
+and with ``--server-dry-run`` sends those writes with ``dryRun=All`` so the API
+server validates them without persisting anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from joulie_tasks import config
+from joulie_tasks.adapters import cache_store, kube, ports, store
+from joulie_tasks.core import decide, durations, guard, models, snapshot_parse
+from joulie_tasks.workflow import apply, snapshot
+
+
+def _when(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return datetime.fromtimestamp(float(seconds), tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [[str(c) for c in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    )
+
+
+def _progress(message: str) -> None:
+    """Progress for long operations, on stderr and only for a person at a terminal."""
+    if sys.stderr.isatty():
+        print(message, file=sys.stderr, flush=True)
+
+
+def gateway_for(settings: config.Settings) -> kube.ApiGateway:
+    return kube.build_gateway(
+        kubeconfig=settings.kubeconfig,
+        context=settings.kube_context,
+        timeout=settings.kube_request_timeout,
+        pool_size=settings.kube_pool_size,
+    )
+
+
+# --- status -------------------------------------------------------------------------------
+
+
+def status_rows(
+    settings: config.Settings, state: store.RedisStore, gateway: ports.KubeGateway
+) -> dict[str, Any]:
+    """The managed nodes as Redis and the cluster see them, plus the operator's switches."""
+    _progress("reading nodes …")
+    nodes = [
+        n
+        for n in map(
+            snapshot_parse.node_info_from_manifest,
+            gateway.list_items(kube.NODES, page_size=settings.list_page_size),
+        )
+        if n is not None
+    ]
+    eligible = snapshot_parse.select_eligible(
+        nodes, selector=settings.selector, reserved_label_key=settings.reserved_label_key
+    )
+    fsm = state.fsm_records()
+    last = state.last_tick()
+    pending: set[str] = set()
+    if last is not None:
+        try:
+            pending = set(state.get_model(last["tick_id"], "writes", models.WriteSet).nodes())
+        except Exception:  # the last tick's data may have expired
+            pending = set()
+    rows = []
+    for node in eligible:
+        record = fsm.get(node.name, {})
+        rows.append(
+            {
+                "node": node.name,
+                "state": record.get("state", "-"),
+                "cluster_state": guard.read_node_state(
+                    node.labels,
+                    profile_label=settings.power_profile_label,
+                    draining_label=settings.draining_label,
+                ).value,
+                "since": record.get("since"),
+                "profile": node.labels.get(settings.power_profile_label),
+                "draining": node.labels.get(settings.draining_label),
+                "performance_pods": record.get("performance_pods"),
+                "last_error": record.get("last_error"),
+                "pending_write": node.name in pending,
+            }
+        )
+    return {
+        "paused": state.is_paused(),
+        "last_tick": last,
+        "watcher": _watcher_status(state),
+        "nodes": rows,
+    }
+
+
+def _watcher_status(state: store.RedisStore) -> dict[str, Any]:
+    """Who watches, how old the cache is, and the last relist (cache_store.py)."""
+    status = cache_store.CacheStore(state).status()
+    return {
+        "lease": status.lease,
+        "synced": all(status.synced.values()),
+        "cache_age_s": status.age(time.time()),
+        "last_relist": status.last_relist,
+        "last_relist_reason": status.last_relist_reason,
+        "changes_seen": status.seq,
+        "changes_served": status.served,
+    }
+
+
+def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
+    state = _connect(settings)
+    data = status_rows(settings, state, gateway_for(settings))
+    if args.output == "json":
+        print(json.dumps(data, indent=2))
+        return 0
+    last = data["last_tick"]
+    print(f"paused: {'yes — ticks plan but write nothing' if data['paused'] else 'no'}")
+    watch = data.get("watcher") or {}
+    if watch.get("lease"):
+        age = watch.get("cache_age_s")
+        print(
+            f"watcher: {watch['lease']} (cache {'synced' if watch['synced'] else 'not synced'}, "
+            f"age {'-' if age is None else f'{age:.1f}s'}, last relist "
+            f"{_when(watch['last_relist'])} {watch['last_relist_reason'] or ''})"
+        )
+    else:
+        print("watcher: none (ticks list the cluster)")
+    if last:
+        print(
+            f"last tick: {last['tick_id']} at {_when(last['tick_time'])} "
+            f"({last['written']} writes, {len(last['failures'])} failed, "
+            f"{last['duration_s']:.2f}s)"
+        )
+    rows = [
+        (
+            r["node"],
+            r["state"],
+            _when(r["since"]),
+            r["profile"] or "-",
+            r["draining"] or "-",
+            "-" if r["performance_pods"] is None else r["performance_pods"],
+            "yes" if r["pending_write"] else "-",
+            r["last_error"] or "-",
+        )
+        for r in data["nodes"]
+    ]
+    headers = ("NODE", "STATE", "SINCE", "PROFILE", "DRAINING", "PERF-PODS", "PENDING", "ERROR")
+    print(_table(headers, rows))
+    return 0
+
+
+# --- history ------------------------------------------------------------------------------
+
+
+def parse_since(text: str, *, now: float) -> float:
+    """``--since``: a Go duration back from now (``1h``) or a time point."""
+    try:
+        return now - durations.parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        return durations.parse_time_point(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{e}, or a duration such as 1h") from None
+
+
+def cmd_history(settings: config.Settings, args: argparse.Namespace) -> int:
+    state = _connect(settings)
+    since = parse_since(args.since, now=time.time()) if args.since else 0.0
+    rows = [
+        t
+        for t in state.read_transitions(since_ms=int(since * 1000))
+        if args.node is None or t["node"] == args.node
+    ]
+    if args.output == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = [
+        (_when(float(t["time"])), t["node"], t["from"], t["to"], t["result"], t["reason"])
+        for t in rows
+    ]
+    print(_table(("TIME", "NODE", "FROM", "TO", "RESULT", "REASON"), table))
+    return 0
+
+
+# --- plan ---------------------------------------------------------------------------------
+
+
+def cmd_plan(settings: config.Settings, args: argparse.Namespace) -> int:
+    gateway = gateway_for(settings)
+    _progress("reading nodes, pods and profiles …")
+    snap = snapshot.take_snapshot(
+        gateway=gateway, tick_time=time.time(), tick_id="plan", page_size=settings.list_page_size
+    )
+    decided = decide.decide(snap, settings=settings)
+    needs = decided.writes.nodes()
+    rejected: dict[str, str] = {}
+    if args.server_dry_run and not decided.writes.empty:
+        _progress(f"sending {len(needs)} nodes' writes with dryRun=All …")
+        result = apply.apply_writes(
+            apply.group_by_node(decided.writes),
+            gateway=gateway,
+            concurrency=settings.write_concurrency,
+            tick_id="plan",
+            dry_run=True,
+        )
+        rejected = result.failures
+    rows = [
+        {
+            "node": d.node,
+            "from_state": d.from_state.value,
+            "to_state": d.to_state.value,
+            "profile": d.profile.value,
+            "draining": d.draining,
+            "cap_watts": d.cap_watts,
+            "performance_pods": d.performance_pods,
+            "postponed": d.postponed,
+            "write_needed": d.node in needs,
+            "server_dry_run": ("rejected: " + rejected[d.node]) if d.node in rejected else None,
+        }
+        for d in decided.guarded.decisions
+    ]
+    if args.output == "json":
+        print(json.dumps({"policy": decided.plan.policy_name, "nodes": rows}, indent=2))
+    else:
+        print(f"policy {decided.plan.policy_name}: {len(needs)} of {len(rows)} nodes to write")
+        table = [
+            (
+                r["node"],
+                r["from_state"],
+                r["to_state"],
+                r["profile"],
+                str(r["draining"]).lower(),
+                "yes" if r["write_needed"] else "-",
+                r["server_dry_run"] or ("ok" if args.server_dry_run and r["write_needed"] else ""),
+            )
+            for r in rows
+        ]
+        headers = ("NODE", "FROM", "TO", "PROFILE", "DRAINING", "WRITE", "DRY-RUN")
+        print(_table(headers, table))
+    return 1 if rejected else 0
+
+
+# --- pause / resume -----------------------------------------------------------------------
+
+
+def cmd_pause(settings: config.Settings, args: argparse.Namespace) -> int:
+    _connect(settings).set_paused(True)
+    print("paused: ticks still read and plan, but write nothing (joulie-tasks resume)")
+    return 0
+
+
+def cmd_resume(settings: config.Settings, args: argparse.Namespace) -> int:
+    _connect(settings).set_paused(False)
+    print("resumed: the next tick writes again")
+    return 0
+
+
+def _connect(settings: config.Settings) -> store.RedisStore:
+    state = store.RedisStore(settings.redis_url, sentinel_master=settings.redis_sentinel_master)
+    state.ping()
+    return state
+
+
+def register(sub: Any, *, output: Mapping[str, Any]) -> None:
+    """Add the operations subcommands to the CLI's subparsers."""
+    status = sub.add_parser("status", help="managed nodes: state, since, profile, errors")
+    status.add_argument("--output", **output)
+    status.set_defaults(handler=cmd_status)
+
+    history = sub.add_parser("history", help="transitions recorded in the Redis stream")
+    history.add_argument("node", nargs="?", help="only this node")
+    history.add_argument("--since", help="a duration back from now (1h), or a time")
+    history.add_argument("--output", **output)
+    history.set_defaults(handler=cmd_history)
+
+    plan = sub.add_parser("plan", help="what a tick would write now (no lock, no writes)")
+    plan.add_argument("--output", **output)
+    plan.add_argument(
+        "--server-dry-run",
+        action="store_true",
+        help="send the writes with dryRun=All so the API server validates them",
+    )
+    plan.set_defaults(handler=cmd_plan)
+
+    pause = sub.add_parser("pause", help="stop writing: ticks still snapshot and plan")
+    pause.set_defaults(handler=cmd_pause)
+    resume = sub.add_parser("resume", help="write again")
+    resume.set_defaults(handler=cmd_resume)

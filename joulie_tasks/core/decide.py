@@ -1,0 +1,103 @@
+"""The pure core composed: snapshot → demand → plan → guarded plan → writes.
+
+The reconcile stages call these one at a time (each stage stores its output in
+Redis for the next); ``decide`` runs them all at once for the ``plan`` command.
+No I/O here: the settings come in as an argument (only the fields of ``Params``, which
+``config.Settings`` satisfies), the tick time too.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from joulie_tasks.core import classify, guard, models, plan, selectors, snapshot_parse, write
+
+logger = logging.getLogger(__name__)
+
+
+class Params(Protocol):
+    """What the stages read of the settings (docs/SPEC.md §3); ``config.Settings`` is one."""
+
+    @property
+    def reserved_label_key(self) -> str: ...
+    @property
+    def power_profile_label(self) -> str: ...
+    @property
+    def draining_label(self) -> str: ...
+    @property
+    def performance_cap_watts(self) -> float: ...
+    @property
+    def max_transitions_per_tick(self) -> int: ...
+    @property
+    def selector(self) -> selectors.LabelSelector: ...
+    def policy_params(self) -> models.PolicyParams: ...
+
+
+class Decided(models.Frozen):
+    """Everything one tick decides, in stage order."""
+
+    demand: models.Demand
+    plan: models.Plan
+    guarded: models.GuardedPlan
+    writes: models.WriteSet
+
+
+def demand_of(snap: models.Snapshot) -> models.Demand:
+    return classify.summarise_demand(snap.pods)
+
+
+def plan_for(snap: models.Snapshot, demand: models.Demand, *, settings: Params) -> models.Plan:
+    eligible = snapshot_parse.select_eligible(
+        snap.nodes, selector=settings.selector, reserved_label_key=settings.reserved_label_key
+    )
+    return plan.make_plan(
+        [n.name for n in eligible],
+        demand=demand,
+        params=settings.policy_params(),
+        tick_time=snap.tick_time,
+    )
+
+
+def guard_for(
+    snap: models.Snapshot,
+    demand: models.Demand,
+    planned: models.Plan,
+    *,
+    settings: Params,
+) -> models.GuardedPlan:
+    guarded = guard.apply_guard(
+        planned,
+        nodes=snap.nodes,
+        demand=demand,
+        profile_label=settings.power_profile_label,
+        draining_label=settings.draining_label,
+        tick_time=snap.tick_time,
+        performance_cap_watts=settings.performance_cap_watts,
+    )
+    return guard.limit_profile_changes(guarded, max_changes=settings.max_transitions_per_tick)
+
+
+def writes_for(
+    snap: models.Snapshot, guarded: models.GuardedPlan, *, settings: Params
+) -> models.WriteSet:
+    return write.desired_writes(
+        guarded,
+        nodes=snap.nodes,
+        profiles=snap.profiles,
+        profile_label=settings.power_profile_label,
+        draining_label=settings.draining_label,
+    )
+
+
+def decide(snap: models.Snapshot, *, settings: Params) -> Decided:
+    """All stages of the core on one snapshot (what a tick would do with it)."""
+    demand = demand_of(snap)
+    planned = plan_for(snap, demand, settings=settings)
+    guarded = guard_for(snap, demand, planned, settings=settings)
+    return Decided(
+        demand=demand,
+        plan=planned,
+        guarded=guarded,
+        writes=writes_for(snap, guarded, settings=settings),
+    )

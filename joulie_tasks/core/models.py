@@ -1,0 +1,272 @@
+"""The operator's vocabulary: pydantic models passed between the reconcile stages.
+
+Every model is frozen and forbids unknown fields, so a payload that crosses the
+broker is validated on the way in. Nothing here performs I/O or reads a clock;
+raw Kubernetes objects never appear here (see snapshot.py for the extraction).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import NewType
+
+from pydantic import BaseModel, ConfigDict, Field
+
+NodeName = NewType("NodeName", str)
+NppName = NewType("NppName", str)
+
+#: The constant key that pod constraints are classified on (docs/SPEC.md §4). It is not
+#: the configurable POWER_PROFILE_LABEL, on purpose: the reference does the same.
+PROFILE_CONSTRAINT_KEY = "joulie.io/power-profile"
+#: Label put on every NodePowerProfile the operator owns (docs/SPEC.md §7).
+MANAGED_BY_LABEL = "joulie.io/managed-by"
+MANAGED_BY_VALUE = "operator"
+
+
+class Frozen(BaseModel):
+    """Base of every model: immutable, strict about unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Profile(StrEnum):
+    PERFORMANCE = "performance"
+    ECO = "eco"
+
+
+class NodeState(StrEnum):
+    ACTIVE_PERFORMANCE = "ActivePerformance"
+    DRAINING_PERFORMANCE = "DrainingPerformance"
+    ACTIVE_ECO = "ActiveEco"
+    UNKNOWN = "Unknown"
+
+
+class TickResult(StrEnum):
+    """How a tick ended (the ``result`` label of joulie_ticks_total, docs/SPEC.md §8)."""
+
+    COMPLETED = "completed"
+    FAILED_WRITES = "failed_writes"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    FENCED = "fenced"
+    DUPLICATE = "duplicate"
+    SKIPPED_LOCKED = "skipped_locked"
+
+
+class DemandClass(StrEnum):
+    PERFORMANCE_ONLY = "performance-only"
+    ECO_ONLY = "eco-only"
+    GENERAL = "general"
+
+
+class PolicyName(StrEnum):
+    STATIC_PARTITION = "static_partition"
+    QUEUE_AWARE_V1 = "queue_aware_v1"
+    RULE_SWAP_V1 = "rule_swap_v1"
+
+
+class TransitionResult(StrEnum):
+    APPLIED = "applied"
+    DEFERRED = "deferred"
+
+
+# --- snapshot ---------------------------------------------------------------------------
+
+
+class NodeInfo(Frozen):
+    """What the operator needs of a Node: its name, labels and schedulability."""
+
+    name: NodeName
+    labels: dict[str, str] = Field(default_factory=dict)
+    unschedulable: bool = False
+    resource_version: str | None = None
+
+
+class Requirement(Frozen):
+    """One required node-affinity match expression on the profile key.
+
+    ``operator`` is kept verbatim (unknown operators classify as general);
+    ``values`` holds only the string values (non-strings are dropped at extraction).
+    """
+
+    operator: str
+    values: tuple[str, ...] = ()
+
+
+class PodInfo(Frozen):
+    """The scheduling facts of one pod that classification and the guard need.
+
+    ``node_selector_profile`` is the pod's nodeSelector value for the profile key,
+    untrimmed, when it is a string. ``requirements`` are the required-affinity
+    expressions on the profile key, from every OR-ed term, flattened: docs/SPEC.md §4
+    counts "one such entry in any term", so the grouping does not matter.
+    """
+
+    namespace: str = ""
+    name: str = ""
+    node_name: NodeName | None = None
+    phase: str | None = None
+    deleting: bool = False
+    node_selector_profile: str | None = None
+    requirements: tuple[Requirement, ...] = ()
+
+
+class NppInfo(Frozen):
+    """An existing NodePowerProfile, as read from the API (docs/SPEC.md §7)."""
+
+    name: NppName
+    resource_version: str | None = None
+    node_name: str | None = None
+    profile: str | None = None
+    cap_watts: float | None = None
+    policy_name: str | None = None
+    managed_by: str | None = None
+
+
+class Snapshot(Frozen):
+    """Everything one tick reads, stamped with the tick's time.
+
+    ``pods`` is ``None`` when the pod list could not be read: the guard then
+    fails safe (no downgrade is written, docs/SPEC.md §6).
+    """
+
+    tick_time: float
+    nodes: tuple[NodeInfo, ...] = ()
+    pods: tuple[PodInfo, ...] | None = ()
+    profiles: tuple[NppInfo, ...] = ()
+
+
+# --- classify ---------------------------------------------------------------------------
+
+
+class Demand(Frozen):
+    """Active performance-sensitive demand: cluster-wide and per bound node.
+
+    ``known`` is false when pods could not be read; counts are then zero and
+    must not be trusted for a downgrade.
+    """
+
+    known: bool = True
+    performance_pods: int = 0
+    eco_pods: int = 0
+    general_pods: int = 0
+    performance_pods_by_node: dict[NodeName, int] = Field(default_factory=dict)
+
+
+# --- plan -------------------------------------------------------------------------------
+
+
+class PolicyParams(Frozen):
+    """The policy part of the configuration (docs/SPEC.md §3), as the pure core sees it."""
+
+    policy: PolicyName = PolicyName.STATIC_PARTITION
+    interval_seconds: float = 60.0
+    static_hp_frac: float = 0.5
+    queue_hp_base_frac: float = 0.6
+    queue_hp_min: int = 1
+    queue_hp_max: int = 1_000_000
+    queue_perf_per_hp_node: int = 10
+    performance_cap_watts: float = 5000.0
+    eco_cap_watts: float = 120.0
+
+
+class Assignment(Frozen):
+    """One node's planned profile before the guard."""
+
+    node: NodeName
+    profile: Profile
+    cap_watts: float
+
+
+class Plan(Frozen):
+    """The policy's output: the eligible nodes in byte order with their profiles."""
+
+    policy_name: str
+    hp_count: int
+    assignments: tuple[Assignment, ...] = ()
+
+
+# --- guard ------------------------------------------------------------------------------
+
+
+class Transition(Frozen):
+    node: NodeName
+    from_state: NodeState
+    to_state: NodeState
+    result: TransitionResult
+
+
+class Decision(Frozen):
+    """One node's guarded desired state and how it relates to its current state.
+
+    ``held`` marks a downgrade withheld because the node's performance-pod count
+    is unknown (fail safe): the node keeps a non-eco profile. ``postponed`` marks a
+    profile change held back by MAX_TRANSITIONS_PER_TICK: nothing is written for
+    the node this tick, and it keeps its current state.
+    """
+
+    node: NodeName
+    planned: Profile
+    profile: Profile
+    draining: bool
+    cap_watts: float
+    policy_name: str
+    performance_pods: int | None
+    from_state: NodeState
+    to_state: NodeState
+    held: bool = False
+    postponed: bool = False
+    transitions: tuple[Transition, ...] = ()
+
+
+class GuardedPlan(Frozen):
+    tick_time: float
+    policy_name: str
+    decisions: tuple[Decision, ...] = ()
+
+
+# --- write ------------------------------------------------------------------------------
+
+
+class NppSpec(Frozen):
+    """The desired spec of one NodePowerProfile."""
+
+    node_name: NodeName
+    profile: Profile
+    cap_watts: float
+    policy_name: str
+
+
+class LabelWrite(Frozen):
+    """Set these labels on a node (merge patch); other labels are untouched."""
+
+    node: NodeName
+    labels: dict[str, str]
+
+
+class NppWrite(Frozen):
+    """Create (``resource_version`` is None) or replace one NodePowerProfile."""
+
+    name: NppName
+    spec: NppSpec
+    create: bool
+    resource_version: str | None = None
+
+
+class WriteSet(Frozen):
+    """The minimal writes that take the cluster from the snapshot to the plan.
+
+    ``deletes`` names operator-owned profile objects whose node no longer exists.
+    """
+
+    labels: tuple[LabelWrite, ...] = ()
+    profiles: tuple[NppWrite, ...] = ()
+    deletes: tuple[NppName, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.labels and not self.profiles and not self.deletes
+
+    def nodes(self) -> set[NodeName]:
+        """The nodes touched by any write."""
+        return {w.node for w in self.labels} | {w.spec.node_name for w in self.profiles}

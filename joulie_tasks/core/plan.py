@@ -1,0 +1,138 @@
+"""Stage 4: the policies that choose each eligible node's profile (docs/SPEC.md §5).
+
+A plan is a pure function of (eligible node names, demand, policy parameters, tick
+time): no clock, no environment, no I/O. Rounding is half away from zero, as Go's
+``math.Round``; Python's ``round`` rounds half to even and would plan 2 performance
+nodes instead of 3 for N=5, frac=0.5. The unknown-policy fallback happens in
+config.py, so :class:`models.PolicyName` here is always one of the three policies.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TypeVar
+
+from joulie_tasks.core import models
+
+STATIC_PARTITION = "static-partition-v1"
+QUEUE_AWARE = "queue-aware-v1"
+RULE_SWAP = "rule-swap-v1"
+
+_Num = TypeVar("_Num", int, float)
+
+_PROVENANCE = {
+    models.PolicyName.STATIC_PARTITION: STATIC_PARTITION,
+    models.PolicyName.QUEUE_AWARE_V1: QUEUE_AWARE,
+    models.PolicyName.RULE_SWAP_V1: RULE_SWAP,
+}
+
+
+def round_half_away(x: float) -> int:
+    """Round to the nearest integer, halves away from zero (Go's ``math.Round``).
+
+    Exact for every finite float: ``x - trunc(x)`` is computed without error, unlike
+    ``floor(x + 0.5)``, which turns 0.49999999999999994 into 1.
+    """
+    whole = math.trunc(x)
+    if abs(x - whole) >= 0.5:
+        whole += 1 if x > 0 else -1
+    return whole
+
+
+def static_partition(node_count: int, *, hp_frac: float) -> int:
+    """``round(N * clamp(frac, 0, 1))`` performance nodes, within ``[0, N]``."""
+    return _clamp(round_half_away(node_count * _clamp(hp_frac, 0.0, 1.0)), 0, node_count)
+
+
+def queue_aware_v1(
+    node_count: int,
+    *,
+    performance_pods: int,
+    base_frac: float,
+    hp_min: int,
+    hp_max: int,
+    perf_per_node: int,
+) -> int:
+    """``max(baseline, ceil(P / per-node))`` performance nodes, clamped as docs/SPEC.md §5 says.
+
+    A negative minimum is 0; a maximum ≤ 0 means N and one below the minimum is
+    raised to it; the result is then clamped to ``[0, N]``. ``perf_per_node`` ≤ 0
+    counts as 1.
+    """
+    base = round_half_away(node_count * _clamp(base_frac, 0.0, 1.0))
+    per_node = perf_per_node if perf_per_node > 0 else 1
+    need = -(-max(performance_pods, 0) // per_node)  # integer ceil, no float error
+    low = max(hp_min, 0)
+    high = hp_max if hp_max > 0 else node_count
+    high = max(high, low)
+    return _clamp(_clamp(max(base, need), low, high), 0, node_count)
+
+
+def rule_swap_v1(
+    node_count: int, *, tick_time: float, interval_seconds: float
+) -> tuple[models.Profile, ...]:
+    """The debug swap: one node eco, alternating between node 0 and node 1 each interval.
+
+    ``phase = floor(floor(t) / interval) mod 2`` with the interval in whole seconds,
+    at least 1. Phase 0 puts node 0 in eco, phase 1 node 1; a single node is eco
+    on phase 0 and performance on phase 1.
+    """
+    interval = max(int(interval_seconds), 1)
+    phase = (math.floor(tick_time) // interval) % 2
+    profiles = [models.Profile.PERFORMANCE] * node_count
+    if phase < node_count:
+        profiles[phase] = models.Profile.ECO
+    return tuple(profiles)
+
+
+def make_plan(
+    nodes: Sequence[models.NodeName],
+    *,
+    demand: models.Demand,
+    params: models.PolicyParams,
+    tick_time: float,
+) -> models.Plan:
+    """Assign each eligible node its profile and cap with the configured policy.
+
+    ``nodes`` are the eligible names; they are (re)sorted by byte order so the plan
+    does not depend on the caller's order. The first ``hp_count`` get performance,
+    except under rule_swap_v1, whose pattern is not a prefix.
+    """
+    ordered = sorted(nodes, key=lambda n: n.encode("utf-8", "surrogatepass"))
+    count = len(ordered)
+    if params.policy is models.PolicyName.RULE_SWAP_V1:
+        profiles = rule_swap_v1(
+            count, tick_time=tick_time, interval_seconds=params.interval_seconds
+        )
+    else:
+        if params.policy is models.PolicyName.QUEUE_AWARE_V1:
+            hp_count = queue_aware_v1(
+                count,
+                performance_pods=demand.performance_pods,
+                base_frac=params.queue_hp_base_frac,
+                hp_min=params.queue_hp_min,
+                hp_max=params.queue_hp_max,
+                perf_per_node=params.queue_perf_per_hp_node,
+            )
+        else:
+            hp_count = static_partition(count, hp_frac=params.static_hp_frac)
+        profiles = (models.Profile.PERFORMANCE,) * hp_count + (models.Profile.ECO,) * (
+            count - hp_count
+        )
+    caps = {
+        models.Profile.PERFORMANCE: params.performance_cap_watts,
+        models.Profile.ECO: params.eco_cap_watts,
+    }
+    return models.Plan(
+        policy_name=_PROVENANCE[params.policy],
+        hp_count=profiles.count(models.Profile.PERFORMANCE),
+        assignments=tuple(
+            models.Assignment(node=node, profile=profile, cap_watts=caps[profile])
+            for node, profile in zip(ordered, profiles, strict=True)
+        ),
+    )
+
+
+def _clamp(value: _Num, low: _Num, high: _Num) -> _Num:
+    return max(low, min(value, high))

@@ -1,0 +1,388 @@
+"""Stage 6, the effectful half: apply a WriteSet to the cluster (docs/SPEC.md §7, §9).
+
+write.py computes the minimal writes (pure); this module performs them, one node
+at a time, through the KubeGateway port. Each API call is retried on transient
+failures; each node's writes are wrapped in a 409 closure that re-reads the
+object, recomputes what is still needed and re-applies (never a blind re-send).
+A failure on one node is reported for that node and never stops the others.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import tenacity
+
+from joulie_tasks import errors
+from joulie_tasks.adapters import kube, ports, retrying
+from joulie_tasks.core import models, write
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class NodeWrites:
+    """Everything one node needs written in one tick."""
+
+    node: models.NodeName
+    label: models.LabelWrite | None = None
+    profile: models.NppWrite | None = None
+
+    def count(self) -> int:
+        return int(self.label is not None) + int(self.profile is not None)
+
+
+@dataclass
+class ApplyResult:
+    """Outcome of applying writes: API writes performed, retries, failed nodes, nodes
+    skipped because they were deleted since the snapshot, and whether the writes were
+    cut short because the tick lost its fence."""
+
+    written: int = 0
+    retries: Counter[str] = field(default_factory=Counter)
+    failures: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    fenced: bool = False
+
+
+class _NodeGone(errors.KubeFatal):
+    """Raised when a node was deleted between the snapshot and its write."""
+
+
+class _Fenced(errors.JoulieError):
+    """Raised before an API call once the tick has lost its fence."""
+
+
+class Outcome(enum.Enum):
+    """How one node's writes ended."""
+
+    WRITTEN = "written"  # everything needed was written (possibly nothing)
+    FENCED = "fenced"  # not attempted: the tick lost its lock
+    GONE = "gone"  # the node was deleted since the snapshot: skipped, not failed
+    FAILED = "failed"  # an API error after the retries
+
+
+@dataclass(frozen=True)
+class NodeOutcome:
+    """One node's result: its kind, the API writes made, and why (GONE, FAILED)."""
+
+    node: models.NodeName
+    kind: Outcome
+    written: int = 0
+    reason: str = ""
+
+
+def group_by_node(writes: models.WriteSet) -> list[NodeWrites]:
+    """One NodeWrites per touched node, in node byte order (stable batching)."""
+    labels = {w.node: w for w in writes.labels}
+    profiles = {w.spec.node_name: w for w in writes.profiles}
+    nodes = sorted(set(labels) | set(profiles), key=lambda n: n.encode())
+    return [NodeWrites(node=n, label=labels.get(n), profile=profiles.get(n)) for n in nodes]
+
+
+def apply_writes(
+    node_writes: Sequence[NodeWrites],
+    *,
+    gateway: ports.KubeGateway,
+    concurrency: int,
+    tick_id: str,
+    dry_run: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
+    still_fenced: Callable[[], bool] | None = None,
+) -> ApplyResult:
+    """Apply every node's writes (``concurrency`` at a time); never raises per node.
+
+    ``still_fenced`` is asked before each node: once it answers False (the tick lost
+    its lock to a newer one) no further node is written and ``fenced`` is set, so a
+    stalled tick that wakes up cannot overwrite the new holder's writes. A node
+    deleted since the snapshot (404) is skipped and logged, not failed.
+    """
+    result = ApplyResult()
+    lost = threading.Event()
+
+    def fenced() -> bool:
+        if not lost.is_set() and still_fenced is not None and not still_fenced():
+            lost.set()
+        return not lost.is_set()
+
+    writer = _NodeWriter(
+        gateway=gateway, tick_id=tick_id, dry_run=dry_run, sleep=sleep, still_fenced=fenced
+    )
+
+    def one(nw: NodeWrites) -> NodeOutcome:
+        try:
+            return NodeOutcome(nw.node, Outcome.WRITTEN, written=writer.apply(nw))
+        except _Fenced:
+            return NodeOutcome(nw.node, Outcome.FENCED)
+        except _NodeGone as e:
+            return NodeOutcome(nw.node, Outcome.GONE, reason=f"deleted: {e}")
+        except errors.KubeError as e:
+            return NodeOutcome(nw.node, Outcome.FAILED, reason=str(e))
+
+    outcomes: Iterable[NodeOutcome]
+    if concurrency <= 1 or len(node_writes) <= 1:
+        outcomes = [one(nw) for nw in node_writes]
+    else:
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="write") as pool:
+            outcomes = list(pool.map(one, node_writes))
+    _collect(result, outcomes, tick_id=tick_id)
+    result.retries.update(writer.retries)
+    return result
+
+
+def _collect(result: ApplyResult, outcomes: Iterable[NodeOutcome], *, tick_id: str) -> None:
+    for out in outcomes:
+        result.written += out.written
+        if out.kind is Outcome.FENCED:
+            result.fenced = True
+        elif out.kind is Outcome.GONE:
+            result.skipped[out.node] = out.reason
+            logger.warning("tick %s: node %s: skipped, %s", tick_id, out.node, out.reason)
+        elif out.kind is Outcome.FAILED:
+            result.failures[out.node] = out.reason
+            logger.error("tick %s: node %s: write failed: %s", tick_id, out.node, out.reason)
+    if result.fenced:
+        logger.warning("tick %s: writes stopped: the tick lost its lock", tick_id)
+
+
+def delete_profiles(
+    names: Sequence[models.NppName],
+    *,
+    gateway: ports.KubeGateway,
+    tick_id: str,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ApplyResult:
+    """Delete profile objects left behind by deleted nodes (already gone is fine)."""
+    result = ApplyResult()
+    for name in names:
+
+        def delete(name: models.NppName = name) -> None:
+            gateway.delete_profile(name)
+
+        policy = retrying.transient_retry(
+            label=f"tick {tick_id}: delete profile {name}", sleep=sleep
+        )
+        try:
+            policy(delete)
+            result.written += 1
+            logger.info("tick %s: profile %s deleted: its node no longer exists", tick_id, name)
+        except errors.KubeFatal as e:
+            if e.status != 404:
+                result.failures[name] = str(e)
+                logger.error("tick %s: profile %s: delete failed: %s", tick_id, name, e)
+        except errors.KubeError as e:
+            result.failures[name] = str(e)
+            logger.error("tick %s: profile %s: delete failed: %s", tick_id, name, e)
+    return result
+
+
+class _NodeWriter:
+    """The per-node read-recompute-apply closures, with their retry policies."""
+
+    def __init__(
+        self,
+        *,
+        gateway: ports.KubeGateway,
+        tick_id: str,
+        dry_run: bool,
+        sleep: Callable[[float], None],
+        still_fenced: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self._still_fenced = still_fenced
+        self._kube = gateway
+        self._tick_id = tick_id
+        self._dry_run = dry_run
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        #: Retries by reason: ``conflict`` (409) or ``transient`` (5xx, 429, network).
+        self.retries: Counter[str] = Counter()
+
+    def _count_retry(self, node: str) -> Callable[[BaseException, int], None]:
+        def hook(exc: BaseException, _attempt: int) -> None:
+            reason = "conflict" if isinstance(exc, errors.KubeConflict) else "transient"
+            with self._lock:
+                self.retries[reason] += 1
+
+        return hook
+
+    def _call(self, node: str, label: str, fn: Callable[[], T]) -> T:
+        # Fencing is checked before every API call, not once per batch: a tick that
+        # stalled past its lock's TTL and wakes up must not send one more stale write.
+        if not self._still_fenced():
+            raise _Fenced(f"{label}: not sent, the tick lost its lock")
+        return _retried(
+            lambda: retrying.transient_retry(
+                label=f"tick {self._tick_id}: {label}",
+                on_retry=self._count_retry(node),
+                sleep=self._sleep,
+            ),
+            errors.KubeTransient,
+            fn,
+        )
+
+    def _on_conflict_rerun(self, node: str, what: str, closure: Callable[[], int]) -> int:
+        """Run a read-recompute-apply closure, rerunning it on 409 (conflict_retry)."""
+        return _retried(
+            lambda: retrying.conflict_retry(
+                label=f"tick {self._tick_id}: {what}",
+                on_retry=self._count_retry(node),
+                sleep=self._sleep,
+            ),
+            errors.KubeConflict,
+            closure,
+        )
+
+    def apply(self, nw: NodeWrites) -> int:
+        """Apply one node's writes; return how many API writes were made."""
+        written = 0
+        if nw.label is not None:
+            written += self._apply_label(nw.label)
+        if nw.profile is not None:
+            written += self._apply_profile(nw.profile)
+        return written
+
+    def _apply_label(self, desired: models.LabelWrite) -> int:
+        node = desired.node
+        attempt = 0
+
+        def closure() -> int:
+            nonlocal attempt
+            attempt += 1
+            if attempt > 1:  # after a 409: re-read, write only what is still missing
+                current = self._call(
+                    node, f"get node {node}", lambda: self._kube.get(kube.NODES, node)
+                )
+                if current is None:
+                    raise _NodeGone(f"node {node} no longer exists", status=404)
+                if _labels_hold(current, desired.labels):
+                    return 0
+            try:
+                self._call(
+                    node,
+                    f"patch labels of node {node}",
+                    lambda: self._kube.patch_node_labels(
+                        node, desired.labels, dry_run=self._dry_run
+                    ),
+                )
+            except errors.KubeFatal as e:
+                if e.status == 404:
+                    raise _NodeGone(f"node {node} no longer exists", status=404) from e
+                raise
+            return 1
+
+        return self._on_conflict_rerun(node, f"labels of node {node}", closure)
+
+    def _apply_profile(self, desired: models.NppWrite) -> int:
+        node = desired.spec.node_name
+        name = desired.name
+        body = write.npp_manifest(name, desired.spec)
+        known = _ProfileState(create=desired.create, resource_version=desired.resource_version)
+
+        def closure() -> int:
+            # Two passes at most: the second only when the object vanished (404) under a
+            # replace, which docs/SPEC.md §9.8 answers with a re-read and a create.
+            for _ in range(2):
+                if known.stale and self._reread_profile(node, name, body, known):
+                    return 0  # someone else already wrote what we wanted
+                known.stale = True  # any later attempt (after a 409) reads first
+                if known.create:
+                    self._call(
+                        node,
+                        f"create profile {name}",
+                        lambda: self._kube.create_profile(body, dry_run=self._dry_run),
+                    )
+                    return 1
+                replacement = write.npp_manifest(
+                    name, desired.spec, resource_version=known.resource_version
+                )
+                try:
+                    self._call(
+                        node,
+                        f"replace profile {name}",
+                        lambda body=replacement: self._kube.replace_profile(  # type: ignore[misc]
+                            name, body, dry_run=self._dry_run
+                        ),
+                    )
+                    return 1
+                except errors.KubeFatal as e:
+                    if e.status != 404:
+                        raise
+                    vanished = e
+            raise vanished
+
+        return self._on_conflict_rerun(node, f"profile {name} of node {node}", closure)
+
+    def _reread_profile(
+        self, node: str, name: str, body: Mapping[str, object], known: _ProfileState
+    ) -> bool:
+        """Read the profile again into ``known``; True when it already holds ``body``."""
+        current = self._call(
+            node, f"get profile {name}", lambda: self._kube.get(kube.PROFILES, name)
+        )
+        if current is None:
+            known.create, known.resource_version = True, None
+            return False
+        known.create = False
+        version = (current.get("metadata") or {}).get("resourceVersion")
+        known.resource_version = str(version) if version else None
+        return _profile_holds(current, body)
+
+
+@dataclass
+class _ProfileState:
+    """What the profile writer knows of the object: create it, or replace it at this
+    resourceVersion; ``stale`` once an attempt was made (the next one reads first)."""
+
+    create: bool
+    resource_version: str | None
+    stale: bool = False
+
+
+def _retried(
+    policy: Callable[[], tenacity.Retrying], retryable: type[BaseException], fn: Callable[[], T]
+) -> T:
+    """``policy()(fn)``, but the policy is only built when the first attempt fails.
+
+    Nearly every call succeeds at once, and building a tenacity policy costs about as
+    much CPU as the HTTP call it wraps (profiled by bench/). A first failure that is
+    retryable is replayed as the policy's first attempt, so logs, hooks, waits and
+    attempt counts are exactly those of ``policy()(fn)``.
+    """
+    try:
+        return fn()
+    except retryable as e:
+        replay: list[BaseException] = [e]
+
+    def attempt() -> T:
+        if replay:
+            raise replay.pop()
+        return fn()
+
+    return policy()(attempt)  # outside the handler: no implicit exception chaining
+
+
+def _labels_hold(node_obj: Mapping[str, object], labels: Mapping[str, str]) -> bool:
+    metadata = node_obj.get("metadata")
+    current = metadata.get("labels") if isinstance(metadata, dict) else None
+    current = current if isinstance(current, dict) else {}
+    return all(current.get(k) == v for k, v in labels.items())
+
+
+def _profile_holds(current: Mapping[str, object], body: Mapping[str, object]) -> bool:
+    metadata = current.get("metadata")
+    labels = metadata.get("labels") if isinstance(metadata, dict) else None
+    wanted_labels = body["metadata"]["labels"]  # type: ignore[index]
+    labels_ok = isinstance(labels, dict) and all(
+        labels.get(k) == v for k, v in wanted_labels.items()
+    )
+    return labels_ok and current.get("spec") == body.get("spec")

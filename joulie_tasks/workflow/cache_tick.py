@@ -1,0 +1,175 @@
+"""How a tick uses the watch-fed cache: read it, confirm before eco, answer the kick.
+
+- :func:`read` (snapshot stage): when the cache is synced and its heartbeat younger
+  than CACHE_MAX_AGE, the tick's snapshot (nodes, profiles) and its demand come from
+  the cache and no API request is made; otherwise the caller lists as before, and
+  the fallback is logged and counted (``joulie_cache_fallbacks_total{reason}``).
+  Either way the tick records the cache's change sequence it has seen.
+- :func:`confirm` (write batches of a cache-fed tick): before a node is written
+  towards eco — its labels to eco without draining, or its profile object to eco —
+  one ``list pods`` by ``spec.nodeName`` counts its active performance-only pods;
+  a node that has any is not written this tick (``joulie_downgrades_stopped_total``)
+  and the watcher is asked to relist. A wrong cache can delay a downgrade, never
+  cause one under a performance pod.
+- :func:`served` (end of tick): the change sequence the tick read is served; the
+  reaction latency of the oldest change it answered goes to a histogram.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from joulie_tasks import config, errors
+from joulie_tasks.adapters import cache_store, kube, metrics, ports, retrying, store
+from joulie_tasks.core import cache, models
+from joulie_tasks.workflow import lifecycle
+
+logger = logging.getLogger(__name__)
+
+#: Tick part: which source fed the tick, and the change sequence it saw.
+PART = "cache-mark"
+FALLBACKS = "joulie_cache_fallbacks_total"
+CONFIRMATIONS = "joulie_confirmations_total"
+STOPPED = "joulie_downgrades_stopped_total"
+REACTION = "joulie_reaction_latency_seconds"
+REACTION_BUCKETS = metrics.EXTRA_HISTOGRAMS[REACTION]
+
+
+class CacheMark(models.Frozen):
+    fed: bool
+    seq: int
+
+
+def _cache_of(state: ports.StateStore) -> cache_store.CacheStore | None:
+    """The watch cache lives beside the state in Redis; any other store has none (the
+    tick then lists, as without a watcher)."""
+    return cache_store.CacheStore(state) if isinstance(state, store.RedisStore) else None
+
+
+def read(
+    ref: lifecycle.TickRef, *, state: ports.StateStore, settings: config.Settings
+) -> tuple[models.Snapshot, models.Demand] | None:
+    """The tick's snapshot and demand from the cache, or None (the caller lists)."""
+    cs = _cache_of(state)
+    if cs is None:
+        return None
+    try:
+        view = cs.read(tick_time=ref.tick_time, now=time.time(), max_age=settings.cache_max_age)
+    except (errors.StateStoreError, ValueError) as e:
+        view = f"unreadable ({e})"
+    if isinstance(view, cache_store.CacheView):
+        state.put_model(ref.tick_id, PART, CacheMark(fed=True, seq=view.seq))
+        logger.info("tick %s: snapshot from the cache (age %.2fs)", ref.tick_id, view.age_s)
+        return view.snapshot, view.demand
+    reason = view.split(" ", 1)[0]
+    state.add_counters({metrics.field(FALLBACKS, reason=reason): 1.0})
+    log = logger.info if reason == "absent" else logger.warning
+    log("tick %s: cache not used (%s); listing", ref.tick_id, view)
+    try:
+        seq = cs.status().seq
+    except errors.StateStoreError:
+        seq = 0
+    state.put_model(ref.tick_id, PART, CacheMark(fed=False, seq=seq))
+    return None
+
+
+def mark(ref: lifecycle.TickRef, *, state: ports.StateStore) -> CacheMark | None:
+    try:
+        return state.get_model(ref.tick_id, PART, CacheMark)
+    except errors.StateStoreError:
+        return None
+
+
+def towards_eco(batch: models.WriteSet, *, profile_label: str, draining_label: str) -> set[str]:
+    """Nodes this batch writes towards eco: labels to eco without draining, or a
+    profile object to eco (unless the same batch sets draining)."""
+    eco = models.Profile.ECO.value
+    nodes: set[str] = {
+        w.node
+        for w in batch.labels
+        if w.labels.get(profile_label) == eco and w.labels.get(draining_label) != "true"
+    }
+    draining = {w.node for w in batch.labels if w.labels.get(draining_label) == "true"}
+    nodes |= {
+        w.spec.node_name
+        for w in batch.profiles
+        if w.spec.profile is models.Profile.ECO and w.spec.node_name not in draining
+    }
+    return nodes
+
+
+def confirm(
+    batch: models.WriteSet,
+    *,
+    ref: lifecycle.TickRef,
+    gateway: ports.KubeGateway,
+    state: ports.StateStore,
+    settings: config.Settings,
+) -> tuple[models.WriteSet, dict[str, str]]:
+    """The batch without the nodes a fresh pod list shows still running performance
+    pods, and those nodes with the reason (skipped this tick)."""
+    nodes = towards_eco(
+        batch, profile_label=settings.power_profile_label, draining_label=settings.draining_label
+    )
+    if not nodes:
+        return batch, {}
+    stopped: dict[str, str] = {}
+    for node in sorted(nodes):
+        try:
+            count = _performance_pods(node, gateway=gateway, settings=settings, ref=ref)
+        except errors.KubeError as e:
+            stopped[node] = f"downgrade not confirmed: pods on the node cannot be read ({e})"
+            continue
+        if count:
+            stopped[node] = f"downgrade stopped: {count} performance pod(s) still on the node"
+    increments = {metrics.field(CONFIRMATIONS): float(len(nodes))}
+    if stopped:
+        increments[metrics.field(STOPPED)] = float(len(stopped))
+        for node, why in stopped.items():
+            logger.warning("tick %s: node %s: %s", ref.tick_id, node, why)
+        try:
+            cs = _cache_of(state)
+            if cs is not None:
+                cs.request_relist()
+        except errors.StateStoreError as e:
+            logger.warning("tick %s: cannot ask the watcher to relist: %s", ref.tick_id, e)
+    state.add_counters(increments)
+    if not stopped:
+        return batch, {}
+    kept = models.WriteSet(
+        labels=tuple(w for w in batch.labels if w.node not in stopped),
+        profiles=tuple(w for w in batch.profiles if w.spec.node_name not in stopped),
+        deletes=batch.deletes,
+    )
+    return kept, stopped
+
+
+def _performance_pods(
+    node: str, *, gateway: ports.KubeGateway, settings: config.Settings, ref: lifecycle.TickRef
+) -> int:
+    def read() -> int:
+        items, _ = gateway.list_all(
+            kube.PODS, page_size=settings.list_page_size, field_selector=f"spec.nodeName={node}"
+        )
+        return sum(1 for obj in items if cache.pod_contribution(obj).startswith(cache.PERFORMANCE))
+
+    policy = retrying.transient_retry(label=f"tick {ref.tick_id}: confirm {node}")
+    count: int = policy(read)
+    return count
+
+
+def served(ref: lifecycle.TickRef, *, state: ports.StateStore) -> None:
+    """Record that the tick answered the changes it read (reaction latency)."""
+    found = mark(ref, state=state)
+    cs = _cache_of(state)
+    if found is None or cs is None:
+        return
+    try:
+        latency = cs.serve(found.seq, time.time())
+    except errors.StateStoreError as e:
+        logger.warning("tick %s: cannot record the served change: %s", ref.tick_id, e)
+        return
+    if latency is not None:
+        state.add_counters(metrics.histogram_increments(REACTION, latency, REACTION_BUCKETS))
+        logger.info("tick %s: answered a change %.2fs after it happened", ref.tick_id, latency)

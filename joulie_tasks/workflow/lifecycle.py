@@ -1,0 +1,94 @@
+"""A tick's identity and start: its reference, its report, the lock and the fence.
+
+``begin_tick`` takes the leader lock and a fencing token (a Redis counter): the
+pair identifies the one tick allowed to write. Everything later asks ``is_live``
+before acting, so a tick that lost its lock (stalled, or its holder died) stops.
+Only a ``TickRef`` travels through the broker, never the tick's data.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+
+from joulie_tasks import config
+from joulie_tasks.adapters import metrics, ports
+from joulie_tasks.core import models
+
+logger = logging.getLogger(__name__)
+
+
+class TickRef(models.Frozen):
+    """What travels through the broker between stages: a reference, never the data."""
+
+    tick_id: str
+    token: int
+    tick_time: float
+    started_at: float
+    dry_run: bool = False
+    paused: bool = False
+
+
+class TickReport(models.Frozen):
+    """The outcome of a finished tick, for logs, the CLI and the last-tick record."""
+
+    tick_id: str
+    tick_time: float
+    policy: str
+    nodes: int
+    writes_planned: int
+    written: int
+    retries: int
+    failures: dict[str, str]
+    applied: int
+    deferred: int
+    duration_s: float
+    dry_run: bool
+    paused: bool
+    decisions: tuple[models.Decision, ...] = ()
+    #: Seconds from the write batches being handed out to the last one finishing (0: none).
+    write_phase_s: float = 0.0
+
+
+def holder_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def begin_tick(
+    *,
+    state: ports.StateStore,
+    settings: config.Settings,
+    tick_time: float,
+    dry_run: bool = False,
+) -> TickRef | None:
+    """Take the leader lock and a fencing token; None (counted) when another tick runs."""
+    tick_id = f"{int(tick_time)}-{uuid.uuid4().hex[:10]}"
+    token = state.acquire_lock(tick_id, ttl_s=settings.lock_ttl)
+    if token is None:
+        state.add_counters(metrics.tick_counted(models.TickResult.SKIPPED_LOCKED))
+        logger.info("tick skipped: the lock is held by %s", state.lock_holder())
+        return None
+    increments = {}
+    if state.swap_leader(holder_identity()):
+        increments[metrics.field(metrics.LEADER_CHANGES)] = 1.0
+    if settings.policy_fell_back:
+        increments[metrics.field(metrics.POLICY_FALLBACKS)] = 1.0
+    state.add_counters(increments)
+    paused = state.is_paused()
+    logger.info("tick %s: started (token %d%s)", tick_id, token, ", paused" if paused else "")
+    return TickRef(
+        tick_id=tick_id,
+        token=token,
+        tick_time=tick_time,
+        started_at=time.time(),
+        dry_run=dry_run,
+        paused=paused,
+    )
+
+
+def is_live(ref: TickRef, *, state: ports.StateStore, settings: config.Settings) -> bool:
+    """True while the tick holds the lock with the newest token (also renews the lock)."""
+    return state.holds_fence(ref.tick_id, ref.token, ttl_s=settings.lock_ttl)

@@ -1,0 +1,226 @@
+"""The end of a tick, exactly once: FSM, transition stream, metrics, events, unlock.
+
+Write batches report here (``record_batch``); the one that brings the pending count
+to zero calls ``finish_tick``. The FSM and the stream are updated only for what
+landed: a node whose write failed, or that was postponed, keeps the state its
+labels show. ``fail_tick`` counts a failed tick and frees the lock at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from joulie_tasks import config, errors
+from joulie_tasks.adapters import metrics, ports
+from joulie_tasks.core import guard, models
+from joulie_tasks.workflow import apply, cache_tick, events, lifecycle
+
+logger = logging.getLogger(__name__)
+
+
+def record_batch(
+    ref: lifecycle.TickRef, index: int, result: apply.ApplyResult, *, state: ports.StateStore
+) -> bool:
+    """Count a finished batch once; True when it was the last one of the tick."""
+    increments = {metrics.field(metrics.WRITES): float(result.written)}
+    for reason, n in result.retries.items():
+        increments[metrics.field(metrics.KUBE_RETRIES, reason=reason)] = float(n)
+    if result.failures:
+        increments[metrics.field(metrics.WRITE_FAILURES)] = float(len(result.failures))
+    if result.skipped:
+        state.add_skipped(ref.tick_id, result.skipped)
+    remaining = state.finish_batch(
+        ref.tick_id,
+        index,
+        failures=result.failures,
+        written=result.written,
+        retries=sum(result.retries.values()),
+    )
+    if remaining is None:
+        return False  # a redelivered batch already counted
+    state.add_counters(increments)
+    return remaining <= 0
+
+
+def finish_tick(
+    ref: lifecycle.TickRef, *, state: ports.StateStore, settings: config.Settings
+) -> lifecycle.TickReport | None:
+    """End the tick exactly once: FSM, transition stream, metrics, lock release."""
+    if not state.mark(ref.tick_id, "finished"):
+        return None
+    writes_started = state.writes_started(ref.tick_id)
+    write_phase = 0.0 if writes_started is None else max(0.0, time.time() - writes_started)
+    failures, written, retries = state.batch_results(ref.tick_id)
+    guarded = state.get_model(ref.tick_id, "guarded", models.GuardedPlan)
+    if gone := state.skipped_nodes(ref.tick_id):
+        # Deleted since the snapshot: no state or transition is recorded for them, and
+        # the FSM forgets them (as any node no longer decided).
+        kept = tuple(d for d in guarded.decisions if d.node not in gone)
+        guarded = guarded.model_copy(update={"decisions": kept})
+    writes = state.get_model(ref.tick_id, "writes", models.WriteSet)
+    needs_write = writes.nodes()
+    applied = deferred = 0
+    if not (ref.dry_run or ref.paused):
+        applied, deferred = _record_outcome(ref, guarded, failures, needs_write, state, settings)
+    duration = time.time() - ref.started_at
+    report = lifecycle.TickReport(
+        tick_id=ref.tick_id,
+        tick_time=ref.tick_time,
+        policy=guarded.policy_name,
+        nodes=len(guarded.decisions),
+        writes_planned=len(writes.labels) + len(writes.profiles),
+        written=written,
+        retries=retries,
+        failures=failures,
+        applied=applied,
+        deferred=deferred,
+        duration_s=duration,
+        dry_run=ref.dry_run,
+        paused=ref.paused,
+        decisions=guarded.decisions,
+        write_phase_s=write_phase,
+    )
+    increments = metrics.duration_increments("total", duration)
+    result = models.TickResult.FAILED_WRITES if failures else models.TickResult.COMPLETED
+    increments.update(metrics.tick_counted(result))
+    state.add_counters(increments)
+    state.set_gauges({metrics.field(metrics.LAST_TICK): ref.tick_time})
+    state.set_last_tick(report.model_dump(mode="json", exclude={"decisions"}))
+    state.release_lock(ref.tick_id)
+    cache_tick.served(ref, state=state)
+    logger.info(
+        "tick %s: done in %.3fs: %d nodes, %d writes, %d failed, %d applied, %d deferred",
+        ref.tick_id,
+        duration,
+        report.nodes,
+        written,
+        len(failures),
+        applied,
+        deferred,
+    )
+    return report
+
+
+def _record_outcome(
+    ref: lifecycle.TickRef,
+    guarded: models.GuardedPlan,
+    failures: Mapping[str, str],
+    needs_write: set[models.NodeName],
+    state: ports.StateStore,
+    settings: config.Settings,
+) -> tuple[int, int]:
+    """Update FSM and stream for what landed; failed nodes keep their previous state."""
+    previous = state.fsm_records()
+    records: dict[str, dict[str, Any]] = {}
+    entries: list[dict[str, str]] = []
+    counts: Counter[str] = Counter()
+    for d in guarded.decisions:
+        prev = previous.get(d.node, {})
+        if d.node in failures or d.postponed:
+            records[d.node] = _failed_record(d, prev, ref, failures.get(d.node))
+            continue
+        since = prev.get("since") if prev.get("state") == d.to_state.value else None
+        records[d.node] = {
+            "state": d.to_state.value,
+            "profile": d.profile.value,
+            "draining": d.draining,
+            "since": since if since is not None else ref.tick_time,
+            "tick_id": ref.tick_id,
+            "token": ref.token,
+            "performance_pods": d.performance_pods,
+            "written": d.node in needs_write,
+            "last_error": None,
+        }
+        for t in d.transitions:
+            counts[
+                metrics.field(
+                    metrics.STATE_TRANSITIONS,
+                    node=t.node,
+                    from_state=t.from_state.value,
+                    to_state=t.to_state.value,
+                    result=t.result.value,
+                )
+            ] += 1
+            entries.append(
+                {
+                    "node": t.node,
+                    "from": t.from_state.value,
+                    "to": t.to_state.value,
+                    "result": t.result.value,
+                    "reason": _reason(d),
+                    "policy": d.policy_name,
+                    "tick_id": ref.tick_id,
+                    "time": repr(ref.tick_time),
+                }
+            )
+    state.update_fsm(ref.token, records)
+    managed = {d.node for d in guarded.decisions}
+    state.forget_nodes(n for n in previous if n not in managed)
+    state.append_transitions(entries, maxlen=settings.transition_stream_maxlen)
+    state.add_counters({k: float(v) for k, v in counts.items()})
+    applied = sum(1 for e in entries if e["result"] == models.TransitionResult.APPLIED)
+    return applied, len(entries) - applied
+
+
+def _failed_record(
+    d: models.Decision, prev: Mapping[str, Any], ref: lifecycle.TickRef, error: str | None
+) -> dict[str, Any]:
+    """The FSM record of a node not written (failed, postponed): what the cluster shows."""
+    profile, draining = guard.profile_of(d.from_state)
+    keep = prev.get("state") == d.from_state.value
+    return {
+        "state": d.from_state.value,
+        "profile": profile.value if profile else None,
+        "draining": draining,
+        "since": prev.get("since") if keep else ref.tick_time,
+        "tick_id": ref.tick_id,
+        "token": ref.token,
+        "performance_pods": d.performance_pods,
+        "written": False,
+        "last_error": error,
+    }
+
+
+def _reason(d: models.Decision) -> str:
+    if d.draining:
+        return f"{d.performance_pods} performance pod(s) still on the node"
+    if d.held:
+        return "performance-pod count unknown; downgrade withheld"
+    if d.postponed:
+        return "postponed by MAX_TRANSITIONS_PER_TICK"
+    return f"planned {d.planned.value} by {d.policy_name}"
+
+
+def event_bodies(report: lifecycle.TickReport) -> list[dict[str, Any]]:
+    """The Node events of a finished tick (none for a dry run or a paused operator)."""
+    if report.dry_run or report.paused:
+        return []
+    return events.event_bodies(
+        report.decisions,
+        tick_time=report.tick_time,
+        failures=report.failures,
+        tick_id=report.tick_id,
+        instance=lifecycle.holder_identity(),
+    )
+
+
+def fail_tick(
+    ref: lifecycle.TickRef, *, state: ports.StateStore, stage: str, error: BaseException
+) -> None:
+    """Count a failed tick and release its lock so the next tick can start."""
+    logger.error("tick %s: %s failed: %s", ref.tick_id, stage, error)
+    failed = metrics.tick_counted(models.TickResult.FAILED)
+    marked = False
+    try:
+        marked = state.mark(ref.tick_id, "finished")
+        if marked:
+            state.add_counters(failed)  # kept by the store if Redis drops now
+        state.release_lock(ref.tick_id)
+    except errors.StateStoreError as e:
+        logger.error("tick %s: cannot record the failure now (counted later): %s", ref.tick_id, e)
+        if not marked:  # Redis is away: nobody else can finish this tick
+            state.count_later(failed)

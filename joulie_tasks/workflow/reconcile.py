@@ -1,0 +1,294 @@
+"""One reconcile tick, stage by stage: the reference order of the workflow.
+
+Each ``stage_*`` function runs one stage of docs/SPEC.md §2 for a tick identified by a
+``lifecycle.TickRef``: it loads the previous stage's output from Redis, calls the pure
+core, and stores its own output back under the tick id. tasks.py wraps each in a
+Celery task and chains them; ``run_inline`` calls them in order in this process
+(``joulie-tasks reconcile --once``). Both share the same lock, fencing token and
+FSM update, so a manual tick and a beat tick are the same thing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from joulie_tasks import config, errors
+from joulie_tasks.adapters import gcpause, metrics, ports
+from joulie_tasks.core import decide, models
+from joulie_tasks.workflow import apply, cache_tick, events, lifecycle, outcome, snapshot
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("snapshot", "classify", "plan", "guard", "write")
+
+
+# --- stages -------------------------------------------------------------------------------
+
+
+def stage_snapshot(
+    ref: lifecycle.TickRef,
+    *,
+    gateway: ports.KubeGateway,
+    state: ports.StateStore,
+    settings: config.Settings,
+) -> None:
+    cached = cache_tick.read(ref, state=state, settings=settings)
+    if cached is not None:  # synced and fresh: no API request at all
+        snap, demand = cached
+        state.put_model(ref.tick_id, "snapshot", snap)
+        state.put_model(ref.tick_id, NODES_PART, snap)
+        state.put_model(ref.tick_id, "demand", demand)
+        return
+    retried: Counter[str] = Counter()
+
+    def count_retry(_exc: BaseException, _attempt: int) -> None:
+        retried["transient"] += 1
+
+    try:
+        snap = snapshot.take_snapshot(
+            gateway=gateway,
+            tick_time=ref.tick_time,
+            tick_id=ref.tick_id,
+            page_size=settings.list_page_size,
+            on_retry=count_retry,
+        )
+    finally:  # read retries count even when the reads finally failed
+        state.add_counters(
+            {metrics.field(metrics.KUBE_RETRIES, reason=r): float(n) for r, n in retried.items()}
+        )
+    state.put_model(ref.tick_id, "snapshot", snap)
+    # Only classify needs the pods, by far the bulk: plan, guard and write read this
+    # copy without them instead of decoding every pod again.
+    state.put_model(ref.tick_id, NODES_PART, _without_pods(snap))
+
+
+#: The tick's snapshot without its pods (``pods`` empty, or None when unreadable).
+NODES_PART = "snapshot-nodes"
+
+
+def _without_pods(snap: models.Snapshot) -> models.Snapshot:
+    return snap.model_copy(update={"pods": None if snap.pods is None else ()})
+
+
+def stage_classify(ref: lifecycle.TickRef, *, state: ports.StateStore) -> None:
+    fed = cache_tick.mark(ref, state=state)
+    if fed is not None and fed.fed:
+        return  # the cache's counts are the demand (stored by the snapshot stage)
+    snap = state.get_model(ref.tick_id, "snapshot", models.Snapshot)
+    state.put_model(ref.tick_id, "demand", decide.demand_of(snap))
+
+
+def stage_plan(
+    ref: lifecycle.TickRef, *, state: ports.StateStore, settings: config.Settings
+) -> None:
+    snap = state.get_model(ref.tick_id, NODES_PART, models.Snapshot)
+    demand = state.get_model(ref.tick_id, "demand", models.Demand)
+    result = decide.plan_for(snap, demand, settings=settings)
+    if not result.assignments:
+        logger.warning("tick %s: no eligible nodes; nothing will be written", ref.tick_id)
+    state.put_model(ref.tick_id, "plan", result)
+
+
+def stage_guard(
+    ref: lifecycle.TickRef, *, state: ports.StateStore, settings: config.Settings
+) -> None:
+    snap = state.get_model(ref.tick_id, NODES_PART, models.Snapshot)
+    demand = state.get_model(ref.tick_id, "demand", models.Demand)
+    planned = state.get_model(ref.tick_id, "plan", models.Plan)
+    guarded = decide.guard_for(snap, demand, planned, settings=settings)
+    for d in guarded.decisions:
+        if d.held:
+            logger.warning(
+                "tick %s: node %s: downgrade withheld, performance-pod count unknown",
+                ref.tick_id,
+                d.node,
+            )
+    state.put_model(ref.tick_id, "guarded", guarded)
+
+
+def stage_write(
+    ref: lifecycle.TickRef, *, state: ports.StateStore, settings: config.Settings
+) -> int:
+    """Compute the minimal writes and split them into batches; return the batch count.
+
+    A paused operator or a dry run stores the writes (for status) but makes none.
+    """
+    snap = state.get_model(ref.tick_id, NODES_PART, models.Snapshot)
+    guarded = state.get_model(ref.tick_id, "guarded", models.GuardedPlan)
+    writes = decide.writes_for(snap, guarded, settings=settings)
+    state.put_model(ref.tick_id, "writes", writes)
+    if ref.dry_run or ref.paused or writes.empty:
+        return 0
+    groups = apply.group_by_node(writes)
+    size = settings.write_batch_size
+    count = max(math.ceil(len(groups) / size), 1)  # deletes alone still need a batch
+    for index in range(count):
+        chunk = groups[index * size : (index + 1) * size]
+        batch = models.WriteSet(
+            labels=tuple(g.label for g in chunk if g.label is not None),
+            profiles=tuple(g.profile for g in chunk if g.profile is not None),
+            deletes=writes.deletes if index == 0 else (),
+        )
+        state.put_model(ref.tick_id, f"batch:{index}", batch)
+    state.start_batches(ref.tick_id, count)
+    return count
+
+
+def run_batch(
+    ref: lifecycle.TickRef,
+    index: int,
+    *,
+    gateway: ports.KubeGateway,
+    state: ports.StateStore,
+    settings: config.Settings,
+    sleep: Callable[[float], None] = time.sleep,
+) -> apply.ApplyResult | None:
+    """Apply one batch if the tick still holds its fence; None when fenced off."""
+    if not lifecycle.is_live(ref, state=state, settings=settings):
+        state.add_counters(metrics.tick_counted(models.TickResult.FENCED))
+        logger.warning("tick %s: batch %d dropped: the tick lost its lock", ref.tick_id, index)
+        return None
+    batch = state.get_model(ref.tick_id, f"batch:{index}", models.WriteSet)
+    stopped: dict[str, str] = {}
+    fed = cache_tick.mark(ref, state=state)
+    if fed is not None and fed.fed:  # safety never rests on the cache
+        batch, stopped = cache_tick.confirm(
+            batch, ref=ref, gateway=gateway, state=state, settings=settings
+        )
+
+    still_fenced = _fence_check(ref, state=state, settings=settings)
+
+    result = apply.apply_writes(
+        apply.group_by_node(batch),
+        gateway=gateway,
+        concurrency=settings.write_concurrency,
+        tick_id=ref.tick_id,
+        sleep=sleep,
+        still_fenced=still_fenced,
+    )
+    if batch.deletes and not result.fenced:
+        if still_fenced():
+            removed = apply.delete_profiles(
+                batch.deletes, gateway=gateway, tick_id=ref.tick_id, sleep=sleep
+            )
+            result.written += removed.written
+            result.failures.update(removed.failures)
+        else:
+            result.fenced = True
+    result.skipped.update(stopped)
+    if result.fenced:
+        state.add_counters(metrics.tick_counted(models.TickResult.FENCED))
+        logger.warning("tick %s: batch %d cut short: the tick lost its lock", ref.tick_id, index)
+        return None
+    return result
+
+
+#: How long a successful fence check is trusted (monotonic clock). The check renews
+#: the lock for LOCK_TTL, so nobody else can take it meanwhile; a stall of any length
+#: outlasts this and forces a fresh check; and it spares one Redis round trip per
+#: API write, a quarter of a write's CPU (profiled by bench/).
+FENCE_TRUST_S = 0.25
+
+
+def _fence_check(
+    ref: lifecycle.TickRef, *, state: ports.StateStore, settings: config.Settings
+) -> Callable[[], bool]:
+    """Asked before every API write: a stalled tick stops at once (see FENCE_TRUST_S)."""
+    trust = min(FENCE_TRUST_S, settings.lock_ttl / 10)
+    confirmed = [-math.inf]
+
+    def still_fenced() -> bool:
+        asked = time.monotonic()
+        if asked - confirmed[0] < trust:
+            return True
+        if not lifecycle.is_live(ref, state=state, settings=settings):
+            return False
+        confirmed[0] = max(confirmed[0], asked)
+        return True
+
+    return still_fenced
+
+
+def run_stage(
+    name: str,
+    ref: lifecycle.TickRef,
+    *,
+    gateway: Callable[[], ports.KubeGateway],
+    state: ports.StateStore,
+    settings: config.Settings,
+) -> int | None:
+    """Run one named stage and time it; ``write`` returns the number of batches."""
+    started = time.perf_counter()
+    result: int | None = None
+    # A stage builds and drops tens of thousands of acyclic objects (see gcpause.py);
+    # they are all freed before the collector resumes, so it finds nothing to scan.
+    with gcpause.paused():
+        if name == "snapshot":
+            stage_snapshot(ref, gateway=gateway(), state=state, settings=settings)
+        elif name == "classify":
+            stage_classify(ref, state=state)
+        elif name == "plan":
+            stage_plan(ref, state=state, settings=settings)
+        elif name == "guard":
+            stage_guard(ref, state=state, settings=settings)
+        elif name == "write":
+            result = stage_write(ref, state=state, settings=settings)
+        else:
+            raise ValueError(f"unknown stage {name!r}")
+    state.add_counters(metrics.duration_increments(name, time.perf_counter() - started))
+    return result
+
+
+def run_inline(
+    *,
+    gateway: ports.KubeGateway,
+    state: ports.StateStore,
+    settings: config.Settings,
+    tick_time: float,
+    dry_run: bool = False,
+) -> lifecycle.TickReport:
+    """One whole tick in this process, through the same stages, lock and FSM.
+
+    Raises TickSkipped when another tick holds the lock.
+    """
+    ref = lifecycle.begin_tick(state=state, settings=settings, tick_time=tick_time, dry_run=dry_run)
+    if ref is None:
+        raise errors.TickSkipped(f"another tick holds the lock ({state.lock_holder()})")
+    stage = STAGES[0]
+    try:
+        batches = 0
+        for stage in STAGES:
+            batches = (
+                run_stage(stage, ref, gateway=lambda: gateway, state=state, settings=settings) or 0
+            )
+        for index in range(batches):
+            result = run_batch(ref, index, gateway=gateway, state=state, settings=settings)
+            if result is None:
+                raise errors.TickSkipped("the tick lost its lock while writing")
+            outcome.record_batch(ref, index, result, state=state)
+        flush_requests(gateway, state)
+        report = outcome.finish_tick(ref, state=state, settings=settings)
+    except BaseException as e:
+        outcome.fail_tick(ref, state=state, stage=stage, error=e)
+        raise
+    if report is None:
+        raise errors.TickSkipped("the tick was finished elsewhere")
+    events.send_events(outcome.event_bodies(report), gateway=gateway)
+    return report
+
+
+def flush_requests(gateway: ports.KubeGateway, state: ports.StateStore) -> None:
+    """Move the gateway's request counters into the shared metric hash."""
+    counts = gateway.take_request_counts()
+    increments: dict[str, float] = {}
+    for (verb, resource, status), n in counts.items():
+        key = metrics.field(metrics.KUBE_REQUESTS, verb=verb, resource=resource, outcome=status)
+        increments[key] = float(n)
+        if status == "409":
+            conflict = metrics.field(metrics.KUBE_CONFLICTS)
+            increments[conflict] = increments.get(conflict, 0.0) + n
+    state.add_counters(increments)

@@ -1,0 +1,185 @@
+"""One contract for the StateStore port, run over every implementation.
+
+``memory`` is tests/fakes.py's MemoryStateStore (what the workflow's unit tests use);
+``redis`` is the production RedisStore on a private redis-server. Whatever the workflow
+relies on is asserted here once, for both (dramatiq's parametrised back-end pattern):
+interval claims, the lock and its fencing token, liveness, per-tick data, write batches
+counted once, once-only flags, the FSM compare-and-set, transitions, metric values,
+the tick records and the pause switch. Lock expiry is shown with a short real TTL.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from joulie_tasks import errors
+from joulie_tasks.adapters import ports, store
+from joulie_tasks.core import models
+from joulie_testbed.procs import RedisServer, wait_for
+from tests.fakes import MemoryStateStore
+
+TTL = 30.0
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is required in CI (scripts/bootstrap.sh installs it)")
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(Path(tmp_path_factory.mktemp("redis"))).start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def state(request: pytest.FixtureRequest) -> Iterator[ports.StateStore]:
+    if request.param == "memory":
+        yield MemoryStateStore()
+        return
+    url = request.getfixturevalue("redis_url")
+    redis_store = store.RedisStore(url)
+    redis_store.client.flushdb()
+    yield redis_store
+    redis_store.close()
+
+
+def test_an_interval_is_claimed_once(state: ports.StateStore) -> None:
+    assert state.claim_interval(7, ttl_s=TTL)
+    assert not state.claim_interval(7, ttl_s=TTL)
+    assert state.claim_interval(8, ttl_s=TTL)
+
+
+def test_the_lock_is_exclusive_and_each_holder_gets_a_newer_token(state: ports.StateStore) -> None:
+    # Given a tick holding the lock
+    first = state.acquire_lock("t1", ttl_s=TTL)
+    assert first is not None
+    # Then a second tick is refused, and only the holder may release it
+    assert state.acquire_lock("t2", ttl_s=TTL) is None
+    assert state.lock_holder() == "t1"
+    assert not state.release_lock("t2")
+    assert state.release_lock("t1")
+    assert state.lock_holder() is None
+    # And the next holder's token is newer, and it is the latest tick
+    second = state.acquire_lock("t2", ttl_s=TTL)
+    assert second is not None
+    assert second > first
+    assert state.latest_tick() == "t2"
+
+
+def test_only_the_holder_with_the_newest_token_is_live(state: ports.StateStore) -> None:
+    token = state.acquire_lock("t1", ttl_s=TTL)
+    assert token is not None
+    assert state.holds_fence("t1", token, ttl_s=TTL)
+    assert not state.holds_fence("t1", token - 1, ttl_s=TTL)
+    assert not state.holds_fence("t2", token, ttl_s=TTL)
+    assert state.renew_lock("t1", ttl_s=TTL)
+    assert not state.renew_lock("t2", ttl_s=TTL)
+    # When the lock goes to another tick, the old holder is fenced off
+    state.release_lock("t1")
+    newer = state.acquire_lock("t2", ttl_s=TTL)
+    assert newer is not None
+    assert not state.holds_fence("t1", token, ttl_s=TTL)
+    assert state.holds_fence("t2", newer, ttl_s=TTL)
+
+
+def test_a_lock_not_renewed_expires(state: ports.StateStore) -> None:
+    assert state.acquire_lock("t1", ttl_s=0.2) is not None
+    if isinstance(state, MemoryStateStore):  # its clock is injectable: no waiting
+        now = state.clock()
+        state.clock = lambda: now + 1.0
+    wait_for(lambda: state.lock_holder() is None, timeout=5, what="the lock to expire")
+    assert state.acquire_lock("t2", ttl_s=TTL) is not None
+
+
+def test_the_leader_swap_reports_a_new_process(state: ports.StateStore) -> None:
+    assert not state.swap_leader("a")
+    assert not state.swap_leader("a")
+    assert state.swap_leader("b")
+
+
+def test_per_tick_models_round_trip_and_a_missing_one_is_an_error(
+    state: ports.StateStore,
+) -> None:
+    demand = models.Demand(performance_pods=3)
+    state.put_model("t1", "demand", demand)
+    assert state.get_model("t1", "demand", models.Demand) == demand
+    with pytest.raises(errors.StateStoreError):
+        state.get_model("t1", "plan", models.Plan)
+
+
+def test_each_batch_counts_once_and_the_last_one_reaches_zero(state: ports.StateStore) -> None:
+    # Given three batches handed out (a redelivered write stage does not reset them)
+    state.start_batches("t1", 3)
+    state.start_batches("t1", 3)
+    assert state.writes_started("t1") is not None
+    assert state.writes_started("t2") is None
+    # When they finish, one redelivered
+    assert state.finish_batch("t1", 0, failures={}, written=2, retries=0) == 2
+    assert state.finish_batch("t1", 0, failures={}, written=2, retries=0) is None
+    assert state.finish_batch("t1", 1, failures={"n1": "boom"}, written=1, retries=2) == 1
+    assert state.finish_batch("t1", 2, failures={}, written=3, retries=1) == 0
+    # Then the results add up once
+    assert state.batch_results("t1") == ({"n1": "boom"}, 6, 3)
+    state.add_skipped("t1", {"gone": "deleted"})
+    assert state.skipped_nodes("t1") == {"gone"}
+
+
+def test_a_flag_is_set_once(state: ports.StateStore) -> None:
+    assert state.mark("t1", "finished")
+    assert not state.mark("t1", "finished")
+    assert state.mark("t2", "finished")
+
+
+def test_the_fsm_is_never_overwritten_by_an_older_token(state: ports.StateStore) -> None:
+    assert state.update_fsm(5, {"a": {"state": "ActiveEco", "token": 5}}) == 1
+    # An older tick loses, a newer one wins, per node
+    written = state.update_fsm(
+        4, {"a": {"state": "ActivePerformance", "token": 4}, "b": {"state": "x", "token": 4}}
+    )
+    assert written == 1
+    assert state.update_fsm(6, {"a": {"state": "ActivePerformance", "token": 6}}) == 1
+    records = state.fsm_records()
+    assert records["a"] == {"state": "ActivePerformance", "token": 6}
+    assert records["b"]["token"] == 4
+    state.forget_nodes(["b"])
+    assert set(state.fsm_records()) == {"a"}
+
+
+def test_transitions_are_kept_in_order(state: ports.StateStore) -> None:
+    state.append_transitions([{"node": "a", "to": "x"}, {"node": "b", "to": "y"}], maxlen=100)
+    rows = state.read_transitions()
+    assert [(r["node"], r["to"]) for r in rows] == [("a", "x"), ("b", "y")]
+    assert all("id" in r for r in rows)
+
+
+def test_counters_add_up_and_increments_kept_for_later_are_sent_with_the_next(
+    state: ports.StateStore,
+) -> None:
+    state.add_counters({"c": 1.0})
+    state.count_later({"c": 2.0})
+    assert state.read_metric_values()[0] == {"c": 1.0}
+    state.add_counters({"d": 1.0})
+    state.set_gauges({"g": 4.5})
+    assert state.read_metric_values() == ({"c": 3.0, "d": 1.0}, {"g": 4.5})
+
+
+def test_tick_records_newest_first(state: ports.StateStore) -> None:
+    assert state.last_tick() is None
+    state.set_last_tick({"tick_id": "t1"})
+    state.set_last_tick({"tick_id": "t2"})
+    assert state.last_tick() == {"tick_id": "t2"}
+    assert [t["tick_id"] for t in state.recent_ticks()] == ["t2", "t1"]
+
+
+def test_the_pause_switch(state: ports.StateStore) -> None:
+    assert not state.is_paused()
+    state.set_paused(True)
+    assert state.is_paused()
+    state.set_paused(False)
+    assert not state.is_paused()
