@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from joulie_tasks import errors
-from joulie_tasks.adapters import kube
+from joulie_tasks.adapters import kube, ports
 
 
 class FakeKube:
@@ -127,7 +127,7 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 RECENT_TICKS_KEPT = 200
 
 
-class MemoryStateStore:
+class MemoryStateStore(ports.TickParts):
     """The StateStore port in memory (see the module docstring for its limits)."""
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
@@ -215,10 +215,10 @@ class MemoryStateStore:
     def latest_tick(self) -> str | None:
         return self.latest
 
-    def put_model(self, tick_id: str, part: str, model: BaseModel) -> None:
+    def _save_part(self, tick_id: str, part: str, model: BaseModel) -> None:
         self.parts[(tick_id, part)] = model.model_dump_json()
 
-    def get_model(self, tick_id: str, part: str, model_type: type[ModelT]) -> ModelT:
+    def _load_part(self, tick_id: str, part: str, model_type: type[ModelT]) -> ModelT:
         blob = self.parts.get((tick_id, part))
         if blob is None:
             raise errors.StateStoreError(f"tick {tick_id}: {part} is missing (expired?)")

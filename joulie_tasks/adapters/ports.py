@@ -15,6 +15,8 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
+from joulie_tasks.core import models
+
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 RequestKey = tuple[str, str, str]  # (verb, resource, outcome)
@@ -68,6 +70,68 @@ class KubeGateway(Protocol):
         ...
 
 
+class TickParts:
+    """Typed per-tick data: one save/load pair per stage output, so no caller names a
+    part. A store implements ``_save_part``/``_load_part`` (keyed by the part names
+    below, which are the Redis key suffixes ``joulie:tick:{id}:{part}``);
+    ``_load_part`` raises ``errors.StateStoreError`` when the part is missing."""
+
+    def _save_part(self, tick_id: str, part: str, model: BaseModel) -> None:
+        raise NotImplementedError
+
+    def _load_part(self, tick_id: str, part: str, model_type: type[ModelT]) -> ModelT:
+        raise NotImplementedError
+
+    def save_snapshot(self, tick_id: str, snap: models.Snapshot) -> None:
+        self._save_part(tick_id, "snapshot", snap)
+
+    def load_snapshot(self, tick_id: str) -> models.Snapshot:
+        return self._load_part(tick_id, "snapshot", models.Snapshot)
+
+    def save_nodes(self, tick_id: str, snap: models.Snapshot) -> None:
+        """The snapshot without its pods (what plan, guard and write read)."""
+        self._save_part(tick_id, "snapshot-nodes", snap)
+
+    def load_nodes(self, tick_id: str) -> models.Snapshot:
+        return self._load_part(tick_id, "snapshot-nodes", models.Snapshot)
+
+    def save_demand(self, tick_id: str, demand: models.Demand) -> None:
+        self._save_part(tick_id, "demand", demand)
+
+    def load_demand(self, tick_id: str) -> models.Demand:
+        return self._load_part(tick_id, "demand", models.Demand)
+
+    def save_plan(self, tick_id: str, plan: models.Plan) -> None:
+        self._save_part(tick_id, "plan", plan)
+
+    def load_plan(self, tick_id: str) -> models.Plan:
+        return self._load_part(tick_id, "plan", models.Plan)
+
+    def save_guarded(self, tick_id: str, guarded: models.GuardedPlan) -> None:
+        self._save_part(tick_id, "guarded", guarded)
+
+    def load_guarded(self, tick_id: str) -> models.GuardedPlan:
+        return self._load_part(tick_id, "guarded", models.GuardedPlan)
+
+    def save_writes(self, tick_id: str, writes: models.WriteSet) -> None:
+        self._save_part(tick_id, "writes", writes)
+
+    def load_writes(self, tick_id: str) -> models.WriteSet:
+        return self._load_part(tick_id, "writes", models.WriteSet)
+
+    def save_batch(self, tick_id: str, index: int, batch: models.WriteSet) -> None:
+        self._save_part(tick_id, f"batch:{index}", batch)
+
+    def load_batch(self, tick_id: str, index: int) -> models.WriteSet:
+        return self._load_part(tick_id, f"batch:{index}", models.WriteSet)
+
+    def save_cache_mark(self, tick_id: str, mark: models.CacheMark) -> None:
+        self._save_part(tick_id, "cache-mark", mark)
+
+    def load_cache_mark(self, tick_id: str) -> models.CacheMark:
+        return self._load_part(tick_id, "cache-mark", models.CacheMark)
+
+
 class StateStore(Protocol):
     """The port the workflow keeps its state behind: the lock and fencing token, per-tick
     data, write batches, the FSM record, transitions, metric values, the tick records.
@@ -84,8 +148,22 @@ class StateStore(Protocol):
     def release_lock(self, tick_id: str) -> bool: ...
     def holds_fence(self, tick_id: str, token: int, *, ttl_s: float) -> bool: ...
     def latest_tick(self) -> str | None: ...
-    def put_model(self, tick_id: str, part: str, model: BaseModel) -> None: ...
-    def get_model(self, tick_id: str, part: str, model_type: type[ModelT]) -> ModelT: ...
+    def save_snapshot(self, tick_id: str, snap: models.Snapshot) -> None: ...
+    def load_snapshot(self, tick_id: str) -> models.Snapshot: ...
+    def save_nodes(self, tick_id: str, snap: models.Snapshot) -> None: ...
+    def load_nodes(self, tick_id: str) -> models.Snapshot: ...
+    def save_demand(self, tick_id: str, demand: models.Demand) -> None: ...
+    def load_demand(self, tick_id: str) -> models.Demand: ...
+    def save_plan(self, tick_id: str, plan: models.Plan) -> None: ...
+    def load_plan(self, tick_id: str) -> models.Plan: ...
+    def save_guarded(self, tick_id: str, guarded: models.GuardedPlan) -> None: ...
+    def load_guarded(self, tick_id: str) -> models.GuardedPlan: ...
+    def save_writes(self, tick_id: str, writes: models.WriteSet) -> None: ...
+    def load_writes(self, tick_id: str) -> models.WriteSet: ...
+    def save_batch(self, tick_id: str, index: int, batch: models.WriteSet) -> None: ...
+    def load_batch(self, tick_id: str, index: int) -> models.WriteSet: ...
+    def save_cache_mark(self, tick_id: str, mark: models.CacheMark) -> None: ...
+    def load_cache_mark(self, tick_id: str) -> models.CacheMark: ...
     def start_batches(self, tick_id: str, count: int) -> None: ...
     def writes_started(self, tick_id: str) -> float | None: ...
     def finish_batch(

@@ -35,7 +35,7 @@ import redis.sentinel
 from pydantic import BaseModel
 
 from joulie_tasks import errors
-from joulie_tasks.adapters import gcpause
+from joulie_tasks.adapters import gcpause, ports
 from joulie_tasks.core import sentinel
 
 logger = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ return written
 """
 
 
-class RedisStore:
+class RedisStore(ports.TickParts):
     """All of the operator's Redis state behind one small interface."""
 
     def __init__(
@@ -304,13 +304,13 @@ class RedisStore:
 
     # --- per-tick data -------------------------------------------------------------------
 
-    def put_model(self, tick_id: str, part: str, model: BaseModel) -> None:
+    def _save_part(self, tick_id: str, part: str, model: BaseModel) -> None:
         """Store one stage's output, compressed, under the tick (expires on its own)."""
         blob = zlib.compress(model.model_dump_json().encode(), 1)
         with self._errors():
             self._redis.set(tick_key(tick_id, part), blob, ex=TICK_DATA_TTL_S)
 
-    def get_model(self, tick_id: str, part: str, model_type: type[ModelT]) -> ModelT:
+    def _load_part(self, tick_id: str, part: str, model_type: type[ModelT]) -> ModelT:
         with self._errors():
             blob = self._redis.get(tick_key(tick_id, part))
         if blob is None:

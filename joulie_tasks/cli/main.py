@@ -173,7 +173,7 @@ def cmd_reconcile(settings: config.Settings, args: argparse.Namespace) -> int:
         )
     except errors.TickSkipped as e:
         return _fail(f"tick not run: {e}", EXIT_SKIPPED)
-    writes = state.get_model(report.tick_id, "writes", models.WriteSet)
+    writes = state.load_writes(report.tick_id)
     needs = writes.nodes()
     if args.output == "json":
         print(json.dumps(_report_json(report, needs), indent=2))

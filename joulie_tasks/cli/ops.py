@@ -18,7 +18,7 @@ from typing import Any
 
 from joulie_tasks import config
 from joulie_tasks.adapters import cache_store, kube, ports, store
-from joulie_tasks.core import decide, durations, guard, models, snapshot_parse
+from joulie_tasks.core import decide, durations, guard, snapshot_parse
 from joulie_tasks.workflow import apply, snapshot
 
 
@@ -75,7 +75,7 @@ def status_rows(
     pending: set[str] = set()
     if last is not None:
         try:
-            pending = set(state.get_model(last["tick_id"], "writes", models.WriteSet).nodes())
+            pending = set(state.load_writes(last["tick_id"]).nodes())
         except Exception:  # the last tick's data may have expired
             pending = set()
     rows = []

@@ -270,3 +270,11 @@ class WriteSet(Frozen):
     def nodes(self) -> set[NodeName]:
         """The nodes touched by any write."""
         return {w.node for w in self.labels} | {w.spec.node_name for w in self.profiles}
+
+
+class CacheMark(Frozen):
+    """Which source fed a tick (the watch cache or a listing) and the change sequence
+    it saw."""
+
+    fed: bool
+    seq: int

@@ -27,18 +27,11 @@ from joulie_tasks.workflow import lifecycle
 
 logger = logging.getLogger(__name__)
 
-#: Tick part: which source fed the tick, and the change sequence it saw.
-PART = "cache-mark"
 FALLBACKS = "joulie_cache_fallbacks_total"
 CONFIRMATIONS = "joulie_confirmations_total"
 STOPPED = "joulie_downgrades_stopped_total"
 REACTION = "joulie_reaction_latency_seconds"
 REACTION_BUCKETS = metrics.EXTRA_HISTOGRAMS[REACTION]
-
-
-class CacheMark(models.Frozen):
-    fed: bool
-    seq: int
 
 
 def _cache_of(state: ports.StateStore) -> cache_store.CacheStore | None:
@@ -59,7 +52,7 @@ def read(
     except (errors.StateStoreError, ValueError) as e:
         view = f"unreadable ({e})"
     if isinstance(view, cache_store.CacheView):
-        state.put_model(ref.tick_id, PART, CacheMark(fed=True, seq=view.seq))
+        state.save_cache_mark(ref.tick_id, models.CacheMark(fed=True, seq=view.seq))
         logger.info("tick %s: snapshot from the cache (age %.2fs)", ref.tick_id, view.age_s)
         return view.snapshot, view.demand
     reason = view.split(" ", 1)[0]
@@ -70,13 +63,13 @@ def read(
         seq = cs.status().seq
     except errors.StateStoreError:
         seq = 0
-    state.put_model(ref.tick_id, PART, CacheMark(fed=False, seq=seq))
+    state.save_cache_mark(ref.tick_id, models.CacheMark(fed=False, seq=seq))
     return None
 
 
-def mark(ref: lifecycle.TickRef, *, state: ports.StateStore) -> CacheMark | None:
+def mark(ref: lifecycle.TickRef, *, state: ports.StateStore) -> models.CacheMark | None:
     try:
-        return state.get_model(ref.tick_id, PART, CacheMark)
+        return state.load_cache_mark(ref.tick_id)
     except errors.StateStoreError:
         return None
 

@@ -55,13 +55,13 @@ def finish_tick(
     writes_started = state.writes_started(ref.tick_id)
     write_phase = 0.0 if writes_started is None else max(0.0, time.time() - writes_started)
     failures, written, retries = state.batch_results(ref.tick_id)
-    guarded = state.get_model(ref.tick_id, "guarded", models.GuardedPlan)
+    guarded = state.load_guarded(ref.tick_id)
     if gone := state.skipped_nodes(ref.tick_id):
         # Deleted since the snapshot: no state or transition is recorded for them, and
         # the FSM forgets them (as any node no longer decided).
         kept = tuple(d for d in guarded.decisions if d.node not in gone)
         guarded = guarded.model_copy(update={"decisions": kept})
-    writes = state.get_model(ref.tick_id, "writes", models.WriteSet)
+    writes = state.load_writes(ref.tick_id)
     needs_write = writes.nodes()
     applied = deferred = 0
     if not (ref.dry_run or ref.paused):

@@ -39,9 +39,9 @@ def stage_snapshot(
     cached = cache_tick.read(ref, state=state, settings=settings)
     if cached is not None:  # synced and fresh: no API request at all
         snap, demand = cached
-        state.put_model(ref.tick_id, "snapshot", snap)
-        state.put_model(ref.tick_id, NODES_PART, snap)
-        state.put_model(ref.tick_id, "demand", demand)
+        state.save_snapshot(ref.tick_id, snap)
+        state.save_nodes(ref.tick_id, snap)
+        state.save_demand(ref.tick_id, demand)
         return
     retried: Counter[str] = Counter()
 
@@ -60,14 +60,13 @@ def stage_snapshot(
         state.add_counters(
             {metrics.field(metrics.KUBE_RETRIES, reason=r): float(n) for r, n in retried.items()}
         )
-    state.put_model(ref.tick_id, "snapshot", snap)
+    state.save_snapshot(ref.tick_id, snap)
     # Only classify needs the pods, by far the bulk: plan, guard and write read this
     # copy without them instead of decoding every pod again.
-    state.put_model(ref.tick_id, NODES_PART, _without_pods(snap))
+    state.save_nodes(ref.tick_id, _without_pods(snap))
 
 
 #: The tick's snapshot without its pods (``pods`` empty, or None when unreadable).
-NODES_PART = "snapshot-nodes"
 
 
 def _without_pods(snap: models.Snapshot) -> models.Snapshot:
@@ -78,27 +77,27 @@ def stage_classify(ref: lifecycle.TickRef, *, state: ports.StateStore) -> None:
     fed = cache_tick.mark(ref, state=state)
     if fed is not None and fed.fed:
         return  # the cache's counts are the demand (stored by the snapshot stage)
-    snap = state.get_model(ref.tick_id, "snapshot", models.Snapshot)
-    state.put_model(ref.tick_id, "demand", decide.demand_of(snap))
+    snap = state.load_snapshot(ref.tick_id)
+    state.save_demand(ref.tick_id, decide.demand_of(snap))
 
 
 def stage_plan(
     ref: lifecycle.TickRef, *, state: ports.StateStore, settings: config.Settings
 ) -> None:
-    snap = state.get_model(ref.tick_id, NODES_PART, models.Snapshot)
-    demand = state.get_model(ref.tick_id, "demand", models.Demand)
+    snap = state.load_nodes(ref.tick_id)
+    demand = state.load_demand(ref.tick_id)
     result = decide.plan_for(snap, demand, settings=settings)
     if not result.assignments:
         logger.warning("tick %s: no eligible nodes; nothing will be written", ref.tick_id)
-    state.put_model(ref.tick_id, "plan", result)
+    state.save_plan(ref.tick_id, result)
 
 
 def stage_guard(
     ref: lifecycle.TickRef, *, state: ports.StateStore, settings: config.Settings
 ) -> None:
-    snap = state.get_model(ref.tick_id, NODES_PART, models.Snapshot)
-    demand = state.get_model(ref.tick_id, "demand", models.Demand)
-    planned = state.get_model(ref.tick_id, "plan", models.Plan)
+    snap = state.load_nodes(ref.tick_id)
+    demand = state.load_demand(ref.tick_id)
+    planned = state.load_plan(ref.tick_id)
     guarded = decide.guard_for(snap, demand, planned, settings=settings)
     for d in guarded.decisions:
         if d.held:
@@ -107,7 +106,7 @@ def stage_guard(
                 ref.tick_id,
                 d.node,
             )
-    state.put_model(ref.tick_id, "guarded", guarded)
+    state.save_guarded(ref.tick_id, guarded)
 
 
 def stage_write(
@@ -117,10 +116,10 @@ def stage_write(
 
     A paused operator or a dry run stores the writes (for status) but makes none.
     """
-    snap = state.get_model(ref.tick_id, NODES_PART, models.Snapshot)
-    guarded = state.get_model(ref.tick_id, "guarded", models.GuardedPlan)
+    snap = state.load_nodes(ref.tick_id)
+    guarded = state.load_guarded(ref.tick_id)
     writes = decide.writes_for(snap, guarded, settings=settings)
-    state.put_model(ref.tick_id, "writes", writes)
+    state.save_writes(ref.tick_id, writes)
     if ref.dry_run or ref.paused or writes.empty:
         return 0
     groups = apply.group_by_node(writes)
@@ -133,7 +132,7 @@ def stage_write(
             profiles=tuple(g.profile for g in chunk if g.profile is not None),
             deletes=writes.deletes if index == 0 else (),
         )
-        state.put_model(ref.tick_id, f"batch:{index}", batch)
+        state.save_batch(ref.tick_id, index, batch)
     state.start_batches(ref.tick_id, count)
     return count
 
@@ -152,7 +151,7 @@ def run_batch(
         state.add_counters(metrics.tick_counted(models.TickResult.FENCED))
         logger.warning("tick %s: batch %d dropped: the tick lost its lock", ref.tick_id, index)
         return None
-    batch = state.get_model(ref.tick_id, f"batch:{index}", models.WriteSet)
+    batch = state.load_batch(ref.tick_id, index)
     stopped: dict[str, str] = {}
     fed = cache_tick.mark(ref, state=state)
     if fed is not None and fed.fed:  # safety never rests on the cache

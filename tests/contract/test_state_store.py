@@ -107,10 +107,10 @@ def test_per_tick_models_round_trip_and_a_missing_one_is_an_error(
     state: ports.StateStore,
 ) -> None:
     demand = models.Demand(performance_pods=3)
-    state.put_model("t1", "demand", demand)
-    assert state.get_model("t1", "demand", models.Demand) == demand
+    state.save_demand("t1", demand)
+    assert state.load_demand("t1") == demand
     with pytest.raises(errors.StateStoreError):
-        state.get_model("t1", "plan", models.Plan)
+        state.load_plan("t1")
 
 
 def test_each_batch_counts_once_and_the_last_one_reaches_zero(state: ports.StateStore) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -174,8 +174,8 @@ class Session:
         tick_id = str(tick["tick_id"])
         fsm = state.fsm_records()
         transitions = [t for t in state.read_transitions() if t.get("tick_id") == tick_id]
-        demand = self._model(tick_id, "demand", models.Demand)
-        planned = self._model(tick_id, "plan", models.Plan)
+        demand = self._model(lambda: state.load_demand(tick_id))
+        planned = self._model(lambda: state.load_plan(tick_id))
         caps: dict[str, float] = {}
         for npp in emu.list_objects("nodepowerprofiles"):
             spec = npp.get("spec", {})
@@ -215,10 +215,11 @@ class Session:
             raise children.DemoError("the demo was not started")
         return self.state, self.workload, self.emulator
 
-    def _model(self, tick_id: str, part: str, kind: type[ModelT]) -> ModelT | None:
-        state, _, _ = self._started()
+    @staticmethod
+    def _model(load: Callable[[], ModelT]) -> ModelT | None:
+        """A tick part, or None when it is missing (expired, or the tick stopped early)."""
         try:
-            return state.get_model(tick_id, part, kind)
+            return load()
         except errors.StateStoreError:
             return None
 
