@@ -145,8 +145,8 @@ class MemoryStateStore(ports.TickParts):
         self.retries: dict[str, int] = collections.defaultdict(int)
         self.skipped: dict[str, dict[str, str]] = collections.defaultdict(dict)
         self.flags: set[tuple[str, str]] = set()
-        self.fsm: dict[str, str] = {}
-        self.transitions: list[dict[str, str]] = []
+        self._fsm: dict[str, str] = {}
+        self._transitions: list[dict[str, str]] = []
         self._ids = itertools.count(1)
         self.counters: dict[str, float] = {}
         self.gauges: dict[str, float] = {}
@@ -263,31 +263,31 @@ class MemoryStateStore(ports.TickParts):
         return True
 
     def fsm_records(self) -> dict[str, dict[str, Any]]:
-        return {node: json.loads(raw) for node, raw in self.fsm.items()}
+        return {node: json.loads(raw) for node, raw in self._fsm.items()}
 
     def update_fsm(self, token: int, records: Mapping[str, Mapping[str, Any]]) -> int:
         written = 0
         for node, record in records.items():
-            old = self.fsm.get(node)
+            old = self._fsm.get(node)
             previous = json.loads(old).get("token") if old is not None else None
             if previous is not None and int(previous) > token:
                 continue  # a newer tick wrote this node
-            self.fsm[node] = json.dumps(dict(record))
+            self._fsm[node] = json.dumps(dict(record))
             written += 1
         return written
 
     def forget_nodes(self, nodes: Iterable[str]) -> None:
         for node in nodes:
-            self.fsm.pop(node, None)
+            self._fsm.pop(node, None)
 
     def append_transitions(self, entries: Sequence[Mapping[str, str]], *, maxlen: int) -> None:
         for entry in entries:
             ms = int(time.time() * 1000)
-            self.transitions.append({"id": f"{ms}-{next(self._ids)}", **entry})
-        del self.transitions[: max(0, len(self.transitions) - maxlen)]
+            self._transitions.append({"id": f"{ms}-{next(self._ids)}", **entry})
+        del self._transitions[: max(0, len(self._transitions) - maxlen)]
 
     def read_transitions(self, *, since_ms: int = 0, count: int = 10_000) -> list[dict[str, str]]:
-        rows = [t for t in self.transitions if int(t["id"].split("-")[0]) >= since_ms]
+        rows = [t for t in self._transitions if int(t["id"].split("-")[0]) >= since_ms]
         return copy.deepcopy(rows[:count])
 
     def add_counters(self, increments: Mapping[str, float]) -> None:

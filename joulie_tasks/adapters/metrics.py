@@ -133,7 +133,7 @@ class RedisCollector(Collector):
         yield from _gauge_families(gauges)
 
 
-def _node_families(fsm: Mapping[str, Mapping[str, Any]]) -> Iterable[Metric]:
+def _node_families(fsm: Mapping[str, models.FsmRecord]) -> Iterable[Metric]:
     state = GaugeMetricFamily(
         NODE_STATE, "1 for the node's current state", labels=["node", "state"]
     )
@@ -143,9 +143,9 @@ def _node_families(fsm: Mapping[str, Mapping[str, Any]]) -> Iterable[Metric]:
     for node in sorted(fsm):
         record = fsm[node]
         for s in _STATES:
-            state.add_metric([node, s.value], 1.0 if record.get("state") == s.value else 0.0)
+            state.add_metric([node, s.value], 1.0 if record.state == s else 0.0)
         for p in models.Profile:
-            profile.add_metric([node, p.value], 1.0 if record.get("profile") == p.value else 0.0)
+            profile.add_metric([node, p.value], 1.0 if record.profile == p else 0.0)
     managed = GaugeMetricFamily(MANAGED_NODES, "Nodes in the FSM (managed)")
     managed.add_metric([], len(fsm))
     return [state, profile, managed]

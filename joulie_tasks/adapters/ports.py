@@ -71,16 +71,55 @@ class KubeGateway(Protocol):
 
 
 class TickParts:
-    """Typed per-tick data: one save/load pair per stage output, so no caller names a
-    part. A store implements ``_save_part``/``_load_part`` (keyed by the part names
-    below, which are the Redis key suffixes ``joulie:tick:{id}:{part}``);
-    ``_load_part`` raises ``errors.StateStoreError`` when the part is missing."""
+    """Typed records (FSM, transitions, tick summaries) and typed per-tick data: one
+    save/load pair per stage output, so no caller names a part. A store implements the
+    raw readers and ``_save_part``/``_load_part`` (keyed by the part names below, the
+    Redis key suffixes ``joulie:tick:{id}:{part}``); ``_load_part`` raises
+    ``errors.StateStoreError`` when the part is missing."""
 
     def _save_part(self, tick_id: str, part: str, model: BaseModel) -> None:
         raise NotImplementedError
 
     def _load_part(self, tick_id: str, part: str, model_type: type[ModelT]) -> ModelT:
         raise NotImplementedError
+
+    # --- raw records (each store implements these) -------------------------------------
+
+    def fsm_records(self) -> dict[str, dict[str, Any]]:
+        raise NotImplementedError
+
+    def read_transitions(self, *, since_ms: int = 0, count: int = 10_000) -> list[dict[str, str]]:
+        raise NotImplementedError
+
+    def recent_ticks(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def last_tick(self) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    # --- the same records, typed ---------------------------------------------------------
+
+    def fsm(self) -> dict[str, models.FsmRecord]:
+        """The FSM records as models, by node."""
+        return {n: models.FsmRecord.model_validate(r) for n, r in self.fsm_records().items()}
+
+    def transitions(self, *, since_ms: int = 0) -> list[models.TransitionEntry]:
+        """The transition stream from ``since_ms`` on, oldest first, as models."""
+        return [
+            models.TransitionEntry.model_validate(e)
+            for e in self.read_transitions(since_ms=since_ms)
+        ]
+
+    def tick_summary(self) -> models.TickSummary | None:
+        """The last finished tick, or None before the first."""
+        last = self.last_tick()
+        return None if last is None else models.TickSummary.model_validate(last)
+
+    def tick_summaries(self) -> list[models.TickSummary]:
+        """The recent finished ticks, newest first."""
+        return [models.TickSummary.model_validate(t) for t in self.recent_ticks()]
+
+    # --- per-tick parts ------------------------------------------------------------------
 
     def save_snapshot(self, tick_id: str, snap: models.Snapshot) -> None:
         self._save_part(tick_id, "snapshot", snap)
@@ -148,6 +187,10 @@ class StateStore(Protocol):
     def release_lock(self, tick_id: str) -> bool: ...
     def holds_fence(self, tick_id: str, token: int, *, ttl_s: float) -> bool: ...
     def latest_tick(self) -> str | None: ...
+    def fsm(self) -> dict[str, models.FsmRecord]: ...
+    def transitions(self, *, since_ms: int = 0) -> list[models.TransitionEntry]: ...
+    def tick_summary(self) -> models.TickSummary | None: ...
+    def tick_summaries(self) -> list[models.TickSummary]: ...
     def save_snapshot(self, tick_id: str, snap: models.Snapshot) -> None: ...
     def load_snapshot(self, tick_id: str) -> models.Snapshot: ...
     def save_nodes(self, tick_id: str, snap: models.Snapshot) -> None: ...

@@ -106,10 +106,10 @@ def cmd_metrics(settings: config.Settings, args: argparse.Namespace) -> int:
     host, port = config.host_port(settings.metrics_addr)
     registry = CollectorRegistry()
 
-    def read() -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, object]], bool]:
+    def read() -> tuple[dict[str, float], dict[str, float], dict[str, models.FsmRecord], bool]:
         counters, gauges = state.read_metric_values()
         gauges.update(_cache_gauges(state))
-        return counters, gauges, state.fsm_records(), state.is_paused()
+        return counters, gauges, state.fsm(), state.is_paused()
 
     registry.register(metrics.RedisCollector(read))
     # The interval is configuration, not Redis state: alert rules compare tick age to it.

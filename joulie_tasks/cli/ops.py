@@ -70,37 +70,37 @@ def status_rows(
     eligible = snapshot_parse.select_eligible(
         nodes, selector=settings.selector, reserved_label_key=settings.reserved_label_key
     )
-    fsm = state.fsm_records()
-    last = state.last_tick()
+    fsm = state.fsm()
+    last = state.tick_summary()
     pending: set[str] = set()
     if last is not None:
         try:
-            pending = set(state.load_writes(last["tick_id"]).nodes())
+            pending = set(state.load_writes(last.tick_id).nodes())
         except Exception:  # the last tick's data may have expired
             pending = set()
     rows = []
     for node in eligible:
-        record = fsm.get(node.name, {})
+        record = fsm.get(node.name)
         rows.append(
             {
                 "node": node.name,
-                "state": record.get("state", "-"),
+                "state": record.state.value if record is not None else "-",
                 "cluster_state": guard.read_node_state(
                     node.labels,
                     profile_label=settings.power_profile_label,
                     draining_label=settings.draining_label,
                 ).value,
-                "since": record.get("since"),
+                "since": record.since if record is not None else None,
                 "profile": node.labels.get(settings.power_profile_label),
                 "draining": node.labels.get(settings.draining_label),
-                "performance_pods": record.get("performance_pods"),
-                "last_error": record.get("last_error"),
+                "performance_pods": record.performance_pods if record is not None else None,
+                "last_error": record.last_error if record is not None else None,
                 "pending_write": node.name in pending,
             }
         )
     return {
         "paused": state.is_paused(),
-        "last_tick": last,
+        "last_tick": None if last is None else last.model_dump(mode="json"),
         "watcher": _watcher_status(state),
         "nodes": rows,
     }
@@ -180,17 +180,17 @@ def parse_since(text: str, *, now: float) -> float:
 def cmd_history(settings: config.Settings, args: argparse.Namespace) -> int:
     state = _connect(settings)
     since = parse_since(args.since, now=time.time()) if args.since else 0.0
-    rows = [
+    entries = [
         t
-        for t in state.read_transitions(since_ms=int(since * 1000))
-        if args.node is None or t["node"] == args.node
+        for t in state.transitions(since_ms=int(since * 1000))
+        if args.node is None or t.node == args.node
     ]
     if args.output == "json":
-        print(json.dumps(rows, indent=2))
+        print(json.dumps([{"id": t.id, **t.fields()} for t in entries], indent=2))
         return 0
     table = [
-        (_when(float(t["time"])), t["node"], t["from"], t["to"], t["result"], t["reason"])
-        for t in rows
+        (_when(t.time), t.node, t.from_state.value, t.to_state.value, t.result.value, t.reason)
+        for t in entries
     ]
     print(_table(("TIME", "NODE", "FROM", "TO", "RESULT", "REASON"), table))
     return 0

@@ -278,3 +278,71 @@ class CacheMark(Frozen):
 
     fed: bool
     seq: int
+
+
+class _Record(BaseModel):
+    """Base of what is read back from Redis: immutable, tolerant of fields a newer
+    operator added (the JSON written stays what it was)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+
+class FsmRecord(_Record):
+    """One node's FSM record (docs/ARCHITECTURE.md, the ``joulie:fsm`` hash)."""
+
+    state: NodeState
+    profile: Profile | None = None
+    draining: bool = False
+    since: float | None = None
+    tick_id: str = ""
+    token: int = 0
+    performance_pods: int | None = None
+    written: bool = False
+    last_error: str | None = None
+
+
+class TransitionEntry(_Record):
+    """One entry of the transition stream; ``id`` is the stream id (set on read)."""
+
+    id: str = ""
+    node: str
+    from_state: NodeState = Field(alias="from")
+    to_state: NodeState = Field(alias="to")
+    result: TransitionResult
+    reason: str
+    policy: str
+    tick_id: str
+    time: float
+
+    def fields(self) -> dict[str, str]:
+        """The stream fields, as written since the first release (time as ``repr``)."""
+        return {
+            "node": self.node,
+            "from": self.from_state.value,
+            "to": self.to_state.value,
+            "result": self.result.value,
+            "reason": self.reason,
+            "policy": self.policy,
+            "tick_id": self.tick_id,
+            "time": repr(self.time),
+        }
+
+
+class TickSummary(_Record):
+    """The last-tick record: a finished tick without its decisions."""
+
+    tick_id: str
+    tick_time: float
+    policy: str
+    nodes: int
+    writes_planned: int
+    written: int
+    retries: int
+    failures: dict[str, str]
+    applied: int
+    deferred: int
+    duration_s: float
+    dry_run: bool
+    paused: bool
+    #: Seconds from the write batches being handed out to the last one finishing (0: none).
+    write_phase_s: float = 0.0

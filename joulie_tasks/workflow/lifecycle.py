@@ -52,6 +52,10 @@ class TickReport(models.Frozen):
     #: Seconds from the write batches being handed out to the last one finishing (0: none).
     write_phase_s: float = 0.0
 
+    def summary(self) -> models.TickSummary:
+        """The last-tick record: this report without its decisions."""
+        return models.TickSummary.model_validate(self.model_dump(exclude={"decisions"}))
+
 
 def holder_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"

@@ -89,7 +89,7 @@ def finish_tick(
     increments.update(metrics.tick_counted(result))
     state.add_counters(increments)
     state.set_gauges({metrics.field(metrics.LAST_TICK): ref.tick_time})
-    state.set_last_tick(report.model_dump(mode="json", exclude={"decisions"}))
+    state.set_last_tick(report.summary().model_dump(mode="json"))
     state.release_lock(ref.tick_id)
     cache_tick.served(ref, state=state)
     logger.info(
@@ -114,27 +114,27 @@ def _record_outcome(
     settings: config.Settings,
 ) -> tuple[int, int]:
     """Update FSM and stream for what landed; failed nodes keep their previous state."""
-    previous = state.fsm_records()
-    records: dict[str, dict[str, Any]] = {}
-    entries: list[dict[str, str]] = []
+    previous = state.fsm()
+    records: dict[str, models.FsmRecord] = {}
+    entries: list[models.TransitionEntry] = []
     counts: Counter[str] = Counter()
     for d in guarded.decisions:
-        prev = previous.get(d.node, {})
+        prev = previous.get(d.node)
         if d.node in failures or d.postponed:
             records[d.node] = _failed_record(d, prev, ref, failures.get(d.node))
             continue
-        since = prev.get("since") if prev.get("state") == d.to_state.value else None
-        records[d.node] = {
-            "state": d.to_state.value,
-            "profile": d.profile.value,
-            "draining": d.draining,
-            "since": since if since is not None else ref.tick_time,
-            "tick_id": ref.tick_id,
-            "token": ref.token,
-            "performance_pods": d.performance_pods,
-            "written": d.node in needs_write,
-            "last_error": None,
-        }
+        since = prev.since if prev is not None and prev.state == d.to_state else None
+        records[d.node] = models.FsmRecord(
+            state=d.to_state,
+            profile=d.profile,
+            draining=d.draining,
+            since=since if since is not None else ref.tick_time,
+            tick_id=ref.tick_id,
+            token=ref.token,
+            performance_pods=d.performance_pods,
+            written=d.node in needs_write,
+            last_error=None,
+        )
         for t in d.transitions:
             counts[
                 metrics.field(
@@ -146,43 +146,45 @@ def _record_outcome(
                 )
             ] += 1
             entries.append(
-                {
-                    "node": t.node,
-                    "from": t.from_state.value,
-                    "to": t.to_state.value,
-                    "result": t.result.value,
-                    "reason": _reason(d),
-                    "policy": d.policy_name,
-                    "tick_id": ref.tick_id,
-                    "time": repr(ref.tick_time),
-                }
+                models.TransitionEntry(
+                    node=t.node,
+                    from_state=t.from_state,
+                    to_state=t.to_state,
+                    result=t.result,
+                    reason=_reason(d),
+                    policy=d.policy_name,
+                    tick_id=ref.tick_id,
+                    time=ref.tick_time,
+                )
             )
-    state.update_fsm(ref.token, records)
+    state.update_fsm(ref.token, {n: r.model_dump(mode="json") for n, r in records.items()})
     managed = {d.node for d in guarded.decisions}
     state.forget_nodes(n for n in previous if n not in managed)
-    state.append_transitions(entries, maxlen=settings.transition_stream_maxlen)
+    state.append_transitions(
+        [e.fields() for e in entries], maxlen=settings.transition_stream_maxlen
+    )
     state.add_counters({k: float(v) for k, v in counts.items()})
-    applied = sum(1 for e in entries if e["result"] == models.TransitionResult.APPLIED)
+    applied = sum(1 for e in entries if e.result == models.TransitionResult.APPLIED)
     return applied, len(entries) - applied
 
 
 def _failed_record(
-    d: models.Decision, prev: Mapping[str, Any], ref: lifecycle.TickRef, error: str | None
-) -> dict[str, Any]:
+    d: models.Decision, prev: models.FsmRecord | None, ref: lifecycle.TickRef, error: str | None
+) -> models.FsmRecord:
     """The FSM record of a node not written (failed, postponed): what the cluster shows."""
     profile, draining = guard.profile_of(d.from_state)
-    keep = prev.get("state") == d.from_state.value
-    return {
-        "state": d.from_state.value,
-        "profile": profile.value if profile else None,
-        "draining": draining,
-        "since": prev.get("since") if keep else ref.tick_time,
-        "tick_id": ref.tick_id,
-        "token": ref.token,
-        "performance_pods": d.performance_pods,
-        "written": False,
-        "last_error": error,
-    }
+    keep = prev is not None and prev.state == d.from_state
+    return models.FsmRecord(
+        state=d.from_state,
+        profile=profile,
+        draining=draining,
+        since=prev.since if keep and prev is not None else ref.tick_time,
+        tick_id=ref.tick_id,
+        token=ref.token,
+        performance_pods=d.performance_pods,
+        written=False,
+        last_error=error,
+    )
 
 
 def _reason(d: models.Decision) -> str:

@@ -183,3 +183,51 @@ def test_the_pause_switch(state: ports.StateStore) -> None:
     assert state.is_paused()
     state.set_paused(False)
     assert not state.is_paused()
+
+
+def test_records_read_back_as_the_models_written(state: ports.StateStore) -> None:
+    record = models.FsmRecord(
+        state=models.NodeState.ACTIVE_ECO,
+        profile=models.Profile.ECO,
+        since=100.5,
+        tick_id="t1",
+        token=3,
+        performance_pods=0,
+        written=True,
+    )
+    state.update_fsm(3, {"a": record.model_dump(mode="json")})
+    assert state.fsm() == {"a": record}
+    entry = models.TransitionEntry(
+        node="a",
+        from_state=models.NodeState.ACTIVE_PERFORMANCE,
+        to_state=models.NodeState.ACTIVE_ECO,
+        result=models.TransitionResult.APPLIED,
+        reason="planned eco",
+        policy="static",
+        tick_id="t1",
+        time=100.5,
+    )
+    state.append_transitions([entry.fields()], maxlen=100)
+    (read,) = state.transitions()
+    assert read.model_copy(update={"id": ""}) == entry
+    assert read.id
+    assert read.fields()["time"] == "100.5"  # the stream format of earlier releases
+    summary = models.TickSummary(
+        tick_id="t1",
+        tick_time=100.0,
+        policy="static",
+        nodes=1,
+        writes_planned=1,
+        written=1,
+        retries=0,
+        failures={},
+        applied=1,
+        deferred=0,
+        duration_s=0.2,
+        dry_run=False,
+        paused=False,
+    )
+    assert state.tick_summary() is None
+    state.set_last_tick(summary.model_dump(mode="json"))
+    assert state.tick_summary() == summary
+    assert state.tick_summaries() == [summary]

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pydantic import BaseModel
 
@@ -146,11 +146,11 @@ class Session:
     def watch(self) -> None:
         """Show each finished tick until ``--ticks`` were seen; step the workload between."""
         state, workload, _ = self._started()
-        seen = {t["tick_id"] for t in state.recent_ticks()}
+        seen = {t.tick_id for t in state.tick_summaries()}
         budget = 2 * self.operator.reconcile_interval + 30
         deadline = time.monotonic() + budget
         while self.totals.ticks < self.opts.ticks:
-            fresh = [t for t in reversed(state.recent_ticks()) if t["tick_id"] not in seen]
+            fresh = [t for t in reversed(state.tick_summaries()) if t.tick_id not in seen]
             if not fresh:
                 for child in self.children:
                     child.check()
@@ -161,7 +161,7 @@ class Session:
                 time.sleep(POLL_S)
                 continue
             for tick in fresh:
-                seen.add(tick["tick_id"])
+                seen.add(tick.tick_id)
                 if self.totals.ticks >= self.opts.ticks:
                     break
                 self._show(tick)
@@ -169,11 +169,11 @@ class Session:
                     workload.step(self.totals.ticks)
             deadline = time.monotonic() + budget
 
-    def _show(self, tick: Mapping[str, Any]) -> None:
+    def _show(self, tick: models.TickSummary) -> None:
         state, workload, emu = self._started()
-        tick_id = str(tick["tick_id"])
-        fsm = state.fsm_records()
-        transitions = [t for t in state.read_transitions() if t.get("tick_id") == tick_id]
+        tick_id = tick.tick_id
+        fsm = state.fsm()
+        transitions = [t for t in state.transitions() if t.tick_id == tick_id]
         demand = self._model(lambda: state.load_demand(tick_id))
         planned = self._model(lambda: state.load_plan(tick_id))
         caps: dict[str, float] = {}
@@ -199,9 +199,9 @@ class Session:
             hp_count=None if planned is None else planned.hp_count,
             previous=dict(self.states),
         )
-        self.states = {node: str(r.get("state")) for node, r in fsm.items()}
+        self.states = {node: r.state.value for node, r in fsm.items()}
         print("\n".join(view.tick_lines(shown, self.style)), flush=True)
-        states = [str(r.get("state")) for r in fsm.values()]
+        states = [r.state.value for r in fsm.values()]
         self.samples.append(
             (
                 states.count(models.NodeState.ACTIVE_PERFORMANCE.value),

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from joulie_tasks.adapters import metrics
+from joulie_tasks.core import models
 
 _RESET = "\033[0m"
 _BOLD = "\033[1m"
@@ -46,10 +46,10 @@ class TickView:
 
     number: int
     total: int
-    tick: Mapping[str, Any]
-    fsm: Mapping[str, Mapping[str, Any]]
+    tick: models.TickSummary
+    fsm: Mapping[str, models.FsmRecord]
     caps: Mapping[str, float]
-    transitions: Sequence[Mapping[str, str]]
+    transitions: Sequence[models.TransitionEntry]
     excluded: Mapping[str, str]
     demand: int | None
     pending: int
@@ -64,13 +64,13 @@ def tick_lines(view: TickView, style: Style) -> list[str]:
     demand = "?" if view.demand is None else str(view.demand)
     target = "" if view.hp_count is None else f", policy wants {view.hp_count} performance"
     title = (
-        f"tick {view.number}/{view.total}  {t['tick_id']}  policy {t['policy']}  "
+        f"tick {view.number}/{view.total}  {t.tick_id}  policy {t.policy}  "
         f"demand {demand} performance pods ({view.pending} pending){target}"
     )
     lines = ["", style.paint(title, _BOLD), _row(HEADER, " ")]
-    by_node: dict[str, list[Mapping[str, str]]] = {}
+    by_node: dict[str, list[models.TransitionEntry]] = {}
     for entry in view.transitions:
-        by_node.setdefault(entry["node"], []).append(entry)
+        by_node.setdefault(entry.node, []).append(entry)
     for node in sorted(view.fsm):
         lines.append(_node_line(node, view, by_node.get(node, []), style))
     for node, why in sorted(view.excluded.items()):
@@ -78,39 +78,39 @@ def tick_lines(view: TickView, style: Style) -> list[str]:
             style.paint(_row((node, "-", "-", "-", "-", "-", f"not managed: {why}"), " "), _DIM)
         )
     lines.append(
-        f"  {t['nodes']} nodes planned, {t['writes_planned']} writes planned, "
-        f"{t['written']} written, {t['retries']} retries, {len(t['failures'])} failed; "
-        f"{t['applied']} transitions applied, {t['deferred']} deferred "
-        f"({t['duration_s'] * 1000:.0f} ms)"
+        f"  {t.nodes} nodes planned, {t.writes_planned} writes planned, "
+        f"{t.written} written, {t.retries} retries, {len(t.failures)} failed; "
+        f"{t.applied} transitions applied, {t.deferred} deferred "
+        f"({t.duration_s * 1000:.0f} ms)"
     )
     return lines
 
 
 def _node_line(
-    node: str, view: TickView, entries: Sequence[Mapping[str, str]], style: Style
+    node: str, view: TickView, entries: Sequence[models.TransitionEntry], style: Style
 ) -> str:
     rec = view.fsm[node]
-    state = str(rec.get("state", "?"))
-    pods = rec.get("performance_pods")
+    state = rec.state.value
+    pods = rec.performance_pods
     cap = view.caps.get(node)
     changes = []
     for e in entries:
-        if e["result"] == "applied":
-            changes.append(f"{e['from']} {style.arrow} {e['to']}")
+        if e.result == models.TransitionResult.APPLIED:
+            changes.append(f"{e.from_state.value} {style.arrow} {e.to_state.value}")
         else:  # the deferred downgrade the node is draining for
-            changes.append(f"{e['to']} deferred: {e['reason']}")
+            changes.append(f"{e.to_state.value} deferred: {e.reason}")
     before = view.previous.get(node, "Unknown")
     if not entries and before != state:
         # Unknown → known is not a transition (docs/SPEC.md §6), but the reader should see it.
         note = " (first label, not counted as a transition)" if before == "Unknown" else ""
         changes.append(f"{before} {style.arrow} {state}{note}")
-    if rec.get("last_error"):
-        changes.append(f"write failed: {rec['last_error']}")
+    if rec.last_error:
+        changes.append(f"write failed: {rec.last_error}")
     cells = (
         node,
         state,
-        str(rec.get("profile") or "-"),
-        "yes" if rec.get("draining") else "no",
+        rec.profile.value if rec.profile is not None else "-",
+        "yes" if rec.draining else "no",
         "?" if pods is None else str(pods),
         "-" if cap is None else f"{cap:g}",
         "; ".join(changes),
@@ -147,13 +147,13 @@ class Totals:
     retries: int = 0
     failed: int = 0
 
-    def add(self, tick: Mapping[str, Any]) -> None:
+    def add(self, tick: models.TickSummary) -> None:
         self.ticks += 1
-        self.applied += int(tick["applied"])
-        self.deferred += int(tick["deferred"])
-        self.written += int(tick["written"])
-        self.retries += int(tick["retries"])
-        self.failed += len(tick["failures"])
+        self.applied += tick.applied
+        self.deferred += tick.deferred
+        self.written += tick.written
+        self.retries += tick.retries
+        self.failed += len(tick.failures)
 
 
 def summary_line(totals: Totals, *, requested: int, interrupted: bool) -> str:
