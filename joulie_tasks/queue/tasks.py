@@ -29,6 +29,7 @@ from joulie_tasks.adapters import kube, metrics, store
 from joulie_tasks.core import models
 from joulie_tasks.queue.celery_app import TICK_TASK, app
 from joulie_tasks.workflow import events, lifecycle, outcome, reconcile
+from joulie_tasks.workflow import fence as fencing
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ def _guarded(
     ref = lifecycle.TickRef.model_validate(ref_data)
     state, settings = _state(), _settings()
     try:
-        live = lifecycle.is_live(ref, state=state, settings=settings)
+        live = fencing.Fence(ref, state=state, settings=settings).holds()
     except errors.StateStoreError as e:
         logger.error("tick %s: %s skipped: %s", ref.tick_id, stage, e)
         state.count_later(_FAILED)  # the chain ends here; counted once Redis is back

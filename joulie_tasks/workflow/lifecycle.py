@@ -1,8 +1,8 @@
 """A tick's identity and start: its reference, its report, the lock and the fence.
 
 ``begin_tick`` takes the leader lock and a fencing token (a Redis counter): the
-pair identifies the one tick allowed to write. Everything later asks ``is_live``
-before acting, so a tick that lost its lock (stalled, or its holder died) stops.
+pair identifies the one tick allowed to write. Everything later asks the tick's
+``fence.Fence`` before acting, so a tick that lost its lock (stalled, or its holder died) stops.
 Only a ``TickRef`` travels through the broker, never the tick's data.
 """
 
@@ -91,8 +91,3 @@ def begin_tick(
         dry_run=dry_run,
         paused=paused,
     )
-
-
-def is_live(ref: TickRef, *, state: ports.StateStore, settings: config.Settings) -> bool:
-    """True while the tick holds the lock with the newest token (also renews the lock)."""
-    return state.holds_fence(ref.tick_id, ref.token, ttl_s=settings.lock_ttl)

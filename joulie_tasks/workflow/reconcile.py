@@ -20,10 +20,15 @@ from joulie_tasks import config, errors
 from joulie_tasks.adapters import gcpause, metrics, ports
 from joulie_tasks.core import decide, models
 from joulie_tasks.workflow import apply, cache_tick, events, lifecycle, outcome, snapshot
+from joulie_tasks.workflow import fence as fencing
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("snapshot", "classify", "plan", "guard", "write")
+#: A stage as the table runs it: (ref, gateway factory, state, settings) -> batch count.
+Stage = Callable[
+    [lifecycle.TickRef, Callable[[], ports.KubeGateway], ports.StateStore, config.Settings],
+    int | None,
+]
 
 
 # --- stages -------------------------------------------------------------------------------
@@ -147,7 +152,8 @@ def run_batch(
     sleep: Callable[[float], None] = time.sleep,
 ) -> apply.ApplyResult | None:
     """Apply one batch if the tick still holds its fence; None when fenced off."""
-    if not lifecycle.is_live(ref, state=state, settings=settings):
+    fence = fencing.Fence(ref, state=state, settings=settings)
+    if not fence.holds():
         state.add_counters(metrics.tick_counted(models.TickResult.FENCED))
         logger.warning("tick %s: batch %d dropped: the tick lost its lock", ref.tick_id, index)
         return None
@@ -159,18 +165,16 @@ def run_batch(
             batch, ref=ref, gateway=gateway, state=state, settings=settings
         )
 
-    still_fenced = _fence_check(ref, state=state, settings=settings)
-
     result = apply.apply_writes(
         apply.group_by_node(batch),
         gateway=gateway,
         concurrency=settings.write_concurrency,
         tick_id=ref.tick_id,
         sleep=sleep,
-        still_fenced=still_fenced,
+        still_fenced=fence.still_holds,
     )
     if batch.deletes and not result.fenced:
-        if still_fenced():
+        if fence.still_holds():
             removed = apply.delete_profiles(
                 batch.deletes, gateway=gateway, tick_id=ref.tick_id, sleep=sleep
             )
@@ -186,30 +190,17 @@ def run_batch(
     return result
 
 
-#: How long a successful fence check is trusted (monotonic clock). The check renews
-#: the lock for LOCK_TTL, so nobody else can take it meanwhile; a stall of any length
-#: outlasts this and forces a fresh check; and it spares one Redis round trip per
-#: API write, a quarter of a write's CPU (profiled by bench/).
-FENCE_TRUST_S = 0.25
-
-
-def _fence_check(
-    ref: lifecycle.TickRef, *, state: ports.StateStore, settings: config.Settings
-) -> Callable[[], bool]:
-    """Asked before every API write: a stalled tick stops at once (see FENCE_TRUST_S)."""
-    trust = min(FENCE_TRUST_S, settings.lock_ttl / 10)
-    confirmed = [-math.inf]
-
-    def still_fenced() -> bool:
-        asked = time.monotonic()
-        if asked - confirmed[0] < trust:
-            return True
-        if not lifecycle.is_live(ref, state=state, settings=settings):
-            return False
-        confirmed[0] = max(confirmed[0], asked)
-        return True
-
-    return still_fenced
+#: The stages in order (docs/SPEC.md §2); tasks.py makes one Celery task of each.
+_STAGE_TABLE: dict[str, Stage] = {
+    "snapshot": lambda ref, gw, state, s: stage_snapshot(
+        ref, gateway=gw(), state=state, settings=s
+    ),
+    "classify": lambda ref, gw, state, s: stage_classify(ref, state=state),
+    "plan": lambda ref, gw, state, s: stage_plan(ref, state=state, settings=s),
+    "guard": lambda ref, gw, state, s: stage_guard(ref, state=state, settings=s),
+    "write": lambda ref, gw, state, s: stage_write(ref, state=state, settings=s),
+}
+STAGES = tuple(_STAGE_TABLE)
 
 
 def run_stage(
@@ -222,22 +213,14 @@ def run_stage(
 ) -> int | None:
     """Run one named stage and time it; ``write`` returns the number of batches."""
     started = time.perf_counter()
-    result: int | None = None
+    try:
+        stage = _STAGE_TABLE[name]
+    except KeyError:
+        raise ValueError(f"unknown stage {name!r}") from None
     # A stage builds and drops tens of thousands of acyclic objects (see gcpause.py);
     # they are all freed before the collector resumes, so it finds nothing to scan.
     with gcpause.paused():
-        if name == "snapshot":
-            stage_snapshot(ref, gateway=gateway(), state=state, settings=settings)
-        elif name == "classify":
-            stage_classify(ref, state=state)
-        elif name == "plan":
-            stage_plan(ref, state=state, settings=settings)
-        elif name == "guard":
-            stage_guard(ref, state=state, settings=settings)
-        elif name == "write":
-            result = stage_write(ref, state=state, settings=settings)
-        else:
-            raise ValueError(f"unknown stage {name!r}")
+        result = stage(ref, gateway, state, settings)
     state.add_counters(metrics.duration_increments(name, time.perf_counter() - started))
     return result
 

@@ -14,6 +14,7 @@ import pytest
 
 from joulie_tasks import config, errors
 from joulie_tasks.adapters import metrics
+from joulie_tasks.workflow import fence as fencing
 from joulie_tasks.workflow import lifecycle, outcome, reconcile
 from tests.fakes import FakeKube, MemoryStateStore
 
@@ -55,15 +56,15 @@ def test_a_tick_is_live_only_while_it_holds_the_lock_with_the_newest_token() -> 
     state = MemoryStateStore()
     ref = lifecycle.begin_tick(state=state, settings=SETTINGS, tick_time=TICK_TIME)
     assert ref is not None
-    assert lifecycle.is_live(ref, state=state, settings=SETTINGS)
+    assert fencing.Fence(ref, state=state, settings=SETTINGS).holds()
     # When its lock expires and another tick starts
     now = state.clock()
     state.clock = lambda: now + SETTINGS.lock_ttl + 1
     newer = lifecycle.begin_tick(state=state, settings=SETTINGS, tick_time=TICK_TIME + 1)
     assert newer is not None
     # Then the first is no longer live, the newer one is
-    assert not lifecycle.is_live(ref, state=state, settings=SETTINGS)
-    assert lifecycle.is_live(newer, state=state, settings=SETTINGS)
+    assert not fencing.Fence(ref, state=state, settings=SETTINGS).holds()
+    assert fencing.Fence(newer, state=state, settings=SETTINGS).holds()
 
 
 def test_a_whole_tick_writes_every_node_in_batches_and_records_the_outcome() -> None:
