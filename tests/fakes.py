@@ -87,7 +87,15 @@ class FakeKube:
         node["metadata"].setdefault("labels", {}).update(labels)
         return node
 
-    def create_profile(self, body: Mapping[str, Any], *, dry_run: bool = False) -> None:
+    def upsert_profile(
+        self, body: Mapping[str, Any], *, exists: bool, dry_run: bool = False
+    ) -> None:
+        if exists:
+            self._replace_profile(body["metadata"]["name"], body)
+        else:
+            self._create_profile(body)
+
+    def _create_profile(self, body: Mapping[str, Any]) -> None:
         self._maybe_fail("create", "nodepowerprofiles")
         name = body["metadata"]["name"]
         if ("nodepowerprofiles", name) in self.objects:
@@ -98,7 +106,7 @@ class FakeKube:
             "metadata": {**body["metadata"], "resourceVersion": "1"},
         }
 
-    def replace_profile(self, name: str, body: Mapping[str, Any], *, dry_run: bool = False) -> None:
+    def _replace_profile(self, name: str, body: Mapping[str, Any]) -> None:
         self._maybe_fail("update", "nodepowerprofiles")
         current = self.objects.get(("nodepowerprofiles", name))
         if current is None:

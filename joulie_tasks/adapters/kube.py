@@ -240,12 +240,18 @@ class ApiGateway:
             query=_dry_run(dry_run),
         )
 
-    def create_profile(self, body: Mapping[str, Any], *, dry_run: bool = False) -> None:
-        self._request(
-            "create", PROFILES, "POST", PROFILES.path(), body=body, query=_dry_run(dry_run)
-        )
-
-    def replace_profile(self, name: str, body: Mapping[str, Any], *, dry_run: bool = False) -> None:
+    def upsert_profile(
+        self, body: Mapping[str, Any], *, exists: bool, dry_run: bool = False
+    ) -> None:
+        """Write one NodePowerProfile: create it (POST; 409 if it appeared meanwhile), or
+        replace the existing one (PUT at the body's ``metadata.resourceVersion``; 409 if
+        it moved on, 404 if it is gone)."""
+        if not exists:
+            self._request(
+                "create", PROFILES, "POST", PROFILES.path(), body=body, query=_dry_run(dry_run)
+            )
+            return
+        name = str(body["metadata"]["name"])
         self._request(
             "update", PROFILES, "PUT", PROFILES.path(name), body=body, query=_dry_run(dry_run)
         )

@@ -55,11 +55,13 @@ class KubeGateway(Protocol):
         self, name: str, labels: Mapping[str, str], *, dry_run: bool = False
     ) -> dict[str, Any]: ...
 
-    def create_profile(self, body: Mapping[str, Any], *, dry_run: bool = False) -> None: ...
-
-    def replace_profile(
-        self, name: str, body: Mapping[str, Any], *, dry_run: bool = False
-    ) -> None: ...
+    def upsert_profile(
+        self, body: Mapping[str, Any], *, exists: bool, dry_run: bool = False
+    ) -> None:
+        """Create the NodePowerProfile (``exists`` False) or replace it at the body's
+        ``metadata.resourceVersion``; a conflict is ``KubeConflict``, a vanished
+        object under a replace ``KubeFatal`` with status 404."""
+        ...
 
     def create_event(self, namespace: str, body: Mapping[str, Any]) -> None: ...
 

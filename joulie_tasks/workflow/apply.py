@@ -295,27 +295,21 @@ class _NodeWriter:
                 if known.stale and self._reread_profile(node, name, body, known):
                     return 0  # someone else already wrote what we wanted
                 known.stale = True  # any later attempt (after a 409) reads first
-                if known.create:
-                    self._call(
-                        node,
-                        f"create profile {name}",
-                        lambda: self._kube.create_profile(body, dry_run=self._dry_run),
-                    )
-                    return 1
-                replacement = write.npp_manifest(
-                    name, desired.spec, resource_version=known.resource_version
+                exists = not known.create
+                manifest = write.npp_manifest(
+                    name, desired.spec, resource_version=known.resource_version if exists else None
                 )
                 try:
                     self._call(
                         node,
-                        f"replace profile {name}",
-                        lambda body=replacement: self._kube.replace_profile(  # type: ignore[misc]
-                            name, body, dry_run=self._dry_run
+                        f"{'replace' if exists else 'create'} profile {name}",
+                        lambda body=manifest, exists=exists: self._kube.upsert_profile(  # type: ignore[misc]
+                            body, exists=exists, dry_run=self._dry_run
                         ),
                     )
                     return 1
                 except errors.KubeFatal as e:
-                    if e.status != 404:
+                    if not exists or e.status != 404:
                         raise
                     vanished = e
             raise vanished

@@ -101,7 +101,7 @@ def test_an_invalid_profile_is_a_fatal_422(gateway: kube.ApiGateway) -> None:
         "spec": {"nodeName": "x", "profile": "turbo"},
     }
     with pytest.raises(errors.KubeFatal) as info:
-        gateway.create_profile(body)
+        gateway.upsert_profile(body, exists=False)
     assert info.value.status == 422
 
 
@@ -114,7 +114,7 @@ def test_a_server_dry_run_validates_without_persisting(
         "metadata": {"name": "node-x"},
         "spec": {"nodeName": "x", "profile": "eco", "cpu": {"packagePowerCapWatts": 120}},
     }
-    gateway.create_profile(body, dry_run=True)
+    gateway.upsert_profile(body, exists=False, dry_run=True)
     assert emulator.list_objects("nodepowerprofiles") == []
 
 
@@ -127,3 +127,34 @@ def test_an_unreachable_api_server_names_its_url(tmp_path: Path) -> None:
     with pytest.raises(errors.KubeUnreachable) as info:
         list(gw.list_items(kube.NODES, page_size=10))
     assert url in str(info.value)
+
+
+def test_one_upsert_creates_then_replaces_at_a_version(
+    emulator: Emulator, gateway: kube.ApiGateway
+) -> None:
+    def body(cap: int, version: str | None = None) -> dict[str, object]:
+        metadata: dict[str, object] = {"name": "node-y"}
+        if version is not None:
+            metadata["resourceVersion"] = version
+        return {
+            "apiVersion": "joulie.io/v1alpha1",
+            "kind": "NodePowerProfile",
+            "metadata": metadata,
+            "spec": {"nodeName": "y", "profile": "eco", "cpu": {"packagePowerCapWatts": cap}},
+        }
+
+    gateway.upsert_profile(body(120), exists=False)
+    with pytest.raises(errors.KubeConflict):  # created meanwhile: a conflict
+        gateway.upsert_profile(body(120), exists=False)
+    current = gateway.get(kube.PROFILES, "node-y")
+    assert current is not None
+    version = str(current["metadata"]["resourceVersion"])
+    gateway.upsert_profile(body(130, version), exists=True)
+    (stored,) = emulator.list_objects("nodepowerprofiles")
+    assert stored["spec"]["cpu"]["packagePowerCapWatts"] == 130
+    with pytest.raises(errors.KubeConflict):  # the version moved on
+        gateway.upsert_profile(body(140, version), exists=True)
+    gateway.delete_profile("node-y")
+    with pytest.raises(errors.KubeFatal) as gone:
+        gateway.upsert_profile(body(140, version), exists=True)
+    assert gone.value.status == 404
