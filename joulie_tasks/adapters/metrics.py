@@ -69,6 +69,27 @@ def field(name: str, **labels: str) -> str:
     return name + _SEP + json.dumps(labels, sort_keys=True, separators=(",", ":"))
 
 
+class Values:
+    """Metric values by series name and labels, so no caller builds a field string:
+    ``add`` sums (counters), ``set`` replaces (gauges); ``as_dict()`` is what
+    ``StateStore.add_counters`` / ``set_gauges`` take."""
+
+    def __init__(self) -> None:
+        self._by_field: dict[str, float] = {}
+
+    def add(self, name: str, amount: float = 1.0, **labels: str) -> Values:
+        key = field(name, **labels)
+        self._by_field[key] = self._by_field.get(key, 0.0) + float(amount)
+        return self
+
+    def set(self, name: str, value: float, **labels: str) -> Values:
+        self._by_field[field(name, **labels)] = float(value)
+        return self
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self._by_field)
+
+
 def tick_counted(result: models.TickResult) -> dict[str, float]:
     """The counter increment for one tick that ended with ``result``."""
     return {field(TICKS, result=result.value): 1.0}

@@ -87,16 +87,15 @@ def cmd_beat(settings: config.Settings, args: argparse.Namespace) -> int:
 def _cache_gauges(state: store.RedisStore) -> dict[str, float]:
     """Cache age (seconds since the watcher's last heartbeat) and sync state, at scrape time."""
     status = cache_store.CacheStore(state).status()
-    gauges = {
-        metrics.field("joulie_cache_synced"): float(all(status.synced.values())),
-        metrics.field("joulie_watch_active"): float(status.lease is not None),
-    }
+    gauges = metrics.Values()
+    gauges.set("joulie_cache_synced", float(all(status.synced.values())))
+    gauges.set("joulie_watch_active", float(status.lease is not None))
     age = status.age(time.time())
     if age is not None:
-        gauges[metrics.field("joulie_cache_age_seconds")] = age
+        gauges.set("joulie_cache_age_seconds", age)
     if status.last_relist is not None:
-        gauges[metrics.field("joulie_watch_last_relist_timestamp_seconds")] = status.last_relist
-    return gauges
+        gauges.set("joulie_watch_last_relist_timestamp_seconds", status.last_relist)
+    return gauges.as_dict()
 
 
 def cmd_metrics(settings: config.Settings, args: argparse.Namespace) -> int:

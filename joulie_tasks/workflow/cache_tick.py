@@ -56,7 +56,7 @@ def read(
         logger.info("tick %s: snapshot from the cache (age %.2fs)", ref.tick_id, view.age_s)
         return view.snapshot, view.demand
     reason = view.split(" ", 1)[0]
-    state.add_counters({metrics.field(FALLBACKS, reason=reason): 1.0})
+    state.add_counters(metrics.Values().add(FALLBACKS, reason=reason).as_dict())
     log = logger.info if reason == "absent" else logger.warning
     log("tick %s: cache not used (%s); listing", ref.tick_id, view)
     try:
@@ -116,9 +116,9 @@ def confirm(
             continue
         if count:
             stopped[node] = f"downgrade stopped: {count} performance pod(s) still on the node"
-    increments = {metrics.field(CONFIRMATIONS): float(len(nodes))}
+    increments = metrics.Values().add(CONFIRMATIONS, len(nodes))
     if stopped:
-        increments[metrics.field(STOPPED)] = float(len(stopped))
+        increments.add(STOPPED, len(stopped))
         for node, why in stopped.items():
             logger.warning("tick %s: node %s: %s", ref.tick_id, node, why)
         try:
@@ -127,7 +127,7 @@ def confirm(
                 cs.request_relist()
         except errors.StateStoreError as e:
             logger.warning("tick %s: cannot ask the watcher to relist: %s", ref.tick_id, e)
-    state.add_counters(increments)
+    state.add_counters(increments.as_dict())
     if not stopped:
         return batch, {}
     kept = models.WriteSet(

@@ -75,12 +75,12 @@ def begin_tick(
         state.add_counters(metrics.tick_counted(models.TickResult.SKIPPED_LOCKED))
         logger.info("tick skipped: the lock is held by %s", state.lock_holder())
         return None
-    increments = {}
+    increments = metrics.Values()
     if state.swap_leader(holder_identity()):
-        increments[metrics.field(metrics.LEADER_CHANGES)] = 1.0
+        increments.add(metrics.LEADER_CHANGES)
     if settings.policy_fell_back:
-        increments[metrics.field(metrics.POLICY_FALLBACKS)] = 1.0
-    state.add_counters(increments)
+        increments.add(metrics.POLICY_FALLBACKS)
+    state.add_counters(increments.as_dict())
     paused = state.is_paused()
     logger.info("tick %s: started (token %d%s)", tick_id, token, ", paused" if paused else "")
     return TickRef(

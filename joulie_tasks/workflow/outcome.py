@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,11 +25,11 @@ def record_batch(
     ref: lifecycle.TickRef, index: int, result: apply.ApplyResult, *, state: ports.StateStore
 ) -> bool:
     """Count a finished batch once; True when it was the last one of the tick."""
-    increments = {metrics.field(metrics.WRITES): float(result.written)}
+    increments = metrics.Values().add(metrics.WRITES, result.written)
     for reason, n in result.retries.items():
-        increments[metrics.field(metrics.KUBE_RETRIES, reason=reason)] = float(n)
+        increments.add(metrics.KUBE_RETRIES, n, reason=reason)
     if result.failures:
-        increments[metrics.field(metrics.WRITE_FAILURES)] = float(len(result.failures))
+        increments.add(metrics.WRITE_FAILURES, len(result.failures))
     if result.skipped:
         state.add_skipped(ref.tick_id, result.skipped)
     remaining = state.finish_batch(
@@ -42,7 +41,7 @@ def record_batch(
     )
     if remaining is None:
         return False  # a redelivered batch already counted
-    state.add_counters(increments)
+    state.add_counters(increments.as_dict())
     return remaining <= 0
 
 
@@ -88,7 +87,7 @@ def finish_tick(
     result = models.TickResult.FAILED_WRITES if failures else models.TickResult.COMPLETED
     increments.update(metrics.tick_counted(result))
     state.add_counters(increments)
-    state.set_gauges({metrics.field(metrics.LAST_TICK): ref.tick_time})
+    state.set_gauges(metrics.Values().set(metrics.LAST_TICK, ref.tick_time).as_dict())
     state.set_last_tick(report.summary().model_dump(mode="json"))
     state.release_lock(ref.tick_id)
     cache_tick.served(ref, state=state)
@@ -117,7 +116,7 @@ def _record_outcome(
     previous = state.fsm()
     records: dict[str, models.FsmRecord] = {}
     entries: list[models.TransitionEntry] = []
-    counts: Counter[str] = Counter()
+    counts = metrics.Values()
     for d in guarded.decisions:
         prev = previous.get(d.node)
         if d.node in failures or d.postponed:
@@ -136,15 +135,13 @@ def _record_outcome(
             last_error=None,
         )
         for t in d.transitions:
-            counts[
-                metrics.field(
-                    metrics.STATE_TRANSITIONS,
-                    node=t.node,
-                    from_state=t.from_state.value,
-                    to_state=t.to_state.value,
-                    result=t.result.value,
-                )
-            ] += 1
+            counts.add(
+                metrics.STATE_TRANSITIONS,
+                node=t.node,
+                from_state=t.from_state.value,
+                to_state=t.to_state.value,
+                result=t.result.value,
+            )
             entries.append(
                 models.TransitionEntry(
                     node=t.node,
@@ -163,7 +160,7 @@ def _record_outcome(
     state.append_transitions(
         [e.fields() for e in entries], maxlen=settings.transition_stream_maxlen
     )
-    state.add_counters({k: float(v) for k, v in counts.items()})
+    state.add_counters(counts.as_dict())
     applied = sum(1 for e in entries if e.result == models.TransitionResult.APPLIED)
     return applied, len(entries) - applied
 

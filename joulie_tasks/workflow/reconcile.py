@@ -62,9 +62,10 @@ def stage_snapshot(
             on_retry=count_retry,
         )
     finally:  # read retries count even when the reads finally failed
-        state.add_counters(
-            {metrics.field(metrics.KUBE_RETRIES, reason=r): float(n) for r, n in retried.items()}
-        )
+        retries = metrics.Values()
+        for reason, n in retried.items():
+            retries.add(metrics.KUBE_RETRIES, n, reason=reason)
+        state.add_counters(retries.as_dict())
     state.save_snapshot(ref.tick_id, snap)
     # Only classify needs the pods, by far the bulk: plan, guard and write read this
     # copy without them instead of decoding every pod again.
@@ -266,11 +267,9 @@ def run_inline(
 def flush_requests(gateway: ports.KubeGateway, state: ports.StateStore) -> None:
     """Move the gateway's request counters into the shared metric hash."""
     counts = gateway.take_request_counts()
-    increments: dict[str, float] = {}
+    increments = metrics.Values()
     for (verb, resource, status), n in counts.items():
-        key = metrics.field(metrics.KUBE_REQUESTS, verb=verb, resource=resource, outcome=status)
-        increments[key] = float(n)
+        increments.add(metrics.KUBE_REQUESTS, n, verb=verb, resource=resource, outcome=status)
         if status == "409":
-            conflict = metrics.field(metrics.KUBE_CONFLICTS)
-            increments[conflict] = increments.get(conflict, 0.0) + n
-    state.add_counters(increments)
+            increments.add(metrics.KUBE_CONFLICTS, n)
+    state.add_counters(increments.as_dict())

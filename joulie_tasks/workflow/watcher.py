@@ -436,7 +436,7 @@ class Watcher:
             except errors.StateStoreError as e:
                 logger.warning("watcher: Redis: %s", e)
             with contextlib.suppress(errors.StateStoreError):
-                self.state.add_counters({metrics.field(LEASE_CHANGES): 1.0})
+                self.state.add_counters(metrics.Values().add(LEASE_CHANGES).as_dict())
             session = _Session(
                 settings=self.settings,
                 cache_=self.cache,
