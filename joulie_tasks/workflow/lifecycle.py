@@ -14,6 +14,8 @@ import socket
 import time
 import uuid
 
+from pydantic import ConfigDict
+
 from joulie_tasks import config
 from joulie_tasks.adapters import metrics, ports
 from joulie_tasks.core import models
@@ -32,25 +34,14 @@ class TickRef(models.Frozen):
     paused: bool = False
 
 
-class TickReport(models.Frozen):
-    """The outcome of a finished tick, for logs, the CLI and the last-tick record."""
+class TickReport(models.TickSummary):
+    """The outcome of a finished tick, for logs, the CLI and the last-tick record:
+    the last-tick record plus the tick's decisions."""
 
-    tick_id: str
-    tick_time: float
-    policy: str
-    nodes: int
-    writes_planned: int
-    written: int
-    retries: int
-    failures: dict[str, str]
-    applied: int
-    deferred: int
-    duration_s: float
-    dry_run: bool
-    paused: bool
+    # built here, never read back: strict like every other model (not the record's "ignore")
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
     decisions: tuple[models.Decision, ...] = ()
-    #: Seconds from the write batches being handed out to the last one finishing (0: none).
-    write_phase_s: float = 0.0
 
     def summary(self) -> models.TickSummary:
         """The last-tick record: this report without its decisions."""
