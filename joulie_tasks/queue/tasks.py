@@ -119,12 +119,18 @@ def _tagged(ref: lifecycle.TickRef, state: store.RedisStore) -> Iterator[None]:
         yield
     finally:
         kube.set_tick_tag(None)
-        gateway = OperatorTask.resources.built_gateway()
-        if gateway is not None:
-            try:
-                reconcile.flush_requests(gateway, state)
-            except errors.StateStoreError as e:
-                logger.warning("cannot flush request counters: %s", e)
+        _flush_requests(state)
+
+
+def _flush_requests(state: store.RedisStore) -> None:
+    """Move this process's API request counters into the shared metrics. Called before
+    a batch is recorded or the tick ends too, so a finished tick's counters are whole."""
+    gateway = OperatorTask.resources.built_gateway()
+    if gateway is not None:
+        try:
+            reconcile.flush_requests(gateway, state)
+        except errors.StateStoreError as e:
+            logger.warning("cannot flush request counters: %s", e)
 
 
 @contextmanager
@@ -222,6 +228,7 @@ EVENTS_PER_TASK = 200
 
 def _end(ref: lifecycle.TickRef, state: store.RedisStore, settings: config.Settings) -> None:
     """Finish the tick, then hand its Node events to other tasks (never blocking it)."""
+    _flush_requests(state)
     report = outcome.finish_tick(ref, state=state, settings=settings)
     if report is None:
         return
@@ -253,6 +260,7 @@ def write_batch(ref_data: dict[str, Any], index: int) -> None:
             result = reconcile.run_batch(
                 ref, index, gateway=_gateway(), state=state, settings=settings
             )
+            _flush_requests(state)  # before the record that may let the tick end
             if result is not None and outcome.record_batch(ref, index, result, state=state):
                 _end(ref, state, settings)
     except Exception as e:
