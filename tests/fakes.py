@@ -240,7 +240,14 @@ class MemoryStateStore(ports.TickParts):
         return self.started.get(tick_id)
 
     def finish_batch(
-        self, tick_id: str, index: int, *, failures: Mapping[str, str], written: int, retries: int
+        self,
+        tick_id: str,
+        index: int,
+        *,
+        failures: Mapping[str, str],
+        written: int,
+        retries: int,
+        counters: Mapping[str, float] | None = None,
     ) -> int | None:
         if index in self.done[tick_id]:
             return None
@@ -248,6 +255,8 @@ class MemoryStateStore(ports.TickParts):
         self.failures[tick_id].update(failures)
         self.written[tick_id] += written
         self.retries[tick_id] += retries
+        for field, amount in (counters or {}).items():
+            self.counters[field] = self.counters.get(field, 0.0) + amount
         self.pending[tick_id] = self.pending.get(tick_id, 0) - 1
         return self.pending[tick_id]
 

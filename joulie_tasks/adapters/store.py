@@ -333,12 +333,21 @@ class RedisStore(ports.TickParts):
         return float(value) if value is not None else None
 
     def finish_batch(
-        self, tick_id: str, index: int, *, failures: Mapping[str, str], written: int, retries: int
+        self,
+        tick_id: str,
+        index: int,
+        *,
+        failures: Mapping[str, str],
+        written: int,
+        retries: int,
+        counters: Mapping[str, float] | None = None,
     ) -> int | None:
         """Record a finished batch once; return batches still pending (None: seen before).
 
         Redelivered batches (worker died after writing) are counted once only, so the
         batch that brings the counter to zero is unique and the tick ends exactly once.
+        The batch's metric ``counters`` are added in the same transaction: once, and
+        before any batch can see the count reach zero and end the tick.
         """
         with self._errors():
             if not self._redis.sadd(tick_key(tick_id, "done"), index):
@@ -348,6 +357,8 @@ class RedisStore(ports.TickParts):
                 pipe.hset(tick_key(tick_id, "failures"), mapping=dict(failures))  # type: ignore[arg-type]
             pipe.incrby(tick_key(tick_id, "written"), written)
             pipe.incrby(tick_key(tick_id, "retries"), retries)
+            for field, amount in (counters or {}).items():
+                pipe.hincrbyfloat(COUNTERS_KEY, field, amount)
             for part in ("done", "failures", "written", "retries"):
                 pipe.expire(tick_key(tick_id, part), TICK_DATA_TTL_S)
             pipe.decr(tick_key(tick_id, "pending"))

@@ -38,10 +38,10 @@ def record_batch(
         failures=result.failures,
         written=result.written,
         retries=sum(result.retries.values()),
+        counters=increments.as_dict(),
     )
     if remaining is None:
         return False  # a redelivered batch already counted
-    state.add_counters(increments.as_dict())
     return remaining <= 0
 
 
