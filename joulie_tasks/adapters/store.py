@@ -137,6 +137,26 @@ end
 return written
 """
 
+# Append many stream entries in one round trip (a tick records ~2,000 deferred
+# transitions at 5,000 nodes; packing them as single XADDs in Python cost ~0.1 s).
+# ARGV[1] is MAXLEN (approximate), ARGV[2] a JSON array of flat [field, value, ...].
+_APPEND_STREAM = """
+local maxlen = ARGV[1]
+local entries = cjson.decode(ARGV[2])
+for _, fields in ipairs(entries) do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(fields))
+end
+return #entries
+"""
+# Add many counter increments in one round trip: ARGV[1] is a JSON object field ->
+# increment (as a string, so Redis parses the float itself).
+_ADD_COUNTERS = """
+for field, amount in pairs(cjson.decode(ARGV[1])) do
+  redis.call('HINCRBYFLOAT', KEYS[1], field, amount)
+end
+return 1
+"""
+
 
 class RedisStore(ports.TickParts):
     """All of the operator's Redis state behind one small interface."""
@@ -177,6 +197,8 @@ class RedisStore(ports.TickParts):
         self._release = self._redis.register_script(_RELEASE)
         self._fence_check = self._redis.register_script(_FENCE_CHECK)
         self._fsm_cas = self._redis.register_script(_FSM_CAS)
+        self._append_stream = self._redis.register_script(_APPEND_STREAM)
+        self._add_counters = self._redis.register_script(_ADD_COUNTERS)
         #: Counter increments not yet delivered (Redis was unreachable).
         self._unsent: dict[str, float] = {}
 
@@ -415,16 +437,9 @@ class RedisStore(ports.TickParts):
     def append_transitions(self, entries: Sequence[Mapping[str, str]], *, maxlen: int) -> None:
         if not entries:
             return
+        flat = [[item for pair in entry.items() for item in pair] for entry in entries]
         with self._errors():
-            pipe = self._redis.pipeline(transaction=False)
-            for entry in entries:
-                pipe.xadd(
-                    TRANSITIONS_KEY,
-                    {k: v for k, v in entry.items()},
-                    maxlen=maxlen,
-                    approximate=True,
-                )
-            pipe.execute()
+            self._append_stream(keys=[TRANSITIONS_KEY], args=[maxlen, json.dumps(flat)])
 
     def read_transitions(self, *, since_ms: int = 0, count: int = 10_000) -> list[dict[str, str]]:
         with self._errors():
@@ -446,10 +461,8 @@ class RedisStore(ports.TickParts):
             return
         try:
             with self._errors():
-                pipe = self._redis.pipeline(transaction=False)
-                for field, amount in pending.items():
-                    pipe.hincrbyfloat(COUNTERS_KEY, field, amount)
-                pipe.execute()
+                body = json.dumps({field: repr(amount) for field, amount in pending.items()})
+                self._add_counters(keys=[COUNTERS_KEY], args=[body])
         except errors.StateStoreError:
             self._unsent = pending
             raise
