@@ -247,7 +247,10 @@ def _end(ref: lifecycle.TickRef, state: store.RedisStore, settings: config.Setti
 @app.task(name="joulie.send_events", base=OperatorTask, acks_late=True, ignore_result=True)
 def send_events(bodies: list[dict[str, Any]]) -> int:
     """Record Node events (one attempt each; failures are logged, never retried)."""
-    return events.send_events(bodies, gateway=_gateway())
+    try:
+        return events.send_events(bodies, gateway=_gateway())
+    finally:
+        _flush_requests(_state())
 
 
 @app.task(name="joulie.write_batch", base=OperatorTask, acks_late=True)

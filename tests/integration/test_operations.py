@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from joulie_tasks.adapters import store
+from joulie_tasks.adapters import metrics, store
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Proc, Stack, free_port, wait_for
 from tests.integration.cluster import ClusterBed
@@ -185,12 +185,30 @@ def test_node_events_tell_applied_and_newly_deferred_transitions(
 def test_failing_node_events_fail_nothing(
     stack: Stack, emulator: Emulator, ticks: TickClient
 ) -> None:
+    # Given two performance nodes, and an API server that refuses every event
     emulator.seed(2, 0, seed=6)
+    stack.configure(static_hp_frac="1")
+    reconcile(stack)
+    stack.configure(static_hp_frac="0")
     stack.start_worker("w1")
     emulator.inject("POST", "/events", status=500, times=-1)
+
+    # When a worker's tick turns both eco (two applied transitions: two events to send)
     report = ticks.run()
+
+    # Then the tick is whole, no event exists, and each refused event was tried once
+    # and reaches the shared request counters (sent after the tick, by its own task)
     assert report["failures"] == {}
     assert report["written"] > 0
+    assert report["applied"] == 2
+    refused = wait_for(
+        lambda: ticks.counter(
+            metrics.KUBE_REQUESTS, verb="create", resource="events", outcome="500"
+        ),
+        timeout=30,
+        what="refused event requests counted",
+    )
+    assert refused == 2
     assert emulator.list_objects("events", "default") == []
 
 
