@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from joulie_tasks import errors
@@ -63,10 +65,21 @@ def test_retry_after_is_capped_far_below_the_visibility_timeout() -> None:
 
 
 def test_backoff_is_jittered_and_bounded() -> None:
-    sleeps: list[float] = []
-    fn = Script(*[errors.KubeTransient("500", status=500) for _ in range(4)])
-    retrying.transient_retry(sleep=sleeps.append, initial_wait=0.1, max_wait=0.5)(fn)
-    assert all(0 <= s <= 0.5 for s in sleeps)
+    # Exponential bounds 0.1, 0.2, 0.4, then the 0.5 cap; each pause drawn below its bound
+    random.seed(7)
+    runs: list[list[float]] = []
+    for _ in range(50):
+        sleeps: list[float] = []
+        fn = Script(*[errors.KubeTransient("500", status=500) for _ in range(4)])
+        retrying.transient_retry(sleep=sleeps.append, initial_wait=0.1, max_wait=0.5)(fn)
+        assert len(sleeps) == 4
+        runs.append(sleeps)
+    bounds = [0.1, 0.2, 0.4, 0.5]
+    for attempt, bound in enumerate(bounds):
+        pauses = [run[attempt] for run in runs]
+        assert all(0 <= p <= bound for p in pauses)
+        assert len(set(pauses)) > 40  # jittered: no two workers retry in lock step
+    assert max(run[3] for run in runs) > 0.4  # the bound grows up to the cap
 
 
 def test_conflicts_rerun_the_whole_closure_and_transients_do_not() -> None:

@@ -207,12 +207,20 @@ def test_no_node_is_downgraded_while_pod_counts_are_unknown(
         )
         for n in nodes
     }
+    settled_eco = (models.NodeState.ACTIVE_ECO, models.NodeState.DRAINING_PERFORMANCE)
     for label_write in writes.labels:
         if label_write.labels[PROFILE_LABEL] == "eco":
-            assert before[label_write.node] in (
-                models.NodeState.ACTIVE_ECO,
-                models.NodeState.DRAINING_PERFORMANCE,
-            )
+            assert before[label_write.node] in settled_eco
+        # a draining node kept at eco stays draining (clearing the label completes the
+        # downgrade); turning it back to performance is always allowed
+        if (
+            before[label_write.node] is models.NodeState.DRAINING_PERFORMANCE
+            and label_write.labels[PROFILE_LABEL] == "eco"
+        ):
+            assert label_write.labels.get(DRAINING_LABEL, "true") == "true"
+    for profile_write in writes.profiles:
+        if profile_write.spec.profile is models.Profile.ECO:
+            assert before[profile_write.spec.node_name] in settled_eco
 
 
 label_names = st.from_regex(r"[a-z0-9]([-a-z0-9_.]{0,8}[a-z0-9])?", fullmatch=True)
