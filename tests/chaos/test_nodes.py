@@ -131,9 +131,20 @@ def test_a_node_becoming_reserved_or_unmanaged_is_left_alone(
         for node in ("node-00000", "node-00001")
     }
 
-    # Then later ticks never write them again, and Redis does not track them
-    drive.one()
-    drive.one()
+    # And a still-managed node's label is edited by hand too (the next tick must restore it)
+    managed = "node-00002"
+    restored = emulator.get_node(managed)["metadata"]["labels"][PROFILE]
+    emulator.mutate_node_labels(managed, {PROFILE: "hand-set"})
+    edited = emulator.get_node(managed)["metadata"]["resourceVersion"]
+
+    # Then the next tick completes and restores the managed node's label (it did write),
+    # a later one completes too, neither writes the two excluded nodes, and Redis does
+    # not track them
+    assert drive.one() == "completed", drive.outcomes
+    managed_after = emulator.get_node(managed)["metadata"]
+    assert managed_after["labels"][PROFILE] == restored
+    assert managed_after["resourceVersion"] != edited
+    assert drive.one() == "completed", drive.outcomes
     found = problems(state, emulator, stack.env)
     for node, (version, npp) in left.items():
         if emulator.get_node(node)["metadata"]["resourceVersion"] != version:
@@ -146,8 +157,10 @@ def test_a_node_becoming_reserved_or_unmanaged_is_left_alone(
         found,
         fault="node becomes reserved / unmanaged",
         action="one node labelled joulie.io/reserved=true, one taken out of NODE_SELECTOR; "
-        "then their operator labels and profiles edited by hand",
-        behaviour="both dropped from the plan and from the FSM; their labels and profile "
-        "objects were never written or deleted again",
+        "then their operator labels and profiles edited by hand, and so was a managed "
+        "node's profile label",
+        behaviour="both dropped from the plan and from the FSM; the next two ticks "
+        "completed and restored the managed node's label, but never wrote or deleted the "
+        "two nodes' labels or profile objects again (resourceVersions unchanged)",
     )
     assert found == []

@@ -4,13 +4,15 @@ beat killed and restarted; two beats at once.
 A killed worker's unacknowledged stage stays in the broker (redelivered only after
 the visibility timeout), its tick's lock expires after LOCK_TTL, and the next tick
 redoes everything from a fresh snapshot (level-based): nothing a dead tick did
-half-way may leave Redis saying something the cluster does not show.
+half-way is recorded in Redis (the FSM keeps what the last finished tick recorded),
+and the next tick leaves Redis and the cluster in agreement.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import time
 
@@ -21,11 +23,24 @@ from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Proc, Stack, wait_for
 from tests.chaos.conftest import Row
 from tests.chaos.harness import Driver, lost, problems
-from tests.integration.conftest import TickClient
+from tests.integration.conftest import TickClient, cluster_state
 
 
 def _kill(proc: Proc) -> None:
     proc.kill(signal.SIGKILL)
+
+
+#: Kubernetes verbs (the emulator's counter keys) that change an object.
+_WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
+
+
+def _group_gone(proc: Proc) -> bool:
+    """No process (pool children included) is left in the killed worker's group."""
+    try:
+        os.killpg(proc.pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 def test_worker_sigkilled_during_snapshot(
@@ -39,20 +54,36 @@ def test_worker_sigkilled_during_snapshot(
     drive = Driver(ticks, state, emulator, stack.env)
 
     # When the worker is SIGKILLed while it lists nodes
-    drive.send()
+    at, _ = drive.send()
     wait_for(lambda: emulator.counters().get(("list", "nodes")), what="the node list")
+    assert state.lock_holder() is not None  # the tick took its lock before the snapshot
     _kill(victim)
     drive.outcomes.append("killed")
+    wait_for(lambda: not victim.alive and _group_gone(victim), timeout=10, what="victim dead")
 
-    # Then nothing was recorded, and a new worker converges once the lock expired
+    # Then, once the stalled LIST was served and the dead tick's lock expired (a live
+    # tick would have written by then and released it), the dead tick wrote nothing to
+    # the cluster and recorded nothing in Redis
+    wait_for(
+        lambda: any(r.path == "/api/v1/nodes" for r in emulator.request_log()),
+        timeout=15,
+        what="the stalled node list served",
+    )
+    wait_for(lambda: state.lock_holder() is None, timeout=30, what="the dead tick's lock expired")
+    writes = {k: v for k, v in emulator.counters().items() if k[0] in _WRITE_VERBS}
+    assert writes == {}, writes
+    assert ticks.finished(at) is None
     assert not state.fsm_records()
+
+    # And a new worker converges
     stack.start_worker("rescuer")
     n = drive.converge(max_ticks=4)
     found = problems(state, emulator, stack.env)
     reliability.fault = "worker SIGKILL during snapshot"
     reliability.action = "node LIST stalled 3 s; worker process group SIGKILLed mid-request"
     reliability.behaviour = (
-        "dead tick wrote nothing; its lock expired after LOCK_TTL; next tick on a new "
+        "worker dead; the dead tick wrote nothing (no create/update/patch/delete reached "
+        "the API) and recorded nothing; its lock expired after LOCK_TTL; next tick on a new "
         "worker re-read everything and converged"
     )
     reliability.ticks, reliability.retries = drive.ticks_text(), drive.retries()[1]
@@ -119,36 +150,73 @@ def test_worker_sigkilled_during_plan(
 def test_worker_sigkilled_during_a_write_batch(
     stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
 ) -> None:
-    # Given slow node patches, so a write batch is in flight when the worker dies
-    stack.configure(lock_ttl="3s", write_batch_size=4, write_concurrency=1)
+    # Given a cluster converged to eco (or draining), so the FSM has every node
+    stack.configure(lock_ttl="3s", write_batch_size=4, write_concurrency=1, static_hp_frac="0")
     emulator.seed(12, 1, seed=23)
+    eco = stack.start_worker("eco")
+    drive = Driver(ticks, state, emulator, stack.env)
+    drive.converge(max_ticks=1)
+    drive.outcomes.clear()
+    fsm_before = state.fsm_records()
+    assert len(fsm_before) == 12
+    assert "ActivePerformance" not in {r["state"] for r in fsm_before.values()}
+
+    # And a new plan (the policy flipped to all performance) and slow node patches, so
+    # a write batch is in flight when the worker dies
+    eco.stop()
+    stack.configure(static_hp_frac="1")
     victim = stack.start_worker("victim")
     emulator.inject("PATCH", r"^/api/v1/nodes/", delay_s=0.4, times=-1)
-    drive = Driver(ticks, state, emulator, stack.env)
+    emulator.reset_counters()
 
-    # When the worker is SIGKILLed after some of its label writes landed
-    drive.send()
+    # When the worker is SIGKILLed with a node PATCH applied and the next in flight (the
+    # emulator counts a request when it arrives, before the injected delay; the worker is
+    # frozen first so that no request arrives while the numbers are read)
+    def node_patches_served() -> list[str]:
+        return [r.path for r in emulator.request_log() if r.method == "PATCH"]
+
+    at, _ = drive.send()
     wait_for(lambda: emulator.counters().get(("patch", "nodes"), 0) >= 2, what="writes started")
+    victim.signal_group(signal.SIGSTOP)
+    arrived = emulator.counters()[("patch", "nodes")]
+    applied = len(node_patches_served())
     _kill(victim)
     drive.outcomes.append("killed")
+    assert not victim.alive
+    assert applied >= 1, (applied, arrived)
 
-    # Then Redis records no node in a state the cluster does not show
-    half_way = problems(state, emulator, stack.env, fsm=False)
-    assert all(p.startswith("not converged") for p in half_way), half_way
+    # Then (once the emulator has served what was in flight) the cluster is half-written,
+    # and the FSM is unchanged: it records only finished ticks
+    wait_for(lambda: len(node_patches_served()) == arrived, timeout=10, what="PATCHes served")
+    moved = sorted(n for n, r in fsm_before.items() if cluster_state(emulator, n) != r["state"])
+    half_way = problems(state, emulator, stack.env)
+    assert state.fsm_records() == fsm_before
+    assert ticks.finished(at) is None
+    assert moved, "no node was written before the kill"
+    assert len(moved) < len(fsm_before), moved
+    assert any(p.startswith("not converged") for p in half_way), half_way
 
-    # And a new worker converges
+    # And a new worker converges, writing only the nodes the dead tick had not reached
     emulator.clear_faults()
+    emulator.reset_counters()
     stack.start_worker("rescuer")
     n = drive.converge(max_ticks=4)
+    rewritten = emulator.counters().get(("patch", "nodes"), 0)
     found = problems(state, emulator, stack.env)
     reliability.fault = "worker SIGKILL during a write batch"
-    reliability.action = "node PATCHes slowed to 0.4 s; worker SIGKILLed after 2 had landed"
+    reliability.action = (
+        "cluster converged under an all-eco policy, then the policy flipped to all "
+        "performance; node PATCHes slowed to 0.4 s; worker SIGKILLed mid-batch (node "
+        f"PATCHes: {applied} applied, {arrived - applied} in flight)"
+    )
     reliability.behaviour = (
-        "half-written cluster, FSM untouched (it records only finished ticks); next tick "
-        "wrote only what was still missing"
+        f"half-written cluster ({len(moved)} of {len(fsm_before)} nodes relabelled, counting "
+        "what was in flight), FSM unchanged (it records only finished ticks); next tick on a "
+        f"new worker patched only the {rewritten} nodes still missing"
     )
     reliability.ticks, reliability.retries = drive.ticks_text(), drive.retries()[1]
     reliability.lost = lost(found)
+    assert rewritten == len(fsm_before) - len(moved)
     assert n <= 4
     assert found == []
 
