@@ -13,6 +13,7 @@ server is restarted as a replica of the current master, as a pod would be.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,12 +21,14 @@ from types import SimpleNamespace
 from typing import cast
 
 import pytest
+import redis
 
+from joulie_tasks import errors
 from joulie_tasks.adapters import store
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import RedisServer, Stack, wait_for
 from tests.chaos.conftest import Row
-from tests.chaos.failover import fence_violations, next_completed
+from tests.chaos.failover import WRITES, fence_violations, next_completed
 from tests.chaos.harness import Driver, lost, problems
 from tests.integration.conftest import TickClient
 from tests.integration.sentinel_cluster import (
@@ -89,8 +92,9 @@ def _row(
     emulator: Emulator,
     state: store.RedisStore,
     env: dict[str, str],
+    audit_from: int = 0,
 ) -> list[str]:
-    writes, violations = fence_violations(emulator)
+    writes, violations = _audit_since(emulator, audit_from)
     found = problems(state, emulator, env) + duplicate_transitions(state) + violations
     not_completed = [o for o in drive.outcomes if o not in ("completed", "failed_writes")]
     reliability.fault = fault
@@ -102,6 +106,35 @@ def _row(
     )
     reliability.ticks, reliability.retries = drive.ticks_text(), drive.retries()[1]
     reliability.lost = lost(found)
+    return found
+
+
+def _audit_since(emulator: Emulator, start: int) -> tuple[int, list[str]]:
+    """The fence audit of the requests from index ``start`` of the request log on: writes
+    audited and violations among them, with the earlier requests as context only (the
+    tokens they had shown the server still count for "a lower token after a higher one")."""
+    log = emulator.request_log()
+    before = cast(Emulator, SimpleNamespace(request_log=lambda: log[:start]))
+    whole = cast(Emulator, SimpleNamespace(request_log=lambda: log))
+    writes_before, bad_before = fence_violations(before)
+    writes, bad = fence_violations(whole)
+    # fence_violations walks the log in order, so the prefix's findings lead the whole's
+    assert bad[: len(bad_before)] == bad_before
+    return writes - writes_before, bad[len(bad_before) :]
+
+
+def _work_of(emulator: Emulator, state: store.RedisStore, tick_id: str) -> list[str]:
+    """What a tick left behind: its API writes and its recorded transitions."""
+    found = [
+        f"{r.method} {r.path} by tick {tick_id}"
+        for r in emulator.request_log()
+        if r.tick is not None and r.tick.split(" ", 1)[1] == tick_id and r.method in WRITES
+    ]
+    found += [
+        f"transition of {e['node']} to {e['to']} recorded by tick {tick_id}"
+        for e in state.read_transitions()
+        if e["tick_id"] == tick_id
+    ]
     return found
 
 
@@ -138,31 +171,58 @@ def _sent_and_seen(
     wait_for(lambda: emulator.counters().get(key, 0) >= before + count, what=f"{key}")
 
 
+#: A tick's (or one of its batches') end short of completion, after ``tick <id>: `` in a
+#: worker's log: "snapshot failed: ...", "plan dropped: ...", "write batch 2 skipped: ...",
+#: "batch 1 cut short: ...". Not a completed tick's "done in ...: ..., 0 failed, ..." nor one
+#: node's "node n1: write failed: ...".
+_FATE = re.compile(r"(?:[a-z]+|(?:write )?batch \d+) (?:dropped|skipped|failed|cut short): ")
+
+
 def _fate(stack: Stack, tick_id: str) -> str | None:
-    """How a tick ended, from any worker's log: dropped, skipped, failed (None: not yet)."""
+    """How a tick ended, from any worker's log: dropped, skipped, failed (None: not yet, or
+    it completed)."""
     for proc in stack.procs:
         for line in proc.log().splitlines():
-            if f"tick {tick_id}: " in line and any(
-                word in line for word in (" dropped", " skipped", " failed", " cut short")
-            ):
-                return line.split(f"tick {tick_id}: ", 1)[1]
+            rest = line.partition(f"tick {tick_id}: ")[2]
+            if _FATE.match(rest):
+                return rest
+    return None
+
+
+def _refusal(e: Exception) -> str | None:
+    """The refusal a failed lock on a replaced master names, or None for any other error
+    (a dead or unreachable server has refused nothing)."""
+    text = str(e)
+    if isinstance(e, redis.ReadOnlyError) or any(
+        word in text
+        for word in ("ReadOnlyError", "READONLY", "read only replica", "read only slave")
+    ):
+        return "READONLY: already a replica"
+    if "NOREPLICAS" in text:
+        return "NOREPLICAS: no good replica to write to"
+    if isinstance(e, errors.StateStoreError) and "was not acknowledged by" in text:
+        return "no replica acknowledged it"
     return None
 
 
 def _stale_master_refuses_a_lock(old: Node) -> str:
     """Right after SIGCONT, take the lock straight on the replaced master, with the checks
-    Sentinel mode makes (a client that has not noticed the failover); say why it failed."""
+    Sentinel mode makes (a client that has not noticed the failover); say why it refused.
+    Only a refusal counts: any other failure (connection refused, a timeout) fails the test."""
     stale = store.RedisStore(f"redis://127.0.0.1:{old.port}/0")
     stale.min_replicas = store.MIN_REPLICAS
     try:
         stale.client.delete(store.LOCK_KEY)  # so only the replica check can refuse it
         token = stale.acquire_lock("stale-probe", ttl_s=30)
-    except Exception as e:
-        return (
-            "READONLY: already a replica"
-            if "READONLY" in str(e) or "slave" in str(e)
-            else ("no replica acknowledged it" if "not acknowledged" in str(e) else str(e)[:80])
-        )
+    except (redis.RedisError, errors.StateStoreError) as e:
+        refusal = _refusal(e)
+        if refusal is None:
+            raise AssertionError(
+                f"taking the lock on the replaced master (port {old.port}) failed, but not "
+                f"with a refusal (READONLY, NOREPLICAS, no replica acknowledgement): "
+                f"{type(e).__name__}: {e}"
+            ) from e
+        return refusal
     finally:
         stale.close()
     raise AssertionError(f"the replaced master handed out token {token}")
@@ -193,15 +253,21 @@ def test_master_killed_while_idle(
     drive = _converged(sstack, emulator, sticks, sstate, seed=71)
     fsm = sstate.fsm_records()
 
+    audit_from = len(emulator.request_log())
     _, fault_at = _kill_and_revive(sentinel_cluster)
+    _unlabel_half(emulator)  # so the ticks after the fault have writes to audit
 
     took = next_completed(drive, fault_at)
+    writes, _ = _audit_since(emulator, audit_from)
     found = _row(
         reliability, fault="Sentinel: master SIGKILLed while idle",
-        action="master redis-server SIGKILLed between ticks; restarted as a replica",
+        action="master redis-server SIGKILLed between ticks; restarted as a replica; then "
+        "every node's profile hand-flipped, so the ticks after it write",
         what=f"worker followed the new master; FSM ({len(fsm)} nodes) kept",
         took=took, drive=drive, emulator=emulator, state=sstate, env=sstack.env,
+        audit_from=audit_from,
     )  # fmt: skip
+    assert writes > 0, "no API write after the fault: the fence audit checked nothing"
     assert sstate.fsm_records().keys() == fsm.keys()
     assert found == []
 
@@ -214,18 +280,23 @@ def test_master_killed_during_a_snapshot(
     _unlabel_half(emulator)
     emulator.inject("GET", r"^/api/v1/nodes$", delay_s=2)
     _sent_and_seen(drive, emulator, ("list", "nodes"))
+    in_flight = sstate.lock_holder()
+    assert in_flight is not None, "the tick in flight holds no lock"
 
     _, fault_at = _kill_and_revive(sentinel_cluster)
 
     took = next_completed(drive, fault_at)
+    fate = wait_for(lambda: _fate(sstack, in_flight), timeout=30, what="the in-flight tick's end")
     drive.converge(max_ticks=len(drive.outcomes) + 2)
     found = _row(
         reliability, fault="Sentinel: master SIGKILLed during a snapshot",
         action="master SIGKILLed while a tick's node list was in flight (2 s delay)",
-        what="the tick in flight was dropped or failed, none of its work recorded; the next "
-        "tick redid it",
+        what=f"the tick in flight was dropped or failed ({fate}), none of its work recorded; "
+        "the next tick redid it",
         took=took, drive=drive, emulator=emulator, state=sstate, env=sstack.env,
     )  # fmt: skip
+    assert fate is not None
+    assert _work_of(emulator, sstate, in_flight) == []
     assert found == []
 
 
@@ -294,7 +365,8 @@ def test_old_master_returns_as_replica_and_is_promoted_again(
     drive = _converged(sstack, emulator, sticks, sstate, seed=75)
     first, fault_at = _kill_and_revive(sentinel_cluster)
     next_completed(drive, fault_at)
-    assert first.role() == "slave"
+    # (a restarted master starts as a master; the Sentinels demote it once they see it)
+    wait_for(lambda: first.role() == "slave", timeout=30, what="the old master demoted")
     sentinel_cluster.wait_healthy()
 
     # When the new master dies in turn, the returned old master takes over again

@@ -1,14 +1,21 @@
 """The watcher under faults: watch dropped mid-stream, 410 Gone, the API down, the active
-watcher SIGKILLed, Redis flushed under it, events missed on purpose.
+watcher SIGKILLed, Redis flushed under it, events missed on purpose, and a fresh cache
+that missed a bind.
 
-Every case plays the same dangerous moment across the fault: node ``node-00003`` is
+Most cases play the same dangerous moment across the fault: node ``node-00003`` is
 draining for a performance pod A; A finishes and B is bound to the same node while
 the fault is on, so a cache that saw A go but not B come would clear the draining
-label under B. Ticks run during and after the fault. The invariant is checked in
-the API server's own request log (every node label write, with the node's active
-performance pods counted by the emulator at the moment the write was applied): no
-write ever put a node to plain eco while it ran a performance pod. Then the cache
-must converge (every record equal to what a fresh list gives) and the cluster too.
+label under B. In ``test_fresh_cache_missed_a_bind`` the cache is exactly that: fresh
+(heartbeat younger than CACHE_MAX_AGE) and wrong, so the tick trusts it and only the
+write stage's fresh pod count stands between it and an eco write under B. In
+``test_events_missed_on_purpose`` the frozen cache is stale and wrong the other way
+(it still shows A after A finished): a tick that trusted it would keep the node
+draining, so the drain completing proves the tick listed instead. Ticks run during
+and after the fault. The invariant is checked in the API server's own request log
+(every node label write, with the node's active performance pods counted by the
+emulator at the moment the write was applied): no write ever put a node to plain eco
+while it ran a performance pod. Then the cache must converge (every record equal to
+what a fresh list gives) and the cluster too.
 
 ``JOULIE_CHAOS_API_DOWN`` (a Go duration, default ``5s``) sets how long the API stays
 down; ``scripts/reliability.sh`` can run it with ``1m``.
@@ -19,12 +26,13 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 from joulie_tasks import config
 from joulie_tasks.adapters import cache_store, metrics, store
 from joulie_tasks.core import cache, durations
-from joulie_tasks.workflow import watcher
+from joulie_tasks.workflow import cache_tick, watcher
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Proc, Stack, wait_for
 from tests.chaos.conftest import Row
@@ -34,6 +42,7 @@ from tests.integration.conftest import TickClient
 PROFILE = "joulie.io/power-profile"
 DRAINING = "joulie.io/draining"
 TARGET = "node-00003"
+FALLBACK_REASONS = ("absent", "not_synced", "stale", "unreadable")
 API_DOWN_S = durations.parse_duration(os.environ.get("JOULIE_CHAOS_API_DOWN", "5s"))
 
 
@@ -88,6 +97,19 @@ def _cache_contents(state: store.RedisStore) -> dict[str, dict[str, str]]:
     }
 
 
+def _group_frozen(pid: int) -> bool:
+    """Every process of the group led by ``pid`` is stopped (SIGSTOP delivered)."""
+    states = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process went away meanwhile
+        if int(fields[2]) == pid:  # fields: state, ppid, pgrp, …
+            states.append(fields[0])
+    return bool(states) and all(s in ("T", "t") for s in states)
+
+
 def _fresh(state: store.RedisStore) -> bool:
     status = cache_store.CacheStore(state).status()
     age = status.age(time.time())
@@ -107,7 +129,13 @@ class Scene:
     and node-00003 draining for pod A."""
 
     def __init__(
-        self, stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
+        self,
+        stack: Stack,
+        emulator: Emulator,
+        ticks: TickClient,
+        state: store.RedisStore,
+        *,
+        cache_max_age: str = "3s",
     ) -> None:
         self.stack, self.emulator, self.ticks, self.state = stack, emulator, ticks, state
         emulator.seed(4, 0, seed=11)
@@ -115,7 +143,7 @@ class Scene:
         stack.configure(
             static_hp_frac="0.5",
             kick_window="1h",  # ticks are driven one by one (the kick path has its own tests)
-            cache_max_age="3s",
+            cache_max_age=cache_max_age,
             watch_lease_ttl="3s",
             kube_request_timeout="2s",
         )
@@ -133,10 +161,11 @@ class Scene:
         self.emulator.delete_object("pods", "a", "work")
         self.emulator.put_object(_pod("b", TARGET))
 
-    def settle(self) -> tuple[int, list[str]]:
-        """Converge, check the invariant and the cache; return ticks used and problems."""
+    def settle(self, *, draining: bool = True) -> tuple[int, list[str]]:
+        """Converge, check the invariant and the cache; return ticks used and problems.
+        ``draining``: whether node-00003 must end draining (B bound there) or not."""
         n = self.drive.converge(max_ticks=8)
-        assert _labels(self.emulator, TARGET).get(DRAINING) == "true"
+        assert (_labels(self.emulator, TARGET).get(DRAINING) == "true") is draining
         wait_for(lambda: _fresh(self.state), timeout=30, what="the cache fresh again")
         wait_for(
             lambda: _cache_contents(self.state) == _expected_cache(self.emulator, self.stack.env),
@@ -151,6 +180,29 @@ class Scene:
     def counter(self, name: str, **labels: str) -> float:
         counters, _ = self.state.read_metric_values()
         return counters.get(metrics.field(name, **labels), 0.0)
+
+    def total(self, name: str) -> float:
+        """A counter summed over all its label values."""
+        counters, _ = self.state.read_metric_values()
+        prefix = metrics.field(name).removesuffix("{}")  # the name and the separator
+        return sum(v for k, v in counters.items() if k.startswith(prefix))
+
+    def watch_requests(self) -> dict[str, int]:
+        """Watch requests the API server served, per resource."""
+        served = self.emulator.counters()
+        return {r: served.get(("watch", r), 0) for r in cache_store.RESOURCES}
+
+    def heartbeats(self, n: int) -> None:
+        """Wait until the watcher stamped the cache ``n`` times from now on (its buffered
+        counters are flushed right after each stamp)."""
+        cs = cache_store.CacheStore(self.state)
+        for _ in range(n):
+            last = cs.status().heartbeat or 0.0
+            wait_for(
+                lambda last=last: (cs.status().heartbeat or 0.0) > last,
+                timeout=30,
+                what="a watcher heartbeat",
+            )
 
     def relists(self, reason: str) -> float:
         counters, _ = self.state.read_metric_values()
@@ -173,22 +225,46 @@ def test_watch_dropped_mid_stream(
     stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
 ) -> None:
     scene = Scene(stack, emulator, ticks, state)
-    expired_before = scene.relists("expired")
+    wait_for(lambda: scene.total(watcher.WATCH_RELISTS) >= 3, timeout=15, what="start relists")
+    scene.heartbeats(2)  # every relist so far is counted
+    relists_before = scene.total(watcher.WATCH_RELISTS)
+    broken_before = {
+        r: scene.counter(watcher.WATCH_ERRORS, resource=r) for r in cache_store.RESOURCES
+    }
+    opened_before = scene.watch_requests()
     emulator.delete_object("pods", "a", "work")
     emulator.close_watches(abrupt=True)  # every stream cut without a final chunk
     emulator.put_object(_pod("b", TARGET))
+    wait_for(
+        lambda: all(n > opened_before[r] for r, n in scene.watch_requests().items()),
+        timeout=20,
+        what="every watch reopened after the cut",
+    )
+    reopened = scene.watch_requests()
+    wait_for(
+        lambda: all(
+            scene.counter(watcher.WATCH_ERRORS, resource=r) > broken_before[r]
+            for r in cache_store.RESOURCES
+        ),
+        timeout=20,
+        what="the watcher to count every stream broken",
+    )
     n, found = scene.settle()
+    scene.heartbeats(2)  # a relist after the cut would be counted by now
+    relisted = scene.total(watcher.WATCH_RELISTS) - relists_before
     scene.fill(
         reliability,
         found,
         fault="watch connection dropped mid-stream",
         action="every watch stream cut (socket shut) between pod A finishing and B being bound",
         behaviour=(
-            "watcher resumed each watch from its last resourceVersion (no relist); the "
-            "replayed events kept the node draining under B"
+            "each stream broke (counted as a watch error) and was reopened "
+            f"({sum(reopened.values()) - sum(opened_before.values())} new watch requests) "
+            f"from its last resourceVersion: {relisted:.0f} relists; the replayed events "
+            "kept the node draining under B"
         ),
     )
-    assert scene.relists("expired") == expired_before
+    assert relisted == 0  # any reason: start, expired, error_*, requested, periodic
     assert found == []
     assert n <= 2
 
@@ -288,20 +364,53 @@ def test_redis_flushed_under_the_watcher(
     stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
 ) -> None:
     scene = Scene(stack, emulator, ticks, state)
+    cs = cache_store.CacheStore(state)
+    lease_before = cs.status().lease
+    assert lease_before is not None
+    flushed_at = time.time()
     state.client.flushall()
     scene.swap()
     outcome = scene.drive.one()
+
+    def relisted_under_a_new_lease() -> cache_store.CacheStatus | None:
+        status = cs.status()
+        # The flush wiped meta: synced flags and last_relist come from relists after it.
+        ok = (
+            status.lease is not None
+            and all(status.synced.values())
+            and (status.last_relist or 0.0) >= flushed_at
+        )
+        return status if ok else None
+
+    wait_for(relisted_under_a_new_lease, timeout=30, what="a new lease and a relist")
+    # Counters were flushed too: whatever is counted now happened after the flush.
+    wait_for(lambda: scene.relists("start") >= 3, timeout=15, what="the relists counted")
+    acquired = scene.counter(watcher.LEASE_CHANGES)
+    log = scene.watchers[0].log()
+    sessions = log.count("watcher: active, lease")
+    ended = [line.split("session ended: ", 1)[1] for line in log.splitlines() if "ended: " in line]
+    # How the tick right after the flush got its snapshot depends on how far the
+    # watcher had got: no cache yet, relisted but not stamped, or already fresh again.
+    fell_back = [r for r in FALLBACK_REASONS if scene.counter(cache_tick.FALLBACKS, reason=r)]
     _n, found = scene.settle()
+    how = f"listed (cache {'/'.join(fell_back)})" if fell_back else "read the relisted cache"
     scene.fill(
         reliability,
         found,
         fault="Redis flushed under the watcher",
         action="FLUSHALL (cache, lease, FSM gone), then pod A finished and B was bound",
         behaviour=(
-            f"the next tick found no cache and listed ({outcome}); the watcher's fenced "
-            "writes were refused (lease gone): it took a new lease and relisted everything"
+            f"the next tick {how} and {outcome}; the watcher's session ended "
+            f"({ended[0] if ended else '?'}), it took the lease again and relisted "
+            "everything"
         ),
     )
+    assert outcome == "completed"
+    assert acquired >= 1  # counted after the flush wiped the counters
+    assert sessions >= 2  # the session holding the flushed lease ended; a new one began
+    assert ended
+    # The lease value itself does not prove it: the fencing counter was flushed too, so
+    # the new token restarts at 1 and the new lease value equals the old one.
     assert found == []
 
 
@@ -309,25 +418,96 @@ def test_events_missed_on_purpose(
     stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
 ) -> None:
     scene = Scene(stack, emulator, ticks, state)
+    stale_before = scene.counter(cache_tick.FALLBACKS, reason="stale")
     watcher_proc = scene.watchers[0]
     watcher_proc.signal_group(signal.SIGSTOP)
     try:
-        scene.swap()
+        wait_for(lambda: _group_frozen(watcher_proc.proc.pid), timeout=10, what="watcher frozen")
+        # A finishes unseen: the frozen cache still counts it on the node, so a tick
+        # trusting that cache would keep the node draining for nothing.
+        emulator.delete_object("pods", "a", "work")
+        assert state.client.hget(cache_store.PERF, TARGET) is not None
         _wait_older_than_max_age(state)
         outcome = scene.drive.one()
-        assert _labels(emulator, TARGET).get(DRAINING) == "true"
+        stale = scene.counter(cache_tick.FALLBACKS, reason="stale") - stale_before
+        during = _labels(emulator, TARGET)
+    finally:
+        watcher_proc.signal_group(signal.SIGCONT)
+    _n, found = scene.settle(draining=False)
+    scene.fill(
+        reliability,
+        found,
+        fault="events missed on purpose",
+        action="watcher frozen (SIGSTOP) while pod A finished, then resumed",
+        behaviour=(
+            f"the tick meanwhile found the cache stale (still showing A) and listed "
+            f"({outcome}, {stale:.0f} stale fallback): the drain completed "
+            f"(node {during.get(PROFILE)}); the resumed watcher caught up"
+        ),
+    )
+    assert outcome == "completed"
+    assert stale >= 1
+    assert during.get(PROFILE) == "eco"
+    assert during.get(DRAINING) != "true"
+    assert found == []
+
+
+def test_fresh_cache_missed_a_bind(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+) -> None:
+    scene = Scene(stack, emulator, ticks, state, cache_max_age="60s")
+    watcher_proc = scene.watchers[0]
+    emulator.delete_object("pods", "a", "work")
+    wait_for(
+        lambda: (
+            state.client.hget(cache_store.PODS, "work/a") is None
+            and state.client.hget(cache_store.PERF, TARGET) is None
+        ),
+        timeout=20,
+        what="the cache to see A finish",
+    )
+    before = _labels(emulator, TARGET)  # DrainingPerformance: eco, draining true
+    stopped_before = scene.counter(cache_tick.STOPPED)
+    fallbacks_before = scene.total(cache_tick.FALLBACKS)
+    watcher_proc.signal_group(signal.SIGSTOP)
+    try:
+        wait_for(lambda: _group_frozen(watcher_proc.proc.pid), timeout=10, what="watcher frozen")
+        emulator.put_object(_pod("b", TARGET))  # bound while the watcher cannot see it
+        status = cache_store.CacheStore(state).status()
+        age = status.age(time.time())
+        # Fresh (CACHE_MAX_AGE 60 s) and wrong: no performance pod on the node.
+        assert all(status.synced.values())
+        assert age is not None
+        assert age < 30
+        assert state.client.hget(cache_store.PERF, TARGET) is None
+        outcome = scene.drive.one()
+        stopped = scene.counter(cache_tick.STOPPED) - stopped_before
+        fallbacks = scene.total(cache_tick.FALLBACKS) - fallbacks_before
+        during = _labels(emulator, TARGET)
+        unsafe = emulator.write_log.unsafe(PROFILE, DRAINING)
+        asked = bool(state.client.hexists(cache_store.META, "relist_requested"))
     finally:
         watcher_proc.signal_group(signal.SIGCONT)
     _n, found = scene.settle()
     scene.fill(
         reliability,
         found,
-        fault="events missed on purpose",
-        action="watcher frozen (SIGSTOP) while pod A finished and B was bound, then resumed",
+        fault="cache fresh but wrong (bind missed)",
+        action=(
+            "watcher frozen (SIGSTOP) after it saw pod A finish, before B was bound; "
+            "CACHE_MAX_AGE 60 s keeps its cache fresh"
+        ),
         behaviour=(
-            f"the tick meanwhile found the cache stale and listed ({outcome}): node kept "
-            "draining; the resumed watcher caught up from its resourceVersion"
+            f"the tick trusted the cache ({fallbacks:.0f} fallbacks, {outcome}) and planned "
+            "the node to eco; the write stage's fresh pod count found B and stopped the "
+            f"downgrade ({stopped:.0f} stopped): the node kept draining; "
+            "the watcher was asked to relist"
         ),
     )
-    assert outcome == "completed"
+    assert fallbacks == 0  # the tick was cache-fed: only the confirmation could save it
+    assert stopped >= 1
+    assert during.get(DRAINING) == "true"
+    assert during == before  # not written at all this tick
+    assert asked  # the tick asked the watcher to relist
+    assert unsafe == []
     assert found == []
