@@ -222,10 +222,12 @@ class CacheStore:
     # --- lease ---------------------------------------------------------------------------
 
     def acquire_lease(self, holder: str, *, ttl_s: float) -> str | None:
-        """Take the watcher lease; its value ``holder#token`` fences every cache write."""
+        """Take the watcher lease; its value ``holder#token.nonce`` fences every cache
+        write. The random nonce keeps the value unique even when a FLUSHALL has reset the
+        token counter, so a write from the session before the flush cannot pass."""
         with self.state._errors():
             token = int(self._r.incr(LEASE_FENCE))
-            value = f"{holder}#{token}"
+            value = f"{holder}#{token}.{uuid.uuid4().hex[:8]}"
             if self._r.set(LEASE, value.encode(), nx=True, px=max(1, int(ttl_s * 1000))):
                 return value
         return None

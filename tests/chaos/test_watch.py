@@ -409,8 +409,11 @@ def test_redis_flushed_under_the_watcher(
     assert acquired >= 1  # counted after the flush wiped the counters
     assert sessions >= 2  # the session holding the flushed lease ended; a new one began
     assert ended
-    # The lease value itself does not prove it: the fencing counter was flushed too, so
-    # the new token restarts at 1 and the new lease value equals the old one.
+    # The flush reset the lease's token counter too; the lease value's nonce still
+    # makes the new lease differ from the flushed one, so no old write could pass.
+    after = cs.status().lease
+    assert after is not None
+    assert after != lease_before
     assert found == []
 
 
