@@ -757,18 +757,25 @@ def existing_and_missing_names(s: Script) -> None:
         "delete pod", "DELETE", ppath, query=[("gracePeriodSeconds", "0")], pick=["metadata.name"]
     )
     s.step("create without name", "POST", NPP, body={**s.npp_body(""), "metadata": {}})
-    s.step(
+    prefix = f"gen-{s.uid}-"
+    generated = s.step(
         "generateName",
         "POST",
         "/api/v1/nodes",
-        body={"metadata": {"generateName": f"gen-{s.uid}-"}},
-        pick=["kind"],
+        body={"metadata": {"generateName": prefix}},
+        pick=["kind", "metadata.generateName"],
     )
+    name = _get(generated.body, "metadata.name") if generated.status == 201 else None
+    if name is not None:
+        s.b.made(f"/api/v1/nodes/{name}")
+    # (the random suffix differs between servers; its place and length must not)
+    suffix = name[len(prefix) :] if isinstance(name, str) and name.startswith(prefix) else None
+    s.note("generated name suffix", None if suffix is None else (len(suffix), suffix.isalnum()))
     s.step(
-        "uncleaned generated",
+        "get generated",
         "GET",
-        "/api/v1/nodes",
-        query=[("fieldSelector", "metadata.name=nobody")],
+        f"/api/v1/nodes/{name}",
+        pick=["metadata.generateName"],
     )
 
 

@@ -115,6 +115,17 @@ def test_a_server_dry_run_validates_without_persisting(
         "spec": {"nodeName": "x", "profile": "eco", "cpu": {"packagePowerCapWatts": 120}},
     }
     gateway.upsert_profile(body, exists=False, dry_run=True)
+    # The server saw the create (a dry run is a request, not a local no-op) and kept nothing
+    assert emulator.counters()[("create", "nodepowerprofiles")] == 1
+    assert gateway.request_counts[("create", "nodepowerprofiles", "201")] == 1
+    assert emulator.list_objects("nodepowerprofiles") == []
+
+    # And it validates: an invalid profile is rejected by the dry run, as by a real write
+    invalid = {**body, "spec": {**body["spec"], "profile": "turbo"}}
+    with pytest.raises(errors.KubeFatal) as info:
+        gateway.upsert_profile(invalid, exists=False, dry_run=True)
+    assert info.value.status == 422
+    assert emulator.counters()[("create", "nodepowerprofiles")] == 2
     assert emulator.list_objects("nodepowerprofiles") == []
 
 

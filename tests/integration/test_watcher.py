@@ -21,6 +21,7 @@ import pytest
 from joulie_tasks.adapters import cache_store, store
 from joulie_tasks.workflow import cache_tick
 from joulie_testbed.emulator import Emulator
+from joulie_testbed.emulator import seed as seeding
 from joulie_testbed.procs import Proc, Stack, wait_for
 from tests.integration.conftest import TickClient
 from tests.integration.test_workflow import pending_writes
@@ -96,13 +97,48 @@ def test_a_cache_fed_tick_lists_nothing_and_converges(
         lambda: len(emulator.list_objects("events", "default")) == len(deferred),
         what="the first tick's node events",
     )
-    # The second tick: nothing to write, and still no request at all
+    # The second tick, on the converged cluster joined by two nodes that keep the
+    # partition as it was (one sorts first: performance; one sorts last: eco, under a
+    # performance pod, so the tick starts one deferral — one Node event, the tick's
+    # last, known to come): it writes the new nodes only, lists nothing, and does not
+    # announce the first tick's deferrals again
+    events_before = len(deferred)
+    emulator.put_object(seeding.make_node("a-late", labels={"joulie.io/managed": "true"}))
+    emulator.put_object(seeding.make_node("zz-late", labels={"joulie.io/managed": "true"}))
+    emulator.put_object(perf_pod("perf-late", "zz-late"))
+
+    def cached() -> bool:
+        view = cache_store.CacheStore(state).read(
+            tick_time=time.time(), now=time.time(), max_age=2.0
+        )
+        if isinstance(view, str):
+            return False
+        names = {n.name for n in view.snapshot.nodes}
+        by_node = view.demand.performance_pods_by_node
+        return {"a-late", "zz-late"} <= names and by_node.get("zz-late") == 1
+
+    wait_for(cached, timeout=30, what="the new nodes and pod in the cache")
     emulator.reset_counters()
     done = ticks.run()
-    assert done["written"] == 0
-    assert emulator.counters() == {} or all(verb == "watch" for (verb, _) in emulator.counters()), (
-        emulator.counters()
+    wait_for(
+        lambda: any(
+            e["involvedObject"]["name"] == "zz-late"
+            for e in emulator.list_objects("events", "default")
+        ),
+        what="the second tick's node event",
     )
+    assert done["failures"] == {}
+    assert done["written"] == 4  # labels and a profile for each new node
+    requests = {k: n for k, n in emulator.counters().items() if k[0] != "watch"}
+    assert requests == {
+        ("patch", "nodes"): 2,
+        ("create", "nodepowerprofiles"): 2,
+        ("create", "events"): 1,
+    }
+    assert len(emulator.list_objects("events", "default")) == events_before + 1
+    assert labels(emulator, "a-late")[PROFILE] == "performance"
+    assert labels(emulator, "zz-late")[DRAINING] == "true"
+    assert pending_writes(emulator, stack.env).empty
 
 
 def test_a_burst_of_performance_pods_is_answered_without_any_tick_sent(
