@@ -1,8 +1,10 @@
 """A Sentinel-managed Redis on loopback: a master, a replica and three Sentinels.
 
 Every process is a real ``redis-server`` (``--sentinel`` for the Sentinels) on a
-free port, with short Sentinel timings (down-after 1 s) so a failover takes a few
-seconds. ``revive`` plays the part of the pod's restart: a killed server comes back
+free port, with short Sentinel timings (down-after 2 s) so a failover takes a few
+seconds. (At 1 s, a loaded 2-core CI machine sometimes kept a healthy master from
+answering in time, and the Sentinels failed it over a second time mid-test.)
+``revive`` plays the part of the pod's restart: a killed server comes back
 as a replica of the master the Sentinels name now, as the deploy's start script
 (deploy/sentinel/) does. Every wait has a deadline; nothing sleeps for a fixed time.
 """
@@ -23,7 +25,7 @@ from joulie_testbed.procs import free_port, wait_for
 from tests.integration.conftest import _require_redis
 
 MASTER_NAME = "joulie"
-DOWN_AFTER_MS = 1000
+DOWN_AFTER_MS = 2000
 FAILOVER_TIMEOUT_MS = 3000
 
 
@@ -88,14 +90,14 @@ class SentinelProc:
         self.dir = workdir / name
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, master_port: int, quorum: int) -> SentinelProc:
+    def start(self, master_port: int, quorum: int, *, down_after_ms: int) -> SentinelProc:
         self.dir.mkdir(parents=True, exist_ok=True)
         conf = self.dir / "sentinel.conf"
         conf.write_text(
             f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
             f"logfile {self.dir / 'sentinel.log'}\n"
             f"sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} {quorum}\n"
-            f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n"
+            f"sentinel down-after-milliseconds {MASTER_NAME} {down_after_ms}\n"
             f"sentinel failover-timeout {MASTER_NAME} {FAILOVER_TIMEOUT_MS}\n"
             f"sentinel parallel-syncs {MASTER_NAME} 1\n"
         )
@@ -125,7 +127,8 @@ class SentinelProc:
 class SentinelCluster:
     """Master + replica + 3 Sentinels; ``url`` and ``master_name`` configure joulie-tasks."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, down_after_ms: int = DOWN_AFTER_MS) -> None:
+        self.down_after_ms = down_after_ms
         self.nodes = [Node("redis-a", workdir), Node("redis-b", workdir)]
         self.sentinels = [SentinelProc(f"sentinel-{i}", workdir) for i in range(3)]
         self.master_name = MASTER_NAME
@@ -144,7 +147,7 @@ class SentinelCluster:
         replica.start(replica_of=master.port)
         wait_for(lambda: self._link_up(replica), timeout=20, what="replica in sync")
         for s in self.sentinels:
-            s.start(master.port, quorum=2)
+            s.start(master.port, quorum=2, down_after_ms=self.down_after_ms)
         self.wait_healthy()
         return self
 
@@ -191,7 +194,7 @@ class SentinelCluster:
     def wait_healthy(self, *, timeout: float = 40) -> None:
         """Every Sentinel knows the other two and sees the replica in sync and usable
         (a failover can pick it). Roles are read afresh on every check: on a loaded
-        machine a 1 s down-after can trigger a second failover while we wait."""
+        machine a short down-after can trigger a second failover while we wait."""
 
         def ready() -> bool:
             master, replica = self.master(), self.replica()
