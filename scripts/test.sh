@@ -2,7 +2,9 @@
 # The test command: set up (scripts/bootstrap.sh), lint, type-check, run every test group.
 # The integration tests start their own redis-server processes on free loopback ports.
 # The envtest tier starts a real etcd + kube-apiserver from $KUBEBUILDER_ASSETS (skipped
-# with one line when unset; .ci/run sets it and never skips).
+# with one line when unset; .ci/run sets it and never skips). The compose tier brings the
+# project's docker-compose.yml up on podman (skipped with one line without podman and
+# docker-compose; .ci/run installs them).
 set -euo pipefail
 # (one command per line: under set -e, a failure inside an && chain would not stop the run)
 cd "$(dirname "$0")/.."
@@ -23,3 +25,5 @@ echo "== real kube-apiserver tests (KUBEBUILDER_ASSETS=${KUBEBUILDER_ASSETS:-uns
 .venv/bin/pytest -m envtest -q -p no:cacheprovider "$@"
 echo "== chaos tests"
 .venv/bin/pytest -m chaos -q -p no:cacheprovider "$@"
+echo "== compose tests (the docker-compose stack on podman)"
+.venv/bin/pytest -m compose -q -p no:cacheprovider "$@"

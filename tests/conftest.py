@@ -4,7 +4,8 @@ Tests under ``tests/unit`` (core, workflow over the in-memory store, adapters, q
 cli) get the ``unit`` marker; ``tests/integration``, ``tests/contract`` (the StateStore
 contract over memory and a real redis-server) and ``tests/deploy`` the ``integration``
 marker; ``tests/chaos`` ``chaos``; so each group runs alone (``pytest -m unit``,
-``pytest -m integration``). Tests under ``tests/envtest``, and
+``pytest -m integration``); ``tests/compose`` (the docker-compose stack on podman)
+``compose``. Tests under ``tests/envtest``, and
 every test parametrised onto the real server, carry ``envtest``.
 
 ``control_plane`` is one real etcd + kube-apiserver per test session (about 3 s to
@@ -31,6 +32,7 @@ _GROUPS = {
     "deploy": "integration",
     "chaos": "chaos",
     "envtest": "envtest",
+    "compose": "compose",
 }
 _TESTS = Path(__file__).resolve().parent
 

@@ -166,7 +166,8 @@ def test_workers_and_beats_scale() -> None:
 
 def test_metrics_port_is_published() -> None:
     port = helpers.metrics_port()
-    assert services()["metrics"]["ports"] == [f"{port}:{port}"]
+    # The host port is METRICS_PORT (default the same port; the compose tests pick a free one).
+    assert services()["metrics"]["ports"] == [f"${{METRICS_PORT:-{port}}}:{port}"]
 
 
 def test_kubeconfig_is_rewritten_for_the_k3s_service_and_mounted_read_only() -> None:
@@ -221,3 +222,10 @@ def test_bootstrap_script_is_valid_sh() -> None:
     script = helpers.ROOT / "compose" / "bootstrap.sh"
     done = subprocess.run(["sh", "-n", str(script)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
+
+
+def test_every_operator_service_runs_on_a_read_only_root_with_a_tmpfs() -> None:
+    for name in helpers.OPERATOR_SERVICES:
+        svc = services()[name]
+        assert svc.get("read_only") is True, name
+        assert svc.get("tmpfs") == ["/tmp"], name

@@ -1,4 +1,4 @@
-"""docker-compose.yml, profile "sentinel" (compose/sentinel.env): Redis master + replica
+"""docker-compose.yml, profile "sentinel" (compose/sentinel.env): Redis master + two replicas
 and three Sentinels, the same topology as deploy/sentinel; checked statically."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from joulie_tasks.core import sentinel
 from tests.deploy import helpers
 
 SENTINEL_ENV = helpers.ROOT / "compose" / "sentinel.env"
-REDIS_NODES = ("redis-master", "redis-replica")
+REDIS_NODES = ("redis-master", "redis-replica-1", "redis-replica-2")
 SENTINELS = ("sentinel-1", "sentinel-2", "sentinel-3")
 
 
@@ -22,7 +22,7 @@ def _services() -> dict[str, dict[str, Any]]:
     return result
 
 
-def test_the_profile_runs_a_master_a_replica_and_three_sentinels() -> None:
+def test_the_profile_runs_a_master_two_replicas_and_three_sentinels() -> None:
     profiled = {n for n, s in _services().items() if "sentinel" in s.get("profiles", [])}
     assert profiled == set(REDIS_NODES + SENTINELS)
     for name in profiled:
