@@ -2,17 +2,19 @@
 
     .venv/bin/python -m bench.failover                 # 10 failovers, prints the table
     .venv/bin/python -m bench.failover -n 12 --write   # and records it in docs/RELIABILITY.md
+    .venv/bin/python -m bench.failover --no-restart -n 10 --write   # the master stays dead
 
-A Sentinel-managed Redis on loopback (master, replica, three Sentinels; down-after
-1 s, failover-timeout 3 s: tests/integration/sentinel_cluster.py), the API
-emulator (8 managed nodes) and one real worker process. Each round SIGKILLs the
-current master, restarts it as a replica of the new one (what a pod restart does)
-and sends ticks the way beat would until one completes (every node's profile label is
-flipped by hand before each kill, so that tick has writes to make). Two times per round, both
-from the kill: until the new master answers as master, and until the next tick
-completed (this one includes the restart of the killed server: the lock and each
-fence need a replica's acknowledgement). The fence audit of the emulator's
-request log covers the whole run.
+A Sentinel-managed Redis on loopback (a master, two replicas, three Sentinels;
+down-after 1 s, failover-timeout 3 s: tests/integration/sentinel_cluster.py), the
+API emulator (8 managed nodes) and one real worker process. Each round SIGKILLs the
+current master and sends ticks the way beat would until one completes (every node's
+profile label is flipped by hand before each kill, so that tick has writes to make).
+By default the killed server is restarted at once as a replica of the new master
+(what a pod restart does); with ``--no-restart`` it stays dead until that tick has
+completed (the new master's remaining replica acknowledges the lock and the fences)
+and is started again only to prepare the next round. Two times per round, both from
+the kill: until the new master answers as master, and until the next tick completed.
+The fence audit of the emulator's request log covers the whole run.
 """
 
 from __future__ import annotations
@@ -39,15 +41,16 @@ DOWN_AFTER_MS = 1000
 
 TABLE = REPO / "docs" / "RELIABILITY.md"
 HEADING = "## Redis failover time (Sentinel)"
+HEADING_NO_RESTART = "## Redis failover time, master not restarted (Sentinel)"
 COMMAND = ".venv/bin/python -m bench.failover"
 
 
 Round = tuple[float, float, int, list[str]]
 
 
-def run(rounds: int, workdir: Path) -> tuple[list[Round], int, list[str]]:
+def run(rounds: int, workdir: Path, *, restart: bool = True) -> tuple[list[Round], int, list[str]]:
     """[(to new master, to next completed tick, epoch, tick outcomes)], writes audited,
-    violations."""
+    violations. ``restart=False``: the killed master stays dead until the tick completed."""
     cluster = SentinelCluster(workdir / "sentinel", down_after_ms=DOWN_AFTER_MS).start()
     emulator = Emulator().start()
     stack: Stack | None = None
@@ -71,10 +74,14 @@ def run(rounds: int, workdir: Path) -> tuple[list[Round], int, list[str]]:
             old.kill()
             cluster.wait_failover(old.port)
             to_master = time.monotonic() - fault_at
-            cluster.revive(old)
+            if restart:
+                cluster.revive(old)
             sent = len(drive.outcomes)
             to_tick = next_completed(drive, fault_at)
             outcomes = drive.outcomes[sent:]
+            if not restart:
+                assert not old.running, "the killed master came back during the measurement"
+                cluster.revive(old)  # for the next round, outside the measured time
             rows.append((to_master, to_tick, cluster.epoch(), outcomes))
             print(f"failover {n + 1}/{rounds}: new master {to_master:.2f} s, "
                   f"next completed tick {to_tick:.2f} s {outcomes}", file=sys.stderr)  # fmt: skip
@@ -99,16 +106,28 @@ def _flip_profiles(emulator: Emulator) -> None:
             )
 
 
-def render(rows: list[Round], writes: int, violations: list[str]) -> str:
+def render(
+    rows: list[Round], writes: int, violations: list[str], *, restart: bool = True, note: str = ""
+) -> str:
     masters = [r[0] for r in rows]
     completed = [r[1] for r in rows]
+    if restart:
+        heading, flag = HEADING, ""
+        how = "the killed master is restarted at once as a replica of the new one (a pod restart)"
+    else:
+        heading, flag = HEADING_NO_RESTART, " --no-restart"
+        how = (
+            "the killed master stays dead until the next tick has completed (the new "
+            "master's remaining replica acknowledges the lock and the fences), and is "
+            "started again only to prepare the next round"
+        )
     lines = [
-        HEADING,
+        heading,
         "",
-        f"Measured by `{COMMAND} -n {len(rows)} --write` (bench/failover.py): {len(rows)} "
-        f"failovers in a row under one worker, Sentinel down-after {DOWN_AFTER_MS} ms, "
-        f"failover-timeout {FAILOVER_TIMEOUT_MS} ms; the killed master is restarted at once "
-        "as a replica of the new one (a pod restart). Times are from the SIGKILL.",
+        f"Measured by `{COMMAND}{flag} -n {len(rows)} --write` (bench/failover.py): "
+        f"{len(rows)} failovers in a row under one worker; a master, two replicas and three "
+        f"Sentinels, down-after {DOWN_AFTER_MS} ms, failover-timeout {FAILOVER_TIMEOUT_MS} "
+        f"ms; {how}. Times are from the SIGKILL.{note}",
         "",
         "| | median | worst |",
         "|---|---|---|",
@@ -129,10 +148,18 @@ def render(rows: list[Round], writes: int, violations: list[str]) -> str:
 
 
 def write_section(text: str) -> None:
-    """Replace (or append) the failover section of docs/RELIABILITY.md."""
+    """Replace (or append) the section of docs/RELIABILITY.md that ``text`` heads, up to
+    the next ``## `` heading; the others are kept."""
+    heading = text.split("\n", 1)[0]
     current = TABLE.read_text() if TABLE.exists() else ""
-    head = current.split(HEADING, 1)[0].rstrip("\n")
-    TABLE.write_text((head + "\n\n" if head else "") + text)
+    if heading not in current:
+        head = current.rstrip("\n")
+        TABLE.write_text((head + "\n\n" if head else "") + text)
+        return
+    before, _, rest = current.partition(heading)
+    after = rest.partition("\n## ")
+    tail = "## " + after[2] if after[1] else ""
+    TABLE.write_text(before + text + ("\n" + tail if tail else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,14 +167,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", "--rounds", type=int, default=10, help="failovers (default 10)")
     parser.add_argument("--write", action="store_true", help="record in docs/RELIABILITY.md")
     parser.add_argument("--keep", type=Path, help="keep the logs (worker, Redis) in this dir")
+    parser.add_argument(
+        "--no-restart", action="store_true", help="leave the killed master dead until a tick"
+    )
+    parser.add_argument("--note", default="", help="a sentence added to the recorded text")
     args = parser.parse_args(argv)
+    restart = not args.no_restart
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=True)
-        rows, writes, violations = run(args.rounds, args.keep)
+        rows, writes, violations = run(args.rounds, args.keep, restart=restart)
     else:
         with tempfile.TemporaryDirectory(prefix="joulie-failover-") as tmp:
-            rows, writes, violations = run(args.rounds, Path(tmp))
-    text = render(rows, writes, violations)
+            rows, writes, violations = run(args.rounds, Path(tmp), restart=restart)
+    note = f" {args.note}" if args.note else ""
+    text = render(rows, writes, violations, restart=restart, note=note)
     print(text)
     if args.write:
         write_section(text)

@@ -173,6 +173,12 @@ class RedisStore(ports.TickParts):
             "health_check_interval": 15,
             "decode_responses": False,
         }
+        if sentinel_master is None and sentinel.is_sentinel_url(url):
+            # Say what is missing (redis-py would only name the schemes it knows).
+            raise ValueError(
+                f"{redact_url(url)}: a sentinel:// URL needs the master's name "
+                "(REDIS_SENTINEL_MASTER; build stores with adapters/clients.py)"
+            )
         if sentinel_master is not None:
             parsed = sentinel.parse_sentinel_url(url)
             self._sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]

@@ -1,8 +1,9 @@
 """The ``joulie-tasks`` command: worker, beat, metrics, reconcile (and more subcommands).
 
 Every subcommand loads the settings first (invalid configuration → one line per
-variable, exit 2) and turns an unreachable Redis or API server into one line
-naming the URL and exit 1: no traceback, no crash loop.
+variable, exit 2), builds its clients with the wiring root (adapters/clients.py)
+and turns an unreachable Redis or API server into one line naming the URL and
+exit 1: no traceback, no crash loop.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from joulie_tasks import __version__, config, errors
-from joulie_tasks.adapters import cache_store, kube, metrics, retrying, store
+from joulie_tasks.adapters import clients, metrics, retrying, store
 from joulie_tasks.cli import ops
 from joulie_tasks.core import durations, models
 from joulie_tasks.queue import celery_app
@@ -50,7 +51,7 @@ def _fail(message: str, code: int = EXIT_FAILURE) -> int:
 
 
 def _connect_redis(settings: config.Settings) -> store.RedisStore:
-    state = store.RedisStore(settings.redis_url, sentinel_master=settings.redis_sentinel_master)
+    state = clients.redis_store(settings)
     state.ping()
     return state
 
@@ -59,7 +60,7 @@ def _wait_for_redis(
     settings: config.Settings, *, sleep: Callable[[float], None] = time.sleep
 ) -> None:
     """Block until Redis answers, backing off (retrying.until_reachable)."""
-    state = store.RedisStore(settings.redis_url, sentinel_master=settings.redis_sentinel_master)
+    state = clients.redis_store(settings)
     try:
         retrying.until_reachable("Redis", sleep=sleep)(state.ping)
     finally:
@@ -86,7 +87,7 @@ def cmd_beat(settings: config.Settings, args: argparse.Namespace) -> int:
 
 def _cache_gauges(state: store.RedisStore) -> dict[str, float]:
     """Cache age (seconds since the watcher's last heartbeat) and sync state, at scrape time."""
-    status = cache_store.CacheStore(state).status()
+    status = clients.cache(state).status()
     gauges = metrics.Values()
     gauges.set("joulie_cache_synced", float(all(status.synced.values())))
     gauges.set("joulie_watch_active", float(status.lease is not None))
@@ -101,7 +102,7 @@ def _cache_gauges(state: store.RedisStore) -> dict[str, float]:
 def cmd_metrics(settings: config.Settings, args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-    state = store.RedisStore(settings.redis_url, sentinel_master=settings.redis_sentinel_master)
+    state = clients.redis_store(settings)
     host, port = config.host_port(settings.metrics_addr)
     registry = CollectorRegistry()
 
@@ -127,13 +128,8 @@ def cmd_watch(settings: config.Settings, args: argparse.Namespace) -> int:
 
     _wait_for_redis(settings)
     app = celery_app.configure(settings)
-    state = store.RedisStore(settings.redis_url)
-    gateway = kube.build_gateway(
-        kubeconfig=settings.kubeconfig,
-        context=settings.kube_context,
-        timeout=settings.kube_request_timeout,
-        pool_size=max(settings.kube_pool_size, 4),
-    )
+    state = clients.redis_store(settings)
+    gateway = clients.gateway(settings, pool_size=max(settings.kube_pool_size, 4))
 
     def kick() -> None:
         now = time.time()
@@ -155,12 +151,7 @@ def cmd_reconcile(settings: config.Settings, args: argparse.Namespace) -> int:
     if not args.once:
         return _fail("reconcile runs one tick: pass --once (beat runs the periodic ticks)")
     state = _connect_redis(settings)
-    gateway = kube.build_gateway(
-        kubeconfig=settings.kubeconfig,
-        context=settings.kube_context,
-        timeout=settings.kube_request_timeout,
-        pool_size=settings.kube_pool_size,
-    )
+    gateway = clients.gateway(settings)
     tick_time = args.at if args.at is not None else time.time()
     try:
         report = reconcile.run_inline(

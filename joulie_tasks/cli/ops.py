@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from joulie_tasks import config
-from joulie_tasks.adapters import cache_store, kube, ports, store
+from joulie_tasks.adapters import clients, kube, ports, store
 from joulie_tasks.core import decide, durations, guard, snapshot_parse
 from joulie_tasks.workflow import apply, snapshot
 
@@ -40,15 +40,6 @@ def _progress(message: str) -> None:
     """Progress for long operations, on stderr and only for a person at a terminal."""
     if sys.stderr.isatty():
         print(message, file=sys.stderr, flush=True)
-
-
-def gateway_for(settings: config.Settings) -> kube.ApiGateway:
-    return kube.build_gateway(
-        kubeconfig=settings.kubeconfig,
-        context=settings.kube_context,
-        timeout=settings.kube_request_timeout,
-        pool_size=settings.kube_pool_size,
-    )
 
 
 # --- status -------------------------------------------------------------------------------
@@ -108,7 +99,7 @@ def status_rows(
 
 def _watcher_status(state: store.RedisStore) -> dict[str, Any]:
     """Who watches, how old the cache is, and the last relist (cache_store.py)."""
-    status = cache_store.CacheStore(state).status()
+    status = clients.cache(state).status()
     return {
         "lease": status.lease,
         "synced": all(status.synced.values()),
@@ -122,7 +113,7 @@ def _watcher_status(state: store.RedisStore) -> dict[str, Any]:
 
 def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
     state = _connect(settings)
-    data = status_rows(settings, state, gateway_for(settings))
+    data = status_rows(settings, state, clients.gateway(settings))
     if args.output == "json":
         print(json.dumps(data, indent=2))
         return 0
@@ -200,7 +191,7 @@ def cmd_history(settings: config.Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_plan(settings: config.Settings, args: argparse.Namespace) -> int:
-    gateway = gateway_for(settings)
+    gateway = clients.gateway(settings)
     _progress("reading nodes, pods and profiles …")
     snap = snapshot.take_snapshot(
         gateway=gateway, tick_time=time.time(), tick_id="plan", page_size=settings.list_page_size
@@ -270,7 +261,7 @@ def cmd_resume(settings: config.Settings, args: argparse.Namespace) -> int:
 
 
 def _connect(settings: config.Settings) -> store.RedisStore:
-    state = store.RedisStore(settings.redis_url, sentinel_master=settings.redis_sentinel_master)
+    state = clients.redis_store(settings)
     state.ping()
     return state
 

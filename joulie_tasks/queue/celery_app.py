@@ -11,7 +11,8 @@ settings once in each entry point, before workers fork. Choices and why:
   redelivered while it still runs; no retry delay comes near it (retrying.py).
 - With a ``sentinel://`` REDIS_URL the broker and the result backend ask the
   Sentinels for the current master (transport option ``master_name``) and
-  reconnect to the new one after a failover.
+  reconnect to the new one after a failover; the URL and that option come from
+  the wiring root (adapters/clients.py), like every other client's.
 - Beat uses the in-memory scheduler: a restarted beat fires once, it never
   replays the ticks it missed. Ticks expire after one interval, and the tick
   task itself drops duplicates per interval (SET NX), whatever beat does.
@@ -26,7 +27,7 @@ from celery import Celery
 from celery.beat import BeatLazyFunc
 
 from joulie_tasks import config
-from joulie_tasks.core import sentinel
+from joulie_tasks.adapters import clients
 
 TICK_TASK = "joulie.tick"
 STAGE_SOFT_LIMIT_S = 240
@@ -39,11 +40,8 @@ app = Celery("joulie_tasks", include=["joulie_tasks.queue.tasks"])
 
 def celery_config(settings: config.Settings) -> dict[str, Any]:
     """The whole Celery configuration for these settings (a plain dict, testable)."""
-    transport: dict[str, Any] = {"visibility_timeout": VISIBILITY_TIMEOUT_S, "socket_timeout": 10}
-    url = settings.redis_url
-    if settings.uses_sentinel:
-        url = sentinel.celery_url(sentinel.parse_sentinel_url(url))
-        transport["master_name"] = settings.redis_sentinel_master
+    url, transport = clients.broker(settings)
+    transport |= {"visibility_timeout": VISIBILITY_TIMEOUT_S, "socket_timeout": 10}
     interval = settings.reconcile_interval
     return {
         "broker_url": url,

@@ -25,7 +25,7 @@ from celery import Task, chain, signals
 from celery.exceptions import Ignore
 
 from joulie_tasks import config, errors
-from joulie_tasks.adapters import kube, metrics, store
+from joulie_tasks.adapters import clients, kube, metrics, store
 from joulie_tasks.core import models
 from joulie_tasks.queue.celery_app import TICK_TASK, app
 from joulie_tasks.workflow import events, lifecycle, outcome, reconcile
@@ -39,7 +39,8 @@ _FAILED = metrics.tick_counted(models.TickResult.FAILED)
 
 class ProcessResources:
     """The clients one worker process owns: a Redis store and a Kubernetes gateway, built
-    on first use and never shared across fork() (a pid change drops them)."""
+    by the wiring root (adapters/clients.py) on first use and never shared across
+    fork() (a pid change drops them)."""
 
     def __init__(self) -> None:
         self._pid: int | None = None
@@ -56,20 +57,13 @@ class ProcessResources:
     def state(self) -> store.RedisStore:
         self._check_pid()
         if self._state is None:
-            s = _settings()
-            self._state = store.RedisStore(s.redis_url, sentinel_master=s.redis_sentinel_master)
+            self._state = clients.redis_store(_settings())
         return self._state
 
     def gateway(self) -> kube.ApiGateway:
         self._check_pid()
         if self._gateway is None:
-            s = _settings()
-            self._gateway = kube.build_gateway(
-                kubeconfig=s.kubeconfig,
-                context=s.kube_context,
-                timeout=s.kube_request_timeout,
-                pool_size=s.kube_pool_size,
-            )
+            self._gateway = clients.gateway(_settings())
         return self._gateway
 
     def built_gateway(self) -> kube.ApiGateway | None:

@@ -21,7 +21,7 @@ import logging
 import time
 
 from joulie_tasks import config, errors
-from joulie_tasks.adapters import cache_store, kube, metrics, ports, retrying, store
+from joulie_tasks.adapters import cache_store, clients, kube, metrics, ports, retrying, store
 from joulie_tasks.core import cache, models
 from joulie_tasks.workflow import lifecycle
 
@@ -37,7 +37,7 @@ REACTION_BUCKETS = metrics.EXTRA_HISTOGRAMS[REACTION]
 def _cache_of(state: ports.StateStore) -> cache_store.CacheStore | None:
     """The watch cache lives beside the state in Redis; any other store has none (the
     tick then lists, as without a watcher)."""
-    return cache_store.CacheStore(state) if isinstance(state, store.RedisStore) else None
+    return clients.cache(state) if isinstance(state, store.RedisStore) else None
 
 
 def read(

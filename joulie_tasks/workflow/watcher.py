@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from joulie_tasks import config, errors
-from joulie_tasks.adapters import cache_store, kube, metrics, store
+from joulie_tasks.adapters import cache_store, clients, kube, metrics, store
 from joulie_tasks.core import cache
 
 logger = logging.getLogger(__name__)
@@ -406,7 +406,7 @@ class Watcher:
     ) -> None:
         self.settings = settings
         self.state = state
-        self.cache = cache_store.CacheStore(state)
+        self.cache = clients.cache(state)
         self.gateway = gateway
         self.kick = kick
         self.holder = holder or holder_identity()

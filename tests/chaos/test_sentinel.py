@@ -1,14 +1,27 @@
-"""Redis failover under a running operator: a Sentinel-managed Redis (a master, a
-replica and three Sentinels, all real redis-server processes on loopback) loses
-its master while idle, during a snapshot, during write batches, while a stalled
-tick holds the lock; the old master comes back as a replica and is promoted in
-turn; the master stalls (SIGSTOP) past the Sentinels' down-after and comes back.
+"""Redis failover under a running operator: a Sentinel-managed Redis (a master, two
+replicas and three Sentinels, quorum 2, all real redis-server processes on loopback:
+the shipped topology) loses its master while idle, during a snapshot, during write
+batches, while a stalled tick holds the lock; the old master comes back as a replica
+and is promoted in turn; the master stalls (SIGSTOP) past the Sentinels' down-after
+and comes back; and the master is SIGKILLed and **not** brought back (idle, and
+during write batches): ticks resume on the new master and its remaining replica, and
+only then does the old master return, as a replica.
+
+Every row runs the watcher (``joulie-tasks watch``) beside the worker, and checks
+that it kept its lease and fed the cache across the failover (its heartbeat, stamped
+on the new master after the fault). Ticks read the cache, except in the rows timed
+on a tick's own node list (snapshot, stalled holder, stalled master), whose workers
+run with CACHE_MAX_AGE=1ms and so list. Kicks are off (KICK_WINDOW=1h): the rows
+count every tick they send, and a kicked tick would take the lock beside them.
 
 For each row: seconds from the fault to the next completed tick, the ticks that
 did not complete, and the fence audit of the API server's request log (every
 request carries its tick's ``<token> <tick id>``): no write from a token lower
 than one the server had already seen, and no token handed to two ticks. A killed
-server is restarted as a replica of the current master, as a pod would be.
+server is restarted as a replica of the current master, as a pod would be, except
+in the "not restarted" rows. The whole file (8 rows) took 150 s on a shared 2-core
+machine under a load average of about 3 (each row starts its own Redis servers,
+Sentinels, emulator and processes).
 """
 
 from __future__ import annotations
@@ -24,9 +37,9 @@ import pytest
 import redis
 
 from joulie_tasks import errors
-from joulie_tasks.adapters import store
+from joulie_tasks.adapters import cache_store, store
 from joulie_testbed.emulator import Emulator
-from joulie_testbed.procs import RedisServer, Stack, wait_for
+from joulie_testbed.procs import Proc, RedisServer, Stack, wait_for
 from tests.chaos.conftest import Row
 from tests.chaos.failover import WRITES, fence_violations, next_completed
 from tests.chaos.harness import Driver, lost, problems
@@ -41,6 +54,7 @@ from tests.integration.sentinel_cluster import (
 __all__ = ["sentinel_cluster"]
 
 STALL_S = 3 * DOWN_AFTER_MS / 1000
+PROFILE = "joulie.io/power-profile"
 
 
 @pytest.fixture
@@ -51,6 +65,7 @@ def sstack(
     server = cast(RedisServer, SimpleNamespace(url=sentinel_cluster.url))
     s = Stack(tmp=tmp_path, redis_server=server, kubeconfig=kubeconfig)
     s.configure(redis_sentinel_master=sentinel_cluster.master_name, lock_ttl="4s")
+    s.configure(kick_window="1h")  # no kicks: the rows send (and count) every tick
     yield s
     s.stop()
 
@@ -146,14 +161,67 @@ def _converged(
     *,
     seed: int,
     workers: int = 1,
+    cache_fed: bool = True,
 ) -> Driver:
+    """A seeded cluster, the watcher (its lease taken, the cache synced), ``workers``
+    workers and the ticks that converged it. ``cache_fed=False``: the workers list
+    (CACHE_MAX_AGE=1ms), for rows timed on a tick's own node list."""
     emulator.seed(8, 1, seed=seed)
+    _start_watcher(stack, state)
+    if not cache_fed:
+        stack.configure(cache_max_age="1ms")
     for n in range(workers):
         stack.start_worker(f"w{n + 1}")
     drive = Driver(ticks, state, emulator, stack.env)
     drive.converge(max_ticks=2)
     drive.outcomes.clear()
     return drive
+
+
+def _start_watcher(stack: Stack, state: store.RedisStore) -> Proc:
+    watch = stack.start_proc("watch", ["watch"], ready="started")
+    cache = cache_store.CacheStore(state)
+
+    def active() -> bool:
+        status = cache.status()
+        return str(watch.proc.pid) in (status.lease or "") and all(status.synced.values())
+
+    wait_for(active, timeout=60, what="the watcher's lease and a synced cache")
+    return watch
+
+
+def _watcher(stack: Stack) -> Proc:
+    return next(p for p in stack.procs if p.name == "watch")
+
+
+def _watcher_fed_after(stack: Stack, state: store.RedisStore, fault_wall: float) -> str:
+    """Wait until the watcher, still alive and still the lease holder, has stamped a
+    synced cache after the fault (on the master the Sentinels name now); say so."""
+    watch = _watcher(stack)
+    cache = cache_store.CacheStore(state)
+
+    def fed() -> float | None:
+        watch.check()
+        status = cache.status()
+        if str(watch.proc.pid) not in (status.lease or "") or not all(status.synced.values()):
+            return None
+        beat = status.heartbeat or 0.0
+        return beat if beat > fault_wall else None
+
+    beat = wait_for(fed, timeout=60, what="the watcher's heartbeat after the fault")
+    return f"watcher kept its lease, cache heartbeat {beat - fault_wall:.1f} s after the fault"
+
+
+def _cache_fed_tick(drive: Driver, ticks: TickClient, state: store.RedisStore) -> str:
+    """Send one tick and prove it completed from the watch cache; return its id."""
+    at, before = drive.send()
+    result = drive.outcome(at, before, timeout=60)
+    assert result == "completed", result
+    summary = ticks.finished(at)
+    assert summary is not None
+    mark = state.load_cache_mark(summary["tick_id"])
+    assert mark.fed, f"tick {summary['tick_id']} listed the cluster: the cache was not used"
+    return str(summary["tick_id"])
 
 
 def _sent_and_seen(
@@ -228,6 +296,11 @@ def _stale_master_refuses_a_lock(old: Node) -> str:
     raise AssertionError(f"the replaced master handed out token {token}")
 
 
+def _wall(fault_at: float) -> float:
+    """The wall-clock time of a ``time.monotonic()`` instant (heartbeats are wall clock)."""
+    return time.time() - (time.monotonic() - fault_at)
+
+
 def _kill_and_revive(cluster: SentinelCluster) -> tuple[Node, float]:
     old = cluster.master()
     fault_at = time.monotonic()
@@ -258,12 +331,15 @@ def test_master_killed_while_idle(
     _unlabel_half(emulator)  # so the ticks after the fault have writes to audit
 
     took = next_completed(drive, fault_at)
+    watched = _watcher_fed_after(sstack, sstate, _wall(fault_at))
+    fed = _cache_fed_tick(drive, sticks, sstate)
     writes, _ = _audit_since(emulator, audit_from)
     found = _row(
         reliability, fault="Sentinel: master SIGKILLed while idle",
         action="master redis-server SIGKILLed between ticks; restarted as a replica; then "
         "every node's profile hand-flipped, so the ticks after it write",
-        what=f"worker followed the new master; FSM ({len(fsm)} nodes) kept",
+        what=f"worker followed the new master; FSM ({len(fsm)} nodes) kept; {watched}; "
+        f"tick {fed} read the cache",
         took=took, drive=drive, emulator=emulator, state=sstate, env=sstack.env,
         audit_from=audit_from,
     )  # fmt: skip
@@ -276,7 +352,7 @@ def test_master_killed_during_a_snapshot(
     sstack: Stack, sentinel_cluster: SentinelCluster, emulator: Emulator,
     sticks: TickClient, sstate: store.RedisStore, reliability: Row,
 ) -> None:  # fmt: skip
-    drive = _converged(sstack, emulator, sticks, sstate, seed=72)
+    drive = _converged(sstack, emulator, sticks, sstate, seed=72, cache_fed=False)
     _unlabel_half(emulator)
     emulator.inject("GET", r"^/api/v1/nodes$", delay_s=2)
     _sent_and_seen(drive, emulator, ("list", "nodes"))
@@ -288,11 +364,12 @@ def test_master_killed_during_a_snapshot(
     took = next_completed(drive, fault_at)
     fate = wait_for(lambda: _fate(sstack, in_flight), timeout=30, what="the in-flight tick's end")
     drive.converge(max_ticks=len(drive.outcomes) + 2)
+    watched = _watcher_fed_after(sstack, sstate, _wall(fault_at))
     found = _row(
         reliability, fault="Sentinel: master SIGKILLed during a snapshot",
         action="master SIGKILLed while a tick's node list was in flight (2 s delay)",
         what=f"the tick in flight was dropped or failed ({fate}), none of its work recorded; "
-        "the next tick redid it",
+        f"the next tick redid it; {watched}",
         took=took, drive=drive, emulator=emulator, state=sstate, env=sstack.env,
     )  # fmt: skip
     assert fate is not None
@@ -315,11 +392,12 @@ def test_master_killed_during_write_batches(
 
     took = next_completed(drive, fault_at)
     drive.converge(max_ticks=len(drive.outcomes) + 2)
+    watched = _watcher_fed_after(sstack, sstate, _wall(fault_at))
     found = _row(
         reliability, fault="Sentinel: master SIGKILLed during write batches",
         action="master SIGKILLed after 2 of 8 node patches (batches of 2, 0.4 s each)",
         what="batches in flight finished on the new master or were fenced; the next tick "
-        "wrote what was left",
+        f"wrote what was left; {watched}",
         took=took, drive=drive, emulator=emulator, state=sstate, env=sstack.env,
     )  # fmt: skip
     assert found == []
@@ -331,12 +409,12 @@ def test_master_killed_while_a_stalled_tick_holds_the_lock(
 ) -> None:  # fmt: skip
     import signal
 
-    drive = _converged(sstack, emulator, sticks, sstate, seed=74)
+    drive = _converged(sstack, emulator, sticks, sstate, seed=74, cache_fed=False)
     _unlabel_half(emulator)
     emulator.inject("GET", r"^/api/v1/nodes$", delay_s=1)
     _sent_and_seen(drive, emulator, ("list", "nodes"), outcome="stalled")
     holder = sstate.lock_holder()
-    stalled = sstack.procs[0]
+    stalled = next(p for p in sstack.procs if p.name == "w1")
     stalled.signal_group(signal.SIGSTOP)
     sstack.start_worker("w2")
 
@@ -346,12 +424,13 @@ def test_master_killed_while_a_stalled_tick_holds_the_lock(
     stalled.signal_group(signal.SIGCONT)
     fate = wait_for(lambda: _fate(sstack, str(holder)), timeout=30, what="the stalled tick's end")
     drive.converge(max_ticks=len(drive.outcomes) + 2)
+    watched = _watcher_fed_after(sstack, sstate, _wall(fault_at))
     found = _row(
         reliability, fault="Sentinel: master SIGKILLed while a tick holds the lock",
         action="the lock holder's worker SIGSTOPped mid-snapshot, master SIGKILLed, "
         "holder resumed after the next tick",
         what="the stalled holder's lock survived the failover and expired; a second "
-        f"worker's tick took a newer token; the resumed tick: {fate}",
+        f"worker's tick took a newer token; the resumed tick: {fate}; {watched}",
         took=took, drive=drive, emulator=emulator, state=sstate, env=sstack.env,
     )  # fmt: skip
     assert holder is not None
@@ -369,16 +448,24 @@ def test_old_master_returns_as_replica_and_is_promoted_again(
     sentinel_cluster.wait_healthy()
     assert sentinel_cluster.master() is not first
 
-    # When the new master dies in turn, the returned old master takes over again
+    # When the new master dies in turn, the returned old master takes over again (the
+    # third server is made unpromotable: with two replicas Sentinel may pick either)
+    for other in sentinel_cluster.replicas():
+        if other is not first:
+            other.client().config_set("replica-priority", 0)
     _, fault_at = _kill_and_revive(sentinel_cluster)
     _unlabel_half(emulator)
     took = next_completed(drive, fault_at)
     assert sentinel_cluster.master() is first
+    watched = _watcher_fed_after(sstack, sstate, _wall(fault_at))
+    fed = _cache_fed_tick(drive, sticks, sstate)
     found = _row(
         reliability, fault="Sentinel: old master returns as replica",
-        action="master SIGKILLed and restarted as a replica; then the new master SIGKILLed",
+        action="master SIGKILLed and restarted as a replica; then the new master SIGKILLed "
+        "(the third server at replica-priority 0)",
         what=f"the old master resynced as a replica and was promoted back (Sentinel epoch "
-        f"{sentinel_cluster.epoch()}); FSM and stream survived both failovers",
+        f"{sentinel_cluster.epoch()}); FSM and stream survived both failovers; {watched}; "
+        f"tick {fed} read the cache",
         took=took, drive=drive, emulator=emulator, state=sstate, env=sstack.env,
     )  # fmt: skip
     assert found == []
@@ -388,7 +475,7 @@ def test_master_stalled_past_down_after_is_replaced_and_fences_nothing(
     sstack: Stack, sentinel_cluster: SentinelCluster, emulator: Emulator,
     sticks: TickClient, sstate: store.RedisStore, reliability: Row,
 ) -> None:  # fmt: skip
-    drive = _converged(sstack, emulator, sticks, sstate, seed=76)
+    drive = _converged(sstack, emulator, sticks, sstate, seed=76, cache_fed=False)
     _unlabel_half(emulator)
     emulator.inject("GET", r"^/api/v1/nodes$", delay_s=1)
     _sent_and_seen(drive, emulator, ("list", "nodes"))
@@ -402,12 +489,120 @@ def test_master_stalled_past_down_after_is_replaced_and_fences_nothing(
     took = next_completed(drive, fault_at, timeout=90)
     wait_for(lambda: old.role() == "slave", timeout=30, what="the old master demoted")
     drive.converge(max_ticks=len(drive.outcomes) + 2)
+    watched = _watcher_fed_after(sstack, sstate, _wall(fault_at))
     found = _row(
         reliability, fault="Sentinel: master stalled past down-after",
         action=f"master SIGSTOPped {STALL_S:.0f} s (down-after {DOWN_AFTER_MS} ms) during a "
         "tick's snapshot, then SIGCONT",
-        what=f"replaced by its replica; back, a lock taken straight on it was refused "
-        f"({refused}); the Sentinels demoted it to replica",
+        what=f"replaced by a replica; back, a lock taken straight on it was refused "
+        f"({refused}); the Sentinels demoted it to replica; {watched}",
+        took=took, drive=drive, emulator=emulator, state=sstate, env=sstack.env,
+    )  # fmt: skip
+    assert found == []
+
+
+def _cache_shows_the_labels(state: store.RedisStore, emulator: Emulator) -> bool:
+    """The watch cache holds every node's profile label as the API server has it."""
+    now = time.time()
+    view = cache_store.CacheStore(state).read(tick_time=now, now=now, max_age=5.0)
+    if isinstance(view, str):
+        return False
+    cached = {n.name: n.labels.get(PROFILE) for n in view.snapshot.nodes}
+    actual = {
+        n["metadata"]["name"]: n["metadata"].get("labels", {}).get(PROFILE)
+        for n in emulator.list_objects("nodes")
+    }
+    return bool(cached) and all(actual.get(name) == label for name, label in cached.items())
+
+
+def _killed_for_good(cluster: SentinelCluster) -> tuple[Node, Node, float]:
+    """SIGKILL the master and leave it dead; wait for the Sentinels' new master. Returns
+    (old, new, fault_at)."""
+    old = cluster.master()
+    fault_at = time.monotonic()
+    old.kill()
+    new = cluster.wait_failover(old.port)
+    return old, new, fault_at
+
+
+def _returns_as_replica(cluster: SentinelCluster, old: Node, new: Node) -> str:
+    """Start the old master again as the pod would (a replica of the current master) and
+    check it follows the new one, in sync."""
+    assert cluster.master() is new, "another failover happened while the old master was away"
+    cluster.revive(old)
+    info = old.client().info("replication")
+    assert (info["role"], int(info["master_port"])) == ("slave", new.port)
+    cluster.wait_healthy()
+    return f"the old master returned as a replica of the new one (port {new.port}), in sync"
+
+
+def test_master_killed_for_good_while_idle(
+    sstack: Stack, sentinel_cluster: SentinelCluster, emulator: Emulator,
+    sticks: TickClient, sstate: store.RedisStore, reliability: Row,
+) -> None:  # fmt: skip
+    drive = _converged(sstack, emulator, sticks, sstate, seed=77)
+    fsm = sstate.fsm_records()
+    audit_from = len(emulator.request_log())
+
+    # Given the master SIGKILLed and not restarted, then every node hand-flipped (the
+    # watcher must carry those changes into the cache on the new master)
+    old, new, fault_at = _killed_for_good(sentinel_cluster)
+    _unlabel_half(emulator)
+
+    # Then ticks resume on the new master and its one remaining replica
+    took = next_completed(drive, fault_at)
+    assert not old.running
+    assert len(sentinel_cluster.replicas()) == 1
+    watched = _watcher_fed_after(sstack, sstate, _wall(fault_at))
+    drive.converge(max_ticks=len(drive.outcomes) + 3)
+    fed = _cache_fed_tick(drive, sticks, sstate)
+    assert not old.running  # all of the above without the old master
+
+    # And when the old master finally returns, it rejoins as a replica
+    returned = _returns_as_replica(sentinel_cluster, old, new)
+    assert drive.one() == "completed"
+    writes, _ = _audit_since(emulator, audit_from)
+    found = _row(
+        reliability, fault="Sentinel: master SIGKILLed, not restarted (idle)",
+        action="master SIGKILLed between ticks and left dead; every node's profile "
+        "hand-flipped; the old master started again only after the checks",
+        what=f"ticks resumed on the new master with its remaining replica acknowledging; "
+        f"FSM ({len(fsm)} nodes) kept; {watched}; tick {fed} read the cache; {returned}",
+        took=took, drive=drive, emulator=emulator, state=sstate, env=sstack.env,
+        audit_from=audit_from,
+    )  # fmt: skip
+    assert writes > 0, "no API write after the fault: the fence audit checked nothing"
+    assert sstate.fsm_records().keys() == fsm.keys()
+    assert found == []
+
+
+def test_master_killed_for_good_during_write_batches(
+    sstack: Stack, sentinel_cluster: SentinelCluster, emulator: Emulator,
+    sticks: TickClient, sstate: store.RedisStore, reliability: Row,
+) -> None:  # fmt: skip
+    sstack.configure(write_batch_size=2, write_concurrency=1)
+    drive = _converged(sstack, emulator, sticks, sstate, seed=78)
+    _unlabel_half(emulator)
+    wait_for(lambda: _cache_shows_the_labels(sstate, emulator), what="the flips in the cache")
+    emulator.inject("PATCH", r"^/api/v1/nodes/", delay_s=0.4, times=-1)
+    _sent_and_seen(drive, emulator, ("patch", "nodes"), count=2)
+
+    old, new, fault_at = _killed_for_good(sentinel_cluster)
+    emulator.clear_faults()
+
+    took = next_completed(drive, fault_at)
+    drive.converge(max_ticks=len(drive.outcomes) + 2)
+    assert not old.running
+    watched = _watcher_fed_after(sstack, sstate, _wall(fault_at))
+    fed = _cache_fed_tick(drive, sticks, sstate)
+    returned = _returns_as_replica(sentinel_cluster, old, new)
+    found = _row(
+        reliability, fault="Sentinel: master SIGKILLed, not restarted (write batches)",
+        action="master SIGKILLed after 2 of 8 node patches of a cache-fed tick (batches of "
+        "2, 0.4 s each) and left dead; started again only after the checks",
+        what="batches in flight finished on the new master or were fenced; ticks resumed "
+        f"with the remaining replica acknowledging and wrote what was left; {watched}; "
+        f"tick {fed} read the cache; {returned}",
         took=took, drive=drive, emulator=emulator, state=sstate, env=sstack.env,
     )  # fmt: skip
     assert found == []

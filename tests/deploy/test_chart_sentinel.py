@@ -8,6 +8,7 @@ from typing import Any
 
 from joulie_tasks import config
 from tests.deploy import chart
+from tests.deploy.test_sentinel_manifests import probe_imports_run
 
 SENTINEL: dict[str, Any] = {
     "redis": {"enabled": False},
@@ -31,6 +32,7 @@ def test_the_worker_liveness_ping_knows_the_master_name() -> None:
     ]
     assert command[:2] == ["python", "-c"]
     assert "celery_app.configure(config.load_settings())" in command[2]
+    probe_imports_run(command[2])  # the modules it names exist
 
 
 def test_without_sentinel_nothing_changes() -> None:

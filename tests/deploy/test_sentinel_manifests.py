@@ -1,10 +1,12 @@
-"""deploy/sentinel (optional kustomize component): Redis master + replica and three
-Sentinels with anti-affinity, replacing the single Redis; the operator's settings
-point at the Sentinels. Every manifest validates against its kind's schema, and the
-component's patches give valid settings and objects."""
+"""deploy/sentinel (optional kustomize component): Redis master + two replicas and three
+Sentinels (quorum 2) with anti-affinity, replacing the single Redis; the operator's
+settings point at the Sentinels. Every manifest validates against its kind's schema, the
+component's patches give valid settings and objects, losing any one Redis server for
+good leaves the replica the store's lock needs, and the worker's liveness probe runs."""
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,6 +17,7 @@ import pytest
 import yaml
 
 from joulie_tasks import config
+from joulie_tasks.adapters import store
 from joulie_tasks.core import sentinel
 from tests.deploy import helpers
 
@@ -65,7 +68,7 @@ def test_every_object_validates_against_its_schema(version: str) -> None:
         kubernetes_validate.utils.validate(doc, version, strict=True)
 
 
-@pytest.mark.parametrize(("component", "replicas"), [("redis-node", 2), ("redis-sentinel", 3)])
+@pytest.mark.parametrize(("component", "replicas"), [("redis-node", 3), ("redis-sentinel", 3)])
 def test_replicas_and_anti_affinity(component: str, replicas: int) -> None:
     sts = _statefulset(component)
     assert sts["spec"]["replicas"] == replicas
@@ -100,6 +103,31 @@ def test_sentinels_watch_the_master_by_the_name_the_operator_uses() -> None:
     master = ops["/data/REDIS_SENTINEL_MASTER"]
     assert f"sentinel monitor {master} " in script
     assert " 2\n" in script.split(f"sentinel monitor {master} ", 1)[1]  # quorum 2 of 3
+
+
+def test_losing_any_one_redis_server_for_good_leaves_a_replica_to_acknowledge_the_lock() -> None:
+    servers = _statefulset("redis-node")["spec"]["replicas"]
+    # after the failover: one of the survivors is the master, the others are replicas
+    assert servers - 1 - 1 >= store.MIN_REPLICAS
+    sentinels = _statefulset("redis-sentinel")["spec"]["replicas"]
+    script = _statefulset("redis-sentinel")["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    quorum = int(script.split("sentinel monitor joulie ", 1)[1].split("\n", 1)[0].split()[-1])
+    assert sentinels // 2 < quorum <= sentinels - 1  # a majority, and one Sentinel may be lost
+
+
+def probe_imports_run(program: str) -> None:
+    """Run the import statements of a ``python -c`` probe (the rest needs a broker)."""
+    module = ast.parse(program)
+    imports = [n for n in module.body if isinstance(n, ast.Import | ast.ImportFrom)]
+    assert imports
+    exec(compile(ast.Module(body=imports, type_ignores=[]), "<probe>", "exec"), {})
+
+
+def test_the_worker_liveness_probe_imports_what_it_uses() -> None:
+    ops = _patch_ops("Deployment", "joulie-tasks-worker")
+    (command,) = [op["value"] for op in ops if op["path"].endswith("/livenessProbe/exec/command")]
+    assert command[:2] == ["python", "-c"]
+    probe_imports_run(command[2])
 
 
 def test_the_patched_configmap_is_a_valid_sentinel_configuration() -> None:

@@ -1,4 +1,5 @@
-"""A Sentinel-managed Redis on loopback: a master, a replica and three Sentinels.
+"""A Sentinel-managed Redis on loopback: a master, two replicas and three Sentinels
+(quorum 2), the shipped topology (deploy/sentinel).
 
 Every process is a real ``redis-server`` (``--sentinel`` for the Sentinels) on a
 free port, with short Sentinel timings (down-after 2 s) so a failover takes a few
@@ -6,7 +7,9 @@ seconds. (At 1 s, a loaded 2-core CI machine sometimes kept a healthy master fro
 answering in time, and the Sentinels failed it over a second time mid-test.)
 ``revive`` plays the part of the pod's restart: a killed server comes back
 as a replica of the master the Sentinels name now, as the deploy's start script
-(deploy/sentinel/) does. Every wait has a deadline; nothing sleeps for a fixed time.
+(deploy/sentinel/) does; a server killed and never revived stays dead, and the waits
+below then judge the servers still running. Every wait has a deadline; nothing sleeps
+for a fixed time.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from joulie_testbed.procs import free_port, wait_for
 from tests.integration.conftest import _require_redis
 
 MASTER_NAME = "joulie"
+#: Replicas beside the master: two, so one is left to acknowledge WAIT when one is lost.
+REPLICAS = 2
 DOWN_AFTER_MS = 2000
 FAILOVER_TIMEOUT_MS = 3000
 
@@ -125,11 +130,14 @@ class SentinelProc:
 
 
 class SentinelCluster:
-    """Master + replica + 3 Sentinels; ``url`` and ``master_name`` configure joulie-tasks."""
+    """Master + ``replicas`` replicas (2) + 3 Sentinels; ``url`` and ``master_name``
+    configure joulie-tasks."""
 
-    def __init__(self, workdir: Path, *, down_after_ms: int = DOWN_AFTER_MS) -> None:
+    def __init__(
+        self, workdir: Path, *, down_after_ms: int = DOWN_AFTER_MS, replicas: int = REPLICAS
+    ) -> None:
         self.down_after_ms = down_after_ms
-        self.nodes = [Node("redis-a", workdir), Node("redis-b", workdir)]
+        self.nodes = [Node(f"redis-{chr(ord('a') + i)}", workdir) for i in range(1 + replicas)]
         self.sentinels = [SentinelProc(f"sentinel-{i}", workdir) for i in range(3)]
         self.master_name = MASTER_NAME
 
@@ -142,10 +150,12 @@ class SentinelCluster:
         return {"REDIS_URL": self.url, "REDIS_SENTINEL_MASTER": self.master_name}
 
     def start(self) -> SentinelCluster:
-        master, replica = self.nodes
+        master, *replicas = self.nodes
         master.start()
-        replica.start(replica_of=master.port)
-        wait_for(lambda: self._link_up(replica), timeout=20, what="replica in sync")
+        for replica in replicas:
+            replica.start(replica_of=master.port)
+        for replica in replicas:
+            wait_for(lambda r=replica: self._link_up(r), timeout=20, what=f"{replica.name} in sync")
         for s in self.sentinels:
             s.start(master.port, quorum=2, down_after_ms=self.down_after_ms)
         self.wait_healthy()
@@ -177,9 +187,13 @@ class SentinelCluster:
         port = self.master_port()
         return next(n for n in self.nodes if n.port == port)
 
-    def replica(self) -> Node:
+    def replicas(self) -> list[Node]:
+        """The running servers that are not the master the Sentinels name."""
         port = self.master_port()
-        return next(n for n in self.nodes if n.port != port)
+        return [n for n in self.nodes if n.port != port and n.running]
+
+    def replica(self) -> Node:
+        return self.replicas()[0]
 
     def epoch(self) -> int:
         return max(int(str(s.master()["config-epoch"])) for s in self.sentinels)
@@ -192,27 +206,28 @@ class SentinelCluster:
         return info.get("role") == "slave" and info.get("master_link_status") == "up"
 
     def wait_healthy(self, *, timeout: float = 40) -> None:
-        """Every Sentinel knows the other two and sees the replica in sync and usable
-        (a failover can pick it). Roles are read afresh on every check: on a loaded
-        machine a short down-after can trigger a second failover while we wait."""
+        """Every Sentinel knows the other two and sees every running replica in sync and
+        usable (a failover can pick it); there is at least one. Roles are read afresh on
+        every check: on a loaded machine a short down-after can trigger a second
+        failover while we wait."""
 
         def ready() -> bool:
-            master, replica = self.master(), self.replica()
-            if master.role() != "master" or not self._link_up(replica):
+            master, replicas = self.master(), self.replicas()
+            if master.role() != "master" or not replicas:
+                return False
+            if not all(self._link_up(r) for r in replicas):
                 return False
             for s in self.sentinels:
                 state = s.master()
                 if int(str(state["num-other-sentinels"])) < 2 or "s_down" in str(state["flags"]):
                     return False
-                replicas = s.client().sentinel_slaves(MASTER_NAME)
-                usable = [
-                    r
-                    for r in replicas
-                    if int(r["port"]) == replica.port
-                    and not (set(str(r["flags"]).split(",")) & {"s_down", "disconnected"})
+                usable = {
+                    int(r["port"])
+                    for r in s.client().sentinel_slaves(MASTER_NAME)
+                    if not (set(str(r["flags"]).split(",")) & {"s_down", "disconnected"})
                     and r.get("master-link-status") == "ok"
-                ]
-                if not usable:
+                }
+                if not {r.port for r in replicas} <= usable:
                     return False
             return True
 
@@ -239,6 +254,25 @@ class SentinelCluster:
             return len(ports) == 1 and not busy
 
         wait_for(settled, timeout=timeout, interval=0.1, what="the Sentinels to settle")
+
+    def wait_replicated(self, *, count: int = 1, timeout: float = 30) -> Node:
+        """Wait until the master the Sentinels name has ``count`` replicas attached and in
+        sync (what the store's WAIT needs); return it."""
+
+        def attached() -> Node | None:
+            master = self.master()
+            info = master.client().info("replication")
+            if info.get("role") != "master":
+                return None
+            ok = [
+                r
+                for r in self.replicas()
+                if r.client().info("replication").get("master_port") == master.port
+                and self._link_up(r)
+            ]
+            return master if len(ok) >= count else None
+
+        return wait_for(attached, timeout=timeout, interval=0.05, what=f"{count} replica(s)")
 
     def revive(self, node: Node) -> None:
         """Start a dead server again as a replica of the current master (the pod restart)."""
@@ -273,7 +307,7 @@ def failover_once(cluster: SentinelCluster) -> float:
 
 @pytest.fixture
 def sentinel_cluster(tmp_path: Path) -> Iterator[SentinelCluster]:
-    """A started master + replica + 3 Sentinels, torn down after the test."""
+    """A started master + two replicas + 3 Sentinels, torn down after the test."""
     _require_redis()
     cluster = SentinelCluster(tmp_path / "sentinel")
     try:

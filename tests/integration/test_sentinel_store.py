@@ -1,4 +1,4 @@
-"""The store on a Sentinel-managed Redis (real master, replica and three Sentinels):
+"""The store on a Sentinel-managed Redis (real master, two replicas and three Sentinels):
 it follows the master, the lock and the token survive a failover, tokens grow
 across failovers, and a master that lost its replicas confirms no lock and no fence."""
 
@@ -59,7 +59,8 @@ def test_without_a_replica_no_lock_is_acquired_and_no_fence_holds(
 ) -> None:
     token = state.acquire_lock("tick-a", ttl_s=60)
     assert token is not None
-    sentinel_cluster.replica().kill()
+    for replica in sentinel_cluster.replicas():
+        replica.kill()
 
     assert not state.holds_fence("tick-a", token, ttl_s=60)
     state.release_lock("tick-a")
