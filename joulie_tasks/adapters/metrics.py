@@ -6,9 +6,9 @@ scrape time from Redis (counters, histogram buckets, gauges) and from the FSM
 (node state and profile gauges). The SPEC names and labels are kept verbatim.
 
 Counters and histograms whose label values are known in advance are exported at 0
-from start-up: the collector is given those series (``known``, built by
-workflow/series.py from the vocabularies the code counts with) and lays the values
-read from Redis over them. A series born at 1 on its first increment leaves
+from start-up (SPEC §8.4): the collector is given those series (``known``, built by
+workflow/known_series.py from the vocabularies the code counts with) and lays the
+values read from Redis over them. A series born at 1 on its first increment leaves
 ``increase()`` at 0 over it, so an alert on the first failure would never fire.
 Redis holds only real increments; the zeros exist at scrape time only.
 """
