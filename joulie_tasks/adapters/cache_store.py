@@ -332,7 +332,7 @@ class CacheStore:
 
     # --- reads ---------------------------------------------------------------------------
 
-    def read(self, *, tick_time: float, now: float, max_age: float) -> CacheView | str:
+    def read(self, *, tick_time: float, now: float, max_age: float) -> CacheView | cache.Unusable:
         """The cache as one consistent view, or why it cannot be used."""
         with self.state._errors():
             pipe = self._r.pipeline(transaction=True)
@@ -341,12 +341,12 @@ class CacheStore:
             meta_raw, nodes_raw, npps_raw, demand_raw, perf_raw = pipe.execute()
         meta = {_s(k): _s(v) for k, v in meta_raw.items()}
         if not meta:
-            return "absent"
+            return cache.Unusable.ABSENT
         if any(meta.get(f"synced:{r}") != "1" for r in RESOURCES):
-            return "not_synced"
+            return cache.Unusable.NOT_SYNCED
         age = now - float(meta.get("heartbeat") or 0)
         if age > max_age:
-            return "stale"
+            return cache.Unusable.STALE
         # Records were validated when the watcher wrote them; the next stages validate
         # the stored snapshot again. Constructing without validation halves the read.
         nodes = [models.NodeInfo.model_construct(**json.loads(v)) for v in nodes_raw.values()]

@@ -41,6 +41,25 @@ PODS = Resource("/api/v1", "pods", namespaced=True)
 PROFILES = Resource(f"/apis/{NPP_GROUP_VERSION}", "nodepowerprofiles")
 EVENTS = Resource("/api/v1", "events", namespaced=True)
 
+#: The ``outcome`` of a request that got no HTTP answer (else the status code).
+NO_ANSWER = "error"
+#: Every request (verb, resource) the operator makes and counts in
+#: joulie_kube_requests_total; the metrics process exports each at 0 from start-up.
+#: Watch streams are left out: only the watcher opens them, and it does not flush its
+#: request counts. tests/unit/workflow/test_known_series.py holds this to the source.
+COUNTED_REQUESTS: tuple[tuple[str, Resource], ...] = (
+    ("list", NODES),
+    ("get", NODES),
+    ("patch", NODES),
+    ("list", PODS),
+    ("list", PROFILES),
+    ("get", PROFILES),
+    ("create", PROFILES),
+    ("update", PROFILES),
+    ("delete", PROFILES),
+    ("create", EVENTS),
+)
+
 
 #: Header naming the tick (``<fencing token> <tick id>``) a request is made for, so an
 #: API server's audit log (and the emulator's request log) can tell stale ticks apart.
@@ -183,12 +202,12 @@ class ApiGateway:
                 _request_timeout=(min(self._timeout[0], 5.0), wait + self._timeout[1]),
             )
         except urllib3.exceptions.HTTPError as e:
-            self._count(verb, resource, "error")
+            self._count(verb, resource, NO_ANSWER)
             raise errors.KubeUnreachable(
                 f"{verb} {self.host}{path}: {type(e).__name__}: {e}"
             ) from e
         except k8s_client.ApiException as e:
-            self._count(verb, resource, "error")
+            self._count(verb, resource, NO_ANSWER)
             raise errors.KubeTransient(f"{verb} {self.host}{path}: {e.reason}") from e
         self._count(verb, resource, str(response.status))
         return self._lines(response, verb=verb, path=path)
@@ -294,12 +313,12 @@ class ApiGateway:
             raw = response.read()
             status = response.status
         except urllib3.exceptions.HTTPError as e:
-            self._count(verb, resource, "error")
+            self._count(verb, resource, NO_ANSWER)
             raise errors.KubeUnreachable(
                 f"{method} {self.host}{path}: {type(e).__name__}: {e}"
             ) from e
         except k8s_client.ApiException as e:  # raised for TLS problems (status 0)
-            self._count(verb, resource, "error")
+            self._count(verb, resource, NO_ANSWER)
             raise errors.KubeTransient(f"{method} {self.host}{path}: {e.reason}") from e
         self._count(verb, resource, str(status))
         if 200 <= status < 300:

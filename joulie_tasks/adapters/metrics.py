@@ -4,6 +4,13 @@ Workers never keep metric values in their own memory: they add increments to a
 Redis hash (store.add_counters), and the metrics process builds every family at
 scrape time from Redis (counters, histogram buckets, gauges) and from the FSM
 (node state and profile gauges). The SPEC names and labels are kept verbatim.
+
+Counters and histograms whose label values are known in advance are exported at 0
+from start-up (SPEC §8.4): the collector is given those series (``known``, built by
+workflow/known_series.py from the vocabularies the code counts with) and lays the
+values read from Redis over them. A series born at 1 on its first increment leaves
+``increase()`` at 0 over it, so an alert on the first failure would never fire.
+Redis holds only real increments; the zeros exist at scrape time only.
 """
 
 from __future__ import annotations
@@ -42,6 +49,9 @@ PAUSED = "joulie_paused"
 LAST_TICK = "joulie_last_tick_timestamp_seconds"
 MANAGED_NODES = "joulie_managed_nodes"
 RECONCILE_INTERVAL = "joulie_reconcile_interval_seconds"
+
+#: The ``stage`` of a whole tick, start to end (the other stages are the chain's).
+TOTAL_STAGE = "total"
 
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
@@ -125,12 +135,22 @@ def duration_increments(stage: str, seconds: float) -> dict[str, float]:
     return out
 
 
-class RedisCollector(Collector):
-    """Builds every family at scrape time from the values workers left in Redis."""
+def zero_histogram(name: str, buckets: tuple[float, ...], **labels: str) -> dict[str, float]:
+    """The series of one histogram (every bucket, sum, count) at 0, as Redis fields."""
+    out = {field(name + "_sum", **labels): 0.0, field(name + "_count", **labels): 0.0}
+    for bound in buckets:
+        out[field(name + "_bucket", **labels, le=repr(bound))] = 0.0
+    return out
 
-    def __init__(self, read: Any) -> None:
+
+class RedisCollector(Collector):
+    """Builds every family at scrape time from the values workers left in Redis, over
+    the ``known`` counter and histogram series at 0."""
+
+    def __init__(self, read: Any, *, known: Mapping[str, float] | None = None) -> None:
         #: ``read()`` returns (counters, gauges, fsm records, paused); injectable for tests.
         self._read = read
+        self._known = dict.fromkeys(known or {}, 0.0)
 
     def collect(self) -> Iterator[Metric]:
         try:
@@ -148,6 +168,8 @@ class RedisCollector(Collector):
         paused = GaugeMetricFamily(PAUSED, "1 while the operator is paused (writes nothing)")
         paused.add_metric([], 1.0 if is_paused else 0.0)
         yield paused
+        # Redis answered: every known series is shown, at 0 until it is first incremented.
+        counters = {**self._known, **counters}
         yield from _counter_families(counters)
         yield from _histogram_families(counters)
         yield from _extra_histograms(counters)

@@ -22,7 +22,7 @@ from joulie_tasks.adapters import clients, metrics, retrying, store
 from joulie_tasks.cli import ops
 from joulie_tasks.core import durations, models
 from joulie_tasks.queue import celery_app
-from joulie_tasks.workflow import lifecycle, reconcile, watcher
+from joulie_tasks.workflow import known_series, lifecycle, reconcile, watcher
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +111,8 @@ def cmd_metrics(settings: config.Settings, args: argparse.Namespace) -> int:
         gauges.update(_cache_gauges(state))
         return counters, gauges, state.fsm(), state.is_paused()
 
-    registry.register(metrics.RedisCollector(read))
+    # Counters and histograms start at 0, so their first event moves increase().
+    registry.register(metrics.RedisCollector(read, known=known_series.known_series()))
     # The interval is configuration, not Redis state: alert rules compare tick age to it.
     interval = Gauge(metrics.RECONCILE_INTERVAL, "RECONCILE_INTERVAL in seconds", registry=registry)
     interval.set(settings.reconcile_interval)

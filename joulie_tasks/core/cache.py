@@ -16,11 +16,24 @@ pod touched: O(1) per event whatever the cluster size.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from enum import StrEnum
 from typing import Any
 
 from joulie_tasks.core import classify, models, selectors, snapshot_parse
 
 PERFORMANCE, ECO, GENERAL = "P", "E", "G"
+
+
+class Unusable(StrEnum):
+    """Why a tick cannot use the cache and lists instead (the ``reason`` label of
+    joulie_cache_fallbacks_total)."""
+
+    ABSENT = "absent"  # no watcher has written it
+    NOT_SYNCED = "not_synced"  # a resource has not been listed since the lease changed
+    STALE = "stale"  # no heartbeat within CACHE_MAX_AGE
+    UNREADABLE = "unreadable"  # Redis failed, or a record did not parse
+
+
 #: Demand hash fields (cluster-wide counts).
 DEMAND_FIELDS = ("performance", "eco", "general", "pending_performance")
 _CLASS_CODE = {

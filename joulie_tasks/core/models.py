@@ -53,6 +53,13 @@ class TickResult(StrEnum):
     SKIPPED_LOCKED = "skipped_locked"
 
 
+class RetryReason(StrEnum):
+    """Why an API operation was retried (the ``reason`` label of joulie_kube_retries_total)."""
+
+    CONFLICT = "conflict"  # 409: read again, recompute, apply again
+    TRANSIENT = "transient"  # 429, 5xx, timeouts, connection errors
+
+
 class DemandClass(StrEnum):
     PERFORMANCE_ONLY = "performance-only"
     ECO_ONLY = "eco-only"

@@ -49,7 +49,7 @@ class ApplyResult:
     cut short because the tick lost its fence."""
 
     written: int = 0
-    retries: Counter[str] = field(default_factory=Counter)
+    retries: Counter[models.RetryReason] = field(default_factory=Counter)
     failures: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     fenced: bool = False
@@ -205,11 +205,15 @@ class _NodeWriter:
         self._sleep = sleep
         self._lock = threading.Lock()
         #: Retries by reason: ``conflict`` (409) or ``transient`` (5xx, 429, network).
-        self.retries: Counter[str] = Counter()
+        self.retries: Counter[models.RetryReason] = Counter()
 
     def _count_retry(self, node: str) -> Callable[[BaseException, int], None]:
         def hook(exc: BaseException, _attempt: int) -> None:
-            reason = "conflict" if isinstance(exc, errors.KubeConflict) else "transient"
+            reason = (
+                models.RetryReason.CONFLICT
+                if isinstance(exc, errors.KubeConflict)
+                else models.RetryReason.TRANSIENT
+            )
             with self._lock:
                 self.retries[reason] += 1
 

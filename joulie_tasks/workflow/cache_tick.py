@@ -47,18 +47,18 @@ def read(
     cs = _cache_of(state)
     if cs is None:
         return None
+    detail = ""
     try:
         view = cs.read(tick_time=ref.tick_time, now=time.time(), max_age=settings.cache_max_age)
     except (errors.StateStoreError, ValueError) as e:
-        view = f"unreadable ({e})"
+        view, detail = cache.Unusable.UNREADABLE, f" ({e})"
     if isinstance(view, cache_store.CacheView):
         state.save_cache_mark(ref.tick_id, models.CacheMark(fed=True, seq=view.seq))
         logger.info("tick %s: snapshot from the cache (age %.2fs)", ref.tick_id, view.age_s)
         return view.snapshot, view.demand
-    reason = view.split(" ", 1)[0]
-    state.add_counters(metrics.Values().add(FALLBACKS, reason=reason).as_dict())
-    log = logger.info if reason == "absent" else logger.warning
-    log("tick %s: cache not used (%s); listing", ref.tick_id, view)
+    state.add_counters(metrics.Values().add(FALLBACKS, reason=view.value).as_dict())
+    log = logger.info if view is cache.Unusable.ABSENT else logger.warning
+    log("tick %s: cache not used (%s%s); listing", ref.tick_id, view.value, detail)
     try:
         seq = cs.status().seq
     except errors.StateStoreError:

@@ -27,7 +27,7 @@ def record_batch(
     """Count a finished batch once; True when it was the last one of the tick."""
     increments = metrics.Values().add(metrics.WRITES, result.written)
     for reason, n in result.retries.items():
-        increments.add(metrics.KUBE_RETRIES, n, reason=reason)
+        increments.add(metrics.KUBE_RETRIES, n, reason=reason.value)
     if result.failures:
         increments.add(metrics.WRITE_FAILURES, len(result.failures))
     if result.skipped:
@@ -83,7 +83,7 @@ def finish_tick(
         decisions=guarded.decisions,
         write_phase_s=write_phase,
     )
-    increments = metrics.duration_increments("total", duration)
+    increments = metrics.duration_increments(metrics.TOTAL_STAGE, duration)
     result = models.TickResult.FAILED_WRITES if failures else models.TickResult.COMPLETED
     increments.update(metrics.tick_counted(result))
     state.add_counters(increments)

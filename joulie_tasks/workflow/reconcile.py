@@ -48,10 +48,10 @@ def stage_snapshot(
         state.save_nodes(ref.tick_id, snap)
         state.save_demand(ref.tick_id, demand)
         return
-    retried: Counter[str] = Counter()
+    retried: Counter[models.RetryReason] = Counter()
 
     def count_retry(_exc: BaseException, _attempt: int) -> None:
-        retried["transient"] += 1
+        retried[models.RetryReason.TRANSIENT] += 1
 
     try:
         snap = snapshot.take_snapshot(
@@ -64,7 +64,7 @@ def stage_snapshot(
     finally:  # read retries count even when the reads finally failed
         retries = metrics.Values()
         for reason, n in retried.items():
-            retries.add(metrics.KUBE_RETRIES, n, reason=reason)
+            retries.add(metrics.KUBE_RETRIES, n, reason=reason.value)
         state.add_counters(retries.as_dict())
     state.save_snapshot(ref.tick_id, snap)
     # Only classify needs the pods, by far the bulk: plan, guard and write read this

@@ -33,6 +33,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from enum import StrEnum
 from typing import Any
 
 from joulie_tasks import config, errors
@@ -47,7 +48,29 @@ WATCH_ERRORS = "joulie_watch_errors_total"
 KICKS = "joulie_kicks_total"
 LEASE_CHANGES = "joulie_watch_lease_acquired_total"
 HEARTBEAT_S = 1.0
-_RESOURCES = ("nodes", "pods", "nodepowerprofiles")
+#: The watched resources (the ``resource`` label of the watch families).
+RESOURCES = ("nodes", "pods", "nodepowerprofiles")
+#: The event types of a Kubernetes watch stream (the ``type`` label of WATCH_EVENTS).
+EVENT_TYPES = ("ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR")
+
+
+class KickResult(StrEnum):
+    """What became of a kick (the ``result`` label of joulie_kicks_total)."""
+
+    SENT = "sent"
+    FAILED = "failed"  # the tick message could not be sent
+    COALESCED = "coalesced"  # a change arrived while a kick was waiting
+    REPEATED = "repeated"  # no tick served the change: kicked again
+
+
+class RelistReason(StrEnum):
+    """Why a resource was listed again (the ``reason`` label of WATCH_RELISTS); a watch
+    ``ERROR`` event other than 410 relists with the open-ended reason ``error_<code>``."""
+
+    START = "start"
+    PERIODIC = "periodic"  # WATCH_RELIST_INTERVAL passed
+    EXPIRED = "expired"  # 410 Gone: the resourceVersion is too old
+    REQUESTED = "requested"  # a tick asked for it (a downgrade not confirmed)
 
 
 def holder_identity() -> str:
@@ -111,7 +134,7 @@ class _Stream:
         self.name = resource
         self.rv = ""
         self.healthy = False
-        self.relist_reason: str | None = "start"
+        self.relist_reason: str | None = RelistReason.START
         self.last_relist = 0.0
 
     def run(self) -> None:
@@ -120,7 +143,7 @@ class _Stream:
         while not s.stopped.is_set():
             try:
                 if time.monotonic() - self.last_relist > s.settings.watch_relist_interval:
-                    self.relist_reason = self.relist_reason or "periodic"
+                    self.relist_reason = self.relist_reason or RelistReason.PERIODIC
                 if self.relist_reason is not None:
                     self.relist(self.relist_reason)
                 self.watch_once()
@@ -218,7 +241,7 @@ class _Stream:
         if kind == "ERROR":
             code = obj.get("code")
             self.healthy = False
-            self.relist_reason = "expired" if code == 410 else f"error_{code}"
+            self.relist_reason = RelistReason.EXPIRED if code == 410 else f"error_{code}"
             logger.info("watch %s: %s (%s); relisting", self.name, obj.get("message"), code)
             return
         rv = str((obj.get("metadata") or {}).get("resourceVersion") or self.rv)
@@ -273,7 +296,7 @@ class _Session:
             profile_label=settings.power_profile_label,
             draining_label=settings.draining_label,
         )
-        self.streams = [_Stream(self, name) for name in _RESOURCES]
+        self.streams = [_Stream(self, name) for name in RESOURCES]
         self._changed = threading.Condition()
         self._dirty_since: float | None = None
         self._last_change = 0.0
@@ -288,7 +311,7 @@ class _Session:
             if self._dirty_since is None:
                 self._dirty_since = now
             else:
-                self.counts.add(KICKS, result="coalesced")
+                self.counts.add(KICKS, result=KickResult.COALESCED)
             self._last_change = now
             self._changed.notify_all()
 
@@ -323,7 +346,7 @@ class _Session:
                 fresh = healthy and not self.paused_for_test.is_set()
                 if fresh and self.cache.heartbeat(self.lease, self.holder, time.time()):
                     for st in self.streams:
-                        st.relist_reason = st.relist_reason or "requested"
+                        st.relist_reason = st.relist_reason or RelistReason.REQUESTED
                     self.close_streams()
                 self._flush()
             except cache_store.LeaseLost as e:
@@ -363,10 +386,10 @@ class _Session:
             try:
                 self.kick()
                 last_kick = time.monotonic()
-                self.counts.add(KICKS, result="sent")
+                self.counts.add(KICKS, result=KickResult.SENT)
             except Exception as e:
                 logger.warning("watcher: kick not sent: %s", e)
-                self.counts.add(KICKS, result="failed")
+                self.counts.add(KICKS, result=KickResult.FAILED)
             self._rekick_if_unserved(window)
 
     def _rekick_if_unserved(self, window: float) -> None:
@@ -386,7 +409,7 @@ class _Session:
             if status.seq <= status.served:
                 return
             if not busy:
-                self.counts.add(KICKS, result="repeated")
+                self.counts.add(KICKS, result=KickResult.REPEATED)
                 self.changed()
                 return
             wait = min(wait * 2, 30.0)
