@@ -42,6 +42,9 @@ PAUSED = "joulie_paused"
 LAST_TICK = "joulie_last_tick_timestamp_seconds"
 MANAGED_NODES = "joulie_managed_nodes"
 RECONCILE_INTERVAL = "joulie_reconcile_interval_seconds"
+#: Profile changes withheld by damping, by ``reason`` (dwell, budget, freeze); counted
+#: once per hold, when it starts (docs/SPEC.md §12.4).
+TRANSITIONS_HELD = "joulie_transitions_held_total"
 
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
@@ -55,6 +58,7 @@ _HELP = {
     WRITE_FAILURES: "Node writes that failed after retries",
     LEADER_CHANGES: "Times the tick lock was taken by a different process than before",
     POLICY_FALLBACKS: "Ticks planned with static_partition because POLICY_TYPE was unknown",
+    TRANSITIONS_HELD: "Profile changes withheld by damping (dwell, budget, freeze), per hold",
 }
 _STATES = (
     models.NodeState.ACTIVE_PERFORMANCE,

@@ -105,11 +105,12 @@ def _dwell_hold(
 
 def last_profile_change(record: models.FsmRecord | None, state: models.NodeState) -> float | None:
     """When the node took its current profile, by the FSM; None when the FSM does not
-    know the node or records another profile than the one ``state`` shows."""
+    know the node, records another profile than the one ``state`` shows, or never saw
+    the change (a record from before damping, or a node first seen already labelled)."""
     current = _current_profile(state)
     if record is None or current is None or record.profile is not current:
         return None
-    return record.profile_since if record.profile_since is not None else record.since
+    return record.profile_since
 
 
 def _held(

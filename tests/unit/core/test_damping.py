@@ -110,7 +110,7 @@ CASES = [
         E,
         record("ActivePerformance", age=10, legacy=True),
         {"min_dwell_s": 60},
-        H.DWELL,
+        None,
     ),
     ("ActiveEco", P, record("ActiveEco", age=1), {"min_dwell_s": 60}, None),
     (
@@ -140,7 +140,7 @@ IDS = [
     "node-unknown-to-fsm-not-held",
     "fsm-records-another-profile-not-held",
     "fsm-record-without-times-not-held",
-    "legacy-record-uses-since",
+    "record-without-profile-time-not-held",
     "upgrade-not-delayed-by-default",
     "upgrade-delayed-when-asked",
     "draining-upgrade-delayed-when-asked",
