@@ -128,14 +128,20 @@ def stage_guard(
     state.save_guarded(ref.tick_id, guarded)
 
 
+def damping_configured(settings: config.Settings) -> bool:
+    """True when a dwell, a budget or a schedule window is configured."""
+    params = settings.damping_params()
+    return params.min_dwell_s > 0 or params.has_budget or bool(settings.schedule.windows)
+
+
 def damping_inputs(
     state: ports.StateStore, *, settings: config.Settings, tick_time: float
 ) -> tuple[dict[str, models.FsmRecord] | None, int]:
     """What damping reads from Redis (docs/SPEC.md §12): the FSM and the downgrades in the
     budget window. Nothing is read when no damping is configured (the reference)."""
-    params = settings.damping_params()
-    if params.min_dwell_s <= 0 and not params.has_budget and not settings.schedule.windows:
+    if not damping_configured(settings):
         return None, 0
+    params = settings.damping_params()
     used = state.downgrades_since(tick_time - params.budget_window_s) if params.has_budget else 0
     return state.fsm(), used
 
