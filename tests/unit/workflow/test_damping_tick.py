@@ -5,13 +5,17 @@
 - the budget ledger is spent at the end of the tick and read by every later tick, so a
   burst of kicks cannot spend it twice; it refills as the window slides;
 - a freezing schedule window holds every downgrade and lets upgrades through;
-- with no damping configured the FSM and ledger are not read (the reference).
+- with no damping configured the FSM and ledger are not read (the reference);
+- property: whole ticks over any demand sequence never exceed the budget in the cluster.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from joulie_tasks import config
 from joulie_tasks.adapters import metrics
@@ -188,3 +192,34 @@ def test_without_damping_neither_the_fsm_nor_the_ledger_is_read() -> None:
     assert reconcile.damping_inputs(state, settings=cfg, tick_time=T0) == (None, 0)
     with_dwell = config.read_settings({**QUEUE, "MIN_PROFILE_DWELL": "1m"})
     assert reconcile.damping_inputs(state, settings=with_dwell, tick_time=T0) == ({}, 0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.integers(0, 2),
+    st.lists(st.tuples(st.sampled_from([0.0, 1.0, 30.0, 200.0]), st.integers(0, 4)), max_size=12),
+)
+def test_the_budget_holds_in_the_cluster_over_any_sequence_of_whole_ticks(
+    limit: int, steps: list[tuple[float, int]]
+) -> None:
+    """Whole ticks through the workflow (lock, stages, end of tick, ledger): the
+    downgrades the *cluster* saw (labels performance → eco) never exceed the budget in
+    any window, whatever the demand and the gaps between ticks (kicks: 0 s)."""
+    window = 300.0
+    cfg = config.read_settings(
+        {**QUEUE, "DOWNGRADE_BUDGET": str(limit), "DOWNGRADE_BUDGET_WINDOW": "5m"}
+    )
+    fake, state = cluster("a", "b", "c", "d"), MemoryStateStore()
+    set_demand(fake, 4)
+    now = T0
+    tick(fake, state, cfg, now)
+    seen: list[float] = []
+    for gap, demand in steps:
+        now += gap
+        set_demand(fake, demand)
+        before = profiles(fake)
+        tick(fake, state, cfg, now)
+        after = profiles(fake)
+        seen += [now for n in before if before[n] == "performance" and after[n] == "eco"]
+    for end in seen:
+        assert sum(1 for t in seen if end - window < t <= end) <= limit
