@@ -16,11 +16,12 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+import yaml
+from pydantic import Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from joulie_tasks import errors
-from joulie_tasks.core import durations, models, selectors, sentinel
+from joulie_tasks.core import durations, models, schedule, selectors, sentinel
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ _DURATION_FIELDS = (
     "watch_timeout",
     "cache_max_age",
     "kick_window",
+    "min_profile_dwell",
+    "downgrade_budget_window",
 )
 
 
@@ -105,6 +108,22 @@ class Settings(BaseSettings):
     transition_stream_maxlen: int = Field(10_000, ge=10)
     """Approximate bound on the Redis transition stream."""
 
+    # --- damping and schedules (docs/SPEC.md §12) ----------------------------------------
+    min_profile_dwell: float = Field(0.0, ge=0)
+    """A node that changed profile less than this long ago is not downgraded (Go duration;
+    0, the default, disables the dwell)."""
+    min_profile_dwell_upgrades: bool = False
+    """Let MIN_PROFILE_DWELL delay upgrades to performance too (default: demand first)."""
+    downgrade_budget: str = ""
+    """At most this many downgrades per DOWNGRADE_BUDGET_WINDOW: a count (``10``) or a
+    percentage of the eligible nodes (``10%``, rounded up); empty (default) means none."""
+    downgrade_budget_window: float = Field(600.0, gt=0)
+    """The sliding window of DOWNGRADE_BUDGET (Go duration; default 10m)."""
+    schedule_file: str | None = None
+    """YAML file of schedule windows (cron, duration, time zone, overrides, freeze)."""
+
+    _schedule: models.Schedule = PrivateAttr(default_factory=models.Schedule)
+
     # --- watcher and cache (watcher.py) ---------------------------------------------------
     watch_relist_interval: float = Field(600.0, gt=0)
     """Full relist of every watched resource this often, to heal missed events (10m)."""
@@ -124,6 +143,25 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return durations.parse_duration(value)
         return value
+
+    @field_validator("downgrade_budget")
+    @classmethod
+    def _check_budget(cls, value: str) -> str:
+        budget_parts(value)
+        return value
+
+    @field_validator("schedule_file", mode="before")
+    @classmethod
+    def _check_schedule(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip() == "":
+            return None  # compose passes an unset variable as ""
+        if isinstance(value, str):
+            read_schedule(value)
+        return value
+
+    def model_post_init(self, context: Any, /) -> None:
+        if self.schedule_file is not None:
+            self._schedule = read_schedule(self.schedule_file)
 
     @field_validator("node_selector")
     @classmethod
@@ -188,6 +226,21 @@ class Settings(BaseSettings):
     def selector(self) -> selectors.LabelSelector:
         return selectors.parse_selector(self.node_selector)
 
+    @property
+    def schedule(self) -> models.Schedule:
+        """SCHEDULE_FILE as read at start-up (no window when unset)."""
+        return self._schedule
+
+    def damping_params(self) -> models.DampingParams:
+        count, percent = budget_parts(self.downgrade_budget)
+        return models.DampingParams(
+            min_dwell_s=self.min_profile_dwell,
+            dwell_upgrades=self.min_profile_dwell_upgrades,
+            budget_count=count,
+            budget_percent=percent,
+            budget_window_s=self.downgrade_budget_window,
+        )
+
     def policy_params(self) -> models.PolicyParams:
         return models.PolicyParams(
             policy=self.policy,
@@ -200,6 +253,43 @@ class Settings(BaseSettings):
             performance_cap_watts=self.performance_cap_watts,
             eco_cap_watts=self.eco_cap_watts,
         )
+
+
+def budget_parts(text: str) -> tuple[int | None, float | None]:
+    """DOWNGRADE_BUDGET as (count, percent); ("", "") → no budget. Raises ValueError."""
+    value = text.strip()
+    if not value:
+        return None, None
+    problem = "expected a count (10) or a percentage of the eligible nodes (10%)"
+    try:
+        if value.endswith("%"):
+            percent = float(value[:-1])
+            if not 0 <= percent <= 100:
+                raise ValueError(problem)
+            return None, percent
+        count = int(value)
+    except ValueError:
+        raise ValueError(problem) from None
+    if count < 0:
+        raise ValueError(problem)
+    return count, None
+
+
+def read_schedule(path: str) -> models.Schedule:
+    """Read and validate SCHEDULE_FILE; ValueError names the window and the field."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except OSError as e:
+        raise ValueError(f"expected a readable YAML file ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise ValueError(f"expected a YAML file (not parsable{line})") from None
+    try:
+        return schedule.parse_schedule(data)
+    except schedule.ScheduleError as e:
+        raise ValueError(f"expected a valid schedule; {e}") from None
 
 
 def host_port(addr: str) -> tuple[str, int]:

@@ -154,6 +154,7 @@ class MemoryStateStore(ports.TickParts):
         self.skipped: dict[str, dict[str, str]] = collections.defaultdict(dict)
         self.flags: set[tuple[str, str]] = set()
         self._fsm: dict[str, str] = {}
+        self._downgrades: dict[str, float] = {}
         self._transitions: list[dict[str, str]] = []
         self._ids = itertools.count(1)
         self.counters: dict[str, float] = {}
@@ -282,8 +283,15 @@ class MemoryStateStore(ports.TickParts):
     def fsm_records(self) -> dict[str, dict[str, Any]]:
         return {node: json.loads(raw) for node, raw in self._fsm.items()}
 
-    def update_fsm(self, token: int, records: Mapping[str, Mapping[str, Any]]) -> int:
+    def update_fsm(
+        self,
+        token: int,
+        records: Mapping[str, Mapping[str, Any]],
+        *,
+        spend: ports.Spend | None = None,
+    ) -> int:
         written = 0
+        landed = set()
         for node, record in records.items():
             old = self._fsm.get(node)
             previous = json.loads(old).get("token") if old is not None else None
@@ -291,7 +299,16 @@ class MemoryStateStore(ports.TickParts):
                 continue  # a newer tick wrote this node
             self._fsm[node] = json.dumps(dict(record))
             written += 1
+            landed.add(node)
+        if spend is not None and spend.nodes:
+            for node in spend.nodes:
+                if node in landed:
+                    self._downgrades[f"{spend.tick_id}/{node}"] = spend.time
+            self._downgrades = {k: t for k, t in self._downgrades.items() if t >= spend.keep_after}
         return written
+
+    def downgrades_since(self, since: float) -> int:
+        return sum(1 for t in self._downgrades.values() if t > since)
 
     def forget_nodes(self, nodes: Iterable[str]) -> None:
         for node in nodes:

@@ -49,6 +49,9 @@ PAUSED = "joulie_paused"
 LAST_TICK = "joulie_last_tick_timestamp_seconds"
 MANAGED_NODES = "joulie_managed_nodes"
 RECONCILE_INTERVAL = "joulie_reconcile_interval_seconds"
+#: Profile changes withheld by damping, by ``reason`` (dwell, budget, freeze); counted
+#: once per hold, when it starts (docs/SPEC.md §12.4).
+TRANSITIONS_HELD = "joulie_transitions_held_total"
 
 #: The ``stage`` of a whole tick, start to end (the other stages are the chain's).
 TOTAL_STAGE = "total"
@@ -65,6 +68,7 @@ _HELP = {
     WRITE_FAILURES: "Node writes that failed after retries",
     LEADER_CHANGES: "Times the tick lock was taken by a different process than before",
     POLICY_FALLBACKS: "Ticks planned with static_partition because POLICY_TYPE was unknown",
+    TRANSITIONS_HELD: "Profile changes withheld by damping (dwell, budget, freeze), per hold",
 }
 _STATES = (
     models.NodeState.ACTIVE_PERFORMANCE,

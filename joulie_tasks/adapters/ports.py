@@ -72,6 +72,17 @@ class KubeGateway(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Spend:
+    """Downgrades a finishing tick enters in the budget ledger with its FSM records:
+    ``nodes`` at score ``time`` as ``tick_id/node``; entries before ``keep_after`` go."""
+
+    nodes: tuple[str, ...]
+    time: float
+    keep_after: float
+    tick_id: str
+
+
 class TickParts:
     """Typed records (FSM, transitions, tick summaries) and typed per-tick data: one
     save/load pair per stage output, so no caller names a part. A store implements the
@@ -226,7 +237,14 @@ class StateStore(Protocol):
     def batch_results(self, tick_id: str) -> tuple[dict[str, str], int, int]: ...
     def mark(self, tick_id: str, flag: str) -> bool: ...
     def fsm_records(self) -> dict[str, dict[str, Any]]: ...
-    def update_fsm(self, token: int, records: Mapping[str, Mapping[str, Any]]) -> int: ...
+    def update_fsm(
+        self,
+        token: int,
+        records: Mapping[str, Mapping[str, Any]],
+        *,
+        spend: Spend | None = None,
+    ) -> int: ...
+    def downgrades_since(self, since: float) -> int: ...
     def forget_nodes(self, nodes: Iterable[str]) -> None: ...
     def append_transitions(self, entries: Sequence[Mapping[str, str]], *, maxlen: int) -> None: ...
     def read_transitions(

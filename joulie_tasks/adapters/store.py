@@ -46,6 +46,9 @@ FENCE_KEY = f"{PREFIX}:fence"
 LATEST_TICK_KEY = f"{PREFIX}:latest-tick"
 LEADER_KEY = f"{PREFIX}:leader"
 FSM_KEY = f"{PREFIX}:fsm"
+#: Sorted set of landed downgrades (member ``tick_id/node``, score the tick time): the
+#: DOWNGRADE_BUDGET ledger, shared by every tick, kick and worker (docs/SPEC.md §12.2).
+DOWNGRADES_KEY = f"{PREFIX}:downgrades"
 TRANSITIONS_KEY = f"{PREFIX}:transitions"
 COUNTERS_KEY = f"{PREFIX}:metrics:counters"
 GAUGES_KEY = f"{PREFIX}:metrics:gauges"
@@ -117,11 +120,16 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 """
 # FSM compare-and-set: ARGV[1] is the token, ARGV[2] a JSON object node -> record.
-# A record is written only when no newer token wrote that node before.
+# A record is written only when no newer token wrote that node before. ARGV[3] is a JSON
+# list of nodes downgraded by this tick: each whose record was written is entered in the
+# downgrade ledger (KEYS[2]) as ARGV[6]/node at score ARGV[4], in the same script, so a
+# stale tick that cannot write the FSM cannot spend the budget either; entries scored
+# below ARGV[5] are trimmed.
 _FSM_CAS = """
 local token = tonumber(ARGV[1])
 local updates = cjson.decode(ARGV[2])
 local written = 0
+local landed = {}
 for node, record in pairs(updates) do
   local old = redis.call('HGET', KEYS[1], node)
   local ok = true
@@ -132,7 +140,15 @@ for node, record in pairs(updates) do
   if ok then
     redis.call('HSET', KEYS[1], node, cjson.encode(record))
     written = written + 1
+    landed[node] = true
   end
+end
+local spend = cjson.decode(ARGV[3])
+if #spend > 0 then
+  for _, node in ipairs(spend) do
+    if landed[node] then redis.call('ZADD', KEYS[2], ARGV[4], ARGV[6] .. '/' .. node) end
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[5])
 end
 return written
 """
@@ -427,12 +443,36 @@ class RedisStore(ports.TickParts):
             raw = self._redis.hgetall(FSM_KEY)
         return {_s(k): json.loads(v) for k, v in raw.items()}
 
-    def update_fsm(self, token: int, records: Mapping[str, Mapping[str, Any]]) -> int:
-        """Compare-and-set FSM records on the fencing token; return how many were written."""
+    def update_fsm(
+        self,
+        token: int,
+        records: Mapping[str, Mapping[str, Any]],
+        *,
+        spend: ports.Spend | None = None,
+    ) -> int:
+        """Compare-and-set FSM records on the fencing token; return how many were written.
+
+        ``spend`` enters the downgraded nodes whose record was written in the downgrade
+        ledger, atomically with the records (docs/SPEC.md §12.2).
+        """
         if not records:
             return 0
+        spent = spend or ports.Spend(nodes=(), time=0.0, keep_after=0.0, tick_id="")
+        args = [
+            str(token),
+            json.dumps(records),
+            json.dumps(list(spent.nodes)),
+            repr(spent.time),
+            repr(spent.keep_after),
+            spent.tick_id,
+        ]
         with self._errors():
-            return int(self._fsm_cas(keys=[FSM_KEY], args=[token, json.dumps(records)]))
+            return int(self._fsm_cas(keys=[FSM_KEY, DOWNGRADES_KEY], args=args))
+
+    def downgrades_since(self, since: float) -> int:
+        """Downgrades in the ledger after Unix time ``since`` (exclusive)."""
+        with self._errors():
+            return int(self._redis.zcount(DOWNGRADES_KEY, f"({since!r}", "+inf"))
 
     def forget_nodes(self, nodes: Iterable[str]) -> None:
         names = list(nodes)

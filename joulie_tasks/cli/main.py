@@ -196,6 +196,7 @@ def _report_json(report: lifecycle.TickReport, needs: set[models.NodeName]) -> d
                 "from_state": d.from_state.value,
                 "performance_pods": d.performance_pods,
                 "held": d.held,
+                "held_by": None if d.hold is None else d.hold.value,
                 "write_needed": d.node in needs,
             }
             for d in report.decisions

@@ -18,8 +18,8 @@ from typing import Any
 
 from joulie_tasks import config
 from joulie_tasks.adapters import clients, kube, ports, store
-from joulie_tasks.core import decide, durations, guard, snapshot_parse
-from joulie_tasks.workflow import apply, snapshot
+from joulie_tasks.core import damping, decide, durations, guard, schedule, snapshot_parse
+from joulie_tasks.workflow import apply, reconcile, snapshot
 
 
 def _when(seconds: float | None) -> str:
@@ -87,14 +87,49 @@ def status_rows(
                 "performance_pods": record.performance_pods if record is not None else None,
                 "last_error": record.last_error if record is not None else None,
                 "pending_write": node.name in pending,
+                "held_by": record.held_by.value if record and record.held_by else None,
+                "profile_since": record.profile_since if record is not None else None,
             }
         )
     return {
         "paused": state.is_paused(),
+        "damping": damping_status(settings, state, eligible=len(eligible), now=time.time()),
         "last_tick": None if last is None else last.model_dump(mode="json"),
         "watcher": _watcher_status(state),
         "nodes": rows,
     }
+
+
+def damping_status(
+    settings: config.Settings, state: ports.StateStore, *, eligible: int, now: float
+) -> dict[str, Any]:
+    """Damping in force now (docs/SPEC.md §12): dwell, budget spent and left, the active
+    schedule windows and the one freezing downgrades."""
+    params = settings.damping_params()
+    active = schedule.active_windows(settings.schedule, at=now)
+    limit = damping.budget_limit(params, eligible=eligible)
+    used = state.downgrades_since(now - params.budget_window_s) if limit is not None else None
+    return {
+        "min_profile_dwell_s": params.min_dwell_s,
+        "dwell_upgrades": params.dwell_upgrades,
+        "budget": None if limit is None else {"limit": limit, "used": used},
+        "budget_window_s": params.budget_window_s,
+        "active_windows": [w.name for w in active],
+        "frozen_by": schedule.freezing_window(active),
+    }
+
+
+def _damping_line(data: Mapping[str, Any]) -> str:
+    parts = []
+    if data["min_profile_dwell_s"]:
+        dwell = durations.format_duration(data["min_profile_dwell_s"])
+        parts.append(f"dwell {dwell}{' (upgrades too)' if data['dwell_upgrades'] else ''}")
+    if data["budget"] is not None:
+        window = durations.format_duration(data["budget_window_s"])
+        parts.append(f"budget {data['budget']['used']}/{data['budget']['limit']} per {window}")
+    windows = ", ".join(data["active_windows"]) or "none"
+    frozen = f"; downgrades frozen by {data['frozen_by']}" if data["frozen_by"] else ""
+    return f"damping: {', '.join(parts) or 'off'}; active windows: {windows}{frozen}"
 
 
 def _watcher_status(state: store.RedisStore) -> dict[str, Any]:
@@ -129,6 +164,7 @@ def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
         )
     else:
         print("watcher: none (ticks list the cluster)")
+    print(_damping_line(data["damping"]))
     if last:
         print(
             f"last tick: {last['tick_id']} at {_when(last['tick_time'])} "
@@ -144,11 +180,22 @@ def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
             r["draining"] or "-",
             "-" if r["performance_pods"] is None else r["performance_pods"],
             "yes" if r["pending_write"] else "-",
+            r["held_by"] or "-",
             r["last_error"] or "-",
         )
         for r in data["nodes"]
     ]
-    headers = ("NODE", "STATE", "SINCE", "PROFILE", "DRAINING", "PERF-PODS", "PENDING", "ERROR")
+    headers = (
+        "NODE",
+        "STATE",
+        "SINCE",
+        "PROFILE",
+        "DRAINING",
+        "PERF-PODS",
+        "PENDING",
+        "HELD",
+        "ERROR",
+    )
     print(_table(headers, rows))
     return 0
 
@@ -196,7 +243,14 @@ def cmd_plan(settings: config.Settings, args: argparse.Namespace) -> int:
     snap = snapshot.take_snapshot(
         gateway=gateway, tick_time=time.time(), tick_id="plan", page_size=settings.list_page_size
     )
-    decided = decide.decide(snap, settings=settings)
+    history: dict[str, Any] | None = None
+    used = 0
+    if reconcile.damping_configured(settings):
+        # Damping decides from the FSM and the budget ledger: read them as a tick would.
+        history, used = reconcile.damping_inputs(
+            _connect(settings), settings=settings, tick_time=snap.tick_time
+        )
+    decided = decide.decide(snap, settings=settings, history=history, downgrades_used=used)
     needs = decided.writes.nodes()
     rejected: dict[str, str] = {}
     if args.server_dry_run and not decided.writes.empty:
@@ -219,15 +273,21 @@ def cmd_plan(settings: config.Settings, args: argparse.Namespace) -> int:
             "cap_watts": d.cap_watts,
             "performance_pods": d.performance_pods,
             "postponed": d.postponed,
+            "held_by": None if d.hold is None else d.hold.value,
+            "hold_detail": d.hold_detail or None,
             "write_needed": d.node in needs,
             "server_dry_run": ("rejected: " + rejected[d.node]) if d.node in rejected else None,
         }
         for d in decided.guarded.decisions
     ]
+    active = [w.name for w in schedule.active_windows(settings.schedule, at=snap.tick_time)]
     if args.output == "json":
-        print(json.dumps({"policy": decided.plan.policy_name, "nodes": rows}, indent=2))
+        body = {"policy": decided.plan.policy_name, "active_windows": active, "nodes": rows}
+        print(json.dumps(body, indent=2))
     else:
         print(f"policy {decided.plan.policy_name}: {len(needs)} of {len(rows)} nodes to write")
+        if active:
+            print(f"active windows: {', '.join(active)}")
         table = [
             (
                 r["node"],
@@ -236,11 +296,12 @@ def cmd_plan(settings: config.Settings, args: argparse.Namespace) -> int:
                 r["profile"],
                 str(r["draining"]).lower(),
                 "yes" if r["write_needed"] else "-",
+                "-" if r["held_by"] is None else f"{r['held_by']}: {r['hold_detail']}",
                 r["server_dry_run"] or ("ok" if args.server_dry_run and r["write_needed"] else ""),
             )
             for r in rows
         ]
-        headers = ("NODE", "FROM", "TO", "PROFILE", "DRAINING", "WRITE", "DRY-RUN")
+        headers = ("NODE", "FROM", "TO", "PROFILE", "DRAINING", "WRITE", "HELD", "DRY-RUN")
         print(_table(headers, table))
     return 1 if rejected else 0
 

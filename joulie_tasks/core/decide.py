@@ -3,15 +3,27 @@
 The reconcile stages call these one at a time (each stage stores its output in
 Redis for the next); ``decide`` runs them all at once for the ``plan`` command.
 No I/O here: the settings come in as an argument (only the fields of ``Params``, which
-``config.Settings`` satisfies), the tick time too.
+``config.Settings`` satisfies), the tick time too, and so do the FSM records and the
+downgrade budget already spent that damping reads (docs/SPEC.md §12).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Protocol
 
-from joulie_tasks.core import classify, guard, models, plan, selectors, snapshot_parse, write
+from joulie_tasks.core import (
+    classify,
+    damping,
+    guard,
+    models,
+    plan,
+    schedule,
+    selectors,
+    snapshot_parse,
+    write,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +44,9 @@ class Params(Protocol):
     @property
     def selector(self) -> selectors.LabelSelector: ...
     def policy_params(self) -> models.PolicyParams: ...
+    def damping_params(self) -> models.DampingParams: ...
+    @property
+    def schedule(self) -> models.Schedule: ...
 
 
 class Decided(models.Frozen):
@@ -54,7 +69,10 @@ def plan_for(snap: models.Snapshot, demand: models.Demand, *, settings: Params) 
     return plan.make_plan(
         [n.name for n in eligible],
         demand=demand,
-        params=settings.policy_params(),
+        params=schedule.policy_at(
+            settings.policy_params(),
+            active=schedule.active_windows(settings.schedule, at=snap.tick_time),
+        ),
         tick_time=snap.tick_time,
     )
 
@@ -65,7 +83,12 @@ def guard_for(
     planned: models.Plan,
     *,
     settings: Params,
+    history: Mapping[str, models.FsmRecord] | None = None,
+    downgrades_used: int = 0,
 ) -> models.GuardedPlan:
+    """Guard, damping, then MAX_TRANSITIONS_PER_TICK. ``history`` is the FSM (None: the
+    FSM is unknown, so the dwell holds nothing) and ``downgrades_used`` the downgrades
+    already in the budget window."""
     guarded = guard.apply_guard(
         planned,
         nodes=snap.nodes,
@@ -75,7 +98,21 @@ def guard_for(
         tick_time=snap.tick_time,
         performance_cap_watts=settings.performance_cap_watts,
     )
-    return guard.limit_profile_changes(guarded, max_changes=settings.max_transitions_per_tick)
+    policy = settings.policy_params()
+    active = schedule.active_windows(settings.schedule, at=snap.tick_time)
+    damped = damping.damp_transitions(
+        guarded,
+        params=settings.damping_params(),
+        context=models.DampingContext(
+            tick_time=snap.tick_time,
+            history=damping.history_of(history or {}),
+            downgrades_used=downgrades_used,
+            frozen_by=schedule.freezing_window(active),
+            performance_cap_watts=policy.performance_cap_watts,
+            eco_cap_watts=policy.eco_cap_watts,
+        ),
+    )
+    return guard.limit_profile_changes(damped, max_changes=settings.max_transitions_per_tick)
 
 
 def writes_for(
@@ -90,11 +127,19 @@ def writes_for(
     )
 
 
-def decide(snap: models.Snapshot, *, settings: Params) -> Decided:
+def decide(
+    snap: models.Snapshot,
+    *,
+    settings: Params,
+    history: Mapping[str, models.FsmRecord] | None = None,
+    downgrades_used: int = 0,
+) -> Decided:
     """All stages of the core on one snapshot (what a tick would do with it)."""
     demand = demand_of(snap)
     planned = plan_for(snap, demand, settings=settings)
-    guarded = guard_for(snap, demand, planned, settings=settings)
+    guarded = guard_for(
+        snap, demand, planned, settings=settings, history=history, downgrades_used=downgrades_used
+    )
     return Decided(
         demand=demand,
         plan=planned,

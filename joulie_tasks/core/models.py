@@ -75,6 +75,16 @@ class PolicyName(StrEnum):
 class TransitionResult(StrEnum):
     APPLIED = "applied"
     DEFERRED = "deferred"
+    #: A profile change withheld by damping (dwell, budget, freeze; docs/SPEC.md §12).
+    HELD = "held"
+
+
+class HoldReason(StrEnum):
+    """Why damping kept a node's profile this tick (docs/SPEC.md §12)."""
+
+    DWELL = "dwell"
+    BUDGET = "budget"
+    FREEZE = "freeze"
 
 
 # --- snapshot ---------------------------------------------------------------------------
@@ -224,12 +234,76 @@ class Decision(Frozen):
     held: bool = False
     postponed: bool = False
     transitions: tuple[Transition, ...] = ()
+    #: Damping (docs/SPEC.md §12): why the planned profile change was withheld, whether
+    #: this tick starts the hold (announced once), and the explanation shown to people.
+    hold: HoldReason | None = None
+    hold_started: bool = False
+    hold_detail: str = ""
 
 
 class GuardedPlan(Frozen):
     tick_time: float
     policy_name: str
     decisions: tuple[Decision, ...] = ()
+
+
+# --- damping and schedules (docs/SPEC.md §12) -------------------------------------------
+
+
+class DampingParams(Frozen):
+    """MIN_PROFILE_DWELL, DOWNGRADE_BUDGET and its window, as the pure core sees them.
+
+    The budget is ``budget_count`` downgrades, or ``budget_percent`` % of the eligible
+    nodes (rounded up), per ``budget_window_s``; both None means no budget.
+    """
+
+    min_dwell_s: float = Field(0.0, ge=0)
+    dwell_upgrades: bool = False
+    budget_count: int | None = Field(None, ge=0)
+    budget_percent: float | None = Field(None, ge=0, le=100)
+    budget_window_s: float = Field(600.0, gt=0)
+
+    @property
+    def has_budget(self) -> bool:
+        return self.budget_count is not None or self.budget_percent is not None
+
+
+class DampingContext(Frozen):
+    """What damping reads besides the plan: FSM records, budget spent, schedule freeze."""
+
+    tick_time: float
+    history: dict[NodeName, FsmRecord] = Field(default_factory=dict)
+    downgrades_used: int = 0
+    frozen_by: str | None = None
+    performance_cap_watts: float = 5000.0
+    eco_cap_watts: float = 120.0
+
+
+class PolicyOverrides(Frozen):
+    """Policy parameters a schedule window replaces while it is active (unset: kept)."""
+
+    static_hp_frac: float | None = Field(None, ge=0, le=1)
+    queue_hp_base_frac: float | None = Field(None, ge=0, le=1)
+    queue_hp_min: int | None = None
+    queue_hp_max: int | None = None
+    queue_perf_per_hp_node: int | None = None
+
+
+class ScheduleWindow(Frozen):
+    """A window that opens at each ``cron`` time (in ``timezone``) and lasts ``duration_s``."""
+
+    name: str
+    cron: str
+    duration_s: float = Field(gt=0)
+    timezone: str = "UTC"
+    policy: PolicyOverrides = PolicyOverrides()
+    freeze_downgrades: bool = False
+
+
+class Schedule(Frozen):
+    """SCHEDULE_FILE, validated; later windows override earlier ones field by field."""
+
+    windows: tuple[ScheduleWindow, ...] = ()
 
 
 # --- write ------------------------------------------------------------------------------
@@ -306,6 +380,11 @@ class FsmRecord(_Record):
     performance_pods: int | None = None
     written: bool = False
     last_error: str | None = None
+    #: When the node last changed profile (performance <-> eco); ``since`` is the time
+    #: of the last *state* change. Records from before damping lack it (use ``since``).
+    profile_since: float | None = None
+    #: The damping hold in force at this record's tick, if any (docs/SPEC.md §12).
+    held_by: HoldReason | None = None
 
 
 class TransitionEntry(_Record):

@@ -1,4 +1,5 @@
-"""Kubernetes Events on Nodes for every applied and every newly deferred transition.
+"""Kubernetes Events on Nodes for every applied and every newly deferred transition, and
+for every hold that starts (damping, docs/SPEC.md §12).
 
 ``kubectl describe node`` then tells the story (reason, from, to, policy). Events
 are informative only: they are sent after the tick's writes, from their own task,
@@ -24,6 +25,7 @@ NAMESPACE = "default"  # where Node events live, as kubelet's do
 COMPONENT = "joulie-operator"
 APPLIED_REASON = "PowerProfileChanged"
 DEFERRED_REASON = "PowerProfileDowngradeDeferred"
+HELD_REASON = "PowerProfileChangeHeld"
 
 
 def event_bodies(
@@ -34,7 +36,8 @@ def event_bodies(
     tick_id: str,
     instance: str,
 ) -> list[dict[str, Any]]:
-    """One Event per applied transition and per newly deferred downgrade that landed."""
+    """One Event per applied transition, per newly deferred downgrade that landed, and per
+    hold that starts (a hold that goes on is not announced again, as a deferral)."""
     stamp = datetime.fromtimestamp(tick_time, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     bodies: list[dict[str, Any]] = []
     for d in decisions:
@@ -44,7 +47,15 @@ def event_bodies(
         deferred = [t for t in d.transitions if t.result is models.TransitionResult.DEFERRED]
         # A deferral starting this tick is one event (not also its applied step into
         # DrainingPerformance); a deferral that goes on is not announced again.
-        if deferred and d.from_state is not models.NodeState.DRAINING_PERFORMANCE:
+        if d.hold is not None:
+            if not d.hold_started:
+                continue
+            reason = HELD_REASON
+            message = (
+                f"{d.from_state.value} → {d.planned.value} held ({d.hold.value}): "
+                f"{d.hold_detail} (policy {d.policy_name})"
+            )
+        elif deferred and d.from_state is not models.NodeState.DRAINING_PERFORMANCE:
             t = deferred[0]
             reason = DEFERRED_REASON
             message = (

@@ -15,7 +15,7 @@ from typing import Any
 
 from joulie_tasks import config, errors
 from joulie_tasks.adapters import metrics, ports
-from joulie_tasks.core import guard, models
+from joulie_tasks.core import damping, guard, models
 from joulie_tasks.workflow import apply, cache_tick, events, lifecycle
 
 logger = logging.getLogger(__name__)
@@ -112,17 +112,24 @@ def _record_outcome(
     state: ports.StateStore,
     settings: config.Settings,
 ) -> tuple[int, int]:
-    """Update FSM and stream for what landed; failed nodes keep their previous state."""
+    """Update FSM and stream for what landed; failed nodes keep their previous state.
+
+    Downgrades that landed are entered in the budget ledger by the same script that
+    writes the FSM; a hold that starts is counted, streamed and (see events.py) announced.
+    """
     previous = state.fsm()
     records: dict[str, models.FsmRecord] = {}
     entries: list[models.TransitionEntry] = []
     counts = metrics.Values()
+    downgraded: list[str] = []
     for d in guarded.decisions:
         prev = previous.get(d.node)
         if d.node in failures or d.postponed:
             records[d.node] = _failed_record(d, prev, ref, failures.get(d.node))
             continue
         since = prev.since if prev is not None and prev.state == d.to_state else None
+        if damping.is_downgrade(d):
+            downgraded.append(d.node)
         records[d.node] = models.FsmRecord(
             state=d.to_state,
             profile=d.profile,
@@ -133,7 +140,12 @@ def _record_outcome(
             performance_pods=d.performance_pods,
             written=d.node in needs_write,
             last_error=None,
+            profile_since=_profile_since(d.from_state, d.profile, prev, ref.tick_time),
+            held_by=d.hold,
         )
+        if d.hold is not None and d.hold_started:
+            counts.add(metrics.TRANSITIONS_HELD, reason=d.hold.value)
+            entries.append(_held_entry(d, ref))
         for t in d.transitions:
             counts.add(
                 metrics.STATE_TRANSITIONS,
@@ -154,7 +166,16 @@ def _record_outcome(
                     time=ref.tick_time,
                 )
             )
-    state.update_fsm(ref.token, {n: r.model_dump(mode="json") for n, r in records.items()})
+    window = settings.downgrade_budget_window
+    spend = ports.Spend(
+        nodes=tuple(downgraded),
+        time=ref.tick_time,
+        keep_after=ref.tick_time - 2 * window,  # a margin for clocks a little behind
+        tick_id=ref.tick_id,
+    )
+    state.update_fsm(
+        ref.token, {n: r.model_dump(mode="json") for n, r in records.items()}, spend=spend
+    )
     managed = {d.node for d in guarded.decisions}
     state.forget_nodes(n for n in previous if n not in managed)
     state.append_transitions(
@@ -162,7 +183,39 @@ def _record_outcome(
     )
     state.add_counters(counts.as_dict())
     applied = sum(1 for e in entries if e.result == models.TransitionResult.APPLIED)
-    return applied, len(entries) - applied
+    deferred = sum(1 for e in entries if e.result == models.TransitionResult.DEFERRED)
+    return applied, deferred
+
+
+def _profile_since(
+    before: models.NodeState,
+    profile: models.Profile,
+    prev: models.FsmRecord | None,
+    tick_time: float,
+) -> float | None:
+    """When the node took ``profile``: now if it changes this tick, else what the FSM
+    knew (None when it never saw the change, so the dwell holds nothing)."""
+    if guard.profile_of(before)[0] is not profile:
+        return tick_time
+    if prev is not None and prev.profile is profile:
+        return prev.profile_since
+    return None
+
+
+def _held_entry(d: models.Decision, ref: lifecycle.TickRef) -> models.TransitionEntry:
+    """The stream entry of a hold that starts: the change the plan wanted, withheld."""
+    wanted = guard.state_of(d.planned, False)
+    hold = d.hold.value if d.hold is not None else ""
+    return models.TransitionEntry(
+        node=d.node,
+        from_state=d.from_state,
+        to_state=wanted,
+        result=models.TransitionResult.HELD,
+        reason=f"{hold}: {d.hold_detail}",
+        policy=d.policy_name,
+        tick_id=ref.tick_id,
+        time=ref.tick_time,
+    )
 
 
 def _failed_record(
@@ -171,7 +224,9 @@ def _failed_record(
     """The FSM record of a node not written (failed, postponed): what the cluster shows."""
     profile, draining = guard.profile_of(d.from_state)
     keep = prev is not None and prev.state == d.from_state
+    same_profile = prev is not None and profile is not None and prev.profile is profile
     return models.FsmRecord(
+        profile_since=prev.profile_since if same_profile and prev is not None else None,
         state=d.from_state,
         profile=profile,
         draining=draining,

@@ -104,7 +104,10 @@ def stage_guard(
     snap = state.load_nodes(ref.tick_id)
     demand = state.load_demand(ref.tick_id)
     planned = state.load_plan(ref.tick_id)
-    guarded = decide.guard_for(snap, demand, planned, settings=settings)
+    history, used = damping_inputs(state, settings=settings, tick_time=ref.tick_time)
+    guarded = decide.guard_for(
+        snap, demand, planned, settings=settings, history=history, downgrades_used=used
+    )
     for d in guarded.decisions:
         if d.held:
             logger.warning(
@@ -112,7 +115,35 @@ def stage_guard(
                 ref.tick_id,
                 d.node,
             )
+        elif d.hold is not None and d.hold_started:
+            logger.info(
+                "tick %s: node %s: %s → %s held (%s): %s",
+                ref.tick_id,
+                d.node,
+                d.from_state.value,
+                d.planned.value,
+                d.hold.value,
+                d.hold_detail,
+            )
     state.save_guarded(ref.tick_id, guarded)
+
+
+def damping_configured(settings: config.Settings) -> bool:
+    """True when a dwell, a budget or a schedule window is configured."""
+    params = settings.damping_params()
+    return params.min_dwell_s > 0 or params.has_budget or bool(settings.schedule.windows)
+
+
+def damping_inputs(
+    state: ports.StateStore, *, settings: config.Settings, tick_time: float
+) -> tuple[dict[str, models.FsmRecord] | None, int]:
+    """What damping reads from Redis (docs/SPEC.md §12): the FSM and the downgrades in the
+    budget window. Nothing is read when no damping is configured (the reference)."""
+    if not damping_configured(settings):
+        return None, 0
+    params = settings.damping_params()
+    used = state.downgrades_since(tick_time - params.budget_window_s) if params.has_budget else 0
+    return state.fsm(), used
 
 
 def stage_write(

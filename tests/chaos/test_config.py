@@ -51,6 +51,11 @@ INVALID = {
     "WATCH_TIMEOUT": "0s",
     "CACHE_MAX_AGE": "0",
     "KICK_WINDOW": "fast",
+    "MIN_PROFILE_DWELL": "5",
+    "MIN_PROFILE_DWELL_UPGRADES": "sometimes",
+    "DOWNGRADE_BUDGET": "ten percent",
+    "DOWNGRADE_BUDGET_WINDOW": "0s",
+    "SCHEDULE_FILE": "/nonexistent/joulie-schedule.yaml",
 }
 NO_INVALID_VALUE = {"POLICY_TYPE", "KUBECONFIG", "KUBE_CONTEXT"}
 

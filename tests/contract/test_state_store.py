@@ -248,3 +248,34 @@ def test_records_read_back_as_the_models_written(state: ports.StateStore) -> Non
     state.set_last_tick(summary.model_dump(mode="json"))
     assert state.tick_summary() == summary
     assert state.tick_summaries() == [summary]
+
+
+def test_downgrades_are_spent_with_the_fsm_and_only_where_it_was_written(
+    state: ports.StateStore,
+) -> None:
+    # Given node a written by a newer tick (token 9)
+    state.update_fsm(9, {"a": {"state": "ActivePerformance", "token": 9}})
+    # When tick t5 (token 5) records downgrades of a and b
+    spend = ports.Spend(nodes=("a", "b"), time=1000.0, keep_after=0.0, tick_id="t5")
+    records = {"a": {"state": "ActiveEco", "token": 5}, "b": {"state": "ActiveEco", "token": 5}}
+    assert state.update_fsm(5, records, spend=spend) == 1
+    # Then only b, whose record was written, spends the budget
+    assert state.downgrades_since(999.0) == 1
+    assert state.downgrades_since(1000.0) == 0  # the window's start is exclusive
+    # And the same tick recorded again spends nothing more (one entry per tick and node)
+    state.update_fsm(5, records, spend=spend)
+    assert state.downgrades_since(0.0) == 1
+
+
+def test_the_downgrade_ledger_counts_a_sliding_window_and_trims_old_entries(
+    state: ports.StateStore,
+) -> None:
+    for i, t in enumerate((100.0, 200.0, 300.0)):
+        node = f"n{i}"
+        spend = ports.Spend(nodes=(node,), time=t, keep_after=0.0, tick_id=f"t{i}")
+        state.update_fsm(i + 1, {node: {"state": "ActiveEco", "token": i + 1}}, spend=spend)
+    assert [state.downgrades_since(s) for s in (50.0, 150.0, 250.0, 300.0)] == [3, 2, 1, 0]
+    # A later tick trims what is before its keep_after
+    spend = ports.Spend(nodes=("n9",), time=400.0, keep_after=250.0, tick_id="t9")
+    state.update_fsm(9, {"n9": {"state": "ActiveEco", "token": 9}}, spend=spend)
+    assert state.downgrades_since(0.0) == 2

@@ -87,9 +87,10 @@ def load_json(name: str) -> dict[str, Any]:
     return data
 
 
-#: Optional components with their own tests (test_sentinel_manifests.py): they replace
-#: base objects, so the base's one-of-each checks do not apply to them.
-REPLACING_COMPONENTS = ("sentinel",)
+#: Optional components with their own tests (test_sentinel_manifests.py,
+#: test_schedule_manifests.py): they replace or patch base objects, so the base's
+#: one-of-each checks do not apply to them.
+REPLACING_COMPONENTS = ("sentinel", "schedule")
 
 
 def manifest_files(*, under: Path | None = None) -> list[Path]:

@@ -111,3 +111,31 @@ affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
+
+{{/* SCHEDULE_FILE (docs/SPEC.md §12.3): with schedule.windows set, the schedule ConfigMap
+is mounted read-only in every operator pod (each one reads its settings at start-up). */}}
+{{- define "joulie-tasks.schedulePath" -}}
+/etc/joulie-tasks/schedule.yaml
+{{- end }}
+
+{{- define "joulie-tasks.scheduleMount" -}}
+{{- if .Values.schedule.windows }}
+- name: schedule
+  mountPath: /etc/joulie-tasks
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "joulie-tasks.scheduleVolume" -}}
+{{- if .Values.schedule.windows }}
+- name: schedule
+  configMap:
+    name: {{ include "joulie-tasks.fullname" . }}-schedule
+{{- end }}
+{{- end }}
+
+{{- define "joulie-tasks.scheduleChecksum" -}}
+{{- if .Values.schedule.windows }}
+checksum/schedule: {{ toYaml .Values.schedule | sha256sum }}
+{{- end }}
+{{- end }}

@@ -33,6 +33,7 @@ DASHBOARD_PANELS = {
     "Failed writes",
     "Lock holder changes",
     "Paused",
+    "Transitions held by damping",
 }
 
 
