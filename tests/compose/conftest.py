@@ -9,11 +9,16 @@ through the official client, Redis, the metrics endpoint). ``down -v`` at the en
 
 Where podman or docker-compose is missing the tier is skipped with one line; under ``CI``
 it fails instead (``.ci/run`` installs both), so it can never vanish silently.
+
+Each test states its row through the ``row`` fixture; when the whole tier passes with
+``JOULIE_WRITE_RELIABILITY=1`` the rows replace the compose section of
+docs/RELIABILITY.md (the chaos tables and the failover sections are kept).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -44,6 +49,65 @@ HOW_TO_GET = (
 )
 
 T = TypeVar("T")
+
+RELIABILITY = ROOT / "docs" / "RELIABILITY.md"
+SECTION = "## The compose stack (docker-compose on podman)"
+#: (test id, [fault, what was done, what the operator did]) of every passed test.
+_ROWS: dict[str, list[str]] = {}
+_ORDER: list[str] = []
+
+
+@pytest.fixture
+def row(request: pytest.FixtureRequest) -> Iterator[list[str]]:
+    """The test appends fault, action and behaviour; kept only if the test passed."""
+    cells: list[str] = []
+    yield cells
+    report = getattr(request.node, "_compose_report", None)
+    if report is not None and report.passed and cells:
+        _ROWS[request.node.nodeid] = cells
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item._compose_report = report  # type: ignore[attr-defined]
+        _ORDER.append(item.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("JOULIE_WRITE_RELIABILITY") != "1" or not _ROWS:
+        return
+    if exitstatus != 0 or session.testsfailed or session.config.option.keyword:
+        print(f"\n{SECTION}: not written (the compose tier did not wholly pass)")
+        return
+    lines = [
+        SECTION,
+        "",
+        "Written by the compose tier (`JOULIE_WRITE_RELIABILITY=1 .venv/bin/pytest -m compose`,",
+        "tests/compose): the project's own docker-compose.yml with compose/ci.yml, on podman,",
+        "images built by `scripts/images.sh --ci`. Every value comes from the run itself;",
+        "*state lost* reads `none` only because the test's checks of the FSM, the audit",
+        "stream, the node labels and the NodePowerProfiles all passed.",
+        "",
+        "| # | fault | what was done | what the operator did | state lost |",
+        "|---|---|---|---|---|",
+    ]
+    ordered = [n for n in _ORDER if n in _ROWS]
+    for number, nodeid in enumerate(ordered, 1):
+        cells = [c.replace("|", "\\|") for c in _ROWS[nodeid]]
+        lines.append(f"| {number} | " + " | ".join(cells) + " | none |")
+    text = "\n".join(lines) + "\n"
+    current = RELIABILITY.read_text()
+    before, found, rest = current.partition(SECTION)
+    after = rest.partition("\n## ")[2] if found else ""
+    RELIABILITY.write_text(
+        (before.rstrip("\n") + "\n\n" if found else current.rstrip("\n") + "\n\n")
+        + text
+        + ("\n## " + after if after else "")
+    )
+    print(f"\nwrote {SECTION!r} in docs/RELIABILITY.md ({len(ordered)} rows)")
 
 
 def require_tools() -> Path:
@@ -91,8 +155,9 @@ def wait_for(what: str, probe: Callable[[], T | None], *, timeout: float, every:
 class Stack:
     """One compose project of the repository's stack, and the ways a test reaches it."""
 
-    def __init__(self, project: str, env: dict[str, str]) -> None:
+    def __init__(self, project: str, env: dict[str, str], *, nodes: int = NODES) -> None:
         self.project = project
+        self.nodes = nodes
         self.metrics_port = free_port()
         self.env = {
             **os.environ,
@@ -100,9 +165,10 @@ class Stack:
             "COMPOSE_PROJECT_NAME": project,
             "METRICS_PORT": str(self.metrics_port),
             "CI_RECONCILE_INTERVAL": f"{INTERVAL_S:.0f}s",
-            "FAKE_NODES": str(NODES),
+            "FAKE_NODES": str(nodes),
         }
         self._redis: redis.Redis | None = None
+        self.up_started = 0.0
         self._api: k8s.ApiClient | None = None
 
     # -- docker-compose ----------------------------------------------------------------
@@ -231,14 +297,22 @@ class Stack:
         return total
 
     # -- states the tests wait for -----------------------------------------------------
-    def converged(self, performance: int) -> dict[str, Any] | None:
-        """The last tick, once the first ``performance`` nodes are performance, the rest
-        eco, on labels, profiles and the FSM, and that tick planned no write."""
+    def cluster_converged(self, performance: int) -> dict[str, str] | None:
+        """Each node's profile once the first ``performance`` nodes are performance and
+        the rest eco, on the node labels and the NodePowerProfiles alike."""
         names = sorted(self.profiles_by_node())
-        if len(names) != NODES:
+        if len(names) != self.nodes:
             return None
         want = {n: ("performance" if i < performance else "eco") for i, n in enumerate(names)}
         if self.profiles_by_node() != want or self.npp_profiles() != want:
+            return None
+        return want
+
+    def converged(self, performance: int) -> dict[str, Any] | None:
+        """The last tick, once the cluster is converged (:meth:`cluster_converged`), the
+        FSM says the same and that tick planned no write."""
+        want = self.cluster_converged(performance)
+        if want is None:
             return None
         fsm = self.fsm()
         if {n: r.get("profile") for n, r in fsm.items()} != want:
@@ -255,12 +329,16 @@ class Stack:
             self._api.close()
 
 
-def build_images(assets: Path) -> None:
-    env = {**os.environ, "KUBEBUILDER_ASSETS": str(assets)}
+@pytest.fixture(scope="session")
+def images() -> dict[str, str]:
+    """The images built (``scripts/images.sh --ci``, cached by podman) and podman's
+    Docker API: the environment docker-compose needs (DOCKER_HOST, CONTAINERS_CONF)."""
+    assets = require_tools()
+    env = podman_env()
     done = subprocess.run(
         ["bash", "scripts/images.sh", "--ci"],
         cwd=ROOT,
-        env=env,
+        env={**os.environ, **env, "KUBEBUILDER_ASSETS": str(assets)},
         capture_output=True,
         text=True,
         timeout=900,
@@ -268,21 +346,25 @@ def build_images(assets: Path) -> None:
     )
     if done.returncode != 0:
         pytest.fail(f"scripts/images.sh --ci failed:\n{done.stdout}\n{done.stderr}")
+    print(f"compose: images\n{done.stdout}")
+    return env
+
+
+@contextlib.contextmanager
+def running(stack: Stack, *up: str) -> Iterator[Stack]:
+    """``stack`` brought up with ``docker-compose up -d *up``; ``down -v`` afterwards."""
+    stack.compose("down", "-v", "--remove-orphans", check=False)
+    stack.up_started = time.monotonic()
+    stack.compose("up", "-d", *up, timeout=600)
+    try:
+        yield stack
+    finally:
+        stack.close()
+        stack.compose("down", "-v", "--remove-orphans", "-t", "5", check=False, timeout=300)
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
-    """The stack, up with three workers, and its ``up`` time in ``stack.up_seconds``."""
-    assets = require_tools()
-    env = podman_env()
-    build_images(assets)
-    s = Stack(f"joulie-ci-{os.getpid()}", env)
-    s.compose("down", "-v", "--remove-orphans", check=False)
-    started = time.monotonic()
-    s.compose("up", "-d", "--scale", "worker=3", timeout=600)
-    s.up_started = started  # type: ignore[attr-defined]
-    try:
+def stack(images: dict[str, str]) -> Iterator[Stack]:
+    """The stack, up with three workers; ``stack.up_started``: when ``up`` began."""
+    with running(Stack(f"joulie-ci-{os.getpid()}", images), "--scale", "worker=3") as s:
         yield s
-    finally:
-        s.close()
-        s.compose("down", "-v", "--remove-orphans", "-t", "5", check=False, timeout=300)

@@ -69,10 +69,10 @@ def fsm_facts(stack: Stack) -> dict[str, tuple[object, ...]]:
 
 
 def test_up_with_three_workers_converges_200_nodes_with_batches_on_several_workers(
-    stack: Stack,
+    stack: Stack, row: list[str]
 ) -> None:
     tick = wait_for("200 nodes converged, all eco", lambda: stack.converged(0), timeout=240)
-    up_s = time.monotonic() - stack.up_started  # type: ignore[attr-defined]
+    up_s = time.monotonic() - stack.up_started
     print(f"compose: up to the first converged tick in {up_s:.1f} s ({tick['tick_id']})")
     assert len(stack.containers("worker")) == 3
     assert all(r["state"] == "ActiveEco" for r in stack.fsm().values()), "FSM: every node eco"
@@ -84,9 +84,17 @@ def test_up_with_three_workers_converges_200_nodes_with_batches_on_several_worke
     )
     assert sum(ran_on.values()) >= NODES // 20, ran_on
     assert len(ran_on) >= 2, f"every write batch ran on one worker: {ran_on}"
+    row += [
+        "`up --scale worker=3`",
+        f"stack up from nothing: {NODES} managed nodes, 40 bound pods, no profile yet",
+        f"first converged tick {up_s:.1f} s after `up` began; {sum(ran_on.values())} "
+        f"write batches on {len(ran_on)} of 3 workers ({', '.join(sorted(ran_on))})",
+    ]
 
 
-def test_the_metrics_container_is_scraped_and_reports_nodes_by_state(stack: Stack) -> None:
+def test_the_metrics_container_is_scraped_and_reports_nodes_by_state(
+    stack: Stack, row: list[str]
+) -> None:
     def nodes_by_state() -> collections.Counter[str] | None:
         text = stack.metrics_text()
         found = collections.Counter(
@@ -100,9 +108,15 @@ def test_the_metrics_container_is_scraped_and_reports_nodes_by_state(stack: Stac
     by_state = wait_for("metrics: nodes by state", nodes_by_state, timeout=60)
     assert by_state == {"ActiveEco": NODES}, by_state
     assert re.search(rf"^joulie_managed_nodes {NODES}\.0$", stack.metrics_text(), re.M)
+    row += [
+        "metrics container scraped",
+        "GET /metrics on the published port",
+        f"`joulie_operator_node_state`: {by_state['ActiveEco']} nodes ActiveEco; "
+        f"`joulie_managed_nodes` {NODES}",
+    ]
 
 
-def test_every_role_runs_as_uid_10001_on_a_read_only_root(stack: Stack) -> None:
+def test_every_role_runs_as_uid_10001_on_a_read_only_root(stack: Stack, row: list[str]) -> None:
     for service in ("worker", "beat", "watcher", "metrics"):
         for name in stack.containers(service):
             user, read_only = stack.podman(
@@ -115,10 +129,17 @@ def test_every_role_runs_as_uid_10001_on_a_read_only_root(stack: Stack) -> None:
     out = stack.compose("run", "--rm", "-T", "worker", "reconcile", "--once", "--dry-run")
     assert "(dry run: nothing written)" in out, out
     assert f"{NODES} nodes, 0 writes planned, 0 written, 0 failed" in out, out
+    row += [
+        "non-root, read-only root filesystem",
+        "worker, beat, watcher, metrics containers inspected; `touch /app/x` in a worker; "
+        "`run --rm worker reconcile --once --dry-run`",
+        "every role runs as 10001:10001 with a read-only root (only /tmp is a tmpfs); "
+        "the write is refused; the one-shot tick plans 0 writes",
+    ]
 
 
 def test_the_watcher_kicks_a_tick_within_seconds_of_a_burst_of_performance_pods(
-    stack: Stack,
+    stack: Stack, row: list[str]
 ) -> None:
     # Right after a beat tick finished the next one is a whole interval away: only a
     # kick from the watcher can apply the burst within a few seconds.
@@ -137,10 +158,16 @@ def test_the_watcher_kicks_a_tick_within_seconds_of_a_burst_of_performance_pods(
     assert reaction < INTERVAL_S / 2, f"{reaction:.1f} s: that was the beat, not a kick"
     delete_pods(stack, "burst")
     wait_for("back to all eco", lambda: stack.converged(0), timeout=120)
+    row += [
+        "burst of performance pods",
+        f"30 pending performance pods created just after a beat tick (interval {INTERVAL_S:.0f} s)",
+        f"the watcher kicked a tick: 30 nodes performance {reaction:.1f} s after the pods "
+        "were created; after their deletion all eco again",
+    ]
 
 
 def test_a_worker_killed_during_a_full_flip_loses_nothing_and_transitions_each_node_once(
-    stack: Stack,
+    stack: Stack, row: list[str]
 ) -> None:
     stack.exec("worker", "joulie-tasks", "pause")
     mark = last_stream_id(stack)
@@ -176,10 +203,18 @@ def test_a_worker_killed_during_a_full_flip_loses_nothing_and_transitions_each_n
         f"compose: killed {victim} during tick {tick_id}; converged; "
         f"{len(applied)} transitions recorded by the finishing ticks, none twice"
     )
+    row += [
+        "`docker kill` of a worker during a full flip",
+        f"operator paused, {NODES} performance pods created, resumed; a worker container "
+        "SIGKILLed once the flip's write stage had started",
+        f"converged: all {NODES} nodes performance on labels, profiles and FSM, no failed "
+        f"node; {len(applied)} transitions recorded by the ticks that finished, none twice "
+        "(the nodes the killed tick wrote before its lock expired were found converged)",
+    ]
 
 
 def test_a_restarted_redis_keeps_the_fsm_and_the_stream_and_writes_nothing_after(
-    stack: Stack,
+    stack: Stack, row: list[str]
 ) -> None:
     fsm = fsm_facts(stack)
     stream = stack.redis().xrange("joulie:transitions")
@@ -204,9 +239,16 @@ def test_a_restarted_redis_keeps_the_fsm_and_the_stream_and_writes_nothing_after
     after = [t for t in stack.ticks() if t["tick_time"] > restarted]
     assert all(t["writes_planned"] == 0 and t["written"] == 0 for t in after), after
     assert stack.apiserver_writes() == writes, "a converged cluster got writes"
+    row += [
+        "Redis container restarted",
+        "`restart redis` (AOF on the redis-data volume) on a converged cluster",
+        f"FSM ({len(fsm)} records, `since` included) and stream ({len(stream)} entries) "
+        f"survived; {len(after)} ticks after it planned and made 0 writes (the API "
+        "server's own request counter unchanged)",
+    ]
 
 
-def test_two_beats_make_one_tick_per_interval(stack: Stack) -> None:
+def test_two_beats_make_one_tick_per_interval(stack: Stack, row: list[str]) -> None:
     stack.compose("up", "-d", "--no-recreate", "--scale", "worker=3", "--scale", "beat=2")
     beats = stack.containers("beat")
     assert len(beats) == 2
@@ -223,12 +265,18 @@ def test_two_beats_make_one_tick_per_interval(stack: Stack) -> None:
     logs = stack.compose("logs", "--no-color", "beat")
     senders = {line.split()[0] for line in logs.splitlines() if "Sending due task" in line}
     assert senders == {name.removeprefix(f"{stack.project}_") for name in beats}, senders
+    row += [
+        "two beat containers",
+        "`up --scale beat=2`; both send a tick every interval",
+        f"{len(ticks)} ticks in {len(per_interval)} intervals, never two in one",
+    ]
 
 
-def test_down_v_leaves_no_container_network_or_volume(stack: Stack) -> None:
+def test_down_v_leaves_no_container_network_or_volume(stack: Stack, row: list[str]) -> None:
     stack.compose("down", "-v", "--remove-orphans", "-t", "5")
     label = f"label=com.docker.compose.project={stack.project}"
     assert stack.podman("ps", "-a", "--filter", label, "--format", "{{.Names}}").split() == []
     assert stack.podman("volume", "ls", "--filter", label, "--format", "{{.Name}}").split() == []
     networks = stack.podman("network", "ls", "--format", "{{.Name}}").split()
     assert [n for n in networks if n.startswith(stack.project)] == []
+    row += ["`down -v`", "the stack taken down", "no container, network or volume left"]
