@@ -43,6 +43,8 @@ def known_series() -> dict[str, float]:
         values.add(metrics.TICKS, 0, result=result.value)
     for reason in models.RetryReason:
         values.add(metrics.KUBE_RETRIES, 0, reason=reason.value)
+    for hold in models.HoldReason:
+        values.add(metrics.TRANSITIONS_HELD, 0, reason=hold.value)
     for verb, resource in kube.COUNTED_REQUESTS:
         values.add(
             metrics.KUBE_REQUESTS,

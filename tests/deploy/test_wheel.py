@@ -1,7 +1,7 @@
 """The operator's wheel — what the Docker image installs — carries the operator only.
 
-Built for real with ``pip wheel . --no-deps`` (the Dockerfile's build stage builds the
-same wheel, with its dependencies beside it), then listed: no emulator, demo or
+Built for real with ``pip wheel . --no-deps`` (the Dockerfile's build stage installs the
+same package, not editable, into the venv the image carries), then listed: no emulator, demo or
 process-harness module, no test bed package.
 """
 
@@ -42,6 +42,6 @@ def test_the_operator_wheel_holds_no_test_bed_module(tmp_path: Path) -> None:
 
 def test_the_dockerfile_installs_that_wheel() -> None:
     text = (REPO / "Dockerfile").read_text()
-    assert "RUN pip wheel --wheel-dir /wheels ." in text
+    assert "/opt/joulie/bin/pip install --quiet ." in text
     assert "COPY joulie_tasks ./joulie_tasks" in text
     assert "testbed" not in text
