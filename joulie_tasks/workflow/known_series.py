@@ -15,6 +15,8 @@ No I/O: the result is a mapping of Redis hash fields to 0 for the collector.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from joulie_tasks.adapters import kube, metrics
 from joulie_tasks.core import cache, models
 from joulie_tasks.workflow import cache_tick, reconcile, watcher
@@ -33,18 +35,24 @@ _PLAIN_COUNTERS = (
     watcher.LEASE_CHANGES,
 )
 
+#: Counters with one label, and the enum whose members are its values.
+_ONE_LABEL: tuple[tuple[str, str, type[StrEnum]], ...] = (
+    (metrics.TICKS, "result", models.TickResult),
+    (metrics.KUBE_RETRIES, "reason", models.RetryReason),
+    (metrics.TRANSITIONS_HELD, "reason", models.HoldReason),
+    (cache_tick.FALLBACKS, "reason", cache.Unusable),
+    (watcher.KICKS, "result", watcher.KickResult),
+)
+
 
 def known_series() -> dict[str, float]:
     """Every counter and histogram series whose labels are known, at 0 (Redis fields)."""
     values = metrics.Values()
     for name in _PLAIN_COUNTERS:
         values.add(name, 0)
-    for result in models.TickResult:
-        values.add(metrics.TICKS, 0, result=result.value)
-    for reason in models.RetryReason:
-        values.add(metrics.KUBE_RETRIES, 0, reason=reason.value)
-    for hold in models.HoldReason:
-        values.add(metrics.TRANSITIONS_HELD, 0, reason=hold.value)
+    for name, label, vocabulary in _ONE_LABEL:
+        for member in vocabulary:
+            values.add(name, 0, **{label: member.value})
     for verb, resource in kube.COUNTED_REQUESTS:
         values.add(
             metrics.KUBE_REQUESTS,
@@ -53,10 +61,6 @@ def known_series() -> dict[str, float]:
             resource=resource.plural,
             outcome=kube.NO_ANSWER,
         )
-    for unusable in cache.Unusable:
-        values.add(cache_tick.FALLBACKS, 0, reason=unusable.value)
-    for kick in watcher.KickResult:
-        values.add(watcher.KICKS, 0, result=kick.value)
     for name in watcher.RESOURCES:
         values.add(watcher.WATCH_ERRORS, 0, resource=name)
         for kind in watcher.EVENT_TYPES:
