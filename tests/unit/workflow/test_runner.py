@@ -5,12 +5,14 @@ Covers: ``run_inline`` (``reconcile --once``) asks for a gateway named by its ti
 fence lost between stages drops the next stage (counted ``expired``); a fence taken
 by another holder in the middle of the writes stops them (no write after the loss,
 counted ``fenced``); a failing stage fails the tick once and frees the lock; the lock
-is renewed while a stage runs; request counters are flushed by the runner.
+is renewed while a stage runs; request counters are flushed by the runner; no other
+module of the package fences, finishes, fails or tags a tick (the source is read).
 """
 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -186,3 +188,17 @@ def test_the_runner_flushes_the_request_counters_of_the_gateway_it_used() -> Non
     key = metrics.field(metrics.KUBE_REQUESTS, verb="list", resource="nodes", outcome="200")
     assert state.counters[key] == 2
     assert fake.request_counts == {}
+
+
+def test_only_the_runner_fences_finishes_fails_and_tags_a_tick() -> None:
+    # The package's source: no other module asks a fence, ends a tick or tags a request.
+    package = Path(runner.__file__).parents[1]
+    owned = ("Fence(", "finish_tick(", "fail_tick(", "record_batch(", "for_tick(")
+    offenders = {
+        (str(path.relative_to(package)), call)
+        for path in package.rglob("*.py")
+        for call in owned
+        if call in path.read_text() and path.name not in ("runner.py", "outcome.py", "fence.py")
+    }
+    # The adapters define for_tick (the port and the official-client gateway).
+    assert offenders == {("adapters/ports.py", "for_tick("), ("adapters/kube.py", "for_tick(")}
