@@ -40,6 +40,9 @@ _DURATION_FIELDS = (
     "downgrade_budget_window",
 )
 
+#: The policy parameters' defaults, written once in the model the core reads.
+_POLICY = models.PolicyParams()
+
 
 class Settings(BaseSettings):
     """One field per environment variable; the env name is the field name upper-cased."""
@@ -59,19 +62,19 @@ class Settings(BaseSettings):
     """Node label set to ``true`` while a downgrade waits for performance pods."""
     policy_type: str = "static_partition"
     """``static_partition``, ``queue_aware_v1`` or ``rule_swap_v1`` (case-insensitive)."""
-    static_hp_frac: float = Field(0.5, ge=0, le=1)
+    static_hp_frac: float = Field(_POLICY.static_hp_frac, ge=0, le=1)
     """static_partition: fraction of nodes in performance."""
-    queue_hp_base_frac: float = Field(0.6, ge=0, le=1)
+    queue_hp_base_frac: float = Field(_POLICY.queue_hp_base_frac, ge=0, le=1)
     """queue_aware_v1: baseline fraction of performance nodes."""
-    queue_hp_min: int = 1
+    queue_hp_min: int = _POLICY.queue_hp_min
     """queue_aware_v1: lower bound on performance nodes (negative means 0)."""
-    queue_hp_max: int = 1_000_000
+    queue_hp_max: int = _POLICY.queue_hp_max
     """queue_aware_v1: upper bound (≤ 0 means the number of nodes)."""
-    queue_perf_per_hp_node: int = 10
+    queue_perf_per_hp_node: int = _POLICY.queue_perf_per_hp_node
     """queue_aware_v1: performance pods one performance node absorbs (≤ 0 means 1)."""
-    performance_cap_watts: float = Field(5000.0, ge=1, allow_inf_nan=False)
+    performance_cap_watts: float = Field(_POLICY.performance_cap_watts, ge=1, allow_inf_nan=False)
     """CPU package power cap written for performance nodes, in watts."""
-    eco_cap_watts: float = Field(120.0, ge=1, allow_inf_nan=False)
+    eco_cap_watts: float = Field(_POLICY.eco_cap_watts, ge=1, allow_inf_nan=False)
     """CPU package power cap written for eco nodes, in watts."""
     metrics_addr: str = ":8081"
     """``[host]:port`` the Prometheus endpoint listens on."""

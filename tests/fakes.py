@@ -35,10 +35,16 @@ class FakeKube:
         self.writes: list[tuple[str, str, str]] = []  # (verb, resource, name)
         self.script: dict[tuple[str, str], list[Exception]] = collections.defaultdict(list)
         self.request_counts: collections.Counter[kube.RequestKey] = collections.Counter()
+        self.tick_tags: list[str] = []
 
     def take_request_counts(self) -> collections.Counter[kube.RequestKey]:
         counts, self.request_counts = self.request_counts, collections.Counter()
         return counts
+
+    def for_tick(self, tag: str) -> FakeKube:
+        """The same fake (no headers to carry); the tags asked for are kept in order."""
+        self.tick_tags.append(tag)
+        return self
 
     def fail(self, verb: str, resource: str, *errs: Exception) -> None:
         """The next calls of ``verb`` on ``resource`` raise these errors, in order."""

@@ -13,6 +13,7 @@ client's implicit strategic-merge choice.
 from __future__ import annotations
 
 import collections
+import copy
 import json
 import logging
 import threading
@@ -63,14 +64,8 @@ COUNTED_REQUESTS: tuple[tuple[str, Resource], ...] = (
 
 #: Header naming the tick (``<fencing token> <tick id>``) a request is made for, so an
 #: API server's audit log (and the emulator's request log) can tell stale ticks apart.
+#: Set by a per-tick view of the gateway (``ApiGateway.for_tick``), never process-wide.
 TICK_HEADER = "X-Joulie-Tick"
-_tick_tag: list[str | None] = [None]
-
-
-def set_tick_tag(tag: str | None) -> None:
-    """Name the tick this process's requests belong to from now on (None: no header).
-    One stage runs at a time per worker process, so a process-wide value is enough."""
-    _tick_tag[0] = tag
 
 
 def load_configuration(
@@ -105,9 +100,21 @@ class ApiGateway:
         self.host = configuration.host
         self.request_counts: collections.Counter[RequestKey] = collections.Counter()
         self._counts_lock = threading.Lock()
+        self._tick_tag: str | None = None
 
     def close(self) -> None:
         self._api.close()
+
+    def for_tick(self, tag: str) -> ApiGateway:
+        """A view of this gateway whose every request carries ``X-Joulie-Tick: <tag>``.
+
+        It shares the connection pool and the request counters (so either flushes
+        both); the tag lives on the view, so concurrent ticks or a batch's write
+        threads never see another tick's tag. Close the gateway, not the view.
+        """
+        view = copy.copy(self)
+        view._tick_tag = tag
+        return view
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -296,8 +303,8 @@ class ApiGateway:
         content_type: str = "application/json",
     ) -> dict[str, Any]:
         headers = {"Accept": "application/json", "Content-Type": content_type}
-        if _tick_tag[0] is not None:
-            headers[TICK_HEADER] = _tick_tag[0]
+        if self._tick_tag is not None:
+            headers[TICK_HEADER] = self._tick_tag
         method, url, headers, body_out, _ = self._api.param_serialize(
             method,
             path,
@@ -330,9 +337,10 @@ class ApiGateway:
             self.request_counts[(verb, resource.plural, outcome)] += 1
 
     def take_request_counts(self) -> collections.Counter[RequestKey]:
-        """Return and reset the request counters (flushed to Redis by the tasks)."""
-        with self._counts_lock:
-            counts, self.request_counts = self.request_counts, collections.Counter()
+        """Return and reset the request counters (flushed to Redis by the tick runner)."""
+        with self._counts_lock:  # in place: per-tick views share this counter
+            counts = self.request_counts.copy()
+            self.request_counts.clear()
         return counts
 
 

@@ -1,6 +1,6 @@
 """Ports: the interfaces the workflow talks to the outside world through.
 
-``KubeGateway`` (implemented by ``kube.KubeClient``) reads and writes the cluster;
+``KubeGateway`` (implemented by ``kube.ApiGateway``) reads and writes the cluster;
 ``StateStore`` (implemented by ``store.RedisStore``) keeps the tick's state. The
 workflow is typed against these, never against an adapter class, so a test can run
 it over in-memory fakes (``tests/fakes.py``). No I/O here.
@@ -68,7 +68,12 @@ class KubeGateway(Protocol):
     def delete_profile(self, name: str) -> None: ...
 
     def take_request_counts(self) -> collections.Counter[RequestKey]:
-        """Return and reset the request counters (flushed to Redis by the tasks)."""
+        """Return and reset the request counters (flushed to Redis by the tick runner)."""
+        ...
+
+    def for_tick(self, tag: str) -> KubeGateway:
+        """This gateway for one tick: the same connections and request counters, every
+        request named by ``tag`` (the ``X-Joulie-Tick`` header, workflow/runner.py)."""
         ...
 
 

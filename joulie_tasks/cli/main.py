@@ -22,7 +22,7 @@ from joulie_tasks.adapters import clients, metrics, retrying, store
 from joulie_tasks.cli import ops
 from joulie_tasks.core import durations, models
 from joulie_tasks.queue import celery_app
-from joulie_tasks.workflow import known_series, lifecycle, reconcile, watcher
+from joulie_tasks.workflow import known_series, lifecycle, runner, watcher
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def cmd_reconcile(settings: config.Settings, args: argparse.Namespace) -> int:
     gateway = clients.gateway(settings)
     tick_time = args.at if args.at is not None else time.time()
     try:
-        report = reconcile.run_inline(
+        report = runner.run_inline(
             gateway=gateway,
             state=state,
             settings=settings,

@@ -5,12 +5,18 @@ time): no clock, no environment, no I/O. Rounding is half away from zero, as Go'
 ``math.Round``; Python's ``round`` rounds half to even and would plan 2 performance
 nodes instead of 3 for N=5, frac=0.5. The unknown-policy fallback happens in
 config.py, so :class:`models.PolicyName` here is always one of the three policies.
+
+:data:`POLICIES` is the one registry of policies: name → the ``PolicyParams`` fields
+it reads → the function that assigns profiles → the provenance written as
+``policy_name``. ``make_plan`` looks the policy up there and has no per-policy branch;
+the defaults live once, in ``models.PolicyParams`` (config.py takes them from there).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 from joulie_tasks.core import models
@@ -20,12 +26,6 @@ QUEUE_AWARE = "queue-aware-v1"
 RULE_SWAP = "rule-swap-v1"
 
 _Num = TypeVar("_Num", int, float)
-
-_PROVENANCE = {
-    models.PolicyName.STATIC_PARTITION: STATIC_PARTITION,
-    models.PolicyName.QUEUE_AWARE_V1: QUEUE_AWARE,
-    models.PolicyName.RULE_SWAP_V1: RULE_SWAP,
-}
 
 
 def round_half_away(x: float) -> int:
@@ -86,6 +86,74 @@ def rule_swap_v1(
     return tuple(profiles)
 
 
+#: How a policy assigns profiles: (eligible node count, demand, parameters, tick time)
+#: → one profile per node, in the nodes' byte order.
+Assign = Callable[[int, models.Demand, models.PolicyParams, float], tuple[models.Profile, ...]]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One planning policy (docs/SPEC.md §5): its POLICY_TYPE name, the PolicyParams
+    fields it reads (its SPEC §3 variables), its assignment and its provenance."""
+
+    name: models.PolicyName
+    params: tuple[str, ...]
+    assign: Assign
+    provenance: str
+
+
+def _first_in_performance(hp_count: int, count: int) -> tuple[models.Profile, ...]:
+    """The first ``hp_count`` nodes in performance, the rest eco."""
+    return (models.Profile.PERFORMANCE,) * hp_count + (models.Profile.ECO,) * (count - hp_count)
+
+
+def _assign_static(
+    count: int, _demand: models.Demand, params: models.PolicyParams, _t: float
+) -> tuple[models.Profile, ...]:
+    return _first_in_performance(static_partition(count, hp_frac=params.static_hp_frac), count)
+
+
+def _assign_queue_aware(
+    count: int, demand: models.Demand, params: models.PolicyParams, _t: float
+) -> tuple[models.Profile, ...]:
+    hp_count = queue_aware_v1(
+        count,
+        performance_pods=demand.performance_pods,
+        base_frac=params.queue_hp_base_frac,
+        hp_min=params.queue_hp_min,
+        hp_max=params.queue_hp_max,
+        perf_per_node=params.queue_perf_per_hp_node,
+    )
+    return _first_in_performance(hp_count, count)
+
+
+def _assign_rule_swap(
+    count: int, _demand: models.Demand, params: models.PolicyParams, tick_time: float
+) -> tuple[models.Profile, ...]:
+    return rule_swap_v1(count, tick_time=tick_time, interval_seconds=params.interval_seconds)
+
+
+#: Every policy, by name: the one place a new policy is registered.
+POLICIES: Mapping[models.PolicyName, Policy] = {
+    p.name: p
+    for p in (
+        Policy(
+            models.PolicyName.STATIC_PARTITION,
+            ("static_hp_frac",),
+            _assign_static,
+            STATIC_PARTITION,
+        ),
+        Policy(
+            models.PolicyName.QUEUE_AWARE_V1,
+            ("queue_hp_base_frac", "queue_hp_min", "queue_hp_max", "queue_perf_per_hp_node"),
+            _assign_queue_aware,
+            QUEUE_AWARE,
+        ),
+        Policy(models.PolicyName.RULE_SWAP_V1, ("interval_seconds",), _assign_rule_swap, RULE_SWAP),
+    )
+}
+
+
 def make_plan(
     nodes: Sequence[models.NodeName],
     *,
@@ -96,36 +164,18 @@ def make_plan(
     """Assign each eligible node its profile and cap with the configured policy.
 
     ``nodes`` are the eligible names; they are (re)sorted by byte order so the plan
-    does not depend on the caller's order. The first ``hp_count`` get performance,
-    except under rule_swap_v1, whose pattern is not a prefix.
+    does not depend on the caller's order. Every policy but rule_swap_v1 puts the
+    first ``hp_count`` in performance; rule_swap_v1's pattern is not a prefix.
     """
     ordered = sorted(nodes, key=lambda n: n.encode("utf-8", "surrogatepass"))
-    count = len(ordered)
-    if params.policy is models.PolicyName.RULE_SWAP_V1:
-        profiles = rule_swap_v1(
-            count, tick_time=tick_time, interval_seconds=params.interval_seconds
-        )
-    else:
-        if params.policy is models.PolicyName.QUEUE_AWARE_V1:
-            hp_count = queue_aware_v1(
-                count,
-                performance_pods=demand.performance_pods,
-                base_frac=params.queue_hp_base_frac,
-                hp_min=params.queue_hp_min,
-                hp_max=params.queue_hp_max,
-                perf_per_node=params.queue_perf_per_hp_node,
-            )
-        else:
-            hp_count = static_partition(count, hp_frac=params.static_hp_frac)
-        profiles = (models.Profile.PERFORMANCE,) * hp_count + (models.Profile.ECO,) * (
-            count - hp_count
-        )
+    policy = POLICIES[params.policy]
+    profiles = policy.assign(len(ordered), demand, params, tick_time)
     caps = {
         models.Profile.PERFORMANCE: params.performance_cap_watts,
         models.Profile.ECO: params.eco_cap_watts,
     }
     return models.Plan(
-        policy_name=_PROVENANCE[params.policy],
+        policy_name=policy.provenance,
         hp_count=profiles.count(models.Profile.PERFORMANCE),
         assignments=tuple(
             models.Assignment(node=node, profile=profile, cap_watts=caps[profile])

@@ -2,11 +2,12 @@
 
 A tick is ``tick`` (dedup + lock) → chain ``snapshot → classify → plan → guard →
 write`` → ``write_batch`` (N of them). Messages carry only a TickRef (ids, token, time);
-the data stays in Redis (store.py). Every stage first checks that its tick still
-holds the lock with the newest fencing token and drops the work otherwise, keeps
-the lock alive while it runs, and on failure releases the lock and stops the
-chain. The batch that finishes last ends the tick, exactly once. No business
-logic lives here: see reconcile.py and the pure stage modules.
+the data stays in Redis (store.py). Every other task validates the TickRef and calls
+the tick's runner (workflow/runner.py), which owns the tick's guarantees: the fence
+before each stage, batch and write, lock renewal, the request tag, counter flushing,
+finish and fail, exactly as for ``reconcile --once``. What is left here is Celery's:
+the chain, fanning the batches out, ``Ignore`` for work dropped or failed (the runner
+has counted it), the per-process clients and the Node-event tasks.
 """
 
 from __future__ import annotations
@@ -15,10 +16,8 @@ import contextlib
 import logging
 import math
 import os
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from celery import Task, chain, signals
@@ -28,13 +27,9 @@ from joulie_tasks import config, errors
 from joulie_tasks.adapters import clients, kube, metrics, store
 from joulie_tasks.core import models
 from joulie_tasks.queue.celery_app import TICK_TASK, app
-from joulie_tasks.workflow import events, lifecycle, outcome, reconcile
-from joulie_tasks.workflow import fence as fencing
+from joulie_tasks.workflow import events, lifecycle, outcome, runner
 
 logger = logging.getLogger(__name__)
-
-#: A tick lost to a Redis outage: counted (store.count_later) when Redis is back.
-_FAILED = metrics.tick_counted(models.TickResult.FAILED)
 
 
 class ProcessResources:
@@ -105,87 +100,19 @@ def _gateway() -> kube.ApiGateway:
     return OperatorTask.resources.gateway()
 
 
-@contextmanager
-def _tagged(ref: lifecycle.TickRef, state: store.RedisStore) -> Iterator[None]:
-    """Name the tick on every API request; flush the request counters afterwards."""
-    try:
-        kube.set_tick_tag(_tag(ref))
-        yield
-    finally:
-        kube.set_tick_tag(None)
-        _flush_requests(state)
-
-
-def _flush_requests(state: store.RedisStore) -> None:
-    """Move this process's API request counters into the shared metrics. Called before
-    a batch is recorded or the tick ends too, so a finished tick's counters are whole."""
-    gateway = OperatorTask.resources.built_gateway()
-    if gateway is not None:
-        try:
-            reconcile.flush_requests(gateway, state)
-        except errors.StateStoreError as e:
-            logger.warning("cannot flush request counters: %s", e)
-
-
-@contextmanager
-def _lock_kept_alive(ref: lifecycle.TickRef) -> Iterator[None]:
-    """Renew the leader lock in the background while a stage runs."""
-    settings = _settings()
-    stop = threading.Event()
-
-    def renew() -> None:
-        while not stop.wait(settings.lock_ttl / 3):
-            try:
-                if not _state().renew_lock(ref.tick_id, ttl_s=settings.lock_ttl):
-                    return
-            except errors.StateStoreError as e:
-                logger.warning("tick %s: cannot renew the lock: %s", ref.tick_id, e)
-
-    thread = threading.Thread(target=renew, name="lock-renewal", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
-def _tag(ref: lifecycle.TickRef) -> str:
-    return f"{ref.token} {ref.tick_id}"
-
-
-def _guarded(
-    ref_data: dict[str, Any], stage: str, body: Callable[[lifecycle.TickRef], None]
-) -> None:
-    """Run a stage body for a live tick: drop stale work, fail the tick on error."""
+def _runner(ref_data: dict[str, Any]) -> runner.TickRunner:
+    """Validate the tick reference and build its runner over this process's clients."""
     ref = lifecycle.TickRef.model_validate(ref_data)
-    state, settings = _state(), _settings()
-    try:
-        live = fencing.Fence(ref, state=state, settings=settings).holds()
-    except errors.StateStoreError as e:
-        logger.error("tick %s: %s skipped: %s", ref.tick_id, stage, e)
-        state.count_later(_FAILED)  # the chain ends here; counted once Redis is back
-        raise Ignore() from e
-    if not live:
-        state.add_counters(metrics.tick_counted(models.TickResult.EXPIRED))
-        logger.warning("tick %s: %s dropped: the tick is no longer current", ref.tick_id, stage)
-        raise Ignore()
-    try:
-        with _tagged(ref, state), _lock_kept_alive(ref):
-            body(ref)
-    except Ignore:
-        raise
-    except Exception as e:
-        outcome.fail_tick(ref, state=state, stage=stage, error=e)
-        raise Ignore() from e
+    return runner.TickRunner(ref, gateway=_gateway, state=_state(), settings=_settings())
 
 
 def _stage(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     def run(ref_data: dict[str, Any]) -> dict[str, Any]:
-        def body(ref: lifecycle.TickRef) -> None:
-            reconcile.run_stage(name, ref, gateway=_gateway, state=_state(), settings=_settings())
-
-        _guarded(ref_data, name, body)
+        tick = _runner(ref_data)
+        try:
+            tick.stage(name)
+        except Exception as e:  # dropped (counted) or failed (the runner failed the tick)
+            raise Ignore() from e
         return ref_data
 
     run.__name__ = f"{name}_stage"
@@ -202,28 +129,23 @@ guard = app.task(name="joulie.guard", base=OperatorTask, acks_late=True)(_stage(
 def write(ref_data: dict[str, Any]) -> dict[str, Any]:
     """Compute the writes, fan the batches out across workers (or end the tick)."""
 
-    def body(ref: lifecycle.TickRef) -> None:
-        state, settings = _state(), _settings()
-        batches = reconcile.run_stage(
-            "write", ref, gateway=_gateway, state=state, settings=settings
-        )
-        if not batches:
-            _end(ref, state, settings)
-            return
-        for index in range(batches):
-            write_batch.apply_async(args=(ref_data, index))
+    def dispatch(index: int) -> None:
+        write_batch.apply_async(args=(ref_data, index))
 
-    _guarded(ref_data, "write", body)
+    tick = _runner(ref_data)
+    try:
+        report = tick.write(dispatch=dispatch)
+    except Exception as e:  # dropped (counted) or failed (the runner failed the tick)
+        raise Ignore() from e
+    _send_events(report)
     return ref_data
 
 
 EVENTS_PER_TASK = 200
 
 
-def _end(ref: lifecycle.TickRef, state: store.RedisStore, settings: config.Settings) -> None:
-    """Finish the tick, then hand its Node events to other tasks (never blocking it)."""
-    _flush_requests(state)
-    report = outcome.finish_tick(ref, state=state, settings=settings)
+def _send_events(report: lifecycle.TickReport | None) -> None:
+    """Hand a finished tick's Node events to other tasks (never blocking the tick)."""
     if report is None:
         return
     bodies = outcome.event_bodies(report)
@@ -231,10 +153,10 @@ def _end(ref: lifecycle.TickRef, state: store.RedisStore, settings: config.Setti
         try:
             send_events.apply_async(
                 args=(bodies[start : start + EVENTS_PER_TASK],),
-                expires=settings.reconcile_interval,
+                expires=_settings().reconcile_interval,
             )
         except Exception as e:  # events are best effort; the tick is already done
-            logger.warning("tick %s: events not sent: %s", ref.tick_id, e)
+            logger.warning("tick %s: events not sent: %s", report.tick_id, e)
             return
 
 
@@ -244,25 +166,30 @@ def send_events(bodies: list[dict[str, Any]]) -> int:
     try:
         return events.send_events(bodies, gateway=_gateway())
     finally:
-        _flush_requests(_state())
+        _flush_requests()
+
+
+def _flush_requests() -> None:
+    """Move this process's API request counters (if it built a gateway) into the metrics."""
+    gateway = OperatorTask.resources.built_gateway()
+    if gateway is not None:
+        try:
+            runner.flush_requests(gateway, _state())
+        except errors.StateStoreError as e:
+            logger.warning("cannot flush request counters: %s", e)
 
 
 @app.task(name="joulie.write_batch", base=OperatorTask, acks_late=True)
 def write_batch(ref_data: dict[str, Any], index: int) -> None:
     """Apply one batch (fenced); the last batch to finish ends the tick."""
-    ref = lifecycle.TickRef.model_validate(ref_data)
-    state, settings = _state(), _settings()
+    tick = _runner(ref_data)
     try:
-        with _tagged(ref, state), _lock_kept_alive(ref):
-            result = reconcile.run_batch(
-                ref, index, gateway=_gateway(), state=state, settings=settings
-            )
-            _flush_requests(state)  # before the record that may let the tick end
-            if result is not None and outcome.record_batch(ref, index, result, state=state):
-                _end(ref, state, settings)
-    except Exception as e:
-        outcome.fail_tick(ref, state=state, stage=f"write batch {index}", error=e)
+        report = tick.batch(index)
+    except runner.TickDropped:
+        return  # fenced off: counted, nothing more to do
+    except Exception as e:  # the runner failed the tick
         raise Ignore() from e
+    _send_events(report)
 
 
 @app.task(name=TICK_TASK, base=OperatorTask, bind=True, acks_late=True)
@@ -288,7 +215,7 @@ def tick(self: Task[Any, Any], scheduled_at: float | None = None, dedup: bool = 
         ref = lifecycle.begin_tick(state=state, settings=settings, tick_time=scheduled)
     except errors.StateStoreError as e:
         logger.error("tick skipped: %s", e)
-        state.count_later(_FAILED)
+        state.count_later(runner.FAILED)
         # Redis may well answer (a lock no replica acknowledged): count the tick now if so.
         with contextlib.suppress(errors.StateStoreError):
             state.add_counters({})
@@ -305,6 +232,8 @@ def tick(self: Task[Any, Any], scheduled_at: float | None = None, dedup: bool = 
             write.si(ref_data),
         ).apply_async()
     except Exception as e:
-        outcome.fail_tick(ref, state=state, stage="dispatch", error=e)
+        runner.TickRunner(ref, gateway=_gateway, state=state, settings=settings).fail(
+            stage="dispatch", error=e
+        )
         raise
     return ref.tick_id

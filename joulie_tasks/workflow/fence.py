@@ -2,10 +2,11 @@
 
 A tick may write only while it holds the lock with the newest fencing token
 (docs/SPEC.md, and docs/ARCHITECTURE.md "where each guarantee is enforced"). Every
-such question goes through one :class:`Fence`: the liveness check before a stage
-runs (snapshot, classify, plan, guard, write), the check before a write batch, the
-check before every API write of a batch, and the one before profile deletes. Each
-fresh check also renews the lock (``StateStore.holds_fence``).
+such question goes through one :class:`Fence`, held and asked by the tick's runner
+(runner.py): the liveness check before a stage runs (snapshot, classify, plan,
+guard, write), the check before a write batch, the check before every API write of
+a batch, and the one before profile deletes. Each fresh check also renews the lock
+(``StateStore.holds_fence``).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """A tick's identity and start: its reference, its report, the lock and the fence.
 
 ``begin_tick`` takes the leader lock and a fencing token (a Redis counter): the
-pair identifies the one tick allowed to write. Everything later asks the tick's
-``fence.Fence`` before acting, so a tick that lost its lock (stalled, or its holder died) stops.
+pair identifies the one tick allowed to write. Everything later runs under the tick's
+runner (runner.py), which asks its ``fence.Fence`` before acting, so a tick that lost
+its lock (stalled, or its holder died) stops.
 Only a ``TickRef`` travels through the broker, never the tick's data.
 """
 

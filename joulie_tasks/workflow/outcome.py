@@ -3,7 +3,8 @@
 Write batches report here (``record_batch``); the one that brings the pending count
 to zero calls ``finish_tick``. The FSM and the stream are updated only for what
 landed: a node whose write failed, or that was postponed, keeps the state its
-labels show. ``fail_tick`` counts a failed tick and frees the lock at once.
+labels show. ``fail_tick`` counts a failed tick and frees the lock at once. Only the
+tick's runner (runner.py) calls ``record_batch``, ``finish_tick`` and ``fail_tick``.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
-"""One reconcile tick, stage by stage: the reference order of the workflow.
+"""One reconcile tick, stage by stage: the stage bodies and their order.
 
 Each ``stage_*`` function runs one stage of docs/SPEC.md §2 for a tick identified by a
 ``lifecycle.TickRef``: it loads the previous stage's output from Redis, calls the pure
-core, and stores its own output back under the tick id. tasks.py wraps each in a
-Celery task and chains them; ``run_inline`` calls them in order in this process
-(``joulie-tasks reconcile --once``). Both share the same lock, fencing token and
-FSM update, so a manual tick and a beat tick are the same thing.
+core, and stores its own output back under the tick id; ``apply_batch`` applies one
+write batch. These are bodies only: they check no fence, renew no lock, tag no
+request and end no tick. runner.py's ``TickRunner`` runs them and owns all of that,
+for a Celery tick (queue/tasks.py) and ``reconcile --once`` alike.
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from joulie_tasks import config, errors
+from joulie_tasks import config
 from joulie_tasks.adapters import gcpause, metrics, ports
 from joulie_tasks.core import decide, models
-from joulie_tasks.workflow import apply, cache_tick, events, lifecycle, outcome, snapshot
-from joulie_tasks.workflow import fence as fencing
+from joulie_tasks.workflow import apply, cache_tick, lifecycle, snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -174,21 +173,22 @@ def stage_write(
     return count
 
 
-def run_batch(
+def apply_batch(
     ref: lifecycle.TickRef,
     index: int,
     *,
     gateway: ports.KubeGateway,
     state: ports.StateStore,
     settings: config.Settings,
+    still_fenced: Callable[[], bool],
     sleep: Callable[[float], None] = time.sleep,
-) -> apply.ApplyResult | None:
-    """Apply one batch if the tick still holds its fence; None when fenced off."""
-    fence = fencing.Fence(ref, state=state, settings=settings)
-    if not fence.holds():
-        state.add_counters(metrics.tick_counted(models.TickResult.FENCED))
-        logger.warning("tick %s: batch %d dropped: the tick lost its lock", ref.tick_id, index)
-        return None
+) -> apply.ApplyResult:
+    """Apply write batch ``index``: its node writes, then its profile deletes.
+
+    ``still_fenced`` (the runner's fence) is asked before every API write; once it
+    answers False nothing more is sent and the result says ``fenced``. The caller
+    checks the fence before the batch (runner.py).
+    """
     batch = state.load_batch(ref.tick_id, index)
     stopped: dict[str, str] = {}
     fed = cache_tick.mark(ref, state=state)
@@ -203,10 +203,10 @@ def run_batch(
         concurrency=settings.write_concurrency,
         tick_id=ref.tick_id,
         sleep=sleep,
-        still_fenced=fence.still_holds,
+        still_fenced=still_fenced,
     )
     if batch.deletes and not result.fenced:
-        if fence.still_holds():
+        if still_fenced():
             removed = apply.delete_profiles(
                 batch.deletes, gateway=gateway, tick_id=ref.tick_id, sleep=sleep
             )
@@ -215,10 +215,6 @@ def run_batch(
         else:
             result.fenced = True
     result.skipped.update(stopped)
-    if result.fenced:
-        state.add_counters(metrics.tick_counted(models.TickResult.FENCED))
-        logger.warning("tick %s: batch %d cut short: the tick lost its lock", ref.tick_id, index)
-        return None
     return result
 
 
@@ -255,52 +251,3 @@ def run_stage(
         result = stage(ref, gateway, state, settings)
     state.add_counters(metrics.duration_increments(name, time.perf_counter() - started))
     return result
-
-
-def run_inline(
-    *,
-    gateway: ports.KubeGateway,
-    state: ports.StateStore,
-    settings: config.Settings,
-    tick_time: float,
-    dry_run: bool = False,
-) -> lifecycle.TickReport:
-    """One whole tick in this process, through the same stages, lock and FSM.
-
-    Raises TickSkipped when another tick holds the lock.
-    """
-    ref = lifecycle.begin_tick(state=state, settings=settings, tick_time=tick_time, dry_run=dry_run)
-    if ref is None:
-        raise errors.TickSkipped(f"another tick holds the lock ({state.lock_holder()})")
-    stage = STAGES[0]
-    try:
-        batches = 0
-        for stage in STAGES:
-            batches = (
-                run_stage(stage, ref, gateway=lambda: gateway, state=state, settings=settings) or 0
-            )
-        for index in range(batches):
-            result = run_batch(ref, index, gateway=gateway, state=state, settings=settings)
-            if result is None:
-                raise errors.TickSkipped("the tick lost its lock while writing")
-            outcome.record_batch(ref, index, result, state=state)
-        flush_requests(gateway, state)
-        report = outcome.finish_tick(ref, state=state, settings=settings)
-    except BaseException as e:
-        outcome.fail_tick(ref, state=state, stage=stage, error=e)
-        raise
-    if report is None:
-        raise errors.TickSkipped("the tick was finished elsewhere")
-    events.send_events(outcome.event_bodies(report), gateway=gateway)
-    return report
-
-
-def flush_requests(gateway: ports.KubeGateway, state: ports.StateStore) -> None:
-    """Move the gateway's request counters into the shared metric hash."""
-    counts = gateway.take_request_counts()
-    increments = metrics.Values()
-    for (verb, resource, status), n in counts.items():
-        increments.add(metrics.KUBE_REQUESTS, n, verb=verb, resource=resource, outcome=status)
-        if status == "409":
-            increments.add(metrics.KUBE_CONFLICTS, n)
-    state.add_counters(increments.as_dict())

@@ -10,6 +10,7 @@ distributed workflow must reach exactly what the (unit-tested) core decides.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import math
 import time
@@ -480,6 +481,60 @@ def test_reconcile_once_refuses_while_another_tick_holds_the_lock(
     assert "lock" in result.stderr
     assert "Traceback" not in result.stderr
     assert writes_made(emulator) == 0
+
+
+def test_reconcile_once_names_its_tick_on_every_request_it_makes(
+    stack: Stack, emulator: Emulator, state: store.RedisStore
+) -> None:
+    # Given a cluster whose nodes all need writing
+    emulator.seed(4, 0, seed=14)
+
+    # When one tick runs in the CLI's process
+    result = stack.run_cli("reconcile", "--once", "--output", "json")
+
+    # Then every list and every write it made carries X-Joulie-Tick: <token> <tick id>
+    assert result.returncode == 0, result.stderr
+    tick_id = json.loads(result.stdout)["tick_id"]
+    tick_requests = [r for r in emulator.request_log() if "/events" not in r.path]
+    writes = [r for r in tick_requests if r.method in ("PATCH", "PUT", "POST")]
+    assert len(writes) == 2 * 4  # a label PATCH and a profile create per node
+    tags = {r.tick for r in tick_requests}
+    assert len(tags) == 1, tags
+    token, named = str(tags.pop()).split(" ")
+    assert (int(token) > 0, named) == (True, tick_id)
+
+
+def test_reconcile_once_stops_writing_once_another_holder_advances_the_fence(
+    stack: Stack, emulator: Emulator, state: store.RedisStore
+) -> None:
+    # Given eight nodes to write one at a time, each label PATCH taking 0.5 s
+    emulator.seed(8, 0, seed=15)
+    stack.configure(write_concurrency=1)
+    emulator.inject("PATCH", r"^/api/v1/nodes/", delay_s=0.5, times=-1)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        running = pool.submit(stack.run_cli, "reconcile", "--once")
+
+        # When another holder takes the lock (a newer token) after the first write landed
+        wait_for(
+            lambda: any(r.method == "PATCH" for r in emulator.request_log()),
+            what="the first write",
+        )
+        holder = state.lock_holder()
+        assert holder is not None
+        assert state.release_lock(holder)
+        assert state.acquire_lock("another-holder", ttl_s=60) is not None
+        stolen_at = time.time()
+        result = running.result(timeout=60)
+
+    # Then the tick stops: at most the requests already in flight land after the loss
+    # (a PATCH takes 0.5 s), nothing is sent later, and the new holder keeps its lock
+    assert result.returncode == 3, result.stderr
+    assert "lost its lock" in result.stderr
+    writes = [r for r in emulator.request_log() if r.method in ("PATCH", "PUT", "POST")]
+    assert all(r.tick is not None and r.tick.endswith(holder) for r in writes)
+    assert [r for r in writes if r.at > stolen_at + 1.0] == []
+    assert len(writes) < 2 * 8
+    assert state.lock_holder() == "another-holder"
 
 
 @pytest.mark.parametrize(

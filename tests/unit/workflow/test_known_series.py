@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from joulie_tasks import config, errors
 from joulie_tasks.adapters import kube, metrics
 from joulie_tasks.core import cache, models
-from joulie_tasks.workflow import known_series, reconcile, watcher
+from joulie_tasks.workflow import known_series, reconcile, runner, watcher
 from tests.deploy import rbac_scan
 from tests.fakes import FakeKube, MemoryStateStore
 
@@ -112,10 +112,10 @@ def test_ticks_that_complete_fail_writes_and_fail_count_only_declared_series() -
     fake.fail("patch", "nodes", errors.KubeConflict("409", status=409))
     fake.fail("create", "nodepowerprofiles", errors.KubeFatal("422", status=422))
     # When one tick runs, a second finds the lock held, and a third fails to list
-    reconcile.run_inline(gateway=fake, state=state, settings=SETTINGS, tick_time=TICK_TIME)
+    runner.run_inline(gateway=fake, state=state, settings=SETTINGS, tick_time=TICK_TIME)
     fake.fail("list", "nodes", errors.KubeFatal("403", status=403))
     with pytest.raises(errors.KubeError):
-        reconcile.run_inline(gateway=fake, state=state, settings=SETTINGS, tick_time=TICK_TIME + 60)
+        runner.run_inline(gateway=fake, state=state, settings=SETTINGS, tick_time=TICK_TIME + 60)
     # Then it counted retries, failures and results, all of them declared in advance
     assert state.counters[metrics.field(metrics.KUBE_RETRIES, reason="conflict")] >= 1
     assert state.counters[metrics.field(metrics.WRITE_FAILURES)] == 1

@@ -1,7 +1,7 @@
 """The workflow over the in-memory store (tests/fakes.py): fast, no sockets, no Celery.
 
 Covers: starting a tick (lock, token, skipped when held), liveness, a whole tick through
-the stage table and its batches (run_inline) with writes, the FSM and the tick record,
+the stage table and its batches (runner.run_inline) with writes, the FSM and the tick record,
 finishing exactly once, failing (lock released, counted once), fencing (a tick that lost
 its lock writes nothing) and the FSM compare-and-set against a newer tick.
 """
@@ -15,7 +15,7 @@ import pytest
 from joulie_tasks import config, errors
 from joulie_tasks.adapters import metrics
 from joulie_tasks.workflow import fence as fencing
-from joulie_tasks.workflow import lifecycle, outcome, reconcile
+from joulie_tasks.workflow import lifecycle, outcome, reconcile, runner
 from tests.fakes import FakeKube, MemoryStateStore
 
 TICK_TIME = 1_700_000_000.0
@@ -72,7 +72,7 @@ def test_a_whole_tick_writes_every_node_in_batches_and_records_the_outcome() -> 
     fake, state = cluster("n1", "n2", "n3", "n4", "n5"), MemoryStateStore()
 
     # When one tick runs through the stage table in this process
-    report = reconcile.run_inline(gateway=fake, state=state, settings=SETTINGS, tick_time=TICK_TIME)
+    report = runner.run_inline(gateway=fake, state=state, settings=SETTINGS, tick_time=TICK_TIME)
 
     # Then every node got its profile and label, in three batches, and the tick is recorded
     assert report.written == 2 * 5  # a label PATCH and a profile write per node
@@ -86,7 +86,7 @@ def test_a_whole_tick_writes_every_node_in_batches_and_records_the_outcome() -> 
     assert last["tick_id"] == report.tick_id
     assert state.lock_holder() is None  # released at the end
     # And a second tick has nothing to write
-    again = reconcile.run_inline(
+    again = runner.run_inline(
         gateway=fake, state=state, settings=SETTINGS, tick_time=TICK_TIME + 60
     )
     assert again.written == 0
@@ -94,7 +94,7 @@ def test_a_whole_tick_writes_every_node_in_batches_and_records_the_outcome() -> 
 
 def test_a_tick_finishes_exactly_once() -> None:
     fake, state = cluster("n1"), MemoryStateStore()
-    report = reconcile.run_inline(gateway=fake, state=state, settings=SETTINGS, tick_time=TICK_TIME)
+    report = runner.run_inline(gateway=fake, state=state, settings=SETTINGS, tick_time=TICK_TIME)
     ref = lifecycle.TickRef(
         tick_id=report.tick_id, token=1, tick_time=TICK_TIME, started_at=TICK_TIME
     )
@@ -128,17 +128,19 @@ def test_a_tick_that_lost_its_lock_writes_nothing() -> None:
     assert state.acquire_lock("newer", ttl_s=30) is not None
 
     # When its batch runs
-    result = reconcile.run_batch(ref, 0, gateway=fake, state=state, settings=SETTINGS)
+    tick = runner.TickRunner(ref, gateway=lambda: fake, state=state, settings=SETTINGS)
+    with pytest.raises(runner.TickDropped):
+        tick.batch(0)
 
     # Then it is fenced off: no write reached the cluster
-    assert result is None
     assert fake.writes == []
+    assert ticks_counted(state, "fenced") == 1
 
 
 def test_the_fsm_keeps_a_newer_ticks_record() -> None:
     fake, state = cluster("n1"), MemoryStateStore()
     state.update_fsm(10**6, {"n1": {"state": "ActivePerformance", "token": 10**6}})
-    reconcile.run_inline(gateway=fake, state=state, settings=SETTINGS, tick_time=TICK_TIME)
+    runner.run_inline(gateway=fake, state=state, settings=SETTINGS, tick_time=TICK_TIME)
     assert state.fsm_records()["n1"]["state"] == "ActivePerformance"
 
 
@@ -146,6 +148,6 @@ def test_a_tick_whose_lock_is_held_elsewhere_raises_tick_skipped() -> None:
     state = MemoryStateStore()
     state.acquire_lock("other", ttl_s=30)
     with pytest.raises(errors.TickSkipped):
-        reconcile.run_inline(
+        runner.run_inline(
             gateway=cluster("n1"), state=state, settings=SETTINGS, tick_time=TICK_TIME
         )
