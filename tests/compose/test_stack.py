@@ -125,14 +125,15 @@ def test_every_role_runs_as_uid_10001_on_a_read_only_root(stack: Stack, row: lis
             assert (user, read_only) == ("10001:10001", "true"), name
     refused = stack.compose("exec", "-T", "worker", "touch", "/app/x", check=False)
     assert "Read-only file system" in refused
-    # The one-shot role too: a dry-run tick in a fresh container of the same service.
-    out = stack.compose("run", "--rm", "-T", "worker", "reconcile", "--once", "--dry-run")
+    # The one-shot role too, in the same read-only container (`docker-compose run` needs
+    # container links, which podman does not offer).
+    out = stack.exec("worker", "joulie-tasks", "reconcile", "--once", "--dry-run")
     assert "(dry run: nothing written)" in out, out
     assert f"{NODES} nodes, 0 writes planned, 0 written, 0 failed" in out, out
     row += [
         "non-root, read-only root filesystem",
         "worker, beat, watcher, metrics containers inspected; `touch /app/x` in a worker; "
-        "`run --rm worker reconcile --once --dry-run`",
+        "`exec worker joulie-tasks reconcile --once --dry-run`",
         "every role runs as 10001:10001 with a read-only root (only /tmp is a tmpfs); "
         "the write is refused; the one-shot tick plans 0 writes",
     ]
