@@ -66,6 +66,22 @@ class DemandClass(StrEnum):
     GENERAL = "general"
 
 
+class OutputApi(StrEnum):
+    """Which objects carry the decision (OUTPUT_API, docs/SPEC.md §3.2 and §13)."""
+
+    NODEPOWERPROFILE = "nodepowerprofile"  # the reference's older generation (default)
+    NODETWIN = "nodetwin"  # the newest generation's NodeTwin objects
+    BOTH = "both"  # both at once, for clusters that migrate their agents
+
+    @property
+    def writes_profiles(self) -> bool:
+        return self is not OutputApi.NODETWIN
+
+    @property
+    def writes_twins(self) -> bool:
+        return self is not OutputApi.NODEPOWERPROFILE
+
+
 class PolicyName(StrEnum):
     STATIC_PARTITION = "static_partition"
     QUEUE_AWARE_V1 = "queue_aware_v1"
@@ -140,6 +156,21 @@ class NppInfo(Frozen):
     managed_by: str | None = None
 
 
+class TwinInfo(Frozen):
+    """An existing NodeTwin, as read from the API (docs/SPEC.md §13).
+
+    ``spec`` and ``status`` are the object's JSON maps, kept whole so the writer can
+    compare them with what it wants (``status`` without the agent's ``controlStatus``).
+    """
+
+    name: str
+    resource_version: str | None = None
+    node_name: str | None = None
+    managed_by: str | None = None
+    spec: dict[str, object] = Field(default_factory=dict)
+    status: dict[str, object] = Field(default_factory=dict)
+
+
 class Snapshot(Frozen):
     """Everything one tick reads, stamped with the tick's time.
 
@@ -151,6 +182,8 @@ class Snapshot(Frozen):
     nodes: tuple[NodeInfo, ...] = ()
     pods: tuple[PodInfo, ...] | None = ()
     profiles: tuple[NppInfo, ...] = ()
+    #: Read only when OUTPUT_API writes NodeTwins; empty (and unread) otherwise.
+    twins: tuple[TwinInfo, ...] = ()
 
 
 # --- classify ---------------------------------------------------------------------------
@@ -334,23 +367,48 @@ class NppWrite(Frozen):
     resource_version: str | None = None
 
 
+class TwinWrite(Frozen):
+    """One NodeTwin's writes: its ``spec`` (create, or replace at ``resource_version``)
+    and/or its ``status`` (a merge patch of the status subresource); None = unchanged."""
+
+    name: str
+    node: NodeName
+    create: bool
+    resource_version: str | None = None
+    spec: dict[str, object] | None = None
+    status: dict[str, object] | None = None
+
+
 class WriteSet(Frozen):
     """The minimal writes that take the cluster from the snapshot to the plan.
 
-    ``deletes`` names operator-owned profile objects whose node no longer exists.
+    ``deletes`` names operator-owned profile objects whose node no longer exists;
+    ``twins`` and ``twin_deletes`` are the NodeTwin writer's share (OUTPUT_API).
     """
 
     labels: tuple[LabelWrite, ...] = ()
     profiles: tuple[NppWrite, ...] = ()
     deletes: tuple[NppName, ...] = ()
+    twins: tuple[TwinWrite, ...] = ()
+    twin_deletes: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
-        return not self.labels and not self.profiles and not self.deletes
+        return (
+            not self.labels
+            and not self.profiles
+            and not self.deletes
+            and not self.twins
+            and not self.twin_deletes
+        )
 
     def nodes(self) -> set[NodeName]:
         """The nodes touched by any write."""
-        return {w.node for w in self.labels} | {w.spec.node_name for w in self.profiles}
+        return (
+            {w.node for w in self.labels}
+            | {w.spec.node_name for w in self.profiles}
+            | {w.node for w in self.twins}
+        )
 
 
 class CacheMark(Frozen):

@@ -93,6 +93,23 @@ def npp_info_from_manifest(obj: Mapping[str, object]) -> models.NppInfo | None:
     )
 
 
+def twin_info_from_manifest(obj: Mapping[str, object]) -> models.TwinInfo | None:
+    """An existing NodeTwin's name, resource version, owner label, spec and status."""
+    metadata = _mapping(_get(obj, "metadata"))
+    name = _get(metadata, "name")
+    if not isinstance(name, str) or not name:
+        return None
+    spec = _mapping(_get(obj, "spec"))
+    return models.TwinInfo(
+        name=name,
+        resource_version=_string(_get(metadata, "resourceVersion")),
+        node_name=_string(_get(spec, "nodeName")),
+        managed_by=_string(_get(_mapping(_get(metadata, "labels")), models.MANAGED_BY_LABEL)),
+        spec=dict(spec),
+        status=dict(_mapping(_get(obj, "status"))),
+    )
+
+
 def select_eligible(
     nodes: Sequence[models.NodeInfo],
     *,

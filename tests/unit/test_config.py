@@ -131,3 +131,35 @@ def test_unrelated_environment_variables_are_ignored() -> None:
 )
 def test_metrics_addr_splits_into_host_and_port(addr: str, expected: tuple[str, int]) -> None:
     assert config.host_port(addr) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "mode"),
+    [
+        (None, models.OutputApi.NODEPOWERPROFILE),
+        ("nodepowerprofile", models.OutputApi.NODEPOWERPROFILE),
+        ("nodetwin", models.OutputApi.NODETWIN),
+        (" NodeTwin ", models.OutputApi.NODETWIN),
+        ("both", models.OutputApi.BOTH),
+    ],
+    ids=["default", "nodepowerprofile", "nodetwin", "trimmed-any-case", "both"],
+)
+def test_output_api_selects_the_published_objects(text: str | None, mode: models.OutputApi) -> None:
+    s = config.read_settings({} if text is None else {"OUTPUT_API": text})
+    assert s.output_api is mode
+    assert mode.writes_profiles == (mode is not models.OutputApi.NODETWIN)
+    assert mode.writes_twins == (mode is not models.OutputApi.NODEPOWERPROFILE)
+
+
+@pytest.mark.parametrize("text", ["twin", "", "nodetwins", "nodepowerprofiles"])
+def test_a_bad_output_api_is_one_line_and_exit_2(
+    text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        config.load_settings({"OUTPUT_API": text})
+    assert exc.value.code == config.EXIT_CONFIG
+    lines = [line for line in capsys.readouterr().err.splitlines() if "OUTPUT_API" in line]
+    assert lines == [
+        f"joulie-tasks: invalid configuration: OUTPUT_API={text!r}: "
+        "expected one of nodepowerprofile, nodetwin, both"
+    ]
