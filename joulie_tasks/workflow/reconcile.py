@@ -42,8 +42,10 @@ def stage_snapshot(
     settings: config.Settings,
 ) -> None:
     cached = cache_tick.read(ref, state=state, settings=settings)
-    if cached is not None:  # synced and fresh: no API request at all
+    if cached is not None:  # synced and fresh: no API request at all (but NodeTwins)
         snap, demand = cached
+        if settings.output_api.writes_twins:
+            snap = snapshot.with_twins(snap, gateway=gateway, page_size=settings.list_page_size)
         state.save_snapshot(ref.tick_id, snap)
         state.save_nodes(ref.tick_id, snap)
         state.save_demand(ref.tick_id, demand)
@@ -60,6 +62,7 @@ def stage_snapshot(
             tick_id=ref.tick_id,
             page_size=settings.list_page_size,
             on_retry=count_retry,
+            read_twins=settings.output_api.writes_twins,
         )
     finally:  # read retries count even when the reads finally failed
         retries = metrics.Values()
@@ -168,6 +171,8 @@ def stage_write(
             labels=tuple(g.label for g in chunk if g.label is not None),
             profiles=tuple(g.profile for g in chunk if g.profile is not None),
             deletes=writes.deletes if index == 0 else (),
+            twins=tuple(g.twin for g in chunk if g.twin is not None),
+            twin_deletes=writes.twin_deletes if index == 0 else (),
         )
         state.save_batch(ref.tick_id, index, batch)
     state.start_batches(ref.tick_id, count)
@@ -205,15 +210,17 @@ def run_batch(
         sleep=sleep,
         still_fenced=fence.still_holds,
     )
-    if batch.deletes and not result.fenced:
-        if fence.still_holds():
-            removed = apply.delete_profiles(
-                batch.deletes, gateway=gateway, tick_id=ref.tick_id, sleep=sleep
-            )
-            result.written += removed.written
-            result.failures.update(removed.failures)
-        else:
-            result.fenced = True
+    for names, remove in (
+        (batch.deletes, apply.delete_profiles),
+        (batch.twin_deletes, apply.delete_twins),
+    ):
+        if names and not result.fenced:
+            if fence.still_holds():
+                removed = remove(names, gateway=gateway, tick_id=ref.tick_id, sleep=sleep)
+                result.written += removed.written
+                result.failures.update(removed.failures)
+            else:
+                result.fenced = True
     result.skipped.update(stopped)
     if result.fenced:
         state.add_counters(metrics.tick_counted(models.TickResult.FENCED))
