@@ -18,6 +18,9 @@ NppName = NewType("NppName", str)
 #: The constant key that pod constraints are classified on (docs/SPEC.md §4). It is not
 #: the configurable POWER_PROFILE_LABEL, on purpose: the reference does the same.
 PROFILE_CONSTRAINT_KEY = "joulie.io/power-profile"
+#: Pod annotation of the newest generation: exactly ``performance`` (trimmed) makes a
+#: pod performance-only; no other value has any effect (docs/SPEC.md §13.5).
+WORKLOAD_CLASS_ANNOTATION = "joulie.io/workload-class"
 #: Label put on every NodePowerProfile the operator owns (docs/SPEC.md §7).
 MANAGED_BY_LABEL = "joulie.io/managed-by"
 MANAGED_BY_VALUE = "operator"
@@ -142,6 +145,17 @@ class PodInfo(Frozen):
     deleting: bool = False
     node_selector_profile: str | None = None
     requirements: tuple[Requirement, ...] = ()
+    #: The ``joulie.io/workload-class`` annotation, untrimmed, when it is a string.
+    workload_class: str | None = None
+
+    def has_power_signal(self) -> bool:
+        """Whether anything could make the pod other than general: a nodeSelector or an
+        affinity expression on the profile key, or the workload-class annotation."""
+        return (
+            self.node_selector_profile is not None
+            or bool(self.requirements)
+            or self.workload_class is not None
+        )
 
 
 class NppInfo(Frozen):

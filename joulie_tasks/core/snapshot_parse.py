@@ -70,6 +70,9 @@ def pod_info_with_problems(
         deleting=_get(metadata, "deletionTimestamp") is not None,
         node_selector_profile=selector_profile,
         requirements=_requirements(spec, problems),
+        workload_class=_string(
+            _get(_mapping(_get(metadata, "annotations")), models.WORKLOAD_CLASS_ANNOTATION)
+        ),
     )
     return pod, tuple(problems)
 

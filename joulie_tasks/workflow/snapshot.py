@@ -137,7 +137,7 @@ def _read_pods(
                         pod.name if pod else "?",
                         "; ".join(problems),
                     )
-            if pod is not None and (pod.node_selector_profile is not None or pod.requirements):
+            if pod is not None and pod.has_power_signal():
                 kept.append(pod)
         if malformed > 5:
             logger.warning("tick %s: %d malformed pods in all", tick_id, malformed)
@@ -148,9 +148,15 @@ def _read_pods(
 
 
 def _constrained(items: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Only pods that mention the profile key somewhere can be anything but general."""
+    """Only pods that mention the profile key somewhere, or carry the workload-class
+    annotation, can be anything but general."""
     key = models.PROFILE_CONSTRAINT_KEY
     for raw in items:
+        metadata = raw.get("metadata")
+        annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+        if isinstance(annotations, dict) and models.WORKLOAD_CLASS_ANNOTATION in annotations:
+            yield raw
+            continue
         spec = raw.get("spec")
         if not isinstance(spec, dict):
             continue
