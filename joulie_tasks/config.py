@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     """CPU package power cap written for eco nodes, in watts."""
     metrics_addr: str = ":8081"
     """``[host]:port`` the Prometheus endpoint listens on."""
+    cpu_performance_cap_pct_of_max: float = Field(100.0, gt=0, le=100, allow_inf_nan=False)
+    """NodeTwin CPU cap of performance nodes, in percent of the package's max (0 < x ≤ 100)."""
+    cpu_eco_cap_pct_of_max: float = Field(60.0, gt=0, le=100, allow_inf_nan=False)
+    """NodeTwin CPU cap of eco (and draining) nodes, in percent of max (0 < x ≤ 100)."""
     output_api: models.OutputApi = models.OutputApi.NODEPOWERPROFILE
     """Objects the decision is published as: ``nodepowerprofile`` (default, unchanged),
     ``nodetwin`` (the newest generation's NodeTwin) or ``both`` (migration); any case."""

@@ -50,6 +50,10 @@ class Params(Protocol):
     def schedule(self) -> models.Schedule: ...
     @property
     def output_api(self) -> models.OutputApi: ...
+    @property
+    def cpu_performance_cap_pct_of_max(self) -> float: ...
+    @property
+    def cpu_eco_cap_pct_of_max(self) -> float: ...
 
 
 class Decided(models.Frozen):
@@ -134,7 +138,13 @@ def writes_for(
     if not mode.writes_profiles:
         writes = writes.model_copy(update={"profiles": (), "deletes": ()})
     if mode.writes_twins:
-        twins, gone = twin.desired_twin_writes(guarded, nodes=snap.nodes, twins=snap.twins)
+        pct = {
+            models.Profile.PERFORMANCE: settings.cpu_performance_cap_pct_of_max,
+            models.Profile.ECO: settings.cpu_eco_cap_pct_of_max,
+        }
+        twins, gone = twin.desired_twin_writes(
+            guarded, nodes=snap.nodes, twins=snap.twins, cpu_pct=pct
+        )
         writes = writes.model_copy(update={"twins": twins, "twin_deletes": gone})
     return writes
 

@@ -163,3 +163,28 @@ def test_a_bad_output_api_is_one_line_and_exit_2(
         f"joulie-tasks: invalid configuration: OUTPUT_API={text!r}: "
         "expected one of nodepowerprofile, nodetwin, both"
     ]
+
+
+def test_nodetwin_cpu_caps_default_to_100_and_60_percent() -> None:
+    s = config.read_settings({"CPU_ECO_CAP_PCT_OF_MAX": "42.5"})
+    assert (s.cpu_performance_cap_pct_of_max, s.cpu_eco_cap_pct_of_max) == (100, 42.5)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0", "a number > 0.0"),
+        ("100.5", "a number ≤ 100.0"),
+        ("-1", "a number > 0.0"),
+        ("nan", "a finite number"),
+        ("sixty", "a number"),
+    ],
+)
+def test_a_bad_cap_percentage_is_one_line_and_exit_2(
+    value: str, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        config.load_settings({"CPU_ECO_CAP_PCT_OF_MAX": value})
+    assert exc.value.code == config.EXIT_CONFIG
+    line = f"CPU_ECO_CAP_PCT_OF_MAX={value!r}: expected {expected}"
+    assert capsys.readouterr().err.splitlines() == [f"joulie-tasks: invalid configuration: {line}"]

@@ -258,3 +258,14 @@ def test_the_default_mode_is_the_profile_writer_unchanged() -> None:
     assert default == explicit
     assert default.twins == ()
     assert default.twin_deletes == ()
+
+
+def test_the_cap_percentages_come_from_the_settings() -> None:
+    env = {**NODETWIN, "CPU_PERFORMANCE_CAP_PCT_OF_MAX": "90", "CPU_ECO_CAP_PCT_OF_MAX": "42.5"}
+    caps = {w.node: (w.spec or {}).get("cpu") for w in tick(FOUR, env=env).twins}
+    assert caps == {
+        "a": {"packagePowerCapPctOfMax": 90},
+        "b": {"packagePowerCapPctOfMax": 90},
+        "c": {"packagePowerCapPctOfMax": 42.5},
+        "d": {"packagePowerCapPctOfMax": 42.5},
+    }
