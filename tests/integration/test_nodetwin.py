@@ -19,11 +19,14 @@ from typing import Any
 import pytest
 
 from joulie_tasks import config
-from joulie_tasks.adapters import kube, store
+from joulie_tasks.adapters import cache_store, kube, store
 from joulie_tasks.core import twin
 from joulie_tasks.workflow import reconcile
-from joulie_testbed.procs import RedisServer
+from joulie_testbed.emulator import Emulator
+from joulie_testbed.emulator import seed as seeding
+from joulie_testbed.procs import RedisServer, Stack, wait_for
 from tests.integration.cluster import ClusterBed
+from tests.integration.conftest import TickClient
 
 MANAGED = {"joulie.io/managed": "true"}
 NODES = ("worker-1.example.com", "worker-2", "worker-3")  # static 0.5: 2 performance
@@ -149,3 +152,57 @@ def test_both_writes_profiles_and_twins(cluster: ClusterBed, operator: Operator)
     cluster.reset_counters()
     operator.tick()
     assert writes(cluster) == Counter()
+
+
+def test_a_cache_fed_tick_lists_only_the_twins_and_an_annotated_pod_holds_its_node(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
+) -> None:
+    """The watch-fed road in nodetwin mode (worker and watcher processes): twins are
+    listed (the watcher does not watch them), nothing else; a pod whose only signal is
+    the workload-class annotation reaches the cache and keeps its node performance."""
+    for name in ("a", "b"):  # static 0.5: a performance, b eco
+        emulator.put_object(seeding.make_node(name, labels=MANAGED))
+    stack.configure(kick_window="1h", output_api="nodetwin")
+    stack.start_worker()
+    stack.start_proc("watch", ["watch"], ready="started")
+
+    def synced() -> bool:
+        status = cache_store.CacheStore(state).status()
+        age = status.age(time.time())
+        return all(status.synced.values()) and age is not None and age < 2.0
+
+    wait_for(synced, timeout=30, what="a synced, fresh cache")
+    first = ticks.run()
+    assert first["failures"] == {}
+    assert {t["metadata"]["name"] for t in emulator.list_objects("nodetwins")} == {"a", "b"}
+
+    emulator.put_object(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "annotated",
+                "namespace": "default",
+                "annotations": {"joulie.io/workload-class": "performance"},
+            },
+            "spec": {"containers": [{"name": "c", "image": "x"}], "nodeName": "a"},
+            "status": {"phase": "Running"},
+        }
+    )
+
+    def cached() -> bool:
+        view = cache_store.CacheStore(state).read(
+            tick_time=time.time(), now=time.time(), max_age=2.0
+        )
+        return not isinstance(view, str) and view.demand.performance_pods_by_node == {"a": 1}
+
+    wait_for(cached, timeout=30, what="the annotated pod in the cache")
+    emulator.reset_counters()
+    done = ticks.run()
+    assert done["failures"] == {}
+    assert done["written"] == 0
+    requests = {k: n for k, n in emulator.counters().items() if k[0] != "watch"}
+    assert requests == {("list", "nodetwins"): 1}
+    twin_a = emulator.get_object("nodetwins", "a")
+    assert twin_a is not None
+    assert twin_a["spec"]["profile"] == "performance"
