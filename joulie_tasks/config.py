@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     """NodeTwin CPU cap of performance nodes, in percent of the package's max (0 < x ≤ 100)."""
     cpu_eco_cap_pct_of_max: float = Field(60.0, gt=0, le=100, allow_inf_nan=False)
     """NodeTwin CPU cap of eco (and draining) nodes, in percent of max (0 < x ≤ 100)."""
+    gpu_performance_cap_pct_of_max: float = Field(100.0, ge=0, le=100, allow_inf_nan=False)
+    """NodeTwin GPU cap of performance nodes with allocatable GPUs, in percent of each
+    GPU's max (0 ≤ x ≤ 100; 0: no GPU intent, the agent leaves the GPUs alone)."""
+    gpu_eco_cap_pct_of_max: float = Field(60.0, ge=0, le=100, allow_inf_nan=False)
+    """NodeTwin GPU cap of eco and draining nodes, in percent of max (0 ≤ x ≤ 100)."""
     output_api: models.OutputApi = models.OutputApi.NODEPOWERPROFILE
     """Objects the decision is published as: ``nodepowerprofile`` (default, unchanged),
     ``nodetwin`` (the newest generation's NodeTwin) or ``both`` (migration); any case."""

@@ -54,6 +54,10 @@ class Params(Protocol):
     def cpu_performance_cap_pct_of_max(self) -> float: ...
     @property
     def cpu_eco_cap_pct_of_max(self) -> float: ...
+    @property
+    def gpu_performance_cap_pct_of_max(self) -> float: ...
+    @property
+    def gpu_eco_cap_pct_of_max(self) -> float: ...
 
 
 class Decided(models.Frozen):
@@ -138,12 +142,18 @@ def writes_for(
     if not mode.writes_profiles:
         writes = writes.model_copy(update={"profiles": (), "deletes": ()})
     if mode.writes_twins:
-        pct = {
-            models.Profile.PERFORMANCE: settings.cpu_performance_cap_pct_of_max,
-            models.Profile.ECO: settings.cpu_eco_cap_pct_of_max,
-        }
+        caps = twin.Caps(
+            cpu={
+                models.Profile.PERFORMANCE: settings.cpu_performance_cap_pct_of_max,
+                models.Profile.ECO: settings.cpu_eco_cap_pct_of_max,
+            },
+            gpu={
+                models.Profile.PERFORMANCE: settings.gpu_performance_cap_pct_of_max,
+                models.Profile.ECO: settings.gpu_eco_cap_pct_of_max,
+            },
+        )
         twins, gone = twin.desired_twin_writes(
-            guarded, nodes=snap.nodes, twins=snap.twins, cpu_pct=pct
+            guarded, nodes=snap.nodes, twins=snap.twins, caps=caps
         )
         writes = writes.model_copy(update={"twins": twins, "twin_deletes": gone})
     return writes

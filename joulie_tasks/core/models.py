@@ -116,6 +116,9 @@ class NodeInfo(Frozen):
     labels: dict[str, str] = Field(default_factory=dict)
     unschedulable: bool = False
     resource_version: str | None = None
+    #: Allocatable GPUs (``status.allocatable``, NODETWIN.md §6.2): only the NodeTwin
+    #: writer reads it, for the GPU cap intent.
+    gpus: int = 0
 
 
 class Requirement(Frozen):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from joulie_tasks.core import models, naming
 
@@ -34,8 +35,21 @@ KIND = "NodeTwin"
 #: A status whose content is unchanged is rewritten once its lastUpdated is this old:
 #: half the extender's 5-minute staleness threshold (NODETWIN.md §7.13).
 STATUS_REFRESH_S = 150.0
-#: Default caps in percent of max (NODETWIN.md §3.3): performance 100 %, eco 60 %.
-CPU_PCT = {models.Profile.PERFORMANCE: 100.0, models.Profile.ECO: 60.0}
+
+
+@dataclass(frozen=True)
+class Caps:
+    """Caps in percent of max by profile (NODETWIN.md §6); a GPU percentage of 0 means
+    no GPU intent. Defaults: the reference's chart values, 100/60 for both."""
+
+    cpu: Mapping[models.Profile, float] = field(
+        default_factory=lambda: {models.Profile.PERFORMANCE: 100.0, models.Profile.ECO: 60.0}
+    )
+    gpu: Mapping[models.Profile, float] = field(
+        default_factory=lambda: {models.Profile.PERFORMANCE: 100.0, models.Profile.ECO: 60.0}
+    )
+
+
 #: The agent owns this status key; the operator never compares or writes it.
 AGENT_STATUS_KEY = "controlStatus"
 _STAMP = "lastUpdated"
@@ -51,22 +65,36 @@ def twin_names(node_names: Sequence[str]) -> dict[models.NodeName, str]:
     }
 
 
-def twin_spec(
-    decision: models.Decision, *, cpu_pct: Mapping[models.Profile, float]
-) -> dict[str, object]:
-    """The ``spec`` of a decided node (NODETWIN.md §3.3): eco while draining, CPU cap in
-    percent of max. GPU intents are not written (docs/SPEC.md §13.6)."""
-    return {
+def twin_spec(decision: models.Decision, *, gpus: int, caps: Caps) -> dict[str, object]:
+    """The ``spec`` of a decided node (NODETWIN.md §3.3): eco while draining, caps in
+    percent of max. A node with allocatable GPUs gets a per-GPU intent (none when its
+    percentage is 0) and **no CPU cap**: the reference writes absolute watts there by
+    mistake, against its own stated intent (NODETWIN.md §10.2, docs/SPEC.md §13.9)."""
+    spec: dict[str, object] = {
         "nodeName": decision.node,
         "profile": decision.profile.value,
-        "cpu": {"packagePowerCapPctOfMax": _number(cpu_pct[decision.profile])},
+        "cpu": {} if gpus > 0 else {"packagePowerCapPctOfMax": _number(caps.cpu[decision.profile])},
         "policy": {"name": decision.policy_name},
         "scheduling": {"draining": decision.draining},
     }
+    gpu_pct = caps.gpu[decision.profile]
+    if gpus > 0 and gpu_pct > 0:
+        spec["gpu"] = {"powerCap": {"scope": "perGpu", "capPctOfMax": _number(gpu_pct)}}
+    return spec
+
+
+def _effective(spec: Mapping[str, object]) -> dict[str, object]:
+    """``effectiveCapState``: the written percentages, 100 where none is written."""
+    cpu = spec.get("cpu")
+    gpu = spec.get("gpu")
+    cap = gpu.get("powerCap") if isinstance(gpu, dict) else None
+    cpu_pct = cpu.get("packagePowerCapPctOfMax", 100) if isinstance(cpu, dict) else 100
+    gpu_pct = cap.get("capPctOfMax", 100) if isinstance(cap, dict) else 100
+    return {"cpuPct": cpu_pct, "gpuPct": gpu_pct}
 
 
 def twin_status(
-    decision: models.Decision, *, cpu_pct: Mapping[models.Profile, float], tick_time: float
+    decision: models.Decision, *, spec: Mapping[str, object], tick_time: float
 ) -> dict[str, object]:
     """The operator-owned ``status`` (NODETWIN.md §7) from what we know: no hardware
     record and no power source, which gives the reference's own figures for that case
@@ -78,7 +106,7 @@ def twin_status(
         "predictedPsuStressScore": 0,
         "hardwareDensityScore": 0,
         "estimatedPUE": 1.05,
-        "effectiveCapState": {"cpuPct": _number(cpu_pct[decision.profile]), "gpuPct": 100},
+        "effectiveCapState": _effective(spec),
         "powerMeasurement": {
             "source": "static",
             "measuredNodePowerW": 0,
@@ -99,7 +127,7 @@ def desired_twin_writes(
     *,
     nodes: Sequence[models.NodeInfo],
     twins: Sequence[models.TwinInfo],
-    cpu_pct: Mapping[models.Profile, float] = CPU_PCT,
+    caps: Caps | None = None,
 ) -> tuple[tuple[models.TwinWrite, ...], tuple[str, ...]]:
     """The twin writes and deletes that bring every decided node's twin to the plan.
 
@@ -109,15 +137,17 @@ def desired_twin_writes(
     and when it is a second twin of a decided node under an outdated name. Twins we did
     not create are never deleted, and nothing is deleted when no node is decided.
     """
+    caps = caps or Caps()
     names = twin_names([n.name for n in nodes] + [d.node for d in guarded.decisions])
+    gpus = {n.name: n.gpus for n in nodes}
     existing = {t.name: t for t in twins}
     writes: list[models.TwinWrite] = []
     for decision in guarded.decisions:
         if decision.postponed:
             continue
         name = names[decision.node]
-        spec = twin_spec(decision, cpu_pct=cpu_pct)
-        status = twin_status(decision, cpu_pct=cpu_pct, tick_time=guarded.tick_time)
+        spec = twin_spec(decision, gpus=gpus.get(decision.node, 0), caps=caps)
+        status = twin_status(decision, spec=spec, tick_time=guarded.tick_time)
         found = existing.get(name)
         if found is None:
             writes.append(

@@ -188,3 +188,15 @@ def test_a_bad_cap_percentage_is_one_line_and_exit_2(
     assert exc.value.code == config.EXIT_CONFIG
     line = f"CPU_ECO_CAP_PCT_OF_MAX={value!r}: expected {expected}"
     assert capsys.readouterr().err.splitlines() == [f"joulie-tasks: invalid configuration: {line}"]
+
+
+def test_nodetwin_gpu_caps_default_to_100_and_60_percent_and_accept_0() -> None:
+    s = config.read_settings({"GPU_ECO_CAP_PCT_OF_MAX": "0"})
+    assert (s.gpu_performance_cap_pct_of_max, s.gpu_eco_cap_pct_of_max) == (100, 0)
+
+
+def test_a_gpu_cap_above_100_percent_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        config.load_settings({"GPU_PERFORMANCE_CAP_PCT_OF_MAX": "101"})
+    line = "GPU_PERFORMANCE_CAP_PCT_OF_MAX='101': expected a number ≤ 100.0"
+    assert capsys.readouterr().err.splitlines() == [f"joulie-tasks: invalid configuration: {line}"]

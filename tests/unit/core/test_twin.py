@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 import pytest
 
 from joulie_tasks import config
-from joulie_tasks.core import decide, models, twin
+from joulie_tasks.core import decide, models, snapshot_parse, twin
 from tests.unit.conftest import TICK, make_node, make_npp, perf_pod
 
 NODETWIN = {"OUTPUT_API": "nodetwin"}
@@ -121,7 +121,7 @@ def test_the_spec_and_class_of_each_state(
     assert found.create
     assert found.name == node
     assert found.spec == spec
-    assert "gpu" not in (found.spec or {})  # GPU intents: docs/SPEC.md §13.6
+    assert "gpu" not in (found.spec or {})  # no allocatable GPU, no GPU intent (K15)
     assert found.status is not None
     assert found.status["schedulableClass"] == klass
     assert found.status["lastUpdated"] == "2023-11-14T22:13:20Z"
@@ -269,3 +269,90 @@ def test_the_cap_percentages_come_from_the_settings() -> None:
         "c": {"packagePowerCapPctOfMax": 42.5},
         "d": {"packagePowerCapPctOfMax": 42.5},
     }
+
+
+def gpu_node(name: str, allocatable: dict[str, object]) -> models.NodeInfo:
+    raw = {
+        "metadata": {"name": name, "labels": {"joulie.io/managed": "true"}},
+        "status": {"allocatable": allocatable},
+    }
+    node = snapshot_parse.node_info_from_manifest(raw)
+    assert node is not None
+    return node
+
+
+@pytest.mark.parametrize(
+    ("allocatable", "count"),
+    [
+        ({"nvidia.com/gpu": "4"}, 4),
+        ({"vendor.example/gpu": "3"}, 3),  # K20: any */gpu
+        (
+            {
+                "nvidia.com/gpu": "4",
+                "amd.com/gpu": "2",
+                "gpu.intel.com/i915": "1",
+                "example.com/gpu-mem": "5",
+                "cpu": "64",
+            },
+            7,
+        ),  # K21
+        ({"NVIDIA.com/GPU": "2"}, 2),
+        ({"nvidia.com/gpu": "1500m"}, 0),
+        ({}, 0),
+    ],
+    ids=["nvidia", "K20-custom-suffix", "K21-mixed", "case", "not-whole", "none"],
+)
+def test_allocatable_gpus_are_counted_like_the_reference(
+    allocatable: dict[str, object], count: int
+) -> None:
+    assert gpu_node("g", allocatable).gpus == count
+
+
+# K9, K10, K16 of NODETWIN.md §9.4. We differ on the CPU part on purpose: the reference
+# writes packagePowerCapWatts 120 / 5000 on GPU nodes, against its own stated intent
+# (GPU nodes get no CPU cap, NODETWIN.md §10.2); we write `cpu: {}`.
+GPU_CASES = [
+    pytest.param(
+        {},
+        "g2",
+        {"cpu": {}, "gpu": {"powerCap": {"scope": "perGpu", "capPctOfMax": 60}}},
+        {"cpuPct": 100, "gpuPct": 60},
+        id="K9-eco-DIFFERS-no-cpu-watts",
+    ),
+    pytest.param(
+        {},
+        "g1",
+        {"cpu": {}, "gpu": {"powerCap": {"scope": "perGpu", "capPctOfMax": 100}}},
+        {"cpuPct": 100, "gpuPct": 100},
+        id="K10-performance-DIFFERS-no-cpu-watts",
+    ),
+    pytest.param(
+        {"GPU_ECO_CAP_PCT_OF_MAX": "0"},
+        "g2",
+        {"cpu": {}},
+        {"cpuPct": 100, "gpuPct": 100},
+        id="K16-gpu-pct-0-no-intent",
+    ),
+    pytest.param(
+        {"GPU_ECO_CAP_PCT_OF_MAX": "40"},
+        "g2",
+        {"cpu": {}, "gpu": {"powerCap": {"scope": "perGpu", "capPctOfMax": 40}}},
+        {"cpuPct": 100, "gpuPct": 40},
+        id="gpu-eco-40",
+    ),
+]
+
+
+@pytest.mark.parametrize(("env", "node", "caps", "effective"), GPU_CASES)
+def test_gpu_nodes_get_a_per_gpu_intent_and_no_cpu_cap(
+    env: Mapping[str, str],
+    node: str,
+    caps: dict[str, object],
+    effective: dict[str, object],
+) -> None:
+    nodes = [gpu_node("g1", {"nvidia.com/gpu": "4"}), gpu_node("g2", {"nvidia.com/gpu": "4"})]
+    (found,) = [w for w in tick(nodes, env={**NODETWIN, **env}).twins if w.node == node]
+    assert found.spec is not None
+    assert found.status is not None
+    assert {k: v for k, v in found.spec.items() if k in ("cpu", "gpu")} == caps
+    assert found.status["effectiveCapState"] == effective
