@@ -210,17 +210,26 @@ def run_batch(
         sleep=sleep,
         still_fenced=fence.still_holds,
     )
-    for names, remove in (
-        (batch.deletes, apply.delete_profiles),
-        (batch.twin_deletes, apply.delete_twins),
-    ):
-        if names and not result.fenced:
-            if fence.still_holds():
-                removed = remove(names, gateway=gateway, tick_id=ref.tick_id, sleep=sleep)
-                result.written += removed.written
-                result.failures.update(removed.failures)
-            else:
-                result.fenced = True
+    if batch.deletes and not result.fenced:
+        if fence.still_holds():
+            removed = apply.delete_profiles(
+                batch.deletes, gateway=gateway, tick_id=ref.tick_id, sleep=sleep
+            )
+            result.written += removed.written
+            result.failures.update(removed.failures)
+        else:
+            result.fenced = True
+    # NodeTwins of deleted or unmanaged nodes (OUTPUT_API, docs/SPEC.md §13.8): kept apart
+    # from the block above so that it stays as it was.
+    if batch.twin_deletes and not result.fenced:
+        if fence.still_holds():
+            removed = apply.delete_twins(
+                batch.twin_deletes, gateway=gateway, tick_id=ref.tick_id, sleep=sleep
+            )
+            result.written += removed.written
+            result.failures.update(removed.failures)
+        else:
+            result.fenced = True
     result.skipped.update(stopped)
     if result.fenced:
         state.add_counters(metrics.tick_counted(models.TickResult.FENCED))
