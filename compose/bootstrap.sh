@@ -15,6 +15,7 @@ SRC=${K3S_KUBECONFIG_OUTPUT:-/kube/kubeconfig.yaml}
 DST=${OPERATOR_KUBECONFIG:-/kube/kubeconfig-compose.yaml}
 API=${K3S_API_URL:-https://k3s:6443}
 CRD=${CRD_FILE:-/manifests/crd/nodepowerprofiles.yaml}
+TWIN_CRD=${TWIN_CRD_FILE:-/manifests/crd/nodetwins.yaml}
 FAKE_NODES=${FAKE_NODES:-3}
 MANAGED_LABEL=${MANAGED_LABEL:-joulie.io/managed=true}
 
@@ -40,6 +41,8 @@ done
 
 kubectl apply -f "$CRD"
 kubectl wait --for=condition=Established --timeout=60s crd/nodepowerprofiles.joulie.io
+kubectl apply -f "$TWIN_CRD"
+kubectl wait --for=condition=Established --timeout=60s crd/nodetwins.joulie.io
 
 i=0
 while [ "$i" -lt "$FAKE_NODES" ]; do

@@ -78,6 +78,18 @@ class Settings(BaseSettings):
     """CPU package power cap written for eco nodes, in watts."""
     metrics_addr: str = ":8081"
     """``[host]:port`` the Prometheus endpoint listens on."""
+    cpu_performance_cap_pct_of_max: float = Field(100.0, gt=0, le=100, allow_inf_nan=False)
+    """NodeTwin CPU cap of performance nodes, in percent of the package's max (0 < x ≤ 100)."""
+    cpu_eco_cap_pct_of_max: float = Field(60.0, gt=0, le=100, allow_inf_nan=False)
+    """NodeTwin CPU cap of eco (and draining) nodes, in percent of max (0 < x ≤ 100)."""
+    gpu_performance_cap_pct_of_max: float = Field(100.0, ge=0, le=100, allow_inf_nan=False)
+    """NodeTwin GPU cap of performance nodes with allocatable GPUs, in percent of each
+    GPU's max (0 ≤ x ≤ 100; 0: no GPU intent, the agent leaves the GPUs alone)."""
+    gpu_eco_cap_pct_of_max: float = Field(60.0, ge=0, le=100, allow_inf_nan=False)
+    """NodeTwin GPU cap of eco and draining nodes, in percent of max (0 ≤ x ≤ 100)."""
+    output_api: models.OutputApi = models.OutputApi.NODEPOWERPROFILE
+    """Objects the decision is published as: ``nodepowerprofile`` (default, unchanged),
+    ``nodetwin`` (the newest generation's NodeTwin) or ``both`` (migration); any case."""
 
     # --- connections ---------------------------------------------------------------------
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -184,6 +196,17 @@ class Settings(BaseSettings):
             reason = problem.split(": ", 1)[-1]  # the value itself is already on the line
             raise ValueError(f"expected a Kubernetes label key ([prefix/]name); {reason}")
         return value
+
+    @field_validator("output_api", mode="before")
+    @classmethod
+    def _check_output_api(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        text = value.strip().lower()
+        allowed = [m.value for m in models.OutputApi]
+        if text not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}")
+        return text
 
     @field_validator("metrics_addr")
     @classmethod

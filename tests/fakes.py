@@ -132,6 +132,48 @@ class FakeKube:
             raise errors.KubeFatal(f"{name} not found", status=404)
         self.writes.append(("delete", "nodepowerprofiles", name))
 
+    def upsert_twin(self, body: Mapping[str, Any], *, exists: bool, dry_run: bool = False) -> None:
+        name = body["metadata"]["name"]
+        current = self.objects.get(("nodetwins", name))
+        if not exists:
+            self._maybe_fail("create", "nodetwins")
+            if current is not None:
+                raise errors.KubeConflict(f"{name} exists", status=409)
+            self.writes.append(("create", "nodetwins", name))
+            self.objects[("nodetwins", name)] = {
+                **body,
+                "metadata": {**body["metadata"], "resourceVersion": "1"},
+            }
+            return
+        self._maybe_fail("update", "nodetwins")
+        if current is None:
+            raise errors.KubeFatal(f"{name} not found", status=404)
+        if body["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
+            raise errors.KubeConflict(f"{name} changed", status=409)
+        self.writes.append(("update", "nodetwins", name))
+        version = str(int(current["metadata"]["resourceVersion"]) + 1)
+        self.objects[("nodetwins", name)] = {
+            **body,
+            "metadata": {**body["metadata"], "resourceVersion": version},
+            **({"status": current["status"]} if "status" in current else {}),
+        }
+
+    def patch_twin_status(
+        self, name: str, status: Mapping[str, Any], *, dry_run: bool = False
+    ) -> None:
+        self._maybe_fail("patch", "nodetwins/status")
+        current = self.objects.get(("nodetwins", name))
+        if current is None:
+            raise errors.KubeFatal(f"{name} not found", status=404)
+        self.writes.append(("patch", "nodetwins/status", name))
+        current["status"] = {**current.get("status", {}), **status}
+
+    def delete_twin(self, name: str) -> None:
+        self._maybe_fail("delete", "nodetwins")
+        if self.objects.pop(("nodetwins", name), None) is None:
+            raise errors.KubeFatal(f"{name} not found", status=404)
+        self.writes.append(("delete", "nodetwins", name))
+
     def create_event(self, namespace: str, body: Mapping[str, Any]) -> None:
         self._maybe_fail("create", "events")
         self.writes.append(("create", "events", str(body.get("metadata", {}).get("name"))))

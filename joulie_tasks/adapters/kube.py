@@ -41,6 +41,10 @@ NODES = Resource("/api/v1", "nodes")
 PODS = Resource("/api/v1", "pods", namespaced=True)
 PROFILES = Resource(f"/apis/{NPP_GROUP_VERSION}", "nodepowerprofiles")
 EVENTS = Resource("/api/v1", "events", namespaced=True)
+#: NodeTwins (OUTPUT_API nodetwin/both) and their status subresource: the latter is its
+#: own RBAC resource and request-counter label; its path is built by patch_twin_status.
+TWINS = Resource(f"/apis/{NPP_GROUP_VERSION}", "nodetwins")
+TWIN_STATUS = Resource(f"/apis/{NPP_GROUP_VERSION}", "nodetwins/status")
 
 #: The ``outcome`` of a request that got no HTTP answer (else the status code).
 NO_ANSWER = "error"
@@ -59,6 +63,12 @@ COUNTED_REQUESTS: tuple[tuple[str, Resource], ...] = (
     ("update", PROFILES),
     ("delete", PROFILES),
     ("create", EVENTS),
+    ("list", TWINS),
+    ("get", TWINS),
+    ("create", TWINS),
+    ("update", TWINS),
+    ("delete", TWINS),
+    ("patch", TWIN_STATUS),
 )
 
 
@@ -281,6 +291,34 @@ class ApiGateway:
         self._request(
             "update", PROFILES, "PUT", PROFILES.path(name), body=body, query=_dry_run(dry_run)
         )
+
+    def upsert_twin(self, body: Mapping[str, Any], *, exists: bool, dry_run: bool = False) -> None:
+        """Write one NodeTwin's spec and metadata, as upsert_profile does (the server
+        ignores ``status`` here: the CRD has the status subresource)."""
+        if not exists:
+            self._request("create", TWINS, "POST", TWINS.path(), body=body, query=_dry_run(dry_run))
+            return
+        name = str(body["metadata"]["name"])
+        self._request("update", TWINS, "PUT", TWINS.path(name), body=body, query=_dry_run(dry_run))
+
+    def patch_twin_status(
+        self, name: str, status: Mapping[str, Any], *, dry_run: bool = False
+    ) -> None:
+        """Merge-patch a NodeTwin's status subresource: keys we do not send (the agent's
+        ``controlStatus``) are kept; 404 when the object is gone."""
+        self._request(
+            "patch",
+            TWIN_STATUS,
+            "PATCH",
+            f"{TWINS.path(name)}/status",
+            body={"status": dict(status)},
+            content_type=MERGE_PATCH,
+            query=_dry_run(dry_run),
+        )
+
+    def delete_twin(self, name: str) -> None:
+        """Delete one NodeTwin (RBAC: ``delete`` on nodetwins)."""
+        self._request("delete", TWINS, "DELETE", TWINS.path(name))
 
     def create_event(self, namespace: str, body: Mapping[str, Any]) -> None:
         self._request("create", EVENTS, "POST", EVENTS.path(namespace=namespace), body=body)

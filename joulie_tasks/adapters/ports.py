@@ -67,6 +67,16 @@ class KubeGateway(Protocol):
 
     def delete_profile(self, name: str) -> None: ...
 
+    def upsert_twin(self, body: Mapping[str, Any], *, exists: bool, dry_run: bool = False) -> None:
+        """Create or replace a NodeTwin's spec, with upsert_profile's error contract."""
+        ...
+
+    def patch_twin_status(
+        self, name: str, status: Mapping[str, Any], *, dry_run: bool = False
+    ) -> None: ...
+
+    def delete_twin(self, name: str) -> None: ...
+
     def take_request_counts(self) -> collections.Counter[RequestKey]:
         """Return and reset the request counters (flushed to Redis by the tick runner)."""
         ...

@@ -241,7 +241,11 @@ def cmd_plan(settings: config.Settings, args: argparse.Namespace) -> int:
     gateway = clients.gateway(settings)
     _progress("reading nodes, pods and profiles …")
     snap = snapshot.take_snapshot(
-        gateway=gateway, tick_time=time.time(), tick_id="plan", page_size=settings.list_page_size
+        gateway=gateway,
+        tick_time=time.time(),
+        tick_id="plan",
+        page_size=settings.list_page_size,
+        read_twins=settings.output_api.writes_twins,
     )
     history: dict[str, Any] | None = None
     used = 0

@@ -52,11 +52,12 @@ def pod_key(obj: Mapping[str, Any]) -> str:
 def pod_contribution(obj: Mapping[str, Any]) -> str:
     """The pod's code (see the module docstring); ``""`` when it counts for nothing.
 
-    Same decision as a list-fed tick: only pods constraining the profile key are
-    kept (snapshot.py), only active ones count and the class is classify.py's.
+    Same decision as a list-fed tick: only pods constraining the profile key or
+    carrying the workload-class annotation are kept (snapshot.py), only active ones
+    count and the class is classify.py's.
     """
     pod, _problems = snapshot_parse.pod_info_with_problems(obj)
-    if pod is None or (pod.node_selector_profile is None and not pod.requirements):
+    if pod is None or not pod.has_power_signal():
         return ""
     if not classify.is_active(pod):
         return ""

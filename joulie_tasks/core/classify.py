@@ -27,7 +27,14 @@ def is_active(pod: models.PodInfo) -> bool:
 
 
 def classify_pod(pod: models.PodInfo) -> models.DemandClass:
-    """The pod's demand class; performance wins over eco wherever both appear."""
+    """The pod's demand class; performance wins over eco wherever both appear.
+
+    The ``joulie.io/workload-class`` annotation (docs/SPEC.md §13.5) is one more
+    performance signal: exactly ``performance`` after trimming (case-sensitive). Any
+    other value is ignored, and it can never make a pod eco-only.
+    """
+    if (pod.workload_class or "").strip() == _PERFORMANCE:
+        return models.DemandClass.PERFORMANCE_ONLY
     selected = (pod.node_selector_profile or "").strip()
     # An empty value list constrains nothing: it is ignored.
     expressions = [

@@ -22,6 +22,7 @@ from joulie_tasks.core import (
     schedule,
     selectors,
     snapshot_parse,
+    twin,
     write,
 )
 
@@ -47,6 +48,16 @@ class Params(Protocol):
     def damping_params(self) -> models.DampingParams: ...
     @property
     def schedule(self) -> models.Schedule: ...
+    @property
+    def output_api(self) -> models.OutputApi: ...
+    @property
+    def cpu_performance_cap_pct_of_max(self) -> float: ...
+    @property
+    def cpu_eco_cap_pct_of_max(self) -> float: ...
+    @property
+    def gpu_performance_cap_pct_of_max(self) -> float: ...
+    @property
+    def gpu_eco_cap_pct_of_max(self) -> float: ...
 
 
 class Decided(models.Frozen):
@@ -118,13 +129,34 @@ def guard_for(
 def writes_for(
     snap: models.Snapshot, guarded: models.GuardedPlan, *, settings: Params
 ) -> models.WriteSet:
-    return write.desired_writes(
+    """The labels (every mode), then each writer's share by OUTPUT_API: profile objects
+    (``nodepowerprofile``, ``both``) and NodeTwins (``nodetwin``, ``both``)."""
+    writes = write.desired_writes(
         guarded,
         nodes=snap.nodes,
         profiles=snap.profiles,
         profile_label=settings.power_profile_label,
         draining_label=settings.draining_label,
     )
+    mode = settings.output_api
+    if not mode.writes_profiles:
+        writes = writes.model_copy(update={"profiles": (), "deletes": ()})
+    if mode.writes_twins:
+        caps = twin.Caps(
+            cpu={
+                models.Profile.PERFORMANCE: settings.cpu_performance_cap_pct_of_max,
+                models.Profile.ECO: settings.cpu_eco_cap_pct_of_max,
+            },
+            gpu={
+                models.Profile.PERFORMANCE: settings.gpu_performance_cap_pct_of_max,
+                models.Profile.ECO: settings.gpu_eco_cap_pct_of_max,
+            },
+        )
+        twins, gone = twin.desired_twin_writes(
+            guarded, nodes=snap.nodes, twins=snap.twins, caps=caps
+        )
+        writes = writes.model_copy(update={"twins": twins, "twin_deletes": gone})
+    return writes
 
 
 def decide(

@@ -18,6 +18,9 @@ NppName = NewType("NppName", str)
 #: The constant key that pod constraints are classified on (docs/SPEC.md §4). It is not
 #: the configurable POWER_PROFILE_LABEL, on purpose: the reference does the same.
 PROFILE_CONSTRAINT_KEY = "joulie.io/power-profile"
+#: Pod annotation of the newest generation: exactly ``performance`` (trimmed) makes a
+#: pod performance-only; no other value has any effect (docs/SPEC.md §13.5).
+WORKLOAD_CLASS_ANNOTATION = "joulie.io/workload-class"
 #: Label put on every NodePowerProfile the operator owns (docs/SPEC.md §7).
 MANAGED_BY_LABEL = "joulie.io/managed-by"
 MANAGED_BY_VALUE = "operator"
@@ -66,6 +69,22 @@ class DemandClass(StrEnum):
     GENERAL = "general"
 
 
+class OutputApi(StrEnum):
+    """Which objects carry the decision (OUTPUT_API, docs/SPEC.md §3.2 and §13)."""
+
+    NODEPOWERPROFILE = "nodepowerprofile"  # the reference's older generation (default)
+    NODETWIN = "nodetwin"  # the newest generation's NodeTwin objects
+    BOTH = "both"  # both at once, for clusters that migrate their agents
+
+    @property
+    def writes_profiles(self) -> bool:
+        return self is not OutputApi.NODETWIN
+
+    @property
+    def writes_twins(self) -> bool:
+        return self is not OutputApi.NODEPOWERPROFILE
+
+
 class PolicyName(StrEnum):
     STATIC_PARTITION = "static_partition"
     QUEUE_AWARE_V1 = "queue_aware_v1"
@@ -97,6 +116,9 @@ class NodeInfo(Frozen):
     labels: dict[str, str] = Field(default_factory=dict)
     unschedulable: bool = False
     resource_version: str | None = None
+    #: Allocatable GPUs (``status.allocatable``, NODETWIN.md §6.2): only the NodeTwin
+    #: writer reads it, for the GPU cap intent.
+    gpus: int = 0
 
 
 class Requirement(Frozen):
@@ -126,6 +148,17 @@ class PodInfo(Frozen):
     deleting: bool = False
     node_selector_profile: str | None = None
     requirements: tuple[Requirement, ...] = ()
+    #: The ``joulie.io/workload-class`` annotation, untrimmed, when it is a string.
+    workload_class: str | None = None
+
+    def has_power_signal(self) -> bool:
+        """Whether anything could make the pod other than general: a nodeSelector or an
+        affinity expression on the profile key, or the workload-class annotation."""
+        return (
+            self.node_selector_profile is not None
+            or bool(self.requirements)
+            or self.workload_class is not None
+        )
 
 
 class NppInfo(Frozen):
@@ -140,6 +173,21 @@ class NppInfo(Frozen):
     managed_by: str | None = None
 
 
+class TwinInfo(Frozen):
+    """An existing NodeTwin, as read from the API (docs/SPEC.md §13).
+
+    ``spec`` and ``status`` are the object's JSON maps, kept whole so the writer can
+    compare them with what it wants (``status`` without the agent's ``controlStatus``).
+    """
+
+    name: str
+    resource_version: str | None = None
+    node_name: str | None = None
+    managed_by: str | None = None
+    spec: dict[str, object] = Field(default_factory=dict)
+    status: dict[str, object] = Field(default_factory=dict)
+
+
 class Snapshot(Frozen):
     """Everything one tick reads, stamped with the tick's time.
 
@@ -151,6 +199,8 @@ class Snapshot(Frozen):
     nodes: tuple[NodeInfo, ...] = ()
     pods: tuple[PodInfo, ...] | None = ()
     profiles: tuple[NppInfo, ...] = ()
+    #: Read only when OUTPUT_API writes NodeTwins; empty (and unread) otherwise.
+    twins: tuple[TwinInfo, ...] = ()
 
 
 # --- classify ---------------------------------------------------------------------------
@@ -334,23 +384,48 @@ class NppWrite(Frozen):
     resource_version: str | None = None
 
 
+class TwinWrite(Frozen):
+    """One NodeTwin's writes: its ``spec`` (create, or replace at ``resource_version``)
+    and/or its ``status`` (a merge patch of the status subresource); None = unchanged."""
+
+    name: str
+    node: NodeName
+    create: bool
+    resource_version: str | None = None
+    spec: dict[str, object] | None = None
+    status: dict[str, object] | None = None
+
+
 class WriteSet(Frozen):
     """The minimal writes that take the cluster from the snapshot to the plan.
 
-    ``deletes`` names operator-owned profile objects whose node no longer exists.
+    ``deletes`` names operator-owned profile objects whose node no longer exists;
+    ``twins`` and ``twin_deletes`` are the NodeTwin writer's share (OUTPUT_API).
     """
 
     labels: tuple[LabelWrite, ...] = ()
     profiles: tuple[NppWrite, ...] = ()
     deletes: tuple[NppName, ...] = ()
+    twins: tuple[TwinWrite, ...] = ()
+    twin_deletes: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
-        return not self.labels and not self.profiles and not self.deletes
+        return (
+            not self.labels
+            and not self.profiles
+            and not self.deletes
+            and not self.twins
+            and not self.twin_deletes
+        )
 
     def nodes(self) -> set[NodeName]:
         """The nodes touched by any write."""
-        return {w.node for w in self.labels} | {w.spec.node_name for w in self.profiles}
+        return (
+            {w.node for w in self.labels}
+            | {w.spec.node_name for w in self.profiles}
+            | {w.node for w in self.twins}
+        )
 
 
 class CacheMark(Frozen):

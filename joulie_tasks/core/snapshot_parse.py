@@ -34,7 +34,25 @@ def node_info_from_manifest(obj: Mapping[str, object]) -> models.NodeInfo | None
         labels=labels,
         unschedulable=_get(_mapping(_get(obj, "spec")), "unschedulable") is True,
         resource_version=_string(_get(metadata, "resourceVersion")),
+        gpus=gpu_count(_mapping(_get(_mapping(_get(obj, "status")), "allocatable"))),
     )
+
+
+_GPU_RESOURCES = frozenset({"nvidia.com/gpu", "amd.com/gpu", "gpu.intel.com/i915"})
+
+
+def gpu_count(allocatable: Mapping[str, object]) -> int:
+    """Allocatable GPUs as the newest reference counts them (NODETWIN.md §6.2): the sum
+    over ``nvidia.com/gpu``, ``amd.com/gpu``, ``gpu.intel.com/i915`` and any resource
+    ending in ``/gpu`` (lower-cased; ``example.com/gpu-mem`` does not count). GPU
+    quantities are whole numbers; any other quantity counts as 0."""
+    total = 0
+    for name, quantity in allocatable.items():
+        key = name.lower()
+        if key in _GPU_RESOURCES or key.endswith("/gpu"):
+            text = str(quantity).strip() if isinstance(quantity, str | int) else ""
+            total += int(text) if text.isdigit() else 0
+    return total
 
 
 def pod_info_from_manifest(obj: Mapping[str, object]) -> models.PodInfo | None:
@@ -70,6 +88,9 @@ def pod_info_with_problems(
         deleting=_get(metadata, "deletionTimestamp") is not None,
         node_selector_profile=selector_profile,
         requirements=_requirements(spec, problems),
+        workload_class=_string(
+            _get(_mapping(_get(metadata, "annotations")), models.WORKLOAD_CLASS_ANNOTATION)
+        ),
     )
     return pod, tuple(problems)
 
@@ -90,6 +111,23 @@ def npp_info_from_manifest(obj: Mapping[str, object]) -> models.NppInfo | None:
         cap_watts=_number(cap),
         policy_name=_string(_get(_mapping(_get(spec, "policy")), "name")),
         managed_by=_string(_get(_mapping(_get(metadata, "labels")), models.MANAGED_BY_LABEL)),
+    )
+
+
+def twin_info_from_manifest(obj: Mapping[str, object]) -> models.TwinInfo | None:
+    """An existing NodeTwin's name, resource version, owner label, spec and status."""
+    metadata = _mapping(_get(obj, "metadata"))
+    name = _get(metadata, "name")
+    if not isinstance(name, str) or not name:
+        return None
+    spec = _mapping(_get(obj, "spec"))
+    return models.TwinInfo(
+        name=name,
+        resource_version=_string(_get(metadata, "resourceVersion")),
+        node_name=_string(_get(spec, "nodeName")),
+        managed_by=_string(_get(_mapping(_get(metadata, "labels")), models.MANAGED_BY_LABEL)),
+        spec=dict(spec),
+        status=dict(_mapping(_get(obj, "status"))),
     )
 
 

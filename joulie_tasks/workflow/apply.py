@@ -23,7 +23,7 @@ import tenacity
 
 from joulie_tasks import errors
 from joulie_tasks.adapters import kube, ports, retrying
-from joulie_tasks.core import models, write
+from joulie_tasks.core import models, twin, write
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +37,16 @@ class NodeWrites:
     node: models.NodeName
     label: models.LabelWrite | None = None
     profile: models.NppWrite | None = None
+    twin: models.TwinWrite | None = None
 
     def count(self) -> int:
-        return int(self.label is not None) + int(self.profile is not None)
+        twin_calls = 0 if self.twin is None else twin_request_count(self.twin)
+        return int(self.label is not None) + int(self.profile is not None) + twin_calls
+
+
+def twin_request_count(w: models.TwinWrite) -> int:
+    """API writes of one twin: its spec and its status are separate requests."""
+    return int(w.spec is not None) + int(w.status is not None)
 
 
 @dataclass
@@ -86,8 +93,12 @@ def group_by_node(writes: models.WriteSet) -> list[NodeWrites]:
     """One NodeWrites per touched node, in node byte order (stable batching)."""
     labels = {w.node: w for w in writes.labels}
     profiles = {w.spec.node_name: w for w in writes.profiles}
-    nodes = sorted(set(labels) | set(profiles), key=lambda n: n.encode())
-    return [NodeWrites(node=n, label=labels.get(n), profile=profiles.get(n)) for n in nodes]
+    twins = {w.node: w for w in writes.twins}
+    nodes = sorted(set(labels) | set(profiles) | set(twins), key=lambda n: n.encode())
+    return [
+        NodeWrites(node=n, label=labels.get(n), profile=profiles.get(n), twin=twins.get(n))
+        for n in nodes
+    ]
 
 
 def apply_writes(
@@ -156,33 +167,66 @@ def _collect(result: ApplyResult, outcomes: Iterable[NodeOutcome], *, tick_id: s
 
 
 def delete_profiles(
-    names: Sequence[models.NppName],
+    names: Sequence[str],
     *,
     gateway: ports.KubeGateway,
     tick_id: str,
     sleep: Callable[[float], None] = time.sleep,
 ) -> ApplyResult:
     """Delete profile objects left behind by deleted nodes (already gone is fine)."""
+    return _delete(
+        names,
+        what="profile",
+        why="its node no longer exists",
+        delete=lambda name: gateway.delete_profile(name),
+        tick_id=tick_id,
+        sleep=sleep,
+    )
+
+
+def delete_twins(
+    names: Sequence[str],
+    *,
+    gateway: ports.KubeGateway,
+    tick_id: str,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ApplyResult:
+    """Delete the NodeTwins of deleted or unmanaged nodes (already gone is fine)."""
+    return _delete(
+        names,
+        what="twin",
+        why="its node no longer exists or is no longer managed",
+        delete=lambda name: gateway.delete_twin(name),
+        tick_id=tick_id,
+        sleep=sleep,
+    )
+
+
+def _delete(
+    names: Sequence[str],
+    *,
+    what: str,
+    why: str,
+    delete: Callable[[str], None],
+    tick_id: str,
+    sleep: Callable[[float], None],
+) -> ApplyResult:
     result = ApplyResult()
     for name in names:
-
-        def delete(name: models.NppName = name) -> None:
-            gateway.delete_profile(name)
-
         policy = retrying.transient_retry(
-            label=f"tick {tick_id}: delete profile {name}", sleep=sleep
+            label=f"tick {tick_id}: delete {what} {name}", sleep=sleep
         )
         try:
-            policy(delete)
+            policy(lambda name=name: delete(name))
             result.written += 1
-            logger.info("tick %s: profile %s deleted: its node no longer exists", tick_id, name)
+            logger.info("tick %s: %s %s deleted: %s", tick_id, what, name, why)
         except errors.KubeFatal as e:
             if e.status != 404:
                 result.failures[name] = str(e)
-                logger.error("tick %s: profile %s: delete failed: %s", tick_id, name, e)
+                logger.error("tick %s: %s %s: delete failed: %s", tick_id, what, name, e)
         except errors.KubeError as e:
             result.failures[name] = str(e)
-            logger.error("tick %s: profile %s: delete failed: %s", tick_id, name, e)
+            logger.error("tick %s: %s %s: delete failed: %s", tick_id, what, name, e)
     return result
 
 
@@ -253,7 +297,71 @@ class _NodeWriter:
             written += self._apply_label(nw.label)
         if nw.profile is not None:
             written += self._apply_profile(nw.profile)
+        if nw.twin is not None:
+            written += self._apply_twin(nw.twin)
         return written
+
+    def _apply_twin(self, desired: models.TwinWrite) -> int:
+        """The twin's spec (create or replace; a 409 re-reads and recomputes, a 404 under
+        a replace creates), then its status (one merge patch of the subresource)."""
+        node, name = desired.node, desired.name
+        known = _ProfileState(create=desired.create, resource_version=desired.resource_version)
+        written = 0
+
+        def closure() -> int:
+            for _ in range(2):
+                if known.stale and self._reread_twin(node, desired, known):
+                    return 0
+                known.stale = True
+                body = twin.twin_manifest(
+                    desired.model_copy(
+                        update={"create": known.create, "resource_version": known.resource_version}
+                    )
+                )
+                exists = not known.create
+                try:
+                    self._call(
+                        node,
+                        f"{'replace' if exists else 'create'} twin {name}",
+                        lambda body=body, exists=exists: self._kube.upsert_twin(  # type: ignore[misc]
+                            body, exists=exists, dry_run=self._dry_run
+                        ),
+                    )
+                    return 1
+                except errors.KubeFatal as e:
+                    if not exists or e.status != 404:
+                        raise
+                    vanished = e
+            raise vanished
+
+        if desired.spec is not None:
+            written += self._on_conflict_rerun(node, f"twin {name} of node {node}", closure)
+        status = desired.status
+        # A dry-run create leaves no object whose status could be patched, even dry.
+        if status is not None and not (self._dry_run and known.create):
+            self._call(
+                node,
+                f"patch status of twin {name}",
+                lambda: self._kube.patch_twin_status(name, status, dry_run=self._dry_run),
+            )
+            written += 1
+        return written
+
+    def _reread_twin(self, node: str, desired: models.TwinWrite, known: _ProfileState) -> bool:
+        """Read the twin again into ``known``; True when it already holds our spec."""
+        current = self._call(
+            node, f"get twin {desired.name}", lambda: self._kube.get(kube.TWINS, desired.name)
+        )
+        if current is None:
+            known.create, known.resource_version = True, None
+            return False
+        known.create = False
+        metadata = current.get("metadata") or {}
+        version = metadata.get("resourceVersion")
+        known.resource_version = str(version) if version else None
+        labels = metadata.get("labels") or {}
+        owned = labels.get(models.MANAGED_BY_LABEL) == models.MANAGED_BY_VALUE
+        return owned and current.get("spec") == desired.spec
 
     def _apply_label(self, desired: models.LabelWrite) -> int:
         node = desired.node

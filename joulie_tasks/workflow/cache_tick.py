@@ -134,6 +134,8 @@ def confirm(
         labels=tuple(w for w in batch.labels if w.node not in stopped),
         profiles=tuple(w for w in batch.profiles if w.spec.node_name not in stopped),
         deletes=batch.deletes,
+        twins=tuple(w for w in batch.twins if w.node not in stopped),
+        twin_deletes=batch.twin_deletes,
     )
     return kept, stopped
 

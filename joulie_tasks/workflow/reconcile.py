@@ -41,8 +41,10 @@ def stage_snapshot(
     settings: config.Settings,
 ) -> None:
     cached = cache_tick.read(ref, state=state, settings=settings)
-    if cached is not None:  # synced and fresh: no API request at all
+    if cached is not None:  # synced and fresh: no API request at all (but NodeTwins)
         snap, demand = cached
+        if settings.output_api.writes_twins:
+            snap = snapshot.with_twins(snap, gateway=gateway, page_size=settings.list_page_size)
         state.save_snapshot(ref.tick_id, snap)
         state.save_nodes(ref.tick_id, snap)
         state.save_demand(ref.tick_id, demand)
@@ -59,6 +61,7 @@ def stage_snapshot(
             tick_id=ref.tick_id,
             page_size=settings.list_page_size,
             on_retry=count_retry,
+            read_twins=settings.output_api.writes_twins,
         )
     finally:  # read retries count even when the reads finally failed
         retries = metrics.Values()
@@ -167,6 +170,8 @@ def stage_write(
             labels=tuple(g.label for g in chunk if g.label is not None),
             profiles=tuple(g.profile for g in chunk if g.profile is not None),
             deletes=writes.deletes if index == 0 else (),
+            twins=tuple(g.twin for g in chunk if g.twin is not None),
+            twin_deletes=writes.twin_deletes if index == 0 else (),
         )
         state.save_batch(ref.tick_id, index, batch)
     state.start_batches(ref.tick_id, count)
@@ -183,7 +188,7 @@ def apply_batch(
     still_fenced: Callable[[], bool],
     sleep: Callable[[float], None] = time.sleep,
 ) -> apply.ApplyResult:
-    """Apply write batch ``index``: its node writes, then its profile deletes.
+    """Apply write batch ``index``: its node writes, then its profile and twin deletes.
 
     ``still_fenced`` (the runner's fence) is asked before every API write; once it
     answers False nothing more is sent and the result says ``fenced``. The caller
@@ -205,15 +210,20 @@ def apply_batch(
         sleep=sleep,
         still_fenced=still_fenced,
     )
-    if batch.deletes and not result.fenced:
-        if still_fenced():
-            removed = apply.delete_profiles(
-                batch.deletes, gateway=gateway, tick_id=ref.tick_id, sleep=sleep
-            )
-            result.written += removed.written
-            result.failures.update(removed.failures)
-        else:
+    # Then the objects of deleted or unmanaged nodes: profiles, NodeTwins (OUTPUT_API,
+    # docs/SPEC.md §13.8), each delete behind the fence like every write.
+    for names, delete in (
+        (batch.deletes, apply.delete_profiles),
+        (batch.twin_deletes, apply.delete_twins),
+    ):
+        if not names or result.fenced:
+            continue
+        if not still_fenced():
             result.fenced = True
+            break
+        removed = delete(names, gateway=gateway, tick_id=ref.tick_id, sleep=sleep)
+        result.written += removed.written
+        result.failures.update(removed.failures)
     result.skipped.update(stopped)
     return result
 

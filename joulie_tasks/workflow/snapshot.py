@@ -32,13 +32,15 @@ def take_snapshot(
     page_size: int,
     sleep: Callable[[float], None] = time.sleep,
     on_retry: retrying.RetryHook | None = None,
+    read_twins: bool = False,
 ) -> models.Snapshot:
-    """List the three collections (with pagination) and extract what the core needs.
+    """List the three collections (with pagination) and extract what the core needs;
+    NodeTwins too when ``read_twins`` (OUTPUT_API writes them).
 
     ``on_retry`` is called before each retried read (for the retry counters).
     """
     with gcpause.paused():  # tens of thousands of acyclic objects: see gcpause.py
-        return _take(
+        snap = _take(
             gateway=gateway,
             tick_time=tick_time,
             tick_id=tick_id,
@@ -46,6 +48,27 @@ def take_snapshot(
             sleep=sleep,
             on_retry=on_retry,
         )
+    if not read_twins:
+        return snap
+    return with_twins(snap, gateway=gateway, page_size=page_size, sleep=sleep, on_retry=on_retry)
+
+
+def with_twins(
+    snap: models.Snapshot,
+    *,
+    gateway: ports.KubeGateway,
+    page_size: int,
+    sleep: Callable[[float], None] = time.sleep,
+    on_retry: retrying.RetryHook | None = None,
+) -> models.Snapshot:
+    """``snap`` with the cluster's NodeTwins, listed now. A cache-fed tick needs this
+    too: the watcher does not watch NodeTwins (one list per tick in nodetwin mode)."""
+
+    def retry(label: str) -> tenacity.Retrying:
+        return retrying.transient_retry(label=label, sleep=sleep, on_retry=on_retry)
+
+    twins = _list(gateway, kube.TWINS, page_size, snapshot_parse.twin_info_from_manifest, retry)
+    return snap.model_copy(update={"twins": twins})
 
 
 def _take(
@@ -114,7 +137,7 @@ def _read_pods(
                         pod.name if pod else "?",
                         "; ".join(problems),
                     )
-            if pod is not None and (pod.node_selector_profile is not None or pod.requirements):
+            if pod is not None and pod.has_power_signal():
                 kept.append(pod)
         if malformed > 5:
             logger.warning("tick %s: %d malformed pods in all", tick_id, malformed)
@@ -125,9 +148,15 @@ def _read_pods(
 
 
 def _constrained(items: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Only pods that mention the profile key somewhere can be anything but general."""
+    """Only pods that mention the profile key somewhere, or carry the workload-class
+    annotation, can be anything but general."""
     key = models.PROFILE_CONSTRAINT_KEY
     for raw in items:
+        metadata = raw.get("metadata")
+        annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+        if isinstance(annotations, dict) and models.WORKLOAD_CLASS_ANNOTATION in annotations:
+            yield raw
+            continue
         spec = raw.get("spec")
         if not isinstance(spec, dict):
             continue

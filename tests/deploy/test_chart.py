@@ -106,8 +106,12 @@ def test_default_render_is_exactly_deploy() -> None:
         assert rendered[key] == obj, f"{key} differs from deploy/"
 
 
-def test_chart_crd_is_the_deploy_crd() -> None:
-    assert chart.crds() == helpers.documents(helpers.DEPLOY / "crd" / "nodepowerprofiles.yaml")
+def test_chart_crds_are_the_deploy_crds() -> None:
+    expected = [
+        *helpers.documents(helpers.DEPLOY / "crd" / "nodepowerprofiles.yaml"),
+        *helpers.documents(helpers.DEPLOY / "crd" / "nodetwins.yaml"),
+    ]
+    assert sorted(chart.crds(), key=str) == sorted(expected, key=str)
 
 
 def test_service_monitor_is_the_deploy_monitoring_component() -> None:

@@ -60,10 +60,15 @@ def _manifest(release: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _can(api: k8s.ApiClient, group: str, resource: str, verb: str) -> bool:
+    plural, _, sub = resource.partition("/")  # nodetwins/status: a subresource
     review = k8s.V1SelfSubjectAccessReview(
         spec=k8s.V1SelfSubjectAccessReviewSpec(
             resource_attributes=k8s.V1ResourceAttributes(
-                group=group, resource=resource, verb=verb, namespace="default"
+                group=group,
+                resource=plural,
+                subresource=sub or None,
+                verb=verb,
+                namespace="default",
             )
         )
     )
@@ -152,6 +157,8 @@ def test_install_run_a_tick_as_the_service_account_and_uninstall(
                 ("", "nodes"),
                 ("", "pods"),
                 ("joulie.io", "nodepowerprofiles"),
+                ("joulie.io", "nodetwins"),
+                ("joulie.io", "nodetwins/status"),
                 ("", "events"),
                 ("", "secrets"),
                 ("", "configmaps"),

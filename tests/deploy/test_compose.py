@@ -212,8 +212,10 @@ def test_bootstrap_mounts_exist_and_apply_the_crd() -> None:
     assert mounts[script_target] == "./compose/bootstrap.sh"
     assert mounts["/manifests/crd"] == "./deploy/crd"
     assert (helpers.DEPLOY / "crd" / "nodepowerprofiles.yaml").is_file()
+    assert (helpers.DEPLOY / "crd" / "nodetwins.yaml").is_file()
     script = (helpers.ROOT / "compose" / "bootstrap.sh").read_text()
     assert "/manifests/crd/nodepowerprofiles.yaml" in script
+    assert "/manifests/crd/nodetwins.yaml" in script
     assert "joulie.io/managed=true" in script
 
 

@@ -181,12 +181,32 @@ def test_kustomize_builds_the_base_and_the_monitoring_component(tmp_path: Path) 
 # --- the CRD ---------------------------------------------------------------------------------
 
 
-def test_deployed_crd_is_the_packaged_crd() -> None:
-    deployed = helpers.documents(helpers.DEPLOY / "crd" / "nodepowerprofiles.yaml")
-    packaged = yaml.safe_load_all(
-        (helpers.ROOT / "joulie_tasks" / "manifests" / "nodepowerprofiles.yaml").read_text()
-    )
+@pytest.mark.parametrize("file", ["nodepowerprofiles.yaml", "nodetwins.yaml"])
+def test_deployed_crd_is_the_packaged_crd(file: str) -> None:
+    deployed = helpers.documents(helpers.DEPLOY / "crd" / file)
+    packaged = yaml.safe_load_all((helpers.ROOT / "joulie_tasks" / "manifests" / file).read_text())
     assert deployed == [d for d in packaged if d]
+
+
+def test_nodetwin_crd_matches_the_references_identity() -> None:
+    """Group, version, kind, plural, scope and the status subresource (NODETWIN.md §1.1)."""
+    (crd,) = helpers.documents(helpers.DEPLOY / "crd" / "nodetwins.yaml")
+    spec = crd["spec"]
+    assert crd["metadata"]["name"] == "nodetwins.joulie.io"
+    assert (spec["group"], spec["scope"]) == ("joulie.io", "Cluster")
+    assert spec["names"] == {
+        "kind": "NodeTwin",
+        "listKind": "NodeTwinList",
+        "plural": "nodetwins",
+        "singular": "nodetwin",
+        "shortNames": ["nt"],
+    }
+    (version,) = spec["versions"]
+    assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
+    assert version["subresources"] == {"status": {}}
+    schema = version["schema"]["openAPIV3Schema"]["properties"]
+    assert schema["spec"]["required"] == ["nodeName", "profile"]
+    assert "x-kubernetes-preserve-unknown-fields" not in str(crd)
 
 
 # --- settings ----------------------------------------------------------------------------------

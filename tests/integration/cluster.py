@@ -34,6 +34,7 @@ def _path(resource: str, name: str | None = None, namespace: str | None = None) 
     base = {
         "nodes": "/api/v1/nodes",
         "nodepowerprofiles": NPP_PATH,
+        "nodetwins": "/apis/joulie.io/v1alpha1/nodetwins",
         "pods": "/api/v1/pods",
         "events": "/api/v1/events",
     }[resource]
@@ -206,10 +207,10 @@ class ClusterBed:
         return labels
 
     def wipe(self) -> None:
-        """Delete every node, pod, NodePowerProfile and event: an empty cluster."""
+        """Delete every node, pod, NodePowerProfile, NodeTwin and event: an empty cluster."""
         for pod in self.list("pods"):
             self.delete("pods", pod["metadata"]["name"], pod["metadata"]["namespace"])
-        for resource in ("nodes", "nodepowerprofiles"):
+        for resource in ("nodes", "nodepowerprofiles", "nodetwins"):
             for obj in self.list(resource):
                 self.delete(resource, obj["metadata"]["name"])
         for event in self.list("events"):

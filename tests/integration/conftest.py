@@ -28,6 +28,7 @@ from tests.integration.apiproxy import ApiProxy
 from tests.integration.cluster import ClusterBed
 
 CRD = Path(__file__).resolve().parents[2] / "deploy" / "crd" / "nodepowerprofiles.yaml"
+TWIN_CRD = CRD.with_name("nodetwins.yaml")
 
 
 def _require_redis() -> None:
@@ -62,22 +63,23 @@ def stack(tmp_path: Path, redis_server: RedisServer, emulator: Emulator) -> Iter
 
 @pytest.fixture(scope="session")
 def real_server(control_plane: ControlPlane) -> ControlPlane:
-    """The session's real kube-apiserver with the shipped CRD installed and Established."""
+    """The session's real kube-apiserver with the shipped CRDs installed and Established."""
     with control_plane.api_client() as api:
         ext = k8s.ApiextensionsV1Api(api)
-        body = yaml.safe_load(CRD.read_text())
-        try:
-            ext.create_custom_resource_definition(body)
-        except k8s.ApiException as e:
-            if e.status != 409:
-                raise
+        for path in (CRD, TWIN_CRD):
+            body = yaml.safe_load(path.read_text())
+            try:
+                ext.create_custom_resource_definition(body)
+            except k8s.ApiException as e:
+                if e.status != 409:
+                    raise
 
-        def established() -> bool:
-            crd = ext.read_custom_resource_definition(body["metadata"]["name"])
-            conditions = crd.status.conditions or []
-            return any(c.type == "Established" and c.status == "True" for c in conditions)
+            def established(name: str = body["metadata"]["name"]) -> bool:
+                crd = ext.read_custom_resource_definition(name)
+                conditions = crd.status.conditions or []
+                return any(c.type == "Established" and c.status == "True" for c in conditions)
 
-        wait_for(established, what="the NodePowerProfile CRD to be Established")
+            wait_for(established, what=f"the CRD {path.name} to be Established")
     return control_plane
 
 

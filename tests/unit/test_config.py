@@ -131,3 +131,72 @@ def test_unrelated_environment_variables_are_ignored() -> None:
 )
 def test_metrics_addr_splits_into_host_and_port(addr: str, expected: tuple[str, int]) -> None:
     assert config.host_port(addr) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "mode"),
+    [
+        (None, models.OutputApi.NODEPOWERPROFILE),
+        ("nodepowerprofile", models.OutputApi.NODEPOWERPROFILE),
+        ("nodetwin", models.OutputApi.NODETWIN),
+        (" NodeTwin ", models.OutputApi.NODETWIN),
+        ("both", models.OutputApi.BOTH),
+    ],
+    ids=["default", "nodepowerprofile", "nodetwin", "trimmed-any-case", "both"],
+)
+def test_output_api_selects_the_published_objects(text: str | None, mode: models.OutputApi) -> None:
+    s = config.read_settings({} if text is None else {"OUTPUT_API": text})
+    assert s.output_api is mode
+    assert mode.writes_profiles == (mode is not models.OutputApi.NODETWIN)
+    assert mode.writes_twins == (mode is not models.OutputApi.NODEPOWERPROFILE)
+
+
+@pytest.mark.parametrize("text", ["twin", "", "nodetwins", "nodepowerprofiles"])
+def test_a_bad_output_api_is_one_line_and_exit_2(
+    text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        config.load_settings({"OUTPUT_API": text})
+    assert exc.value.code == config.EXIT_CONFIG
+    lines = [line for line in capsys.readouterr().err.splitlines() if "OUTPUT_API" in line]
+    assert lines == [
+        f"joulie-tasks: invalid configuration: OUTPUT_API={text!r}: "
+        "expected one of nodepowerprofile, nodetwin, both"
+    ]
+
+
+def test_nodetwin_cpu_caps_default_to_100_and_60_percent() -> None:
+    s = config.read_settings({"CPU_ECO_CAP_PCT_OF_MAX": "42.5"})
+    assert (s.cpu_performance_cap_pct_of_max, s.cpu_eco_cap_pct_of_max) == (100, 42.5)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0", "a number > 0.0"),
+        ("100.5", "a number ≤ 100.0"),
+        ("-1", "a number > 0.0"),
+        ("nan", "a finite number"),
+        ("sixty", "a number"),
+    ],
+)
+def test_a_bad_cap_percentage_is_one_line_and_exit_2(
+    value: str, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        config.load_settings({"CPU_ECO_CAP_PCT_OF_MAX": value})
+    assert exc.value.code == config.EXIT_CONFIG
+    line = f"CPU_ECO_CAP_PCT_OF_MAX={value!r}: expected {expected}"
+    assert capsys.readouterr().err.splitlines() == [f"joulie-tasks: invalid configuration: {line}"]
+
+
+def test_nodetwin_gpu_caps_default_to_100_and_60_percent_and_accept_0() -> None:
+    s = config.read_settings({"GPU_ECO_CAP_PCT_OF_MAX": "0"})
+    assert (s.gpu_performance_cap_pct_of_max, s.gpu_eco_cap_pct_of_max) == (100, 0)
+
+
+def test_a_gpu_cap_above_100_percent_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        config.load_settings({"GPU_PERFORMANCE_CAP_PCT_OF_MAX": "101"})
+    line = "GPU_PERFORMANCE_CAP_PCT_OF_MAX='101': expected a number ≤ 100.0"
+    assert capsys.readouterr().err.splitlines() == [f"joulie-tasks: invalid configuration: {line}"]

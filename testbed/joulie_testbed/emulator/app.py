@@ -39,13 +39,9 @@ logger = logging.getLogger(__name__)
 CHURN_LABEL = "emulator.joulie.io/churn"
 
 
-def crd_manifest() -> dict[str, Any]:
-    """The NodePowerProfile CRD shipped as package data."""
-    text = (
-        importlib_resources.files("joulie_tasks")
-        .joinpath("manifests/nodepowerprofiles.yaml")
-        .read_text()
-    )
+def crd_manifest(file: str = "nodepowerprofiles.yaml") -> dict[str, Any]:
+    """A CRD shipped as package data (default: the NodePowerProfile one)."""
+    text = importlib_resources.files("joulie_tasks").joinpath(f"manifests/{file}").read_text()
     manifest: dict[str, Any] = yaml.safe_load(text)
     return manifest
 
@@ -262,8 +258,9 @@ class Emulator:
     # --- state ---------------------------------------------------------------------------
 
     def install_crd(self) -> None:
-        """(Re)install the shipped NodePowerProfile CRD, which serves its resource."""
+        """(Re)install the shipped NodePowerProfile and NodeTwin CRDs, which serve them."""
         self.store.put(resources.CRDS, crd_manifest_with_status())
+        self.store.put(resources.CRDS, crd_manifest_with_status("nodetwins.yaml"))
 
     def compact(self) -> None:
         """Compact history like etcd: continue tokens minted before now answer 410, and so
@@ -363,8 +360,8 @@ def _resource_of(obj: Mapping[str, Any]) -> resources.Resource:
     return res
 
 
-def crd_manifest_with_status() -> dict[str, Any]:
+def crd_manifest_with_status(file: str = "nodepowerprofiles.yaml") -> dict[str, Any]:
     """The CRD as the server would store it (status: names accepted, established)."""
-    obj = crd_manifest()
+    obj = crd_manifest(file)
     api.default_crd(obj)
     return obj

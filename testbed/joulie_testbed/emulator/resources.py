@@ -156,7 +156,28 @@ NODE_POWER_PROFILES = Resource(
     short_names=("npp",),
 )
 
-ALL: tuple[Resource, ...] = (NODES, PODS, EVENTS, EVENTS_V1, LEASES, CRDS, NODE_POWER_PROFILES)
+NODE_TWINS = Resource(
+    "nodetwins",
+    "nodetwin",
+    "NodeTwin",
+    "joulie.io",
+    "v1alpha1",
+    namespaced=False,
+    custom=True,
+    short_names=("nt",),
+    status_subresource=True,
+)
+
+ALL: tuple[Resource, ...] = (
+    NODES,
+    PODS,
+    EVENTS,
+    EVENTS_V1,
+    LEASES,
+    CRDS,
+    NODE_POWER_PROFILES,
+    NODE_TWINS,
+)
 _BY_PATH = {(r.group, r.version, r.plural): r for r in ALL}
 _BY_KIND = {(r.api_version, r.kind): r for r in ALL}
 

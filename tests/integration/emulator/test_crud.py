@@ -152,7 +152,8 @@ def test_crd_crud_and_npp_served_only_while_its_crd_exists(
     assert crd.spec.names.short_names == ["npp"]
     assert any(c.type == "Established" and c.status == "True" for c in crd.status.conditions)
     assert [c.metadata.name for c in ext.list_custom_resource_definition().items] == [
-        "nodepowerprofiles.joulie.io"
+        "nodepowerprofiles.joulie.io",
+        "nodetwins.joulie.io",
     ]
 
     ext.delete_custom_resource_definition("nodepowerprofiles.joulie.io")
@@ -269,7 +270,11 @@ def test_discovery_documents(api_client: client.ApiClient) -> None:
     resources = client.CoreV1Api(api_client).get_api_resources().resources
     assert {"nodes", "pods", "pods/status", "events"} <= {r.name for r in resources}
     npp_list = client.CustomObjectsApi(api_client).get_api_resources("joulie.io", "v1alpha1")
-    assert [(r.name, r.namespaced) for r in npp_list.resources] == [("nodepowerprofiles", False)]
+    assert [(r.name, r.namespaced) for r in npp_list.resources] == [
+        ("nodepowerprofiles", False),
+        ("nodetwins", False),
+        ("nodetwins/status", False),
+    ]
 
 
 def test_bearer_token_is_required_when_configured(tmp_path: Path) -> None:

@@ -1,0 +1,208 @@
+"""OUTPUT_API=nodetwin and both, on the emulator and on the real kube-apiserver (envtest).
+
+Whole ticks in this process (``run_inline``: the same stages, lock and FSM as beat
+ticks) against ``cluster``, through its recording proxy. Covers: the writes are
+accepted (CRD schema, status subresource); a node name with dots gets spec and
+status on one object (reference bug NODETWIN.md §10.1); a converged tick writes
+nothing; the agent's ``controlStatus`` survives our status refresh; a deleted or
+unmanaged node's twin is removed; the agent's view (list every twin, take the one
+whose spec.nodeName is the node) finds each node's cap; requests per changed node.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from joulie_tasks import config
+from joulie_tasks.adapters import cache_store, kube, store
+from joulie_tasks.core import twin
+from joulie_tasks.workflow import reconcile
+from joulie_testbed.emulator import Emulator
+from joulie_testbed.emulator import seed as seeding
+from joulie_testbed.procs import RedisServer, Stack, wait_for
+from tests.integration.cluster import ClusterBed
+from tests.integration.conftest import TickClient
+
+MANAGED = {"joulie.io/managed": "true"}
+NODES = ("worker-1.example.com", "worker-2", "worker-3")  # static 0.5: 2 performance
+WRITES = ("patch", "create", "update", "delete")
+
+
+class Operator:
+    """Ticks of one OUTPUT_API against ``cluster``, at increasing tick times."""
+
+    def __init__(self, cluster: ClusterBed, redis_url: str, mode: str) -> None:
+        self.settings = config.read_settings(
+            {"OUTPUT_API": mode, "REDIS_URL": redis_url, "KUBECONFIG": str(cluster.kubeconfig)}
+        )
+        self.state = store.RedisStore(redis_url)
+        self.gateway = kube.build_gateway(
+            kubeconfig=str(cluster.kubeconfig), context=None, timeout=10.0, pool_size=4
+        )
+        self.now = time.time()
+
+    def tick(self, *, after: float = 1.0) -> None:
+        self.now += after
+        reconcile.run_inline(
+            gateway=self.gateway, state=self.state, settings=self.settings, tick_time=self.now
+        )
+
+    def close(self) -> None:
+        self.gateway.close()
+        self.state.close()
+
+
+@pytest.fixture
+def operator(
+    request: pytest.FixtureRequest, cluster: ClusterBed, redis_server: RedisServer
+) -> Iterator[Operator]:
+    op = Operator(cluster, redis_server.url, getattr(request, "param", "nodetwin"))
+    yield op
+    op.close()
+
+
+def writes(cluster: ClusterBed) -> Counter[tuple[str, str]]:
+    return Counter({k: n for k, n in cluster.counters().items() if k[0] in WRITES})
+
+
+def agent_view(cluster: ClusterBed, node: str) -> dict[str, Any] | None:
+    """What the newest agent does: list every NodeTwin, take the first whose
+    spec.nodeName is its node (NODETWIN.md, "Minimal compatible subset")."""
+    for obj in cluster.list_objects("nodetwins"):
+        if (obj.get("spec") or {}).get("nodeName") == node:
+            return obj
+    return None
+
+
+def test_twins_are_written_read_by_the_agent_converge_and_follow_deletes(
+    cluster: ClusterBed, operator: Operator
+) -> None:
+    for name in NODES:
+        cluster.create_node(name, labels=MANAGED)
+    operator.tick()
+
+    twins = {o["metadata"]["name"]: o for o in cluster.list_objects("nodetwins")}
+    assert sorted(twins) == ["worker-1-example-com", "worker-2", "worker-3"]
+    for name in NODES:
+        found = agent_view(cluster, name)
+        assert found is not None, name
+        label = cluster.labels(name)["joulie.io/power-profile"]
+        cap = 100 if label == "performance" else 60
+        assert found["spec"]["profile"] == label
+        assert found["spec"]["cpu"] == {"packagePowerCapPctOfMax": cap}
+        # spec and status on one object, even for the name with dots
+        assert found["status"]["schedulableClass"] == label
+        assert found["status"]["lastUpdated"].endswith("Z")
+    # One label patch, one twin create and one status patch per changed node; no profile.
+    assert writes(cluster) == Counter(
+        {("patch", "nodes"): 3, ("create", "nodetwins"): 3, ("patch", "nodetwins/status"): 3}
+    )
+    assert cluster.list_objects("nodepowerprofiles") == []
+
+    cluster.reset_counters()
+    operator.tick()
+    assert writes(cluster) == Counter(), "a converged tick writes nothing"
+
+    # The agent reports through a merge patch of status; our refresh keeps it.
+    name = "worker-1-example-com"
+    control = {"cpu": {"backend": "rapl", "result": "applied", "message": "", "updatedAt": "x"}}
+    cluster.call(
+        "PATCH",
+        f"/apis/joulie.io/v1alpha1/nodetwins/{name}/status",
+        body={"status": {"controlStatus": control}},
+        content_type="application/merge-patch+json",
+    )
+    cluster.reset_counters()
+    operator.tick(after=twin.STATUS_REFRESH_S)
+    assert writes(cluster) == Counter({("patch", "nodetwins/status"): 3})
+    refreshed = cluster.get_object("nodetwins", name)
+    assert refreshed is not None
+    assert refreshed["status"]["controlStatus"] == control
+
+    cluster.delete_object("nodes", "worker-3")
+    cluster.label_node("worker-2", {"joulie.io/managed": None})
+    cluster.reset_counters()
+    operator.tick()
+    assert sorted(o["metadata"]["name"] for o in cluster.list_objects("nodetwins")) == [
+        "worker-1-example-com"
+    ]
+    assert writes(cluster)[("delete", "nodetwins")] == 2
+
+
+@pytest.mark.parametrize("operator", ["both"], indirect=True)
+def test_both_writes_profiles_and_twins(cluster: ClusterBed, operator: Operator) -> None:
+    for name in NODES:
+        cluster.create_node(name, labels=MANAGED)
+    operator.tick()
+    assert len(cluster.list_objects("nodepowerprofiles")) == 3
+    assert len(cluster.list_objects("nodetwins")) == 3
+    assert writes(cluster) == Counter(
+        {
+            ("patch", "nodes"): 3,
+            ("create", "nodepowerprofiles"): 3,
+            ("create", "nodetwins"): 3,
+            ("patch", "nodetwins/status"): 3,
+        }
+    )
+    cluster.reset_counters()
+    operator.tick()
+    assert writes(cluster) == Counter()
+
+
+def test_a_cache_fed_tick_lists_only_the_twins_and_an_annotated_pod_holds_its_node(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
+) -> None:
+    """The watch-fed road in nodetwin mode (worker and watcher processes): twins are
+    listed (the watcher does not watch them), nothing else; a pod whose only signal is
+    the workload-class annotation reaches the cache and keeps its node performance."""
+    for name in ("a", "b"):  # static 0.5: a performance, b eco
+        emulator.put_object(seeding.make_node(name, labels=MANAGED))
+    stack.configure(kick_window="1h", output_api="nodetwin")
+    stack.start_worker()
+    stack.start_proc("watch", ["watch"], ready="started")
+
+    def synced() -> bool:
+        status = cache_store.CacheStore(state).status()
+        age = status.age(time.time())
+        return all(status.synced.values()) and age is not None and age < 2.0
+
+    wait_for(synced, timeout=30, what="a synced, fresh cache")
+    first = ticks.run()
+    assert first["failures"] == {}
+    assert {t["metadata"]["name"] for t in emulator.list_objects("nodetwins")} == {"a", "b"}
+
+    emulator.put_object(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "annotated",
+                "namespace": "default",
+                "annotations": {"joulie.io/workload-class": "performance"},
+            },
+            "spec": {"containers": [{"name": "c", "image": "x"}], "nodeName": "a"},
+            "status": {"phase": "Running"},
+        }
+    )
+
+    def cached() -> bool:
+        view = cache_store.CacheStore(state).read(
+            tick_time=time.time(), now=time.time(), max_age=2.0
+        )
+        return not isinstance(view, str) and view.demand.performance_pods_by_node == {"a": 1}
+
+    wait_for(cached, timeout=30, what="the annotated pod in the cache")
+    emulator.reset_counters()
+    done = ticks.run()
+    assert done["failures"] == {}
+    assert done["written"] == 0
+    requests = {k: n for k, n in emulator.counters().items() if k[0] != "watch"}
+    assert requests == {("list", "nodetwins"): 1}
+    twin_a = emulator.get_object("nodetwins", "a")
+    assert twin_a is not None
+    assert twin_a["spec"]["profile"] == "performance"
