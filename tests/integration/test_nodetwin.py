@@ -21,7 +21,7 @@ import pytest
 from joulie_tasks import config
 from joulie_tasks.adapters import cache_store, kube, store
 from joulie_tasks.core import twin
-from joulie_tasks.workflow import reconcile
+from joulie_tasks.workflow import runner
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.emulator import seed as seeding
 from joulie_testbed.procs import RedisServer, Stack, wait_for
@@ -48,7 +48,7 @@ class Operator:
 
     def tick(self, *, after: float = 1.0) -> None:
         self.now += after
-        reconcile.run_inline(
+        runner.run_inline(
             gateway=self.gateway, state=self.state, settings=self.settings, tick_time=self.now
         )
 
