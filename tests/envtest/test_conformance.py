@@ -607,7 +607,16 @@ def bad_and_expired_continue_tokens(s: Script) -> None:
     # Writes after the token, then a compaction past its revision: the token expires.
     s.pod("tok-late")
     s.b.compact()
-    expired = s.step("after compaction", "GET", s.pods, query=[("limit", "1"), ("continue", token)])
+    # compact() waits until a namespaces token expires; each resource's watch cache drops
+    # its snapshots on its own, so await the pods one too (answered before it: 200).
+    query = [("limit", "1"), ("continue", token)]
+    wait_for(
+        lambda: s.b.call("GET", s.pods, query=query).status == 410,
+        timeout=60,
+        interval=0.25,
+        what="the pods watch cache to see the compaction",
+    )
+    expired = s.step("after compaction", "GET", s.pods, query=query)
     fresh = (expired.body.get("metadata") or {}).get("continue") if expired.status == 410 else None
     s.note("410 offers a fresh token", bool(fresh))
 
