@@ -56,6 +56,11 @@ INVALID = {
     "DOWNGRADE_BUDGET": "ten percent",
     "DOWNGRADE_BUDGET_WINDOW": "0s",
     "SCHEDULE_FILE": "/nonexistent/joulie-schedule.yaml",
+    "OUTPUT_API": "nodetwins",
+    "CPU_PERFORMANCE_CAP_PCT_OF_MAX": "0",
+    "CPU_ECO_CAP_PCT_OF_MAX": "150",
+    "GPU_PERFORMANCE_CAP_PCT_OF_MAX": "-1",
+    "GPU_ECO_CAP_PCT_OF_MAX": "101",
 }
 NO_INVALID_VALUE = {"POLICY_TYPE", "KUBECONFIG", "KUBE_CONTEXT"}
 
