@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import write_marked
 from bench.scenarios import Bench
 from bench.ticks import wait_idle
 from bench.watch import Churn, Watcher, _pod
@@ -398,13 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render(results, command=command.strip(), machine=machine)
     print(text)
     if args.out:
-        current = args.out.read_text() if args.out.exists() else ""
-        if BEGIN in current and END in current:
-            head, rest = current.split(BEGIN, 1)
-            _, tail = rest.split(END, 1)
-            args.out.write_text(head + text.rstrip("\n") + tail)
-        else:
-            args.out.write_text(current.rstrip("\n") + "\n\n" + text)
+        write_marked(args.out, text, begin=BEGIN, end=END)
     return 0
 
 

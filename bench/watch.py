@@ -43,7 +43,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench import REPO, reference
+from bench import REPO, reference, write_marked
 from bench.scenarios import REALISTIC_MIX, Bench
 from joulie_tasks.adapters import cache_store, store
 from joulie_testbed.procs import Proc, RedisServer, peak_rss_mb, wait_for
@@ -525,13 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     text = _render(out, command.strip(), elapsed, _machine())
     print(text)
     if args.out:
-        current = args.out.read_text() if args.out.exists() else ""
-        if BEGIN in current and END in current:
-            head, rest = current.split(BEGIN, 1)
-            _, tail = rest.split(END, 1)
-            args.out.write_text(head + text.rstrip("\n") + tail)
-        else:
-            args.out.write_text(current.rstrip("\n") + "\n\n" + text)
+        write_marked(args.out, text, begin=BEGIN, end=END)
     return 0
 
 
