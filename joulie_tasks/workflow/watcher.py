@@ -36,21 +36,16 @@ from collections.abc import Callable, Iterator
 from enum import StrEnum
 from typing import Any
 
-from joulie_tasks import config, errors
-from joulie_tasks.adapters import cache_store, clients, kube, metrics, store
+from joulie_tasks import config, errors, ports
 from joulie_tasks.core import cache
+from joulie_tasks.ports import cluster, metrics
 
 logger = logging.getLogger(__name__)
 
-WATCH_EVENTS = "joulie_watch_events_total"
-WATCH_RELISTS = "joulie_watch_relists_total"
-WATCH_ERRORS = "joulie_watch_errors_total"
-KICKS = "joulie_kicks_total"
-LEASE_CHANGES = "joulie_watch_lease_acquired_total"
 HEARTBEAT_S = 1.0
 #: The watched resources (the ``resource`` label of the watch families).
 RESOURCES = ("nodes", "pods", "nodepowerprofiles")
-#: The event types of a Kubernetes watch stream (the ``type`` label of WATCH_EVENTS).
+#: The event types of a Kubernetes watch stream (the ``type`` label of metrics.WATCH_EVENTS).
 EVENT_TYPES = ("ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR")
 
 
@@ -64,7 +59,7 @@ class KickResult(StrEnum):
 
 
 class RelistReason(StrEnum):
-    """Why a resource was listed again (the ``reason`` label of WATCH_RELISTS); a watch
+    """Why a resource was listed again (the ``reason`` label of metrics.WATCH_RELISTS); a watch
     ``ERROR`` event other than 410 relists with the open-ended reason ``error_<code>``."""
 
     START = "start"
@@ -100,29 +95,29 @@ class _Counts:
 
 
 def _list_named(
-    gateway: kube.ApiGateway, name: str, *, page_size: int
+    gateway: cluster.WatchGateway, name: str, *, page_size: int
 ) -> Iterator[tuple[list[dict[str, Any]], str]]:
-    # One call per constant: the RBAC scan (tests/integration/deploy) reads them.
+    # One call per constant: the RBAC scan (tests/deploy/rbac_scan.py) reads them.
     if name == "nodes":
-        return gateway.list_pages(kube.NODES, page_size=page_size)
+        return gateway.list_pages(cluster.NODES, page_size=page_size)
     if name == "pods":
-        return gateway.list_pages(kube.PODS, page_size=page_size)
-    return gateway.list_pages(kube.PROFILES, page_size=page_size)
+        return gateway.list_pages(cluster.PODS, page_size=page_size)
+    return gateway.list_pages(cluster.PROFILES, page_size=page_size)
 
 
 def _watch_named(
-    gateway: kube.ApiGateway, name: str, *, resource_version: str, timeout_s: int
+    gateway: cluster.WatchGateway, name: str, *, resource_version: str, timeout_s: int
 ) -> Iterator[dict[str, Any]]:
     if name == "nodes":
         return gateway.watch_events(
-            kube.NODES, resource_version=resource_version, timeout_s=timeout_s
+            cluster.NODES, resource_version=resource_version, timeout_s=timeout_s
         )
     if name == "pods":
         return gateway.watch_events(
-            kube.PODS, resource_version=resource_version, timeout_s=timeout_s
+            cluster.PODS, resource_version=resource_version, timeout_s=timeout_s
         )
     return gateway.watch_events(
-        kube.PROFILES, resource_version=resource_version, timeout_s=timeout_s
+        cluster.PROFILES, resource_version=resource_version, timeout_s=timeout_s
     )
 
 
@@ -148,13 +143,13 @@ class _Stream:
                     self.relist(self.relist_reason)
                 self.watch_once()
                 backoff = 0.2
-            except (cache_store.LeaseLost, cache_store.NotSynced) as e:
+            except (ports.cache.LeaseLost, ports.cache.NotSynced) as e:
                 logger.warning("watch %s: %s", self.name, e)
                 s.lost(str(e))
                 return
             except errors.KubeError as e:
                 self.healthy = False
-                s.counts.add(WATCH_ERRORS, resource=self.name)
+                s.counts.add(metrics.WATCH_ERRORS, resource=self.name)
                 logger.warning("watch %s: %s; retrying in %.1fs", self.name, e, backoff)
                 if s.stopped.wait(backoff):
                     return
@@ -173,13 +168,15 @@ class _Stream:
         records: dict[str, str] = {}
         # Page by page: each page is reduced to records before the next is read, so the
         # watcher never holds the whole collection as JSON objects.
-        for page, version in _list_named(s.gateway, self.name, page_size=s.settings.list_page_size):
+        pages = _list_named(s.gateway, self.name, page_size=s.settings.list_page_size)
+        for page, version in pages:
             rv = rv or version
             count += len(page)
             self._reduce(page, codes, records)
-        hashes = self._hashes(codes, records)
-        s.cache.replace(s.lease, self.name, hashes=hashes, rv=rv, now=time.time(), reason=reason)
-        s.counts.add(WATCH_RELISTS, resource=self.name, reason=reason)
+        entries = codes if self.name == "pods" else records
+        relist = ports.cache.Relist(resource=self.name, entries=entries)
+        s.cache.replace(s.lease, relist, rv=rv, now=time.time(), reason=reason)
+        s.counts.add(metrics.WATCH_RELISTS, resource=self.name, reason=reason)
         logger.info("watch %s: relisted %d objects (%s) at rv %s", self.name, count, reason, rv)
         self.rv = rv
         self.relist_reason = None
@@ -199,16 +196,6 @@ class _Stream:
             record = self._record(obj)
             if record is not None:
                 records[record[0]] = record[1]
-
-    def _hashes(self, codes: dict[str, str], records: dict[str, str]) -> dict[str, dict[str, str]]:
-        if self.name == "pods":
-            counts, by_node = cache.counts_of(codes.values())
-            return {
-                cache_store.PODS: codes,
-                cache_store.DEMAND: {k: str(v) for k, v in counts.items()},
-                cache_store.PERF: {k: str(v) for k, v in by_node.items()},
-            }
-        return {cache_store.NODES if self.name == "nodes" else cache_store.NPPS: records}
 
     def _record(self, obj: dict[str, Any]) -> tuple[str, str] | None:
         if self.name == "nodes":
@@ -237,7 +224,7 @@ class _Stream:
         s = self.session
         kind = str(event.get("type"))
         obj = event.get("object") or {}
-        s.counts.add(WATCH_EVENTS, resource=self.name, type=kind)
+        s.counts.add(metrics.WATCH_EVENTS, resource=self.name, type=kind)
         if kind == "ERROR":
             code = obj.get("code")
             self.healthy = False
@@ -271,9 +258,9 @@ class _Session:
         self,
         *,
         settings: config.Settings,
-        cache_: cache_store.CacheStore,
-        state: store.RedisStore,
-        gateway: kube.ApiGateway,
+        cache_: ports.cache.WatchCache,
+        state: ports.state.StateStore,
+        gateway: cluster.WatchGateway,
         lease: str,
         holder: str,
         kick: Callable[[], None],
@@ -311,7 +298,7 @@ class _Session:
             if self._dirty_since is None:
                 self._dirty_since = now
             else:
-                self.counts.add(KICKS, result=KickResult.COALESCED)
+                self.counts.add(metrics.KICKS, result=KickResult.COALESCED)
             self._last_change = now
             self._changed.notify_all()
 
@@ -349,7 +336,7 @@ class _Session:
                         st.relist_reason = st.relist_reason or RelistReason.REQUESTED
                     self.close_streams()
                 self._flush()
-            except cache_store.LeaseLost as e:
+            except ports.cache.LeaseLost as e:
                 self.lost(str(e))
                 return
             except errors.StateStoreError as e:
@@ -386,10 +373,10 @@ class _Session:
             try:
                 self.kick()
                 last_kick = time.monotonic()
-                self.counts.add(KICKS, result=KickResult.SENT)
+                self.counts.add(metrics.KICKS, result=KickResult.SENT)
             except Exception as e:
                 logger.warning("watcher: kick not sent: %s", e)
-                self.counts.add(KICKS, result=KickResult.FAILED)
+                self.counts.add(metrics.KICKS, result=KickResult.FAILED)
             self._rekick_if_unserved(window)
 
     def _rekick_if_unserved(self, window: float) -> None:
@@ -409,7 +396,7 @@ class _Session:
             if status.seq <= status.served:
                 return
             if not busy:
-                self.counts.add(KICKS, result=KickResult.REPEATED)
+                self.counts.add(metrics.KICKS, result=KickResult.REPEATED)
                 self.changed()
                 return
             wait = min(wait * 2, 30.0)
@@ -422,14 +409,15 @@ class Watcher:
         self,
         settings: config.Settings,
         *,
-        state: store.RedisStore,
-        gateway: kube.ApiGateway,
+        state: ports.state.StateStore,
+        cache: ports.cache.WatchCache,
+        gateway: cluster.WatchGateway,
         kick: Callable[[], None],
         holder: str | None = None,
     ) -> None:
         self.settings = settings
         self.state = state
-        self.cache = clients.cache(state)
+        self.cache = cache
         self.gateway = gateway
         self.kick = kick
         self.holder = holder or holder_identity()
@@ -459,7 +447,7 @@ class Watcher:
             except errors.StateStoreError as e:
                 logger.warning("watcher: Redis: %s", e)
             with contextlib.suppress(errors.StateStoreError):
-                self.state.add_counters(metrics.Values().add(LEASE_CHANGES).as_dict())
+                self.state.add_counters(metrics.Values().add(metrics.LEASE_CHANGES).as_dict())
             session = _Session(
                 settings=self.settings,
                 cache_=self.cache,

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from joulie_tasks import config
-from joulie_tasks.adapters import cache_store, kube, store
+from joulie_tasks.adapters import clients, kube, store
 from joulie_tasks.core import twin
 from joulie_tasks.workflow import runner
 from joulie_testbed.emulator import Emulator
@@ -49,7 +49,11 @@ class Operator:
     def tick(self, *, after: float = 1.0) -> None:
         self.now += after
         runner.run_inline(
-            gateway=self.gateway, state=self.state, settings=self.settings, tick_time=self.now
+            gateway=self.gateway,
+            state=self.state,
+            cache=clients.cache(self.state),
+            settings=self.settings,
+            tick_time=self.now,
         )
 
     def close(self) -> None:
@@ -167,7 +171,7 @@ def test_a_cache_fed_tick_lists_only_the_twins_and_an_annotated_pod_holds_its_no
     stack.start_proc("watch", ["watch"], ready="started")
 
     def synced() -> bool:
-        status = cache_store.CacheStore(state).status()
+        status = clients.cache(state).status()
         age = status.age(time.time())
         return all(status.synced.values()) and age is not None and age < 2.0
 
@@ -191,9 +195,7 @@ def test_a_cache_fed_tick_lists_only_the_twins_and_an_annotated_pod_holds_its_no
     )
 
     def cached() -> bool:
-        view = cache_store.CacheStore(state).read(
-            tick_time=time.time(), now=time.time(), max_age=2.0
-        )
+        view = clients.cache(state).read(tick_time=time.time(), now=time.time(), max_age=2.0)
         return not isinstance(view, str) and view.demand.performance_pods_by_node == {"a": 1}
 
     wait_for(cached, timeout=30, what="the annotated pod in the cache")
