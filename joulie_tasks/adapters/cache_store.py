@@ -1,11 +1,12 @@
 """The watch-fed cluster cache and the watcher lease in Redis (keys built here only).
 
 Layout (all under ``joulie:cache:``): ``nodes`` (name → NodeInfo JSON, labels of
-interest only), ``npps`` (name → NppInfo JSON), ``pods`` (namespace/name → the pod's
+interest only), ``npps`` (name → NppInfo JSON), ``twins`` (name → TwinInfo JSON,
+only while OUTPUT_API writes NodeTwins), ``pods`` (namespace/name → the pod's
 contribution code, only for pods that count), ``demand`` (cluster-wide counts),
 ``perf`` (node → active performance-only pods) and ``meta`` (per resource: synced
-flag and resourceVersion; heartbeat, holder, last relist and its reason; the change
-sequence the kicks and the reaction latency use).
+flag and resourceVersion; the resources the watcher watches; heartbeat, holder, last
+relist and its reason; the change sequence the kicks and the reaction latency use).
 
 Every write is a Lua script that first checks the watcher lease (``joulie:watch:
 lease`` must still hold this watcher's ``holder#token``), so a watcher that lost the
@@ -21,6 +22,7 @@ import functools
 import json
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import redis
@@ -36,11 +38,18 @@ NPPS = f"{PREFIX}:npps"
 PODS = f"{PREFIX}:pods"
 DEMAND = f"{PREFIX}:demand"
 PERF = f"{PREFIX}:perf"
+TWINS = f"{PREFIX}:twins"
 LEASE = f"{store.PREFIX}:watch:lease"
 LEASE_FENCE = f"{store.PREFIX}:watch:fence"
-RESOURCES = ("nodes", "pods", "nodepowerprofiles")
+#: The hash of each resource kept as one record per object.
+RECORDS = {"nodes": NODES, "nodepowerprofiles": NPPS, cache_port.TWIN_RESOURCE: TWINS}
 #: The keys each resource's relist replaces.
-_RELIST_KEYS = {"nodes": (NODES,), "nodepowerprofiles": (NPPS,), "pods": (PODS, DEMAND, PERF)}
+_RELIST_KEYS = {
+    "nodes": (NODES,),
+    "nodepowerprofiles": (NPPS,),
+    "pods": (PODS, DEMAND, PERF),
+    cache_port.TWIN_RESOURCE: (TWINS,),
+}
 
 _CHECK = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
@@ -236,9 +245,10 @@ class CacheStore:
     def apply_record(
         self, lease: str, resource: str, name: str, record: str, rv: str, now: float
     ) -> bool:
-        """Store (or delete, ``record=""``) one node or profile record; True when it
-        can change the plan (a node added, removed or changed)."""
-        hash_key = NODES if resource == "nodes" else NPPS
+        """Store (or delete, ``record=""``) one node, profile or twin record; True when
+        it can change the plan (a node added, removed or changed). A twin is not: the
+        next tick puts a changed or deleted twin right, as it does a profile."""
+        hash_key = RECORDS[resource]
         relevant = "1" if resource == "nodes" else "0"
         with self._translated():
             result = int(
@@ -291,26 +301,34 @@ class CacheStore:
             raise cache_port.LeaseLost("the watcher lease was lost")
         return result == 2
 
-    def unsync(self) -> None:
-        """Mark every resource unsynced (a new watcher takes over: ticks use lists)."""
+    def unsync(self, watched: tuple[str, ...] = cache_port.RESOURCES) -> None:
+        """Mark every resource unsynced (a new watcher takes over: ticks use lists) and
+        record which ones it watches: each must be synced before the cache is used."""
         with self._translated():
-            self._r.hdel(META, *[f"synced:{r}" for r in RESOURCES], "heartbeat")
+            pipe = self._r.pipeline(transaction=True)
+            pipe.hdel(META, *[f"synced:{r}" for r in cache_port.ALL_RESOURCES], "heartbeat")
+            pipe.hset(META, "watched", ",".join(watched))
+            pipe.execute()
 
     # --- reads ---------------------------------------------------------------------------
 
     def read(
-        self, *, tick_time: float, now: float, max_age: float
+        self, *, tick_time: float, now: float, max_age: float, twins: bool = False
     ) -> cache_port.CacheView | cache.Unusable:
-        """The cache as one consistent view, or why it cannot be used."""
+        """The cache as one consistent view, or why it cannot be used. With ``twins``
+        the snapshot carries the cached NodeTwins when the watcher watches them
+        (``twins_cached``); otherwise the caller lists them."""
+        keys = (META, NODES, NPPS, DEMAND, PERF) + ((TWINS,) if twins else ())
         with self._translated():
             pipe = self._r.pipeline(transaction=True)
-            for key in (META, NODES, NPPS, DEMAND, PERF):
+            for key in keys:
                 pipe.hgetall(key)
-            meta_raw, nodes_raw, npps_raw, demand_raw, perf_raw = pipe.execute()
+            meta_raw, nodes_raw, npps_raw, demand_raw, perf_raw, *twins_raw = pipe.execute()
         meta = {_s(k): _s(v) for k, v in meta_raw.items()}
         if not meta:
             return cache.Unusable.ABSENT
-        if any(meta.get(f"synced:{r}") != "1" for r in RESOURCES):
+        watched = _watched(meta)
+        if any(meta.get(f"synced:{r}") != "1" for r in watched):
             return cache.Unusable.NOT_SYNCED
         age = now - float(meta.get("heartbeat") or 0)
         if age > max_age:
@@ -323,9 +341,21 @@ class CacheStore:
             {_s(k): int(v) for k, v in demand_raw.items()},
             {_s(k): int(v) for k, v in perf_raw.items()},
         )
-        snap = cache.snapshot_from_records(tick_time=tick_time, nodes=nodes, profiles=npps)
+        cached = bool(twins_raw) and cache_port.TWIN_RESOURCE in watched
+        twin_records = (
+            [models.TwinInfo.model_construct(**json.loads(v)) for v in twins_raw[0].values()]
+            if cached
+            else []
+        )
+        snap = cache.snapshot_from_records(
+            tick_time=tick_time, nodes=nodes, profiles=npps, twins=twin_records
+        )
         return cache_port.CacheView(
-            snapshot=snap, demand=demand, seq=int(meta.get("seq") or 0), age_s=age
+            snapshot=snap,
+            demand=demand,
+            seq=int(meta.get("seq") or 0),
+            age_s=age,
+            twins_cached=cached,
         )
 
     def serve(self, seq: int, now: float) -> float | None:
@@ -350,7 +380,7 @@ class CacheStore:
             return float(meta[key]) if key in meta else None
 
         return cache_port.CacheStatus(
-            synced={r: meta.get(f"synced:{r}") == "1" for r in RESOURCES},
+            synced={r: meta.get(f"synced:{r}") == "1" for r in _watched(meta)},
             heartbeat=number("heartbeat"),
             holder=meta.get("holder"),
             last_relist=number("last_relist"),
@@ -359,6 +389,14 @@ class CacheStore:
             served=int(meta.get("served") or 0),
             lease=_s(lease) if lease else None,
         )
+
+
+def _watched(meta: Mapping[str, str]) -> tuple[str, ...]:
+    """The resources the holder watches (the three when a watcher never said)."""
+    listed = tuple(
+        r for r in (meta.get("watched") or "").split(",") if r in cache_port.ALL_RESOURCES
+    )
+    return listed or cache_port.RESOURCES
 
 
 def _hashes(relist: cache_port.Relist) -> dict[str, dict[str, str]]:
@@ -371,7 +409,7 @@ def _hashes(relist: cache_port.Relist) -> dict[str, dict[str, str]]:
             DEMAND: {k: str(v) for k, v in counts.items()},
             PERF: {k: str(v) for k, v in by_node.items()},
         }
-    return {NODES if relist.resource == "nodes" else NPPS: entries}
+    return {RECORDS[relist.resource]: entries}
 
 
 def _s(value: bytes | str) -> str:

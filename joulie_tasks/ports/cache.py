@@ -16,6 +16,12 @@ from typing import Protocol
 from joulie_tasks import errors
 from joulie_tasks.core import cache, models
 
+#: The resources every watcher watches (the ``resource`` label of the watch families).
+RESOURCES = ("nodes", "pods", "nodepowerprofiles")
+#: Watched besides them while OUTPUT_API writes NodeTwins (docs/SPEC.md §13.7).
+TWIN_RESOURCE = "nodetwins"
+ALL_RESOURCES = (*RESOURCES, TWIN_RESOURCE)
+
 
 class LeaseLost(errors.JoulieError):
     """Raised when a cache write is refused: this watcher no longer holds the lease."""
@@ -34,6 +40,8 @@ class CacheView:
     demand: models.Demand
     seq: int
     age_s: float
+    #: The snapshot's NodeTwins came from the cache (asked for, and watched).
+    twins_cached: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,8 +63,8 @@ class CacheStatus:
 
 @dataclass(frozen=True)
 class Relist:
-    """One resource freshly listed: ``entries`` maps a node or profile name to its
-    record (JSON), or a pod's ``namespace/name`` to its contribution code (only the
+    """One resource freshly listed: ``entries`` maps a node, profile or twin name to
+    its record (JSON), or a pod's ``namespace/name`` to its contribution code (only the
     pods that count; the cache derives the demand counts from them)."""
 
     resource: str
@@ -67,8 +75,11 @@ class TickCache(Protocol):
     """The cache as a tick uses it (workflow/cache_tick.py)."""
 
     def read(
-        self, *, tick_time: float, now: float, max_age: float
-    ) -> CacheView | cache.Unusable: ...
+        self, *, tick_time: float, now: float, max_age: float, twins: bool = False
+    ) -> CacheView | cache.Unusable:
+        """The cache as one consistent view, or why it cannot be used; with ``twins``
+        the snapshot carries the cached NodeTwins when the watcher watches them."""
+        ...
 
     def status(self) -> CacheStatus: ...
 
@@ -97,5 +108,8 @@ class WatchCache(Protocol):
         ...
 
     def heartbeat(self, lease: str, holder: str, now: float) -> bool: ...
-    def unsync(self) -> None: ...
+    def unsync(self, watched: tuple[str, ...] = ...) -> None:
+        """Mark every resource unsynced and record the ones this watcher watches."""
+        ...
+
     def status(self) -> CacheStatus: ...

@@ -1,4 +1,5 @@
-"""``joulie-tasks watch``: list-then-watch nodes, pods and NodePowerProfiles into the cache.
+"""``joulie-tasks watch``: list-then-watch nodes, pods and NodePowerProfiles into the cache
+(and NodeTwins, when OUTPUT_API writes them: a converged tick then reads nothing).
 
 One watcher is active at a time: it holds a Redis lease (``holder#token``, renewed
 every third of WATCH_LEASE_TTL) and every cache write checks it (cache_store.py).
@@ -9,7 +10,7 @@ Per resource, one thread: list (paged) → replace the cache's copy atomically �
 watch from the list's resourceVersion with bookmarks → apply each event (one Lua
 call) → on the server closing the stream, resume from the last resourceVersion
 seen; on ``410 Gone`` relist; every WATCH_RELIST_INTERVAL relist anyway. A
-heartbeat thread stamps the cache fresh only while all three streams are healthy
+heartbeat thread stamps the cache fresh only while all its streams are healthy
 (connected and synced), so a watcher cut from the API or stopped lets the cache
 go stale and ticks fall back to lists.
 
@@ -43,8 +44,8 @@ from joulie_tasks.ports import cluster, metrics
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_S = 1.0
-#: The watched resources (the ``resource`` label of the watch families).
-RESOURCES = ("nodes", "pods", "nodepowerprofiles")
+#: The resources a watcher may watch (the ``resource`` label of the watch families).
+RESOURCES = ports.cache.ALL_RESOURCES
 #: The event types of a Kubernetes watch stream (the ``type`` label of metrics.WATCH_EVENTS).
 EVENT_TYPES = ("ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR")
 
@@ -94,6 +95,13 @@ class _Counts:
                 self._counts[key] += n
 
 
+def watched(settings: config.Settings) -> tuple[str, ...]:
+    """The resources this configuration watches: NodeTwins only when OUTPUT_API writes
+    them (the twin writer diffs against them every tick)."""
+    twins = (ports.cache.TWIN_RESOURCE,) if settings.output_api.writes_twins else ()
+    return (*ports.cache.RESOURCES, *twins)
+
+
 def _list_named(
     gateway: cluster.WatchGateway, name: str, *, page_size: int
 ) -> Iterator[tuple[list[dict[str, Any]], str]]:
@@ -102,6 +110,8 @@ def _list_named(
         return gateway.list_pages(cluster.NODES, page_size=page_size)
     if name == "pods":
         return gateway.list_pages(cluster.PODS, page_size=page_size)
+    if name == ports.cache.TWIN_RESOURCE:
+        return gateway.list_pages(cluster.TWINS, page_size=page_size)
     return gateway.list_pages(cluster.PROFILES, page_size=page_size)
 
 
@@ -115,6 +125,10 @@ def _watch_named(
     if name == "pods":
         return gateway.watch_events(
             cluster.PODS, resource_version=resource_version, timeout_s=timeout_s
+        )
+    if name == ports.cache.TWIN_RESOURCE:
+        return gateway.watch_events(
+            cluster.TWINS, resource_version=resource_version, timeout_s=timeout_s
         )
     return gateway.watch_events(
         cluster.PROFILES, resource_version=resource_version, timeout_s=timeout_s
@@ -168,8 +182,7 @@ class _Stream:
         records: dict[str, str] = {}
         # Page by page: each page is reduced to records before the next is read, so the
         # watcher never holds the whole collection as JSON objects.
-        pages = _list_named(s.gateway, self.name, page_size=s.settings.list_page_size)
-        for page, version in pages:
+        for page, version in _list_named(s.gateway, self.name, page_size=s.settings.list_page_size):
             rv = rv or version
             count += len(page)
             self._reduce(page, codes, records)
@@ -201,6 +214,9 @@ class _Stream:
         if self.name == "nodes":
             node = cache.node_record(obj, self.session.keys)
             return None if node is None else (node.name, node.model_dump_json())
+        if self.name == ports.cache.TWIN_RESOURCE:
+            found = cache.twin_record(obj)
+            return None if found is None else (found.name, found.model_dump_json())
         npp = cache.npp_record(obj)
         return None if npp is None else (npp.name, npp.model_dump_json())
 
@@ -283,7 +299,7 @@ class _Session:
             profile_label=settings.power_profile_label,
             draining_label=settings.draining_label,
         )
-        self.streams = [_Stream(self, name) for name in RESOURCES]
+        self.streams = [_Stream(self, name) for name in watched(settings)]
         self._changed = threading.Condition()
         self._dirty_since: float | None = None
         self._last_change = 0.0
@@ -443,7 +459,7 @@ class Watcher:
             standby_logged = False
             logger.info("watcher: active, lease %s", lease)
             try:  # the previous holder's copy is not ours to vouch for: relist first
-                self.cache.unsync()
+                self.cache.unsync(watched(self.settings))
             except errors.StateStoreError as e:
                 logger.warning("watcher: Redis: %s", e)
             with contextlib.suppress(errors.StateStoreError):

@@ -190,7 +190,7 @@ class Scene:
     def watch_requests(self) -> dict[str, int]:
         """Watch requests the API server served, per resource."""
         served = self.emulator.counters()
-        return {r: served.get(("watch", r), 0) for r in cache_store.RESOURCES}
+        return {r: served.get(("watch", r), 0) for r in ports.cache.RESOURCES}
 
     def heartbeats(self, n: int) -> None:
         """Wait until the watcher stamped the cache ``n`` times from now on (its buffered
@@ -229,7 +229,7 @@ def test_watch_dropped_mid_stream(
     scene.heartbeats(2)  # every relist so far is counted
     relists_before = scene.total(metrics.WATCH_RELISTS)
     broken_before = {
-        r: scene.counter(metrics.WATCH_ERRORS, resource=r) for r in cache_store.RESOURCES
+        r: scene.counter(metrics.WATCH_ERRORS, resource=r) for r in ports.cache.RESOURCES
     }
     opened_before = scene.watch_requests()
     emulator.delete_object("pods", "a", "work")
@@ -244,7 +244,7 @@ def test_watch_dropped_mid_stream(
     wait_for(
         lambda: all(
             scene.counter(metrics.WATCH_ERRORS, resource=r) > broken_before[r]
-            for r in cache_store.RESOURCES
+            for r in ports.cache.RESOURCES
         ),
         timeout=20,
         what="the watcher to count every stream broken",
