@@ -225,6 +225,11 @@ class Settings(BaseSettings):
             raise ValueError(f"expected one of {', '.join(allowed)}")
         return text
 
+    @field_validator("cpu_write_absolute_caps", "gpu_write_absolute_caps", mode="before")
+    @classmethod
+    def _trim_bool(cls, value: Any) -> Any:
+        return value.strip() if isinstance(value, str) else value  # ' true ' as the reference
+
     @field_validator("gpu_model_caps_json")
     @classmethod
     def _check_gpu_model_caps(cls, value: str) -> str:

@@ -70,7 +70,7 @@ def cpu_cap(
     if not caps.cpu_absolute:
         return {"packagePowerCapPctOfMax": number(caps.cpu[profile])}
     target = watts
-    if hw.cpu_max_w_per_socket > 0 and hw.cpu_min_w_per_socket > 0:
+    if hw.cpu_range_measured:
         target = min(max(target, hw.cpu_min_w_per_socket), hw.cpu_max_w_per_socket)
     elif hw.cpu is not None:
         tdp = hw.cpu.tdp_w

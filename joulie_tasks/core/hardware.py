@@ -59,6 +59,9 @@ class Hardware:
     total_cores: int = 0
     cpu_min_w_per_socket: float = 0.0
     cpu_max_w_per_socket: float = 0.0
+    #: Whether the CPU range is the one the agent read on the host (RAPL), not the
+    #: catalog's or the per-core heuristic's.
+    cpu_range_measured: bool = False
     gpu_model: str = ""
     gpu_raw_model: str = ""
     gpu_count: int = 0
@@ -164,6 +167,7 @@ def enrich(record: models.HardwareInfo) -> Hardware:
         total_cores=record.total_cores,
         cpu_min_w_per_socket=cpu_min,
         cpu_max_w_per_socket=cpu_max,
+        cpu_range_measured=record.cpu_max_w_per_socket > 0,
         gpu_model=gpu.key if gpu else record.gpu_model.strip(),
         gpu_raw_model=record.gpu_raw_model.strip(),
         gpu_count=record.gpu_count,
