@@ -1,11 +1,12 @@
 """The watch-fed cluster cache and the watcher lease in Redis (keys built here only).
 
 Layout (all under ``joulie:cache:``): ``nodes`` (name → NodeInfo JSON, labels of
-interest only), ``npps`` (name → NppInfo JSON), ``pods`` (namespace/name → the pod's
+interest only), ``npps`` (name → NppInfo JSON), ``twins`` (name → TwinInfo JSON,
+only while OUTPUT_API writes NodeTwins), ``pods`` (namespace/name → the pod's
 contribution code, only for pods that count), ``demand`` (cluster-wide counts),
 ``perf`` (node → active performance-only pods) and ``meta`` (per resource: synced
-flag and resourceVersion; heartbeat, holder, last relist and its reason; the change
-sequence the kicks and the reaction latency use).
+flag and resourceVersion; the resources the watcher watches; heartbeat, holder, last
+relist and its reason; the change sequence the kicks and the reaction latency use).
 
 Every write is a Lua script that first checks the watcher lease (``joulie:watch:
 lease`` must still hold this watcher's ``holder#token``), so a watcher that lost the
@@ -35,11 +36,23 @@ NPPS = f"{PREFIX}:npps"
 PODS = f"{PREFIX}:pods"
 DEMAND = f"{PREFIX}:demand"
 PERF = f"{PREFIX}:perf"
+TWINS = f"{PREFIX}:twins"
 LEASE = f"{store.PREFIX}:watch:lease"
 LEASE_FENCE = f"{store.PREFIX}:watch:fence"
+#: The resources every watcher watches.
 RESOURCES = ("nodes", "pods", "nodepowerprofiles")
+#: Watched besides them while OUTPUT_API writes NodeTwins (docs/SPEC.md §13.7).
+TWIN_RESOURCE = "nodetwins"
+ALL_RESOURCES = (*RESOURCES, TWIN_RESOURCE)
+#: The hash of each resource kept as one record per object.
+RECORDS = {"nodes": NODES, "nodepowerprofiles": NPPS, TWIN_RESOURCE: TWINS}
 #: The keys each resource's relist replaces.
-_RELIST_KEYS = {"nodes": (NODES,), "nodepowerprofiles": (NPPS,), "pods": (PODS, DEMAND, PERF)}
+_RELIST_KEYS = {
+    "nodes": (NODES,),
+    "nodepowerprofiles": (NPPS,),
+    "pods": (PODS, DEMAND, PERF),
+    TWIN_RESOURCE: (TWINS,),
+}
 
 _CHECK = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
@@ -188,6 +201,8 @@ class CacheView:
     demand: models.Demand
     seq: int
     age_s: float
+    #: The snapshot's NodeTwins came from the cache (asked for, and watched).
+    twins_cached: bool = False
 
 
 @dataclass(frozen=True)
@@ -265,9 +280,10 @@ class CacheStore:
     def apply_record(
         self, lease: str, resource: str, name: str, record: str, rv: str, now: float
     ) -> bool:
-        """Store (or delete, ``record=""``) one node or profile record; True when it
-        can change the plan (a node added, removed or changed)."""
-        hash_key = NODES if resource == "nodes" else NPPS
+        """Store (or delete, ``record=""``) one node, profile or twin record; True when
+        it can change the plan (a node added, removed or changed). A twin is not: the
+        next tick puts a changed or deleted twin right, as it does a profile."""
+        hash_key = RECORDS[resource]
         relevant = "1" if resource == "nodes" else "0"
         with self.state._errors():
             result = int(
@@ -325,24 +341,34 @@ class CacheStore:
             raise LeaseLost("the watcher lease was lost")
         return result == 2
 
-    def unsync(self) -> None:
-        """Mark every resource unsynced (a new watcher takes over: ticks use lists)."""
+    def unsync(self, watched: tuple[str, ...] = RESOURCES) -> None:
+        """Mark every resource unsynced (a new watcher takes over: ticks use lists) and
+        record which ones it watches: each must be synced before the cache is used."""
         with self.state._errors():
-            self._r.hdel(META, *[f"synced:{r}" for r in RESOURCES], "heartbeat")
+            pipe = self._r.pipeline(transaction=True)
+            pipe.hdel(META, *[f"synced:{r}" for r in ALL_RESOURCES], "heartbeat")
+            pipe.hset(META, "watched", ",".join(watched))
+            pipe.execute()
 
     # --- reads ---------------------------------------------------------------------------
 
-    def read(self, *, tick_time: float, now: float, max_age: float) -> CacheView | cache.Unusable:
-        """The cache as one consistent view, or why it cannot be used."""
+    def read(
+        self, *, tick_time: float, now: float, max_age: float, twins: bool = False
+    ) -> CacheView | cache.Unusable:
+        """The cache as one consistent view, or why it cannot be used. With ``twins``
+        the snapshot carries the cached NodeTwins when the watcher watches them
+        (``twins_cached``); otherwise the caller lists them."""
+        keys = (META, NODES, NPPS, DEMAND, PERF) + ((TWINS,) if twins else ())
         with self.state._errors():
             pipe = self._r.pipeline(transaction=True)
-            for key in (META, NODES, NPPS, DEMAND, PERF):
+            for key in keys:
                 pipe.hgetall(key)
-            meta_raw, nodes_raw, npps_raw, demand_raw, perf_raw = pipe.execute()
+            meta_raw, nodes_raw, npps_raw, demand_raw, perf_raw, *twins_raw = pipe.execute()
         meta = {_s(k): _s(v) for k, v in meta_raw.items()}
         if not meta:
             return cache.Unusable.ABSENT
-        if any(meta.get(f"synced:{r}") != "1" for r in RESOURCES):
+        watched = _watched(meta)
+        if any(meta.get(f"synced:{r}") != "1" for r in watched):
             return cache.Unusable.NOT_SYNCED
         age = now - float(meta.get("heartbeat") or 0)
         if age > max_age:
@@ -355,8 +381,22 @@ class CacheStore:
             {_s(k): int(v) for k, v in demand_raw.items()},
             {_s(k): int(v) for k, v in perf_raw.items()},
         )
-        snap = cache.snapshot_from_records(tick_time=tick_time, nodes=nodes, profiles=npps)
-        return CacheView(snapshot=snap, demand=demand, seq=int(meta.get("seq") or 0), age_s=age)
+        cached = bool(twins_raw) and TWIN_RESOURCE in watched
+        twin_records = (
+            [models.TwinInfo.model_construct(**json.loads(v)) for v in twins_raw[0].values()]
+            if cached
+            else []
+        )
+        snap = cache.snapshot_from_records(
+            tick_time=tick_time, nodes=nodes, profiles=npps, twins=twin_records
+        )
+        return CacheView(
+            snapshot=snap,
+            demand=demand,
+            seq=int(meta.get("seq") or 0),
+            age_s=age,
+            twins_cached=cached,
+        )
 
     def serve(self, seq: int, now: float) -> float | None:
         """A tick that read change ``seq`` finished: the reaction latency of the oldest
@@ -380,7 +420,7 @@ class CacheStore:
             return float(meta[key]) if key in meta else None
 
         return CacheStatus(
-            synced={r: meta.get(f"synced:{r}") == "1" for r in RESOURCES},
+            synced={r: meta.get(f"synced:{r}") == "1" for r in _watched(meta)},
             heartbeat=number("heartbeat"),
             holder=meta.get("holder"),
             last_relist=number("last_relist"),
@@ -389,6 +429,12 @@ class CacheStore:
             served=int(meta.get("served") or 0),
             lease=_s(lease) if lease else None,
         )
+
+
+def _watched(meta: Mapping[str, str]) -> tuple[str, ...]:
+    """The resources the holder watches (the three when a watcher never said)."""
+    listed = tuple(r for r in (meta.get("watched") or "").split(",") if r in ALL_RESOURCES)
+    return listed or RESOURCES
 
 
 def _s(value: bytes | str) -> str:

@@ -1,13 +1,15 @@
 """How a tick uses the watch-fed cache: read it, confirm before eco, answer the kick.
 
 - :func:`read` (snapshot stage): when the cache is synced and its heartbeat younger
-  than CACHE_MAX_AGE, the tick's snapshot (nodes, profiles) and its demand come from
-  the cache and no API request is made; otherwise the caller lists as before, and
+  than CACHE_MAX_AGE, the tick's snapshot (nodes, profiles, and NodeTwins when
+  OUTPUT_API writes them and the watcher watches them) and its demand come from the
+  cache and no API request is made; otherwise the caller lists as before, and
   the fallback is logged and counted (``joulie_cache_fallbacks_total{reason}``).
   Either way the tick records the cache's change sequence it has seen.
 - :func:`confirm` (write batches of a cache-fed tick): before a node is written
   towards eco — its labels to eco without draining, or its profile object to eco —
-  one ``list pods`` by ``spec.nodeName`` counts its active performance-only pods;
+  or its NodeTwin spec to eco without draining — one ``list pods`` by
+  ``spec.nodeName`` counts its active performance-only pods;
   a node that has any is not written this tick (``joulie_downgrades_stopped_total``)
   and the watcher is asked to relist. A wrong cache can delay a downgrade, never
   cause one under a performance pod.
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
+from typing import NamedTuple
 
 from joulie_tasks import config, errors
 from joulie_tasks.adapters import cache_store, clients, kube, metrics, ports, retrying, store
@@ -40,22 +44,37 @@ def _cache_of(state: ports.StateStore) -> cache_store.CacheStore | None:
     return clients.cache(state) if isinstance(state, store.RedisStore) else None
 
 
+class Cached(NamedTuple):
+    """A tick's input read from the cache; ``twins_cached`` False means the snapshot
+    has no NodeTwins and the caller lists them (OUTPUT_API writes them, the watcher
+    does not watch them: it runs with another OUTPUT_API)."""
+
+    snapshot: models.Snapshot
+    demand: models.Demand
+    twins_cached: bool
+
+
 def read(
     ref: lifecycle.TickRef, *, state: ports.StateStore, settings: config.Settings
-) -> tuple[models.Snapshot, models.Demand] | None:
+) -> Cached | None:
     """The tick's snapshot and demand from the cache, or None (the caller lists)."""
     cs = _cache_of(state)
     if cs is None:
         return None
     detail = ""
     try:
-        view = cs.read(tick_time=ref.tick_time, now=time.time(), max_age=settings.cache_max_age)
+        view = cs.read(
+            tick_time=ref.tick_time,
+            now=time.time(),
+            max_age=settings.cache_max_age,
+            twins=settings.output_api.writes_twins,
+        )
     except (errors.StateStoreError, ValueError) as e:
         view, detail = cache.Unusable.UNREADABLE, f" ({e})"
     if isinstance(view, cache_store.CacheView):
         state.save_cache_mark(ref.tick_id, models.CacheMark(fed=True, seq=view.seq))
         logger.info("tick %s: snapshot from the cache (age %.2fs)", ref.tick_id, view.age_s)
-        return view.snapshot, view.demand
+        return Cached(view.snapshot, view.demand, view.twins_cached)
     state.add_counters(metrics.Values().add(FALLBACKS, reason=view.value).as_dict())
     log = logger.info if view is cache.Unusable.ABSENT else logger.warning
     log("tick %s: cache not used (%s%s); listing", ref.tick_id, view.value, detail)
@@ -75,8 +94,10 @@ def mark(ref: lifecycle.TickRef, *, state: ports.StateStore) -> models.CacheMark
 
 
 def towards_eco(batch: models.WriteSet, *, profile_label: str, draining_label: str) -> set[str]:
-    """Nodes this batch writes towards eco: labels to eco without draining, or a
-    profile object to eco (unless the same batch sets draining)."""
+    """Nodes this batch writes towards eco: labels to eco without draining, a profile
+    object to eco (unless the same batch sets draining), or a NodeTwin spec to eco
+    without ``scheduling.draining`` (the agent caps at once on that spec, and it can be
+    written alone: a twin recreated, or NodeTwin output switched on)."""
     eco = models.Profile.ECO.value
     nodes: set[str] = {
         w.node
@@ -89,7 +110,14 @@ def towards_eco(batch: models.WriteSet, *, profile_label: str, draining_label: s
         for w in batch.profiles
         if w.spec.profile is models.Profile.ECO and w.spec.node_name not in draining
     }
+    nodes |= {w.node for w in batch.twins if w.spec is not None and _eco_twin_spec(w.spec)}
     return nodes
+
+
+def _eco_twin_spec(spec: Mapping[str, object]) -> bool:
+    scheduling = spec.get("scheduling")
+    draining = isinstance(scheduling, Mapping) and scheduling.get("draining") is True
+    return spec.get("profile") == models.Profile.ECO.value and not draining
 
 
 def confirm(

@@ -41,9 +41,9 @@ def stage_snapshot(
     settings: config.Settings,
 ) -> None:
     cached = cache_tick.read(ref, state=state, settings=settings)
-    if cached is not None:  # synced and fresh: no API request at all (but NodeTwins)
-        snap, demand = cached
-        if settings.output_api.writes_twins:
+    if cached is not None:  # synced and fresh: no API request at all
+        snap, demand, twins_cached = cached
+        if settings.output_api.writes_twins and not twins_cached:
             snap = snapshot.with_twins(snap, gateway=gateway, page_size=settings.list_page_size)
         state.save_snapshot(ref.tick_id, snap)
         state.save_nodes(ref.tick_id, snap)

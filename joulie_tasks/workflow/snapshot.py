@@ -62,7 +62,7 @@ def with_twins(
     on_retry: retrying.RetryHook | None = None,
 ) -> models.Snapshot:
     """``snap`` with the cluster's NodeTwins, listed now. A cache-fed tick needs this
-    too: the watcher does not watch NodeTwins (one list per tick in nodetwin mode)."""
+    only when the watcher does not watch them (it runs with another OUTPUT_API)."""
 
     def retry(label: str) -> tenacity.Retrying:
         return retrying.transient_retry(label=label, sleep=sleep, on_retry=on_retry)

@@ -1,4 +1,5 @@
-"""``joulie-tasks watch``: list-then-watch nodes, pods and NodePowerProfiles into the cache.
+"""``joulie-tasks watch``: list-then-watch nodes, pods and NodePowerProfiles into the cache
+(and NodeTwins, when OUTPUT_API writes them: a converged tick then reads nothing).
 
 One watcher is active at a time: it holds a Redis lease (``holder#token``, renewed
 every third of WATCH_LEASE_TTL) and every cache write checks it (cache_store.py).
@@ -9,7 +10,7 @@ Per resource, one thread: list (paged) → replace the cache's copy atomically �
 watch from the list's resourceVersion with bookmarks → apply each event (one Lua
 call) → on the server closing the stream, resume from the last resourceVersion
 seen; on ``410 Gone`` relist; every WATCH_RELIST_INTERVAL relist anyway. A
-heartbeat thread stamps the cache fresh only while all three streams are healthy
+heartbeat thread stamps the cache fresh only while all its streams are healthy
 (connected and synced), so a watcher cut from the API or stopped lets the cache
 go stale and ticks fall back to lists.
 
@@ -48,8 +49,8 @@ WATCH_ERRORS = "joulie_watch_errors_total"
 KICKS = "joulie_kicks_total"
 LEASE_CHANGES = "joulie_watch_lease_acquired_total"
 HEARTBEAT_S = 1.0
-#: The watched resources (the ``resource`` label of the watch families).
-RESOURCES = ("nodes", "pods", "nodepowerprofiles")
+#: The resources a watcher may watch (the ``resource`` label of the watch families).
+RESOURCES = cache_store.ALL_RESOURCES
 #: The event types of a Kubernetes watch stream (the ``type`` label of WATCH_EVENTS).
 EVENT_TYPES = ("ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR")
 
@@ -99,6 +100,13 @@ class _Counts:
                 self._counts[key] += n
 
 
+def watched(settings: config.Settings) -> tuple[str, ...]:
+    """The resources this configuration watches: NodeTwins only when OUTPUT_API writes
+    them (the twin writer diffs against them every tick)."""
+    twins = (cache_store.TWIN_RESOURCE,) if settings.output_api.writes_twins else ()
+    return (*cache_store.RESOURCES, *twins)
+
+
 def _list_named(
     gateway: kube.ApiGateway, name: str, *, page_size: int
 ) -> Iterator[tuple[list[dict[str, Any]], str]]:
@@ -107,6 +115,8 @@ def _list_named(
         return gateway.list_pages(kube.NODES, page_size=page_size)
     if name == "pods":
         return gateway.list_pages(kube.PODS, page_size=page_size)
+    if name == cache_store.TWIN_RESOURCE:
+        return gateway.list_pages(kube.TWINS, page_size=page_size)
     return gateway.list_pages(kube.PROFILES, page_size=page_size)
 
 
@@ -120,6 +130,10 @@ def _watch_named(
     if name == "pods":
         return gateway.watch_events(
             kube.PODS, resource_version=resource_version, timeout_s=timeout_s
+        )
+    if name == cache_store.TWIN_RESOURCE:
+        return gateway.watch_events(
+            kube.TWINS, resource_version=resource_version, timeout_s=timeout_s
         )
     return gateway.watch_events(
         kube.PROFILES, resource_version=resource_version, timeout_s=timeout_s
@@ -208,12 +222,15 @@ class _Stream:
                 cache_store.DEMAND: {k: str(v) for k, v in counts.items()},
                 cache_store.PERF: {k: str(v) for k, v in by_node.items()},
             }
-        return {cache_store.NODES if self.name == "nodes" else cache_store.NPPS: records}
+        return {cache_store.RECORDS[self.name]: records}
 
     def _record(self, obj: dict[str, Any]) -> tuple[str, str] | None:
         if self.name == "nodes":
             node = cache.node_record(obj, self.session.keys)
             return None if node is None else (node.name, node.model_dump_json())
+        if self.name == cache_store.TWIN_RESOURCE:
+            found = cache.twin_record(obj)
+            return None if found is None else (found.name, found.model_dump_json())
         npp = cache.npp_record(obj)
         return None if npp is None else (npp.name, npp.model_dump_json())
 
@@ -296,7 +313,7 @@ class _Session:
             profile_label=settings.power_profile_label,
             draining_label=settings.draining_label,
         )
-        self.streams = [_Stream(self, name) for name in RESOURCES]
+        self.streams = [_Stream(self, name) for name in watched(settings)]
         self._changed = threading.Condition()
         self._dirty_since: float | None = None
         self._last_change = 0.0
@@ -455,7 +472,7 @@ class Watcher:
             standby_logged = False
             logger.info("watcher: active, lease %s", lease)
             try:  # the previous holder's copy is not ours to vouch for: relist first
-                self.cache.unsync()
+                self.cache.unsync(watched(self.settings))
             except errors.StateStoreError as e:
                 logger.warning("watcher: Redis: %s", e)
             with contextlib.suppress(errors.StateStoreError):

@@ -219,6 +219,7 @@ TWIN_PERMISSIONS = [
     ("joulie.io", "nodetwins", "update"),
     ("joulie.io", "nodetwins", "delete"),
     ("joulie.io", "nodetwins/status", "patch"),
+    ("joulie.io", "nodetwins", "watch"),
 ]
 
 

@@ -29,20 +29,67 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
-from joulie_testbed.emulator import errors
-
-if TYPE_CHECKING:
-    from joulie_testbed.emulator import api, app
+from joulie_testbed.emulator import api, errors, faults
+from joulie_testbed.emulator import seed as seeding
 
 Answer = tuple[int, Any]
+
+
+class Writer(Protocol):
+    """A started concurrent writer, known by its id."""
+
+    @property
+    def id(self) -> int: ...
+
+
+class Controlled(Protocol):
+    """What the control endpoints drive: ``app.Emulator``'s test controls (a Protocol, so
+    this module needs no import of the app that serves it)."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def faults(self) -> faults.Faults: ...
+    def inject(
+        self,
+        method: str,
+        path_regex: str,
+        *,
+        status: int | None = None,
+        times: int = 1,
+        retry_after: float | None = None,
+        delay_s: float = 0,
+        drop: bool = False,
+    ) -> int: ...
+    def clear_faults(self) -> None: ...
+    def set_latency(self, ms: float) -> None: ...
+    def counters(self) -> dict[tuple[str, str], int]: ...
+    def reset_counters(self) -> None: ...
+    def reset(self) -> None: ...
+    def load(self, nodes: Iterable[dict[str, Any]], pods: Iterable[dict[str, Any]]) -> None: ...
+    def seed(
+        self, nodes: int, pods_per_node: float, *, seed: int, **options: Any
+    ) -> seeding.Cluster: ...
+    def put_object(self, obj: Mapping[str, Any]) -> dict[str, Any]: ...
+    def delete_object(self, resource: str, name: str, namespace: str | None = None) -> bool: ...
+    def get_object(
+        self, resource: str, name: str, namespace: str | None = None
+    ) -> dict[str, Any] | None: ...
+    def list_objects(self, resource: str, namespace: str | None = None) -> list[dict[str, Any]]: ...
+    def mutate_node_labels(self, name: str, labels: Mapping[str, str | None]) -> dict[str, Any]: ...
+    def concurrent_writer(
+        self, node: str, *, interval_ms: float = 5, label_key: str = ...
+    ) -> Writer: ...
+    def stop_writer(self, writer_id: int) -> int: ...
 
 
 class Controls:
     """Dispatches control requests to an Emulator."""
 
-    def __init__(self, emulator: app.Emulator) -> None:
+    def __init__(self, emulator: Controlled) -> None:
         self.emu = emulator
 
     def handle(self, req: api.Request) -> Answer:

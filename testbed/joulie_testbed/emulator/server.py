@@ -16,13 +16,10 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from joulie_testbed.emulator import api, errors, faults, resources, store, watch
-
-if TYPE_CHECKING:
-    from joulie_testbed.emulator import control
+from joulie_testbed.emulator import api, control, errors, faults, resources, store, watch
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +148,13 @@ class Handler(BaseHTTPRequestHandler):
         srv.faults.log_request(req.method, req.path, req.headers.get(faults.TICK_HEADER))
         if route is not None and route.verb == "watch":
             srv.rest.schema(route.res)  # 404 while a custom resource's CRD is missing
-            watch.serve(self, req, route, srv.rest.store.events)
+            watch.serve(
+                self,
+                req,
+                route,
+                objects=srv.rest.store,
+                bookmark_interval=srv.watch_bookmark_interval,
+            )
             return
         if route is not None and route.verb == "patch" and route.res is resources.NODES:
             resp = self._logged_node_patch(req, route)

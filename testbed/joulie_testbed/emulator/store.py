@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from joulie_testbed.emulator import errors, resources, selection, watch
+from joulie_testbed.emulator import errors, events, resources, selection
 
 Obj = dict[str, Any]
 #: The field path lists can look up through an index instead of a scan (pods only).
@@ -163,7 +163,7 @@ class Store:
         self.compacted = 0
         self._tables: dict[str, _Table] = {r.storage_key: _Table() for r in resources.ALL}
         #: Every change, in resourceVersion order, for watches (watch.py).
-        self.events = watch.EventLog()
+        self.events = events.EventLog()
 
     def _emit(self, res: resources.Resource, kind: str, entry: Entry) -> None:
         self.events.append(

@@ -1,8 +1,6 @@
 """Watches served the way kube-apiserver serves them, plus a request log of writes.
 
-``EventLog`` records every stored change (ADDED, MODIFIED, DELETED) with the global
-resourceVersion it got, in order, keeping the last ``window`` events (like etcd's
-compaction window). ``serve`` answers ``GET ...?watch=true`` (or ``/watch/...``)
+``serve`` answers ``GET ...?watch=true`` (or ``/watch/...``)
 with a chunked stream of ``{"type": ..., "object": ...}`` lines:
 
 - no ``resourceVersion`` (or ``"0"``): synthetic ADDED events for every current
@@ -31,98 +29,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 
-from joulie_testbed.emulator import errors, resources, selection
-
-if TYPE_CHECKING:
-    from joulie_testbed.emulator import api, server, store
-
-#: Events kept for resuming watches (older resourceVersions answer 410).
-DEFAULT_WINDOW = 200_000
-
-
-@dataclass(slots=True)
-class Event:
-    rv: int
-    res_key: str
-    kind: str  # ADDED, MODIFIED, DELETED
-    namespace: str | None
-    obj: dict[str, Any]
-    body: bytes
-
-
-class EventLog:
-    """Ordered changes of every resource, bounded, with waiting for new ones."""
-
-    def __init__(self, window: int = DEFAULT_WINDOW) -> None:
-        self.window = window
-        self._events: list[Event] = []
-        self._base = 0  # absolute index of _events[0]
-        #: Changes with a resourceVersion ≤ this are forgotten: resuming from an older
-        #: one is 410 Expired.
-        self.compacted_rv = 0
-        self._cond = threading.Condition()
-        self._closing = 0  # bumped by close_all: every open stream ends
-        self.abrupt = False
-
-    def append(self, rv: int, res_key: str, kind: str, obj: dict[str, Any], body: bytes) -> None:
-        ns = obj.get("metadata", {}).get("namespace")
-        with self._cond:
-            self._events.append(Event(rv, res_key, kind, ns, obj, body))
-            if len(self._events) > 2 * self.window:
-                drop = len(self._events) - self.window
-                self.compacted_rv = self._events[drop - 1].rv
-                del self._events[:drop]
-                self._base += drop
-            self._cond.notify_all()
-
-    def compact(self, rv: int) -> None:
-        """Forget every change up to ``rv`` (a watch resuming from before it gets 410)."""
-        with self._cond:
-            keep = [e for e in self._events if e.rv > rv]
-            self._base += len(self._events) - len(keep)
-            self._events = keep
-            self.compacted_rv = max(self.compacted_rv, rv)
-
-    def close_all(self, *, abrupt: bool = False) -> None:
-        """End every open watch stream (cleanly, or by dropping the connection)."""
-        with self._cond:
-            self._closing += 1
-            self.abrupt = abrupt
-            self._cond.notify_all()
-
-    def cursor_after(self, rv: int) -> int | None:
-        """Absolute index of the first event after ``rv``; None when it is compacted."""
-        with self._cond:
-            if rv < self.compacted_rv:
-                return None
-            for i, event in enumerate(self._events):
-                if event.rv > rv:
-                    return self._base + i
-            return self._base + len(self._events)
-
-    def end(self) -> int:
-        with self._cond:
-            return self._base + len(self._events)
-
-    def wait(self, cursor: int, timeout: float, closing: int) -> tuple[list[Event], int, bool]:
-        """Events from ``cursor`` on (waiting up to ``timeout``), the new cursor, and
-        whether streams are being closed. A cursor that fell out of the window raises
-        an Expired error."""
-        with self._cond:
-            if cursor >= self._base + len(self._events) and self._closing == closing:
-                self._cond.wait(timeout)
-            if cursor < self._base:
-                raise errors.ApiError(410, "too old resource version: the watch fell behind")
-            start = cursor - self._base
-            events = self._events[start:]
-            return events, self._base + len(self._events), self._closing != closing
-
-    @property
-    def closing(self) -> int:
-        with self._cond:
-            return self._closing
+from joulie_testbed.emulator import api, errors, events, resources, selection, store
 
 
 @dataclass
@@ -251,13 +161,21 @@ def _matcher(req: api.Request, res: resources.Resource) -> Callable[[dict[str, A
     return match
 
 
-def serve(handler: server.Handler, req: api.Request, route: api.Route, log: EventLog) -> None:
-    """Answer one watch request on ``handler``'s connection (blocks until it ends)."""
+def serve(
+    handler: BaseHTTPRequestHandler,
+    req: api.Request,
+    route: api.Route,
+    *,
+    objects: store.Store,
+    bookmark_interval: float,
+) -> None:
+    """Answer one watch request on ``handler``'s connection (blocks until it ends), from
+    ``objects`` and their event log, with a bookmark every ``bookmark_interval`` of quiet."""
     try:
         timeout = float(req.query.get("timeoutSeconds") or 1800)
     except ValueError as e:
         raise errors.bad_request(f"timeoutSeconds: invalid value {e}") from e
-    stream = _Stream(handler, req, route, log)
+    stream = _Stream(handler, req, route, objects)
     initial, expired = stream.start()
     handler.send_response(200)
     handler.send_header("Content-Type", "application/json")
@@ -269,7 +187,7 @@ def serve(handler: server.Handler, req: api.Request, route: api.Route, log: Even
         else:
             for line in initial:
                 _chunk(handler.wfile, line)
-            if not stream.pump(timeout):
+            if not stream.pump(timeout, bookmark_interval):
                 return  # dropped abruptly
         _finish(handler)
     except OSError:  # the client went away
@@ -280,17 +198,21 @@ class _Stream:
     """One open watch: its filters and its position in the event log."""
 
     def __init__(
-        self, handler: server.Handler, req: api.Request, route: api.Route, log: EventLog
+        self,
+        handler: BaseHTTPRequestHandler,
+        req: api.Request,
+        route: api.Route,
+        objects: store.Store,
     ) -> None:
         self.handler = handler
         self.res = route.res
         self.namespace = route.namespace
-        self.objects = handler.server.rest.store
+        self.objects = objects
         self.match = _matcher(req, route.res)
         self.bookmarks = req.query.get("allowWatchBookmarks", "").lower() in ("1", "true")
         self.rv_text = req.query.get("resourceVersion", "")
-        self.log = log
-        self.closing = log.closing
+        self.log = objects.events
+        self.closing = self.log.closing
         self.cursor = 0
 
     def start(self) -> tuple[list[bytes], bytes | None]:
@@ -314,21 +236,21 @@ class _Stream:
             self.cursor = found
             return [], None
 
-    def pump(self, timeout: float) -> bool:
-        """Send events until the timeout or a close; False when dropped abruptly."""
+    def pump(self, timeout: float, interval: float) -> bool:
+        """Send events until the timeout or a close, a bookmark every ``interval`` of quiet
+        when asked for; False when dropped abruptly."""
         deadline = time.monotonic() + timeout
-        interval = self.handler.server.watch_bookmark_interval
         last_sent = time.monotonic()
         while (left := deadline - time.monotonic()) > 0:
             wait = min(left, interval if self.bookmarks else left, 0.5)
             try:
-                events, self.cursor, closed = self.log.wait(self.cursor, wait, self.closing)
+                changes, self.cursor, closed = self.log.wait(self.cursor, wait, self.closing)
             except errors.ApiError:
                 _chunk(self.handler.wfile, _expired(self.rv_text, self.objects.resource_version))
                 return True
             if closed:
                 return not self.log.abrupt or not self._drop()
-            if self._deliver(events):
+            if self._deliver(changes):
                 last_sent = time.monotonic()
             elif self.bookmarks and time.monotonic() - last_sent >= interval:
                 rv = _caught_up_rv(self.log, self.objects, self.cursor)
@@ -337,9 +259,9 @@ class _Stream:
                     last_sent = time.monotonic()
         return True
 
-    def _deliver(self, events: list[Event]) -> bool:
+    def _deliver(self, changes: list[events.Event]) -> bool:
         sent = False
-        for event in events:
+        for event in changes:
             if event.res_key != self.res.storage_key:
                 continue
             if self.namespace and event.namespace != self.namespace:
@@ -357,14 +279,14 @@ class _Stream:
         return True
 
 
-def _caught_up_rv(log: EventLog, objects: store.Store, cursor: int) -> int | None:
+def _caught_up_rv(log: events.EventLog, objects: store.Store, cursor: int) -> int | None:
     """The current resourceVersion when this stream has seen every logged change
     (changes are logged under the store lock), else None: a bookmark never skips."""
     with objects.lock:
         return int(objects.resource_version) if log.end() == cursor else None
 
 
-def _finish(handler: server.Handler) -> None:
+def _finish(handler: BaseHTTPRequestHandler) -> None:
     handler.wfile.write(b"0\r\n\r\n")
     handler.wfile.flush()
     handler.close_connection = True
