@@ -247,9 +247,11 @@ def test_the_nodetwin_variables_defaults_and_parsed_values() -> None:
             "GPU_WRITE_ABSOLUTE_CAPS": "yes",
         }
     )
-    assert s.node_order is models.NodeOrder.DENSITY and s.reads_hardware
+    assert s.node_order is models.NodeOrder.DENSITY
+    assert s.reads_hardware
     found = s.twin_caps()
-    assert found.gpu_absolute and not found.cpu_absolute
+    assert found.gpu_absolute
+    assert not found.cpu_absolute
     assert found.gpu_model_caps["NVIDIA-L40S"].min_cap_watts == 200
     assert found.product_label_keys == ("example.com/gpu",)
     assert config.read_settings({"GPU_PRODUCT_LABEL_KEYS": ""}).product_label_keys[0] == (
