@@ -259,6 +259,30 @@ def test_a_converged_cache_fed_tick_makes_no_request_and_a_deleted_twin_comes_ba
     assert back["status"]["schedulableClass"] == "performance"
 
 
+def test_a_watcher_without_twins_leaves_them_to_one_list_per_tick(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
+) -> None:
+    """A watcher started in nodepowerprofile mode (say, not yet rolled) does not watch
+    the twins; a nodetwin-mode tick still takes nodes, profiles and demand from its
+    cache and lists only the twins (docs/SPEC.md §13.7)."""
+    for name in ("a", "b"):
+        emulator.put_object(seeding.make_node(name, labels=MANAGED))
+    stack.configure(kick_window="1h", output_api="nodepowerprofile")
+    stack.start_proc("watch", ["watch"], ready="started")
+    wait_for(lambda: _synced(state), timeout=30, what="a synced, fresh cache")
+    assert "nodetwins" not in clients.cache(state).status().synced
+    stack.configure(output_api="nodetwin")
+    stack.start_worker()
+    assert ticks.run()["failures"] == {}
+    assert {t["metadata"]["name"] for t in emulator.list_objects("nodetwins")} == {"a", "b"}
+
+    emulator.reset_counters()
+    converged = ticks.run()
+    assert converged["failures"] == {}
+    assert converged["written"] == 0
+    assert _requests(emulator) == {("list", "nodetwins"): 1}
+
+
 def test_an_annotated_pod_holds_its_node_and_an_eco_twin_waits_for_the_fresh_pod_list(
     stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
 ) -> None:
