@@ -1,5 +1,6 @@
 """``joulie-tasks watch``: list-then-watch nodes, pods and NodePowerProfiles into the cache
-(and NodeTwins, when OUTPUT_API writes them: a converged tick then reads nothing).
+(and NodeTwins, when OUTPUT_API writes them: a converged tick then reads nothing; and
+NodeHardwares, when they are read: OUTPUT_API writes NodeTwins or NODE_ORDER=density).
 
 One watcher is active at a time: it holds a Redis lease (``holder#token``, renewed
 every third of WATCH_LEASE_TTL) and every cache write checks it (cache_store.py).
@@ -39,7 +40,7 @@ from typing import Any
 
 from joulie_tasks import config, errors
 from joulie_tasks.adapters import cache_store, clients, kube, metrics, store
-from joulie_tasks.core import cache
+from joulie_tasks.core import cache, hardware
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +105,8 @@ def watched(settings: config.Settings) -> tuple[str, ...]:
     """The resources this configuration watches: NodeTwins only when OUTPUT_API writes
     them (the twin writer diffs against them every tick)."""
     twins = (cache_store.TWIN_RESOURCE,) if settings.output_api.writes_twins else ()
-    return (*cache_store.RESOURCES, *twins)
+    hardware = (cache_store.HARDWARE_RESOURCE,) if settings.reads_hardware else ()
+    return (*cache_store.RESOURCES, *twins, *hardware)
 
 
 def _list_named(
@@ -117,6 +119,8 @@ def _list_named(
         return gateway.list_pages(kube.PODS, page_size=page_size)
     if name == cache_store.TWIN_RESOURCE:
         return gateway.list_pages(kube.TWINS, page_size=page_size)
+    if name == cache_store.HARDWARE_RESOURCE:
+        return gateway.list_pages(kube.HARDWARE, page_size=page_size)
     return gateway.list_pages(kube.PROFILES, page_size=page_size)
 
 
@@ -134,6 +138,10 @@ def _watch_named(
     if name == cache_store.TWIN_RESOURCE:
         return gateway.watch_events(
             kube.TWINS, resource_version=resource_version, timeout_s=timeout_s
+        )
+    if name == cache_store.HARDWARE_RESOURCE:
+        return gateway.watch_events(
+            kube.HARDWARE, resource_version=resource_version, timeout_s=timeout_s
         )
     return gateway.watch_events(
         kube.PROFILES, resource_version=resource_version, timeout_s=timeout_s
@@ -231,6 +239,9 @@ class _Stream:
         if self.name == cache_store.TWIN_RESOURCE:
             found = cache.twin_record(obj)
             return None if found is None else (found.name, found.model_dump_json())
+        if self.name == cache_store.HARDWARE_RESOURCE:
+            hw = cache.hardware_record(obj)
+            return None if hw is None else (hw.name or hw.node_name, hw.model_dump_json())
         npp = cache.npp_record(obj)
         return None if npp is None else (npp.name, npp.model_dump_json())
 
@@ -312,6 +323,9 @@ class _Session:
             reserved_label_key=settings.reserved_label_key,
             profile_label=settings.power_profile_label,
             draining_label=settings.draining_label,
+            extra=hardware.label_keys(settings.product_label_keys)
+            if settings.reads_hardware
+            else (),
         )
         self.streams = [_Stream(self, name) for name in watched(settings)]
         self._changed = threading.Condition()
