@@ -22,8 +22,9 @@ from typing import TypeVar
 import tenacity
 
 from joulie_tasks import errors
-from joulie_tasks.adapters import kube, ports, retrying
+from joulie_tasks.adapters import retrying
 from joulie_tasks.core import models, twin, write
+from joulie_tasks.ports import cluster
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class ApplyResult:
     retries: Counter[models.RetryReason] = field(default_factory=Counter)
     failures: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
-    fenced: bool = False
+    fenced_off: bool = False
 
 
 class _NodeGone(errors.KubeFatal):
@@ -104,30 +105,30 @@ def group_by_node(writes: models.WriteSet) -> list[NodeWrites]:
 def apply_writes(
     node_writes: Sequence[NodeWrites],
     *,
-    gateway: ports.KubeGateway,
+    gateway: cluster.KubeGateway,
     concurrency: int,
     tick_id: str,
     dry_run: bool = False,
     sleep: Callable[[float], None] = time.sleep,
-    still_fenced: Callable[[], bool] | None = None,
+    fence_holds: Callable[[], bool] | None = None,
 ) -> ApplyResult:
     """Apply every node's writes (``concurrency`` at a time); never raises per node.
 
-    ``still_fenced`` is asked before each node: once it answers False (the tick lost
-    its lock to a newer one) no further node is written and ``fenced`` is set, so a
+    ``fence_holds`` is asked before each node: once it answers False (the tick lost
+    its lock to a newer one) no further node is written and ``fenced_off`` is set, so a
     stalled tick that wakes up cannot overwrite the new holder's writes. A node
     deleted since the snapshot (404) is skipped and logged, not failed.
     """
     result = ApplyResult()
     lost = threading.Event()
 
-    def fenced() -> bool:
-        if not lost.is_set() and still_fenced is not None and not still_fenced():
+    def holds() -> bool:
+        if not lost.is_set() and fence_holds is not None and not fence_holds():
             lost.set()
         return not lost.is_set()
 
     writer = _NodeWriter(
-        gateway=gateway, tick_id=tick_id, dry_run=dry_run, sleep=sleep, still_fenced=fenced
+        gateway=gateway, tick_id=tick_id, dry_run=dry_run, sleep=sleep, fence_holds=holds
     )
 
     def one(nw: NodeWrites) -> NodeOutcome:
@@ -155,21 +156,21 @@ def _collect(result: ApplyResult, outcomes: Iterable[NodeOutcome], *, tick_id: s
     for out in outcomes:
         result.written += out.written
         if out.kind is Outcome.FENCED:
-            result.fenced = True
+            result.fenced_off = True
         elif out.kind is Outcome.GONE:
             result.skipped[out.node] = out.reason
             logger.warning("tick %s: node %s: skipped, %s", tick_id, out.node, out.reason)
         elif out.kind is Outcome.FAILED:
             result.failures[out.node] = out.reason
             logger.error("tick %s: node %s: write failed: %s", tick_id, out.node, out.reason)
-    if result.fenced:
+    if result.fenced_off:
         logger.warning("tick %s: writes stopped: the tick lost its lock", tick_id)
 
 
 def delete_profiles(
     names: Sequence[str],
     *,
-    gateway: ports.KubeGateway,
+    gateway: cluster.KubeGateway,
     tick_id: str,
     sleep: Callable[[float], None] = time.sleep,
 ) -> ApplyResult:
@@ -187,7 +188,7 @@ def delete_profiles(
 def delete_twins(
     names: Sequence[str],
     *,
-    gateway: ports.KubeGateway,
+    gateway: cluster.KubeGateway,
     tick_id: str,
     sleep: Callable[[float], None] = time.sleep,
 ) -> ApplyResult:
@@ -236,13 +237,13 @@ class _NodeWriter:
     def __init__(
         self,
         *,
-        gateway: ports.KubeGateway,
+        gateway: cluster.KubeGateway,
         tick_id: str,
         dry_run: bool,
         sleep: Callable[[float], None],
-        still_fenced: Callable[[], bool] = lambda: True,
+        fence_holds: Callable[[], bool] = lambda: True,
     ) -> None:
-        self._still_fenced = still_fenced
+        self._fence_holds = fence_holds
         self._kube = gateway
         self._tick_id = tick_id
         self._dry_run = dry_run
@@ -266,7 +267,7 @@ class _NodeWriter:
     def _call(self, node: str, label: str, fn: Callable[[], T]) -> T:
         # Fencing is checked before every API call, not once per batch: a tick that
         # stalled past its lock's TTL and wakes up must not send one more stale write.
-        if not self._still_fenced():
+        if not self._fence_holds():
             raise _Fenced(f"{label}: not sent, the tick lost its lock")
         return _retried(
             lambda: retrying.transient_retry(
@@ -350,7 +351,7 @@ class _NodeWriter:
     def _reread_twin(self, node: str, desired: models.TwinWrite, known: _ProfileState) -> bool:
         """Read the twin again into ``known``; True when it already holds our spec."""
         current = self._call(
-            node, f"get twin {desired.name}", lambda: self._kube.get(kube.TWINS, desired.name)
+            node, f"get twin {desired.name}", lambda: self._kube.get(cluster.TWINS, desired.name)
         )
         if current is None:
             known.create, known.resource_version = True, None
@@ -372,7 +373,7 @@ class _NodeWriter:
             attempt += 1
             if attempt > 1:  # after a 409: re-read, write only what is still missing
                 current = self._call(
-                    node, f"get node {node}", lambda: self._kube.get(kube.NODES, node)
+                    node, f"get node {node}", lambda: self._kube.get(cluster.NODES, node)
                 )
                 if current is None:
                     raise _NodeGone(f"node {node} no longer exists", status=404)
@@ -433,7 +434,7 @@ class _NodeWriter:
     ) -> bool:
         """Read the profile again into ``known``; True when it already holds ``body``."""
         current = self._call(
-            node, f"get profile {name}", lambda: self._kube.get(kube.PROFILES, name)
+            node, f"get profile {name}", lambda: self._kube.get(cluster.PROFILES, name)
         )
         if current is None:
             known.create, known.resource_version = True, None

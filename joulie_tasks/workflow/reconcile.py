@@ -16,16 +16,24 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from joulie_tasks import config
-from joulie_tasks.adapters import gcpause, metrics, ports
+from joulie_tasks import config, ports
+from joulie_tasks.adapters import gcpause
 from joulie_tasks.core import decide, models
+from joulie_tasks.ports import cluster, metrics
 from joulie_tasks.workflow import apply, cache_tick, lifecycle, snapshot
 
 logger = logging.getLogger(__name__)
 
-#: A stage as the table runs it: (ref, gateway factory, state, settings) -> batch count.
+#: A stage as the table runs it: (ref, gateway factory, state, cache, settings) -> batch
+#: count.
 Stage = Callable[
-    [lifecycle.TickRef, Callable[[], ports.KubeGateway], ports.StateStore, config.Settings],
+    [
+        lifecycle.TickRef,
+        Callable[[], cluster.KubeGateway],
+        ports.state.StateStore,
+        ports.cache.TickCache | None,
+        config.Settings,
+    ],
     int | None,
 ]
 
@@ -36,11 +44,12 @@ Stage = Callable[
 def stage_snapshot(
     ref: lifecycle.TickRef,
     *,
-    gateway: ports.KubeGateway,
-    state: ports.StateStore,
+    gateway: cluster.KubeGateway,
+    state: ports.state.StateStore,
+    cache: ports.cache.TickCache | None,
     settings: config.Settings,
 ) -> None:
-    cached = cache_tick.read(ref, state=state, settings=settings)
+    cached = cache_tick.read(ref, state=state, cache=cache, settings=settings)
     if cached is not None:  # synced and fresh: no API request at all
         snap, demand, twins_cached, hardware_cached = cached
         if settings.output_api.writes_twins and not twins_cached:
@@ -84,7 +93,7 @@ def _without_pods(snap: models.Snapshot) -> models.Snapshot:
     return snap.model_copy(update={"pods": None if snap.pods is None else ()})
 
 
-def stage_classify(ref: lifecycle.TickRef, *, state: ports.StateStore) -> None:
+def stage_classify(ref: lifecycle.TickRef, *, state: ports.state.StateStore) -> None:
     fed = cache_tick.mark(ref, state=state)
     if fed is not None and fed.fed:
         return  # the cache's counts are the demand (stored by the snapshot stage)
@@ -93,7 +102,7 @@ def stage_classify(ref: lifecycle.TickRef, *, state: ports.StateStore) -> None:
 
 
 def stage_plan(
-    ref: lifecycle.TickRef, *, state: ports.StateStore, settings: config.Settings
+    ref: lifecycle.TickRef, *, state: ports.state.StateStore, settings: config.Settings
 ) -> None:
     snap = state.load_nodes(ref.tick_id)
     demand = state.load_demand(ref.tick_id)
@@ -104,7 +113,7 @@ def stage_plan(
 
 
 def stage_guard(
-    ref: lifecycle.TickRef, *, state: ports.StateStore, settings: config.Settings
+    ref: lifecycle.TickRef, *, state: ports.state.StateStore, settings: config.Settings
 ) -> None:
     snap = state.load_nodes(ref.tick_id)
     demand = state.load_demand(ref.tick_id)
@@ -140,7 +149,7 @@ def damping_configured(settings: config.Settings) -> bool:
 
 
 def damping_inputs(
-    state: ports.StateStore, *, settings: config.Settings, tick_time: float
+    state: ports.state.StateStore, *, settings: config.Settings, tick_time: float
 ) -> tuple[dict[str, models.FsmRecord] | None, int]:
     """What damping reads from Redis (docs/SPEC.md §12): the FSM and the downgrades in the
     budget window. Nothing is read when no damping is configured (the reference)."""
@@ -152,7 +161,7 @@ def damping_inputs(
 
 
 def stage_write(
-    ref: lifecycle.TickRef, *, state: ports.StateStore, settings: config.Settings
+    ref: lifecycle.TickRef, *, state: ports.state.StateStore, settings: config.Settings
 ) -> int:
     """Compute the minimal writes and split them into batches; return the batch count.
 
@@ -185,16 +194,17 @@ def apply_batch(
     ref: lifecycle.TickRef,
     index: int,
     *,
-    gateway: ports.KubeGateway,
-    state: ports.StateStore,
+    gateway: cluster.KubeGateway,
+    state: ports.state.StateStore,
+    cache: ports.cache.TickCache | None,
     settings: config.Settings,
-    still_fenced: Callable[[], bool],
+    fence_holds: Callable[[], bool],
     sleep: Callable[[float], None] = time.sleep,
 ) -> apply.ApplyResult:
     """Apply write batch ``index``: its node writes, then its profile and twin deletes.
 
-    ``still_fenced`` (the runner's fence) is asked before every API write; once it
-    answers False nothing more is sent and the result says ``fenced``. The caller
+    ``fence_holds`` (the runner's fence) is asked before every API write; once it
+    answers False nothing more is sent and the result says ``fenced_off``. The caller
     checks the fence before the batch (runner.py).
     """
     batch = state.load_batch(ref.tick_id, index)
@@ -202,7 +212,7 @@ def apply_batch(
     fed = cache_tick.mark(ref, state=state)
     if fed is not None and fed.fed:  # safety never rests on the cache
         batch, stopped = cache_tick.confirm(
-            batch, ref=ref, gateway=gateway, state=state, settings=settings
+            batch, ref=ref, gateway=gateway, state=state, cache=cache, settings=settings
         )
 
     result = apply.apply_writes(
@@ -211,7 +221,7 @@ def apply_batch(
         concurrency=settings.write_concurrency,
         tick_id=ref.tick_id,
         sleep=sleep,
-        still_fenced=still_fenced,
+        fence_holds=fence_holds,
     )
     # Then the objects of deleted or unmanaged nodes: profiles, NodeTwins (OUTPUT_API,
     # docs/SPEC.md §13.8), each delete behind the fence like every write.
@@ -219,10 +229,10 @@ def apply_batch(
         (batch.deletes, apply.delete_profiles),
         (batch.twin_deletes, apply.delete_twins),
     ):
-        if not names or result.fenced:
+        if not names or result.fenced_off:
             continue
-        if not still_fenced():
-            result.fenced = True
+        if not fence_holds():
+            result.fenced_off = True
             break
         removed = delete(names, gateway=gateway, tick_id=ref.tick_id, sleep=sleep)
         result.written += removed.written
@@ -233,13 +243,13 @@ def apply_batch(
 
 #: The stages in order (docs/SPEC.md §2); tasks.py makes one Celery task of each.
 _STAGE_TABLE: dict[str, Stage] = {
-    "snapshot": lambda ref, gw, state, s: stage_snapshot(
-        ref, gateway=gw(), state=state, settings=s
+    "snapshot": lambda ref, gw, state, cache, s: stage_snapshot(
+        ref, gateway=gw(), state=state, cache=cache, settings=s
     ),
-    "classify": lambda ref, gw, state, s: stage_classify(ref, state=state),
-    "plan": lambda ref, gw, state, s: stage_plan(ref, state=state, settings=s),
-    "guard": lambda ref, gw, state, s: stage_guard(ref, state=state, settings=s),
-    "write": lambda ref, gw, state, s: stage_write(ref, state=state, settings=s),
+    "classify": lambda ref, gw, state, cache, s: stage_classify(ref, state=state),
+    "plan": lambda ref, gw, state, cache, s: stage_plan(ref, state=state, settings=s),
+    "guard": lambda ref, gw, state, cache, s: stage_guard(ref, state=state, settings=s),
+    "write": lambda ref, gw, state, cache, s: stage_write(ref, state=state, settings=s),
 }
 STAGES = tuple(_STAGE_TABLE)
 
@@ -248,8 +258,9 @@ def run_stage(
     name: str,
     ref: lifecycle.TickRef,
     *,
-    gateway: Callable[[], ports.KubeGateway],
-    state: ports.StateStore,
+    gateway: Callable[[], cluster.KubeGateway],
+    state: ports.state.StateStore,
+    cache: ports.cache.TickCache | None,
     settings: config.Settings,
 ) -> int | None:
     """Run one named stage and time it; ``write`` returns the number of batches."""
@@ -261,6 +272,6 @@ def run_stage(
     # A stage builds and drops tens of thousands of acyclic objects (see gcpause.py);
     # they are all freed before the collector resumes, so it finds nothing to scan.
     with gcpause.paused():
-        result = stage(ref, gateway, state, settings)
+        result = stage(ref, gateway, state, cache, settings)
     state.add_counters(metrics.duration_increments(name, time.perf_counter() - started))
     return result

@@ -12,7 +12,7 @@ a Celery stage or write batch (queue/tasks.py), or ``joulie-tasks reconcile --on
   global, so two ticks in one process (or threads of one batch) cannot mix tags;
 - counter flushing: the gateway's request counters go to Redis after each piece of
   work and before a batch is recorded or the tick ends;
-- finish and fail: ``outcome.finish_tick`` / ``outcome.fail_tick``, called only here.
+- finish and fail: ``tick_end.finish_tick`` / ``tick_end.fail_tick``, called only here.
 
 It makes no Celery call: what a dropped or failed piece of work means for a message
 (``Ignore``, the next task) is queue/tasks.py's business; stage bodies are reconcile.py's.
@@ -26,10 +26,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from joulie_tasks import config, errors
-from joulie_tasks.adapters import metrics, ports
+from joulie_tasks import config, errors, ports
 from joulie_tasks.core import models
-from joulie_tasks.workflow import events, lifecycle, outcome, reconcile
+from joulie_tasks.ports import cluster, metrics
+from joulie_tasks.workflow import events, lifecycle, reconcile, tick_end
 from joulie_tasks.workflow import fence as fencing
 
 logger = logging.getLogger(__name__)
@@ -59,23 +59,25 @@ class TickRunner:
         self,
         ref: lifecycle.TickRef,
         *,
-        gateway: Callable[[], ports.KubeGateway],
-        state: ports.StateStore,
+        gateway: Callable[[], cluster.KubeGateway],
+        state: ports.state.StateStore,
+        cache: ports.cache.TickCache | None,
         settings: config.Settings,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.ref = ref
         self._gateway_factory = gateway
-        self._tagged: ports.KubeGateway | None = None
+        self._tagged: cluster.KubeGateway | None = None
         self._state = state
+        self._cache = cache
         self._settings = settings
         self._sleep = sleep
         self.fence = fencing.Fence(ref, state=state, settings=settings, clock=clock)
 
     # --- the guarantees ------------------------------------------------------------------
 
-    def gateway(self) -> ports.KubeGateway:
+    def gateway(self) -> cluster.KubeGateway:
         """The gateway whose every request names this tick (built on first use)."""
         if self._tagged is None:
             self._tagged = self._gateway_factory().for_tick(tick_tag(self.ref))
@@ -92,12 +94,14 @@ class TickRunner:
 
     def fail(self, *, stage: str, error: BaseException) -> None:
         """Count the tick failed and release its lock (once, whoever calls first)."""
-        outcome.fail_tick(self.ref, state=self._state, stage=stage, error=error)
+        tick_end.fail_tick(self.ref, state=self._state, stage=stage, error=error)
 
     def finish(self) -> lifecycle.TickReport | None:
         """End the tick exactly once; None when it was finished elsewhere."""
         self.flush()  # a finished tick's request counters are whole
-        return outcome.finish_tick(self.ref, state=self._state, settings=self._settings)
+        return tick_end.finish_tick(
+            self.ref, state=self._state, cache=self._cache, settings=self._settings
+        )
 
     def _require_fence(self, stage: str) -> None:
         """Drop the stage (counted ``expired``) unless the tick holds the newest fence."""
@@ -162,7 +166,12 @@ class TickRunner:
         self._require_fence(name)
         with self._owned(name):
             return reconcile.run_stage(
-                name, self.ref, gateway=self.gateway, state=self._state, settings=self._settings
+                name,
+                self.ref,
+                gateway=self.gateway,
+                state=self._state,
+                cache=self._cache,
+                settings=self._settings,
             )
 
     def write(self, *, dispatch: Callable[[int], None]) -> lifecycle.TickReport | None:
@@ -171,7 +180,12 @@ class TickRunner:
         self._require_fence("write")
         with self._owned("write"):
             batches = reconcile.run_stage(
-                "write", self.ref, gateway=self.gateway, state=self._state, settings=self._settings
+                "write",
+                self.ref,
+                gateway=self.gateway,
+                state=self._state,
+                cache=self._cache,
+                settings=self._settings,
             )
             if not batches:
                 return self.finish()
@@ -198,26 +212,28 @@ class TickRunner:
                 index,
                 gateway=self.gateway(),
                 state=self._state,
+                cache=self._cache,
                 settings=self._settings,
-                still_fenced=self.fence.still_holds,
+                fence_holds=self.fence.still_holds,
                 sleep=self._sleep,
             )
-            if result.fenced:
+            if result.fenced_off:
                 self._state.add_counters(metrics.tick_counted(models.TickResult.FENCED))
                 logger.warning(
                     "tick %s: batch %d cut short: the tick lost its lock", self.ref.tick_id, index
                 )
                 raise TickDropped(f"batch {index}: the tick lost its lock while writing")
             self.flush()  # before the record that may let the tick end
-            if outcome.record_batch(self.ref, index, result, state=self._state):
+            if tick_end.record_batch(self.ref, index, result, state=self._state):
                 return self.finish()
             return None
 
 
 def run_inline(
     *,
-    gateway: ports.KubeGateway,
-    state: ports.StateStore,
+    gateway: cluster.KubeGateway,
+    state: ports.state.StateStore,
+    cache: ports.cache.TickCache | None,
     settings: config.Settings,
     tick_time: float,
     dry_run: bool = False,
@@ -234,7 +250,13 @@ def run_inline(
     if ref is None:
         raise errors.TickSkipped(f"another tick holds the lock ({state.lock_holder()})")
     runner = TickRunner(
-        ref, gateway=lambda: gateway, state=state, settings=settings, clock=clock, sleep=sleep
+        ref,
+        gateway=lambda: gateway,
+        state=state,
+        cache=cache,
+        settings=settings,
+        clock=clock,
+        sleep=sleep,
     )
     for name in reconcile.STAGES[:-1]:
         runner.stage(name)
@@ -250,11 +272,11 @@ def run_inline(
             raise
     if report is None:
         raise errors.TickSkipped("the tick was finished elsewhere")
-    events.send_events(outcome.event_bodies(report), gateway=gateway)
+    events.send_events(tick_end.event_bodies(report), gateway=gateway)
     return report
 
 
-def flush_requests(gateway: ports.KubeGateway, state: ports.StateStore) -> None:
+def flush_requests(gateway: cluster.KubeGateway, state: ports.state.StateStore) -> None:
     """Move the gateway's request counters into the shared metric hash."""
     counts = gateway.take_request_counts()
     increments = metrics.Values()

@@ -18,15 +18,16 @@ from typing import Any
 import tenacity
 
 from joulie_tasks import errors
-from joulie_tasks.adapters import gcpause, kube, ports, retrying
+from joulie_tasks.adapters import gcpause, retrying
 from joulie_tasks.core import hardware, models, snapshot_parse
+from joulie_tasks.ports import cluster
 
 logger = logging.getLogger(__name__)
 
 
 def take_snapshot(
     *,
-    gateway: ports.KubeGateway,
+    gateway: cluster.KubeGateway,
     tick_time: float,
     tick_id: str,
     page_size: int,
@@ -64,7 +65,7 @@ def take_snapshot(
 def with_twins(
     snap: models.Snapshot,
     *,
-    gateway: ports.KubeGateway,
+    gateway: cluster.KubeGateway,
     page_size: int,
     sleep: Callable[[float], None] = time.sleep,
     on_retry: retrying.RetryHook | None = None,
@@ -75,14 +76,14 @@ def with_twins(
     def retry(label: str) -> tenacity.Retrying:
         return retrying.transient_retry(label=label, sleep=sleep, on_retry=on_retry)
 
-    twins = _list(gateway, kube.TWINS, page_size, snapshot_parse.twin_info_from_manifest, retry)
+    twins = _list(gateway, cluster.TWINS, page_size, snapshot_parse.twin_info_from_manifest, retry)
     return snap.model_copy(update={"twins": twins})
 
 
 def with_hardware(
     snap: models.Snapshot,
     *,
-    gateway: ports.KubeGateway,
+    gateway: cluster.KubeGateway,
     page_size: int,
     sleep: Callable[[float], None] = time.sleep,
     on_retry: retrying.RetryHook | None = None,
@@ -96,7 +97,7 @@ def with_hardware(
 
     try:
         found = _list(
-            gateway, kube.HARDWARE, page_size, hardware.hardware_info_from_manifest, retry
+            gateway, cluster.HARDWARE, page_size, hardware.hardware_info_from_manifest, retry
         )
     except errors.KubeFatal as e:
         if e.status != 404:
@@ -108,7 +109,7 @@ def with_hardware(
 
 def _take(
     *,
-    gateway: ports.KubeGateway,
+    gateway: cluster.KubeGateway,
     tick_time: float,
     tick_id: str,
     page_size: int,
@@ -118,9 +119,9 @@ def _take(
     def retry(label: str) -> tenacity.Retrying:
         return retrying.transient_retry(label=label, sleep=sleep, on_retry=on_retry)
 
-    nodes = _list(gateway, kube.NODES, page_size, snapshot_parse.node_info_from_manifest, retry)
+    nodes = _list(gateway, cluster.NODES, page_size, snapshot_parse.node_info_from_manifest, retry)
     profiles = _list(
-        gateway, kube.PROFILES, page_size, snapshot_parse.npp_info_from_manifest, retry
+        gateway, cluster.PROFILES, page_size, snapshot_parse.npp_info_from_manifest, retry
     )
     pods: tuple[models.PodInfo, ...] | None
     try:
@@ -136,8 +137,8 @@ def _take(
 
 
 def _list(
-    gateway: ports.KubeGateway,
-    resource: kube.Resource,
+    gateway: cluster.KubeGateway,
+    resource: cluster.Resource,
     page_size: int,
     extract: Callable[[Mapping[str, object]], Any],
     retry: Callable[[str], tenacity.Retrying],
@@ -151,7 +152,7 @@ def _list(
 
 
 def _read_pods(
-    gateway: ports.KubeGateway,
+    gateway: cluster.KubeGateway,
     *,
     page_size: int,
     tick_id: str,
@@ -160,7 +161,7 @@ def _read_pods(
     def read() -> tuple[models.PodInfo, ...]:
         kept: list[models.PodInfo] = []
         malformed = 0
-        for raw in _constrained(gateway.list_items(kube.PODS, page_size=page_size)):
+        for raw in _constrained(gateway.list_items(cluster.PODS, page_size=page_size)):
             pod, problems = snapshot_parse.pod_info_with_problems(raw)
             if problems:
                 malformed += 1

@@ -38,21 +38,16 @@ from collections.abc import Callable, Iterator
 from enum import StrEnum
 from typing import Any
 
-from joulie_tasks import config, errors
-from joulie_tasks.adapters import cache_store, clients, kube, metrics, store
+from joulie_tasks import config, errors, ports
 from joulie_tasks.core import cache, hardware
+from joulie_tasks.ports import cluster, metrics
 
 logger = logging.getLogger(__name__)
 
-WATCH_EVENTS = "joulie_watch_events_total"
-WATCH_RELISTS = "joulie_watch_relists_total"
-WATCH_ERRORS = "joulie_watch_errors_total"
-KICKS = "joulie_kicks_total"
-LEASE_CHANGES = "joulie_watch_lease_acquired_total"
 HEARTBEAT_S = 1.0
 #: The resources a watcher may watch (the ``resource`` label of the watch families).
-RESOURCES = cache_store.ALL_RESOURCES
-#: The event types of a Kubernetes watch stream (the ``type`` label of WATCH_EVENTS).
+RESOURCES = ports.cache.ALL_RESOURCES
+#: The event types of a Kubernetes watch stream (the ``type`` label of metrics.WATCH_EVENTS).
 EVENT_TYPES = ("ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR")
 
 
@@ -66,7 +61,7 @@ class KickResult(StrEnum):
 
 
 class RelistReason(StrEnum):
-    """Why a resource was listed again (the ``reason`` label of WATCH_RELISTS); a watch
+    """Why a resource was listed again (the ``reason`` label of metrics.WATCH_RELISTS); a watch
     ``ERROR`` event other than 410 relists with the open-ended reason ``error_<code>``."""
 
     START = "start"
@@ -104,47 +99,47 @@ class _Counts:
 def watched(settings: config.Settings) -> tuple[str, ...]:
     """The resources this configuration watches: NodeTwins only when OUTPUT_API writes
     them (the twin writer diffs against them every tick)."""
-    twins = (cache_store.TWIN_RESOURCE,) if settings.output_api.writes_twins else ()
-    hardware = (cache_store.HARDWARE_RESOURCE,) if settings.reads_hardware else ()
-    return (*cache_store.RESOURCES, *twins, *hardware)
+    twins = (ports.cache.TWIN_RESOURCE,) if settings.output_api.writes_twins else ()
+    hardware = (ports.cache.HARDWARE_RESOURCE,) if settings.reads_hardware else ()
+    return (*ports.cache.RESOURCES, *twins, *hardware)
 
 
 def _list_named(
-    gateway: kube.ApiGateway, name: str, *, page_size: int
+    gateway: cluster.WatchGateway, name: str, *, page_size: int
 ) -> Iterator[tuple[list[dict[str, Any]], str]]:
-    # One call per constant: the RBAC scan (tests/integration/deploy) reads them.
+    # One call per constant: the RBAC scan (tests/deploy/rbac_scan.py) reads them.
     if name == "nodes":
-        return gateway.list_pages(kube.NODES, page_size=page_size)
+        return gateway.list_pages(cluster.NODES, page_size=page_size)
     if name == "pods":
-        return gateway.list_pages(kube.PODS, page_size=page_size)
-    if name == cache_store.TWIN_RESOURCE:
-        return gateway.list_pages(kube.TWINS, page_size=page_size)
-    if name == cache_store.HARDWARE_RESOURCE:
-        return gateway.list_pages(kube.HARDWARE, page_size=page_size)
-    return gateway.list_pages(kube.PROFILES, page_size=page_size)
+        return gateway.list_pages(cluster.PODS, page_size=page_size)
+    if name == ports.cache.TWIN_RESOURCE:
+        return gateway.list_pages(cluster.TWINS, page_size=page_size)
+    if name == ports.cache.HARDWARE_RESOURCE:
+        return gateway.list_pages(cluster.HARDWARE, page_size=page_size)
+    return gateway.list_pages(cluster.PROFILES, page_size=page_size)
 
 
 def _watch_named(
-    gateway: kube.ApiGateway, name: str, *, resource_version: str, timeout_s: int
+    gateway: cluster.WatchGateway, name: str, *, resource_version: str, timeout_s: int
 ) -> Iterator[dict[str, Any]]:
     if name == "nodes":
         return gateway.watch_events(
-            kube.NODES, resource_version=resource_version, timeout_s=timeout_s
+            cluster.NODES, resource_version=resource_version, timeout_s=timeout_s
         )
     if name == "pods":
         return gateway.watch_events(
-            kube.PODS, resource_version=resource_version, timeout_s=timeout_s
+            cluster.PODS, resource_version=resource_version, timeout_s=timeout_s
         )
-    if name == cache_store.TWIN_RESOURCE:
+    if name == ports.cache.TWIN_RESOURCE:
         return gateway.watch_events(
-            kube.TWINS, resource_version=resource_version, timeout_s=timeout_s
+            cluster.TWINS, resource_version=resource_version, timeout_s=timeout_s
         )
-    if name == cache_store.HARDWARE_RESOURCE:
+    if name == ports.cache.HARDWARE_RESOURCE:
         return gateway.watch_events(
-            kube.HARDWARE, resource_version=resource_version, timeout_s=timeout_s
+            cluster.HARDWARE, resource_version=resource_version, timeout_s=timeout_s
         )
     return gateway.watch_events(
-        kube.PROFILES, resource_version=resource_version, timeout_s=timeout_s
+        cluster.PROFILES, resource_version=resource_version, timeout_s=timeout_s
     )
 
 
@@ -170,13 +165,13 @@ class _Stream:
                     self.relist(self.relist_reason)
                 self.watch_once()
                 backoff = 0.2
-            except (cache_store.LeaseLost, cache_store.NotSynced) as e:
+            except (ports.cache.LeaseLost, ports.cache.NotSynced) as e:
                 logger.warning("watch %s: %s", self.name, e)
                 s.lost(str(e))
                 return
             except errors.KubeError as e:
                 self.healthy = False
-                s.counts.add(WATCH_ERRORS, resource=self.name)
+                s.counts.add(metrics.WATCH_ERRORS, resource=self.name)
                 logger.warning("watch %s: %s; retrying in %.1fs", self.name, e, backoff)
                 if s.stopped.wait(backoff):
                     return
@@ -199,9 +194,10 @@ class _Stream:
             rv = rv or version
             count += len(page)
             self._reduce(page, codes, records)
-        hashes = self._hashes(codes, records)
-        s.cache.replace(s.lease, self.name, hashes=hashes, rv=rv, now=time.time(), reason=reason)
-        s.counts.add(WATCH_RELISTS, resource=self.name, reason=reason)
+        entries = codes if self.name == "pods" else records
+        relist = ports.cache.Relist(resource=self.name, entries=entries)
+        s.cache.replace(s.lease, relist, rv=rv, now=time.time(), reason=reason)
+        s.counts.add(metrics.WATCH_RELISTS, resource=self.name, reason=reason)
         logger.info("watch %s: relisted %d objects (%s) at rv %s", self.name, count, reason, rv)
         self.rv = rv
         self.relist_reason = None
@@ -222,24 +218,14 @@ class _Stream:
             if record is not None:
                 records[record[0]] = record[1]
 
-    def _hashes(self, codes: dict[str, str], records: dict[str, str]) -> dict[str, dict[str, str]]:
-        if self.name == "pods":
-            counts, by_node = cache.counts_of(codes.values())
-            return {
-                cache_store.PODS: codes,
-                cache_store.DEMAND: {k: str(v) for k, v in counts.items()},
-                cache_store.PERF: {k: str(v) for k, v in by_node.items()},
-            }
-        return {cache_store.RECORDS[self.name]: records}
-
     def _record(self, obj: dict[str, Any]) -> tuple[str, str] | None:
         if self.name == "nodes":
             node = cache.node_record(obj, self.session.keys)
             return None if node is None else (node.name, node.model_dump_json())
-        if self.name == cache_store.TWIN_RESOURCE:
+        if self.name == ports.cache.TWIN_RESOURCE:
             found = cache.twin_record(obj)
             return None if found is None else (found.name, found.model_dump_json())
-        if self.name == cache_store.HARDWARE_RESOURCE:
+        if self.name == ports.cache.HARDWARE_RESOURCE:
             hw = cache.hardware_record(obj)
             return None if hw is None else (hw.name or hw.node_name, hw.model_dump_json())
         npp = cache.npp_record(obj)
@@ -265,7 +251,7 @@ class _Stream:
         s = self.session
         kind = str(event.get("type"))
         obj = event.get("object") or {}
-        s.counts.add(WATCH_EVENTS, resource=self.name, type=kind)
+        s.counts.add(metrics.WATCH_EVENTS, resource=self.name, type=kind)
         if kind == "ERROR":
             code = obj.get("code")
             self.healthy = False
@@ -299,9 +285,9 @@ class _Session:
         self,
         *,
         settings: config.Settings,
-        cache_: cache_store.CacheStore,
-        state: store.RedisStore,
-        gateway: kube.ApiGateway,
+        cache_: ports.cache.WatchCache,
+        state: ports.state.StateStore,
+        gateway: cluster.WatchGateway,
         lease: str,
         holder: str,
         kick: Callable[[], None],
@@ -342,7 +328,7 @@ class _Session:
             if self._dirty_since is None:
                 self._dirty_since = now
             else:
-                self.counts.add(KICKS, result=KickResult.COALESCED)
+                self.counts.add(metrics.KICKS, result=KickResult.COALESCED)
             self._last_change = now
             self._changed.notify_all()
 
@@ -380,7 +366,7 @@ class _Session:
                         st.relist_reason = st.relist_reason or RelistReason.REQUESTED
                     self.close_streams()
                 self._flush()
-            except cache_store.LeaseLost as e:
+            except ports.cache.LeaseLost as e:
                 self.lost(str(e))
                 return
             except errors.StateStoreError as e:
@@ -417,10 +403,10 @@ class _Session:
             try:
                 self.kick()
                 last_kick = time.monotonic()
-                self.counts.add(KICKS, result=KickResult.SENT)
+                self.counts.add(metrics.KICKS, result=KickResult.SENT)
             except Exception as e:
                 logger.warning("watcher: kick not sent: %s", e)
-                self.counts.add(KICKS, result=KickResult.FAILED)
+                self.counts.add(metrics.KICKS, result=KickResult.FAILED)
             self._rekick_if_unserved(window)
 
     def _rekick_if_unserved(self, window: float) -> None:
@@ -440,7 +426,7 @@ class _Session:
             if status.seq <= status.served:
                 return
             if not busy:
-                self.counts.add(KICKS, result=KickResult.REPEATED)
+                self.counts.add(metrics.KICKS, result=KickResult.REPEATED)
                 self.changed()
                 return
             wait = min(wait * 2, 30.0)
@@ -453,14 +439,15 @@ class Watcher:
         self,
         settings: config.Settings,
         *,
-        state: store.RedisStore,
-        gateway: kube.ApiGateway,
+        state: ports.state.StateStore,
+        cache: ports.cache.WatchCache,
+        gateway: cluster.WatchGateway,
         kick: Callable[[], None],
         holder: str | None = None,
     ) -> None:
         self.settings = settings
         self.state = state
-        self.cache = clients.cache(state)
+        self.cache = cache
         self.gateway = gateway
         self.kick = kick
         self.holder = holder or holder_identity()
@@ -490,7 +477,7 @@ class Watcher:
             except errors.StateStoreError as e:
                 logger.warning("watcher: Redis: %s", e)
             with contextlib.suppress(errors.StateStoreError):
-                self.state.add_counters(metrics.Values().add(LEASE_CHANGES).as_dict())
+                self.state.add_counters(metrics.Values().add(metrics.LEASE_CHANGES).as_dict())
             session = _Session(
                 settings=self.settings,
                 cache_=self.cache,

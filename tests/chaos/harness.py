@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from joulie_tasks import config
-from joulie_tasks.adapters import metrics, store
+from joulie_tasks.adapters import store
 from joulie_tasks.core import models, snapshot_parse
+from joulie_tasks.ports import metrics
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import wait_for
 from tests.integration.conftest import TickClient, cluster_state

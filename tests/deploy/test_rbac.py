@@ -12,16 +12,17 @@ from pathlib import Path
 import pytest
 
 from joulie_tasks.adapters import kube
+from joulie_tasks.ports import cluster
 from tests.deploy import helpers, rbac_scan
 
 PACKAGE = Path(kube.__file__).resolve().parents[1]
 
 
-def _constants() -> dict[str, kube.Resource]:
-    return {name: obj for name, obj in vars(kube).items() if isinstance(obj, kube.Resource)}
+def _constants() -> dict[str, cluster.Resource]:
+    return {name: obj for name, obj in vars(cluster).items() if isinstance(obj, cluster.Resource)}
 
 
-def _group(resource: kube.Resource) -> str:
+def _group(resource: cluster.Resource) -> str:
     """API group of a REST prefix: ``/api/v1`` → core (""), ``/apis/g/v`` → ``g``."""
     parts = resource.prefix.strip("/").split("/")
     if parts[0] == "api":
@@ -109,7 +110,7 @@ def test_request_verbs_match_http_methods() -> None:
 
 
 def test_pods_are_listed_cluster_wide_so_the_role_is_cluster_scoped() -> None:
-    assert not kube.PODS.path().startswith("/api/v1/namespaces")
+    assert not cluster.PODS.path().startswith("/api/v1/namespaces")
     binding = helpers.one("ClusterRoleBinding")
     role = helpers.one("ClusterRole")
     assert binding["roleRef"] == {
@@ -171,14 +172,15 @@ def test_scanner_follows_resources_through_helpers_and_ignores_dict_get() -> Non
     uses = _fake_scan(
         a="""
         from joulie_tasks.adapters import kube
+        from joulie_tasks.ports import cluster
 
-        def _list(gateway, resource: kube.Resource, size):
+        def _list(gateway, resource: cluster.Resource, size):
             return list(gateway.list_items(resource, page_size=size))
 
         def snapshot(gateway, labels):
             _list(gateway, kube.THINGS, 10)
             value = labels.get("x", None)
-            return lambda: gateway.get(kube.NODES, value)
+            return lambda: gateway.get(cluster.NODES, value)
         """
     )
     assert uses == {("THINGS", "list"), ("NODES", "get")}

@@ -166,7 +166,7 @@ class TickClient:
         return wait_for(lambda: self.finished(at), timeout=timeout, what=f"tick at {at}")
 
     def counter(self, name: str, **labels: str) -> float:
-        from joulie_tasks.adapters import metrics
+        from joulie_tasks.ports import metrics
 
         counters, _ = self.state.read_metric_values()
         return counters.get(metrics.field(name, **labels), 0.0)

@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 
 from joulie_tasks import config
-from joulie_tasks.adapters import cache_store, kube, metrics, store
+from joulie_tasks.adapters import cache_store, clients, kube, store
 from joulie_tasks.core import twin
-from joulie_tasks.workflow import cache_tick, runner
+from joulie_tasks.ports import metrics
+from joulie_tasks.workflow import runner
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.emulator import seed as seeding
 from joulie_testbed.procs import RedisServer, Stack, wait_for
@@ -56,7 +57,11 @@ class Operator:
     def tick(self, *, after: float = 1.0) -> None:
         self.now += after
         runner.run_inline(
-            gateway=self.gateway, state=self.state, settings=self.settings, tick_time=self.now
+            gateway=self.gateway,
+            state=self.state,
+            cache=clients.cache(self.state),
+            settings=self.settings,
+            tick_time=self.now,
         )
 
     def close(self) -> None:
@@ -162,7 +167,7 @@ def test_both_writes_profiles_and_twins(cluster: ClusterBed, operator: Operator)
 
 
 def _synced(state: store.RedisStore) -> bool:
-    status = cache_store.CacheStore(state).status()
+    status = clients.cache(state).status()
     age = status.age(time.time())
     return all(status.synced.values()) and age is not None and age < 2.0
 
@@ -170,7 +175,7 @@ def _synced(state: store.RedisStore) -> bool:
 def _cache_holds_the_twins(emulator: Emulator, state: store.RedisStore) -> bool:
     """The cache's twins are the cluster's, at the same resourceVersions (our own
     writes have come back as watch events)."""
-    view = cache_store.CacheStore(state).read(
+    view = clients.cache(state).read(
         tick_time=time.time(), now=time.time(), max_age=2.0, twins=True
     )
     if isinstance(view, str) or not view.twins_cached:
@@ -200,7 +205,7 @@ def test_a_converged_cache_fed_tick_makes_no_request_and_a_deleted_twin_comes_ba
     stack.start_worker()
     stack.start_proc("watch", ["watch"], ready="started")
     wait_for(lambda: _synced(state), timeout=30, what="a synced, fresh cache")
-    assert "nodetwins" in cache_store.CacheStore(state).status().synced
+    assert "nodetwins" in clients.cache(state).status().synced
 
     first = ticks.run()
     assert first["failures"] == {}
@@ -244,9 +249,7 @@ def test_an_annotated_pod_holds_its_node_and_an_eco_twin_waits_for_the_fresh_pod
     emulator.put_object(annotated_pod("annotated", "a"))
 
     def counted(by_node: dict[str, int]) -> bool:
-        view = cache_store.CacheStore(state).read(
-            tick_time=time.time(), now=time.time(), max_age=2.0
-        )
+        view = clients.cache(state).read(tick_time=time.time(), now=time.time(), max_age=2.0)
         return not isinstance(view, str) and view.demand.performance_pods_by_node == by_node
 
     wait_for(lambda: counted({"a": 1}), timeout=30, what="the annotated pod in the cache")
@@ -270,12 +273,12 @@ def test_an_annotated_pod_holds_its_node_and_an_eco_twin_waits_for_the_fresh_pod
     redis.hincrby(cache_store.DEMAND, "performance", -1)
     assert emulator.delete_object("nodetwins", "b")
     wait_for(lambda: _cache_holds_the_twins(emulator, state), timeout=30, what="delete cached")
-    stopped_before = _counter(state, cache_tick.STOPPED)
+    stopped_before = _counter(state, metrics.DOWNGRADES_STOPPED)
 
     held = ticks.run()
     assert held["failures"] == {}
     assert emulator.get_object("nodetwins", "b") is None, "no eco twin over a performance pod"
-    assert _counter(state, cache_tick.STOPPED) == stopped_before + 1
+    assert _counter(state, metrics.DOWNGRADES_STOPPED) == stopped_before + 1
 
     wait_for(lambda: redis.hget(cache_store.PODS, "default/pinned"), timeout=20, what="relist")
     assert ticks.run()["failures"] == {}
@@ -371,7 +374,7 @@ def test_nodehardware_figures_reach_the_twin_status_of_a_dotted_node_name(
 
 
 def _cache_holds_hardware(state: store.RedisStore, nodes: set[str]) -> bool:
-    view = cache_store.CacheStore(state).read(
+    view = clients.cache(state).read(
         tick_time=time.time(), now=time.time(), max_age=2.0, hardware=True
     )
     if isinstance(view, str) or not view.hardware_cached:
@@ -392,7 +395,7 @@ def test_density_order_on_the_watch_road_follows_a_new_nodehardware(
     stack.start_worker()
     stack.start_proc("watch", ["watch"], ready="started")
     wait_for(lambda: _synced(state), timeout=30, what="a synced, fresh cache")
-    assert "nodehardwares" in cache_store.CacheStore(state).status().synced
+    assert "nodehardwares" in clients.cache(state).status().synced
 
     assert ticks.run()["failures"] == {}
     assert emulator.get_node("a")["metadata"]["labels"]["joulie.io/power-profile"] == "performance"

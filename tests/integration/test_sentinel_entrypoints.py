@@ -27,7 +27,7 @@ from typing import Any, cast
 
 import pytest
 
-from joulie_tasks.adapters import cache_store, store
+from joulie_tasks.adapters import clients, store
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import RedisServer, Stack, free_port, wait_for
 from tests.integration.sentinel_cluster import SentinelCluster, sentinel_cluster
@@ -103,7 +103,7 @@ def test_every_process_and_command_runs_against_sentinel(
     beat = sstack.start_beat()
 
     # Then the watcher holds the lease, the cache is synced and its heartbeat advances
-    cache = cache_store.CacheStore(sstate)
+    cache = clients.cache(sstate)
     wait_for(
         lambda: str(watch.proc.pid) in (cache.status().lease or ""), what="the watcher's lease"
     )

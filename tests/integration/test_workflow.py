@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 from joulie_tasks import config
-from joulie_tasks.adapters import metrics, store
+from joulie_tasks.adapters import store
 from joulie_tasks.core import classify, guard, models, plan, snapshot_parse, write
+from joulie_tasks.ports import metrics
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Stack, wait_for
 from tests.integration.cluster import ClusterBed

@@ -22,9 +22,10 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from joulie_tasks import config, errors
-from joulie_tasks.adapters import metrics
+from joulie_tasks.adapters import redis_errors
 from joulie_tasks.adapters import store as store_mod
 from joulie_tasks.core import models
+from joulie_tasks.ports import metrics
 from joulie_testbed import emulator, procs
 from joulie_testbed.demo import chart, children, options, view
 from joulie_testbed.demo import workload as demo_workload
@@ -135,10 +136,10 @@ class Session:
 
     def _shared_redis(self, url: str, *, why: str | None) -> str:
         problem = children.check_shared_redis(url)
-        shown = store_mod.redact_url(url)
+        shown = redis_errors.redact_url(url)
         if problem is not None:
             prefix = f"{why}, and REDIS_URL cannot be used: " if why else ""
-            raise children.DemoError(prefix + store_mod.redact_url(problem))
+            raise children.DemoError(prefix + redis_errors.redact_url(problem))
         print(f"demo: using the empty Redis at {shown} (its keys stay afterwards)", flush=True)
         return url
 

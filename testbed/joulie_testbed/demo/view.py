@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from joulie_tasks.adapters import metrics
 from joulie_tasks.core import models
+from joulie_tasks.ports import metrics
 
 _RESET = "\033[0m"
 _BOLD = "\033[1m"

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from joulie_tasks import config
-from joulie_tasks.adapters import metrics
 from joulie_tasks.core import cache, classify, models, selectors, snapshot_parse
+from joulie_tasks.ports import metrics
 from joulie_tasks.workflow import cache_tick, lifecycle
 from joulie_testbed.emulator import seed as seeding
 from tests.fakes import FakeKube, MemoryStateStore
@@ -167,11 +167,13 @@ def test_an_eco_twin_is_not_written_over_a_performance_pod_the_fresh_list_shows(
     ref = lifecycle.TickRef(tick_id="t", token=1, tick_time=1.0, started_at=1.0)
     settings = config.read_settings({"OUTPUT_API": "nodetwin"})
 
-    kept, stopped = cache_tick.confirm(batch, ref=ref, gateway=fake, state=state, settings=settings)
+    kept, stopped = cache_tick.confirm(
+        batch, ref=ref, gateway=fake, state=state, cache=None, settings=settings
+    )
 
     assert [w.node for w in kept.twins] == ["idle"]
     assert list(stopped) == ["busy"]
     assert "1 performance pod(s)" in stopped["busy"]
     counters, _ = state.read_metric_values()
-    assert counters[metrics.field(cache_tick.STOPPED)] == 1
-    assert counters[metrics.field(cache_tick.CONFIRMATIONS)] == 2
+    assert counters[metrics.field(metrics.DOWNGRADES_STOPPED)] == 1
+    assert counters[metrics.field(metrics.CONFIRMATIONS)] == 2
