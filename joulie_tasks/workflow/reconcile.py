@@ -225,16 +225,18 @@ def apply_batch(
     )
     # Then the objects of deleted or unmanaged nodes: profiles, NodeTwins (OUTPUT_API,
     # docs/SPEC.md §13.8), each delete behind the fence like every write.
-    for names, delete in (
-        (batch.deletes, apply.delete_profiles),
-        (batch.twin_deletes, apply.delete_twins),
+    for names, kind in (
+        (batch.deletes, apply.PROFILES),
+        (batch.twin_deletes, apply.TWINS),
     ):
         if not names or result.fenced_off:
             continue
         if not fence_holds():
             result.fenced_off = True
             break
-        removed = delete(names, gateway=gateway, tick_id=ref.tick_id, sleep=sleep)
+        removed = apply.delete_objects(
+            names, kind=kind, gateway=gateway, tick_id=ref.tick_id, sleep=sleep
+        )
         result.written += removed.written
         result.failures.update(removed.failures)
     result.skipped.update(stopped)

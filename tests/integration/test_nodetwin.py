@@ -146,6 +146,40 @@ def test_twins_are_written_read_by_the_agent_converge_and_follow_deletes(
     assert writes(cluster)[("delete", "nodetwins")] == 2
 
 
+def test_the_agent_finds_the_gpu_cap_of_a_gpu_node_and_no_cpu_cap(
+    cluster: ClusterBed, operator: Operator
+) -> None:
+    # Given a managed node reporting 4 allocatable GPUs (its status, as a kubelet's
+    # device plugin reports it) beside a CPU-only one
+    for name in ("gpu-1", "cpu-1"):
+        cluster.create_node(name, labels=MANAGED)
+    gpus = {"nvidia.com/gpu": "4", "cpu": "64", "memory": "256Gi", "pods": "110"}
+    cluster.call(
+        "PATCH",
+        "/api/v1/nodes/gpu-1/status",
+        body={"status": {"capacity": gpus, "allocatable": gpus}},
+        content_type="application/merge-patch+json",
+    )
+
+    operator.tick()
+
+    # Then the agent's lookup finds a per-GPU cap in percent of max on the GPU node and
+    # no CPU cap there (docs/SPEC.md §13.3), and a CPU cap on the other
+    for name in ("gpu-1", "cpu-1"):
+        found = agent_view(cluster, name)
+        assert found is not None, name
+        profile = cluster.labels(name)["joulie.io/power-profile"]
+        pct = 100 if profile == "performance" else 60
+        assert found["spec"]["profile"] == profile
+        if name == "gpu-1":
+            assert found["spec"]["cpu"] == {}
+            assert found["spec"]["gpu"] == {"powerCap": {"scope": "perGpu", "capPctOfMax": pct}}
+            assert found["status"]["effectiveCapState"] == {"cpuPct": 100, "gpuPct": pct}
+        else:
+            assert found["spec"]["cpu"] == {"packagePowerCapPctOfMax": pct}
+            assert "gpu" not in found["spec"]
+
+
 @pytest.mark.parametrize("operator", ["both"], indirect=True)
 def test_both_writes_profiles_and_twins(cluster: ClusterBed, operator: Operator) -> None:
     for name in NODES:
@@ -228,6 +262,30 @@ def test_a_converged_cache_fed_tick_makes_no_request_and_a_deleted_twin_comes_ba
     assert back is not None
     assert back["spec"]["profile"] == "performance"
     assert back["status"]["schedulableClass"] == "performance"
+
+
+def test_a_watcher_without_twins_leaves_them_to_one_list_per_tick(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
+) -> None:
+    """A watcher started in nodepowerprofile mode (say, not yet rolled) does not watch
+    the twins; a nodetwin-mode tick still takes nodes, profiles and demand from its
+    cache and lists only the twins (docs/SPEC.md §13.7)."""
+    for name in ("a", "b"):
+        emulator.put_object(seeding.make_node(name, labels=MANAGED))
+    stack.configure(kick_window="1h", output_api="nodepowerprofile")
+    stack.start_proc("watch", ["watch"], ready="started")
+    wait_for(lambda: _synced(state), timeout=30, what="a synced, fresh cache")
+    assert "nodetwins" not in clients.cache(state).status().synced
+    stack.configure(output_api="nodetwin")
+    stack.start_worker()
+    assert ticks.run()["failures"] == {}
+    assert {t["metadata"]["name"] for t in emulator.list_objects("nodetwins")} == {"a", "b"}
+
+    emulator.reset_counters()
+    converged = ticks.run()
+    assert converged["failures"] == {}
+    assert converged["written"] == 0
+    assert _requests(emulator) == {("list", "nodetwins"): 1}
 
 
 def test_an_annotated_pod_holds_its_node_and_an_eco_twin_waits_for_the_fresh_pod_list(
@@ -362,7 +420,7 @@ def test_nodehardware_figures_reach_the_twin_status_of_a_dotted_node_name(
     (found,) = cluster.list_objects("nodetwins")
     assert found["metadata"]["name"] == "gpu-1-example-com"
     assert found["spec"]["nodeName"] == node
-    assert found["spec"]["cpu"] == {}  # a GPU node gets no CPU cap (docs/SPEC.md D60)
+    assert found["spec"]["cpu"] == {}  # a GPU node gets no CPU cap (docs/SPEC.md D62)
     assert found["spec"]["gpu"] == {
         "powerCap": {"scope": "perGpu", "capPctOfMax": 100, "capWattsPerGpu": 400}
     }
