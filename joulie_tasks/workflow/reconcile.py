@@ -50,9 +50,11 @@ def stage_snapshot(
 ) -> None:
     cached = cache_tick.read(ref, state=state, cache=cache, settings=settings)
     if cached is not None:  # synced and fresh: no API request at all
-        snap, demand, twins_cached = cached
+        snap, demand, twins_cached, hardware_cached = cached
         if settings.output_api.writes_twins and not twins_cached:
             snap = snapshot.with_twins(snap, gateway=gateway, page_size=settings.list_page_size)
+        if settings.reads_hardware and not hardware_cached:
+            snap = snapshot.with_hardware(snap, gateway=gateway, page_size=settings.list_page_size)
         state.save_snapshot(ref.tick_id, snap)
         state.save_nodes(ref.tick_id, snap)
         state.save_demand(ref.tick_id, demand)
@@ -70,6 +72,7 @@ def stage_snapshot(
             page_size=settings.list_page_size,
             on_retry=count_retry,
             read_twins=settings.output_api.writes_twins,
+            read_hardware=settings.reads_hardware,
         )
     finally:  # read retries count even when the reads finally failed
         retries = metrics.Values()

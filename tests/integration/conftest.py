@@ -29,6 +29,7 @@ from tests.integration.cluster import ClusterBed
 
 CRD = Path(__file__).resolve().parents[2] / "deploy" / "crd" / "nodepowerprofiles.yaml"
 TWIN_CRD = CRD.with_name("nodetwins.yaml")
+HARDWARE_CRD = CRD.with_name("nodehardwares.yaml")
 
 
 def _require_redis() -> None:
@@ -66,7 +67,7 @@ def real_server(control_plane: ControlPlane) -> ControlPlane:
     """The session's real kube-apiserver with the shipped CRDs installed and Established."""
     with control_plane.api_client() as api:
         ext = k8s.ApiextensionsV1Api(api)
-        for path in (CRD, TWIN_CRD):
+        for path in (CRD, TWIN_CRD, HARDWARE_CRD):
             body = yaml.safe_load(path.read_text())
             try:
                 ext.create_custom_resource_definition(body)
