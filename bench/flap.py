@@ -209,8 +209,8 @@ class Sampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             now = time.time()
-            records = self.state.fsm_records()
-            have = sum(1 for r in records.values() if r.get("profile") == "performance")
+            records = self.state.fsm()
+            have = sum(1 for r in records.values() if r.profile == "performance")
             self.samples.append((now, have))
             self._stop.wait(self.interval)
 
@@ -242,7 +242,7 @@ def run_setting(
         state = store.RedisStore(bench.redis.url)
         try:
             watcher.wait_synced()
-            initial = {node: str(r.get("profile")) for node, r in state.fsm_records().items()}
+            initial = {node: str(r.profile) for node, r in state.fsm().items()}
             held_before = _held(state)
             events = workload(
                 seconds=args.minutes * 60,
@@ -260,7 +260,8 @@ def run_setting(
             churn_events = churn.stop()
             samples = sampler.stop()
             wait_idle(bench.rc, timeout=600)
-            changes = profile_changes(state.read_transitions(since_ms=int(start * 1000) - 1))
+            since_ms = int(start * 1000) - 1
+            changes = profile_changes(e.fields() for e in state.transitions(since_ms=since_ms))
             figures = analyse(changes, initial=initial, start=start, end=end)
             figures.reaction_s = reaction_times(arrivals, samples)
             held = {k: v - held_before.get(k, 0.0) for k, v in _held(state).items()}
@@ -309,7 +310,7 @@ def _drive(
 
 
 def _held(state: store.RedisStore) -> dict[str, float]:
-    counters, _ = state.read_metric_values()
+    counters, _ = state.metric_values()
     out = {}
     for key, value in counters.items():
         name, labels = metrics.parse_field(key)

@@ -30,9 +30,9 @@ class TickSender:
         self.app.send_task("joulie.tick", kwargs={"scheduled_at": at, "dedup": False})
 
         def finished() -> dict[str, Any] | None:
-            last = self.state.last_tick()
-            if last is not None and last.get("tick_time") == at:
-                return last
+            last = self.state.tick_summary()
+            if last is not None and last.tick_time == at:
+                return last.model_dump(mode="json")
             return None
 
         # The tick's own clock (duration_s) is what is reported; polling only needs to
@@ -44,7 +44,7 @@ class TickSender:
 
     def stage_seconds(self) -> dict[str, float]:
         """Cumulative stage durations from the tick-duration histogram (sum per stage)."""
-        counters, _ = self.state.read_metric_values()
+        counters, _ = self.state.metric_values()
         out: dict[str, float] = {}
         for key, value in counters.items():
             name, labels = metrics.parse_field(key)

@@ -319,7 +319,7 @@ class MemoryStateStore(ports.state.TickParts):
         self.flags.add((tick_id, flag))
         return True
 
-    def fsm_records(self) -> dict[str, dict[str, Any]]:
+    def _fsm_records(self) -> dict[str, dict[str, Any]]:
         return {node: json.loads(raw) for node, raw in self._fsm.items()}
 
     def update_fsm(
@@ -359,7 +359,7 @@ class MemoryStateStore(ports.state.TickParts):
             self._transitions.append({"id": f"{ms}-{next(self._ids)}", **entry})
         del self._transitions[: max(0, len(self._transitions) - maxlen)]
 
-    def read_transitions(self, *, since_ms: int = 0, count: int = 10_000) -> list[dict[str, str]]:
+    def _read_transitions(self, *, since_ms: int = 0, count: int = 10_000) -> list[dict[str, str]]:
         rows = [t for t in self._transitions if int(t["id"].split("-")[0]) >= since_ms]
         return copy.deepcopy(rows[:count])
 
@@ -378,18 +378,18 @@ class MemoryStateStore(ports.state.TickParts):
     def set_gauges(self, values: Mapping[str, float]) -> None:
         self.gauges.update(values)
 
-    def read_metric_values(self) -> tuple[dict[str, float], dict[str, float]]:
-        return dict(self.counters), dict(self.gauges)
+    def metric_values(self) -> ports.state.MetricReadings:
+        return ports.state.MetricReadings(dict(self.counters), dict(self.gauges))
 
     def set_last_tick(self, summary: Mapping[str, Any]) -> None:
         self.ticks.insert(0, json.dumps(summary))
         del self.ticks[RECENT_TICKS_KEPT:]
         self._last = self.ticks[0]
 
-    def recent_ticks(self) -> list[dict[str, Any]]:
+    def _recent_ticks(self) -> list[dict[str, Any]]:
         return [json.loads(t) for t in self.ticks]
 
-    def last_tick(self) -> dict[str, Any] | None:
+    def _last_tick(self) -> dict[str, Any] | None:
         return json.loads(self._last) if self._last is not None else None
 
     def set_paused(self, paused: bool) -> None:

@@ -417,7 +417,7 @@ class RedisStore(state_port.TickParts):
 
     # --- FSM and transitions -------------------------------------------------------------
 
-    def fsm_records(self) -> dict[str, dict[str, Any]]:
+    def _fsm_records(self) -> dict[str, dict[str, Any]]:
         with self._translated():
             raw = self._redis.hgetall(FSM_KEY)
         return {_s(k): json.loads(v) for k, v in raw.items()}
@@ -466,7 +466,7 @@ class RedisStore(state_port.TickParts):
         with self._translated():
             self._append_stream(keys=[TRANSITIONS_KEY], args=[maxlen, json.dumps(flat)])
 
-    def read_transitions(self, *, since_ms: int = 0, count: int = 10_000) -> list[dict[str, str]]:
+    def _read_transitions(self, *, since_ms: int = 0, count: int = 10_000) -> list[dict[str, str]]:
         with self._translated():
             rows = self._redis.xrange(TRANSITIONS_KEY, min=f"{since_ms}-0", count=count)
         return [
@@ -505,11 +505,11 @@ class RedisStore(state_port.TickParts):
                 mapping: dict[str | bytes, str | bytes] = {k: repr(v) for k, v in values.items()}
                 self._redis.hset(GAUGES_KEY, mapping=mapping)  # type: ignore[arg-type]
 
-    def read_metric_values(self) -> tuple[dict[str, float], dict[str, float]]:
+    def metric_values(self) -> state_port.MetricReadings:
         with self._translated():
             counters = self._redis.hgetall(COUNTERS_KEY)
             gauges = self._redis.hgetall(GAUGES_KEY)
-        return (
+        return state_port.MetricReadings(
             {_s(k): float(v) for k, v in counters.items()},
             {_s(k): float(v) for k, v in gauges.items()},
         )
@@ -524,13 +524,13 @@ class RedisStore(state_port.TickParts):
             pipe.ltrim(RECENT_TICKS_KEY, 0, RECENT_TICKS_KEPT - 1)
             pipe.execute()
 
-    def recent_ticks(self) -> list[dict[str, Any]]:
+    def _recent_ticks(self) -> list[dict[str, Any]]:
         """Finished ticks, newest first (at most RECENT_TICKS_KEPT)."""
         with self._translated():
             rows = self._redis.lrange(RECENT_TICKS_KEY, 0, -1)
         return [json.loads(r) for r in rows]
 
-    def last_tick(self) -> dict[str, Any] | None:
+    def _last_tick(self) -> dict[str, Any] | None:
         with self._translated():
             raw = self._redis.get(LAST_TICK_KEY)
         return json.loads(raw) if raw else None

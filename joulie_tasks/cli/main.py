@@ -108,7 +108,7 @@ def cmd_metrics(settings: config.Settings, args: argparse.Namespace) -> int:
     registry = CollectorRegistry()
 
     def read() -> tuple[dict[str, float], dict[str, float], dict[str, models.FsmRecord], bool]:
-        counters, gauges = state.read_metric_values()
+        counters, gauges = state.metric_values()
         gauges.update(_cache_gauges(state))
         return counters, gauges, state.fsm(), state.is_paused()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from pydantic import BaseModel
 
@@ -59,39 +59,39 @@ class TickParts:
 
     # --- raw records (each store implements these) -------------------------------------
 
-    def fsm_records(self) -> dict[str, dict[str, Any]]:
+    def _fsm_records(self) -> dict[str, dict[str, Any]]:
         raise NotImplementedError
 
-    def read_transitions(self, *, since_ms: int = 0, count: int = 10_000) -> list[dict[str, str]]:
+    def _read_transitions(self, *, since_ms: int = 0, count: int = 10_000) -> list[dict[str, str]]:
         raise NotImplementedError
 
-    def recent_ticks(self) -> list[dict[str, Any]]:
+    def _recent_ticks(self) -> list[dict[str, Any]]:
         raise NotImplementedError
 
-    def last_tick(self) -> dict[str, Any] | None:
+    def _last_tick(self) -> dict[str, Any] | None:
         raise NotImplementedError
 
     # --- the same records, typed ---------------------------------------------------------
 
     def fsm(self) -> dict[str, models.FsmRecord]:
         """The FSM records as models, by node."""
-        return {n: models.FsmRecord.model_validate(r) for n, r in self.fsm_records().items()}
+        return {n: models.FsmRecord.model_validate(r) for n, r in self._fsm_records().items()}
 
     def transitions(self, *, since_ms: int = 0) -> list[models.TransitionEntry]:
         """The transition stream from ``since_ms`` on, oldest first, as models."""
         return [
             models.TransitionEntry.model_validate(e)
-            for e in self.read_transitions(since_ms=since_ms)
+            for e in self._read_transitions(since_ms=since_ms)
         ]
 
     def tick_summary(self) -> models.TickSummary | None:
         """The last finished tick, or None before the first."""
-        last = self.last_tick()
+        last = self._last_tick()
         return None if last is None else models.TickSummary.model_validate(last)
 
     def tick_summaries(self) -> list[models.TickSummary]:
         """The recent finished ticks, newest first."""
-        return [models.TickSummary.model_validate(t) for t in self.recent_ticks()]
+        return [models.TickSummary.model_validate(t) for t in self._recent_ticks()]
 
     # --- per-tick parts ------------------------------------------------------------------
 
@@ -214,10 +214,18 @@ class MetricsSink(Protocol):
     def set_gauges(self, values: Mapping[str, float]) -> None: ...
 
 
+class MetricReadings(NamedTuple):
+    """Every metric value in the store: counters (and histogram series) and gauges, by
+    Redis field (ports/metrics.py ``field``)."""
+
+    counters: dict[str, float]
+    gauges: dict[str, float]
+
+
 class MetricValues(Protocol):
     """The metric values every process left, as the metrics process reads them."""
 
-    def read_metric_values(self) -> tuple[dict[str, float], dict[str, float]]: ...
+    def metric_values(self) -> MetricReadings: ...
 
 
 class TickRecords(Protocol):

@@ -64,15 +64,15 @@ def problems(
     pending = pending_writes(emulator, env)
     if not pending.empty or getattr(pending, "deletes", ()):
         found.append(f"not converged: {count_writes(pending)} write(s) pending")
-    records = state.fsm_records()
+    records = state.fsm()
     nodes = {n["metadata"]["name"] for n in emulator.list_objects("nodes")}
     eligible = eligible_names(emulator, env)
     for node, record in sorted(records.items()):
         if node not in nodes:
             found.append(f"FSM keeps deleted node {node}")
-        elif record.get("state") != cluster_state(emulator, node):
+        elif record.state != cluster_state(emulator, node):
             found.append(
-                f"false state: {node} is {record.get('state')} in Redis, "
+                f"false state: {node} is {record.state} in Redis, "
                 f"{cluster_state(emulator, node)} in the cluster"
             )
     if fsm and (missing := eligible - set(records)):

@@ -116,7 +116,7 @@ def test_throttled_with_429_and_retry_after(
     drive = Driver(ticks, state, emulator, stack.env)
 
     n = drive.converge(max_ticks=2)
-    report = state.recent_ticks()[0]
+    report = state.tick_summaries()[0].model_dump(mode="json")
     found = problems(state, emulator, stack.env)
     _fill(
         reliability,

@@ -138,7 +138,7 @@ def test_malformed_pods_and_nodes(
     drive = Driver(ticks, state, emulator, stack.env)
 
     n = drive.converge(max_ticks=1)
-    report = state.recent_ticks()[0]
+    report = state.tick_summaries()[0].model_dump(mode="json")
     found = problems(state, emulator, stack.env)
     warned = worker.log().count("handled conservatively")
     reliability.fault = f"hostile objects: {case}"
@@ -214,7 +214,7 @@ def test_a_hundred_thousand_pods_on_one_node(
     started = time.monotonic()
     n = drive.converge(max_ticks=1, lock_wait=60)
     elapsed = time.monotonic() - started
-    report = state.recent_ticks()[0]
+    report = state.tick_summaries()[0].model_dump(mode="json")
     found = problems(state, emulator, stack.env)
     reliability.fault = "hostile objects: 100,000 pods on one node"
     reliability.action = "100,001 pods bound to one eco-planned node (one performance pod)"

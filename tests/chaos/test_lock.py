@@ -40,7 +40,7 @@ def test_a_stalled_tick_past_its_lock_ttl_is_fenced_and_the_new_holder_converges
     stack.configure(static_hp_frac="1")
     stack.start_worker("fresh")
     n = drive.converge(max_ticks=3)
-    transitions = state.read_transitions()
+    transitions = state.transitions()
     writes_before = emulator.counters().get(("patch", "nodes"), 0)
 
     # Then the stale worker, woken up, drops the rest of its batch: no write, no record
@@ -52,7 +52,7 @@ def test_a_stalled_tick_past_its_lock_ttl_is_fenced_and_the_new_holder_converges
     )
     stale_writes = emulator.counters().get(("patch", "nodes"), 0) - writes_before
     found = problems(state, emulator, stack.env)
-    if state.read_transitions() != transitions:
+    if state.transitions() != transitions:
         found.append("the stale tick recorded transitions")
     if stale_writes:
         found.append(f"the stale tick wrote {stale_writes} node(s) after losing its lock")

@@ -48,7 +48,7 @@ def test_a_node_deleted_mid_tick(
     # the next tick deletes its profile object
     assert first == "completed"
     assert "node-00007: skipped" in worker.log()
-    assert "node-00007" not in state.fsm_records()
+    assert "node-00007" not in state.fsm()
     n = drive.converge(max_ticks=3)
     found = problems(state, emulator, stack.env)
     _fill(

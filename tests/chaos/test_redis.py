@@ -30,7 +30,7 @@ def _with_transitions(drive: Driver, emulator: Emulator) -> None:
     emulator.mutate_node_labels(node, {"joulie.io/power-profile": "eco"})
     drive.outcomes.clear()
     drive.converge(max_ticks=1)
-    assert drive.state.read_transitions(), "no transition was recorded"
+    assert drive.state.transitions(), "no transition was recorded"
     drive.outcomes.clear()
 
 
@@ -42,18 +42,18 @@ def test_redis_restarted_with_persistence(
     worker = stack.start_worker("w1")
     drive = Driver(ticks, state, emulator, stack.env)
     _with_transitions(drive, emulator)
-    fsm, stream = state.fsm_records(), state.read_transitions()
+    fsm, stream = state.fsm(), state.transitions()
 
     # When redis-server restarts from its append-only file under a running worker
     stack.redis.restart()
 
     # Then FSM and stream are intact, and the next tick finds nothing to do
-    assert wait_for(lambda: state.fsm_records(), what="Redis back") == fsm
-    assert state.read_transitions() == stream
+    assert wait_for(lambda: state.fsm(), what="Redis back") == fsm
+    assert state.transitions() == stream
     n = drive.converge(max_ticks=2)
-    last = state.recent_ticks()[0]
+    last = state.tick_summaries()[0].model_dump(mode="json")
     found = problems(state, emulator, stack.env)
-    if state.read_transitions() != stream:
+    if state.transitions() != stream:
         found.append("transition stream changed")
     reliability.fault = "Redis restarted with persistence"
     reliability.action = "redis-server (appendonly yes) SIGTERMed and restarted under a worker"
@@ -76,22 +76,22 @@ def test_redis_restarted_without_persistence(
     worker = stack.start_worker("w1")
     drive = Driver(ticks, state, emulator, stack.env)
     _with_transitions(drive, emulator)
-    fsm = state.fsm_records()
+    fsm = state.fsm()
 
     # When redis-server restarts with nothing kept
     stack.redis.restart(wipe=True)
-    wait_for(lambda: not state.fsm_records() and state.client.ping(), what="empty Redis")
+    wait_for(lambda: not state.fsm() and state.client.ping(), what="empty Redis")
 
     # Then the next tick rebuilds the FSM from the node labels, writes nothing and
     # records no transition (nothing changed in the cluster)
     n = drive.converge(max_ticks=2)
-    last = state.recent_ticks()[0]
-    rebuilt = state.fsm_records()
+    last = state.tick_summaries()[0].model_dump(mode="json")
+    rebuilt = state.fsm()
     found = problems(state, emulator, stack.env)
-    if {k: v["state"] for k, v in rebuilt.items()} != {k: v["state"] for k, v in fsm.items()}:
+    if {k: v.state for k, v in rebuilt.items()} != {k: v.state for k, v in fsm.items()}:
         found.append("FSM rebuilt with different states")
-    if state.read_transitions():
-        found.append(f"{len(state.read_transitions())} false transition(s) recorded")
+    if state.transitions():
+        found.append(f"{len(state.transitions())} false transition(s) recorded")
     reliability.fault = "Redis restarted without persistence"
     reliability.action = "redis-server restarted empty (no RDB, no AOF) under a worker"
     reliability.behaviour = (

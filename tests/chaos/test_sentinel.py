@@ -88,8 +88,8 @@ def sticks(sentinel_cluster: SentinelCluster, sstate: store.RedisStore) -> Itera
 def duplicate_transitions(state: store.RedisStore) -> list[str]:
     seen: set[tuple[str, str, str]] = set()
     dups = []
-    for e in state.read_transitions():
-        key = (e["tick_id"], e["node"], e["to"])
+    for e in state.transitions():
+        key = (e.tick_id, e.node, e.to_state)
         if key in seen:
             dups.append(f"transition {key} recorded twice")
         seen.add(key)
@@ -146,9 +146,9 @@ def _work_of(emulator: Emulator, state: store.RedisStore, tick_id: str) -> list[
         if r.tick is not None and r.tick.split(" ", 1)[1] == tick_id and r.method in WRITES
     ]
     found += [
-        f"transition of {e['node']} to {e['to']} recorded by tick {tick_id}"
-        for e in state.read_transitions()
-        if e["tick_id"] == tick_id
+        f"transition of {e.node} to {e.to_state} recorded by tick {tick_id}"
+        for e in state.transitions()
+        if e.tick_id == tick_id
     ]
     return found
 
@@ -324,7 +324,7 @@ def test_master_killed_while_idle(
     sticks: TickClient, sstate: store.RedisStore, reliability: Row,
 ) -> None:  # fmt: skip
     drive = _converged(sstack, emulator, sticks, sstate, seed=71)
-    fsm = sstate.fsm_records()
+    fsm = sstate.fsm()
 
     audit_from = len(emulator.request_log())
     _, fault_at = _kill_and_revive(sentinel_cluster)
@@ -344,7 +344,7 @@ def test_master_killed_while_idle(
         audit_from=audit_from,
     )  # fmt: skip
     assert writes > 0, "no API write after the fault: the fence audit checked nothing"
-    assert sstate.fsm_records().keys() == fsm.keys()
+    assert sstate.fsm().keys() == fsm.keys()
     assert found == []
 
 
@@ -541,7 +541,7 @@ def test_master_killed_for_good_while_idle(
     sticks: TickClient, sstate: store.RedisStore, reliability: Row,
 ) -> None:  # fmt: skip
     drive = _converged(sstack, emulator, sticks, sstate, seed=77)
-    fsm = sstate.fsm_records()
+    fsm = sstate.fsm()
     audit_from = len(emulator.request_log())
 
     # Given the master SIGKILLed and not restarted, then every node hand-flipped (the
@@ -572,7 +572,7 @@ def test_master_killed_for_good_while_idle(
         audit_from=audit_from,
     )  # fmt: skip
     assert writes > 0, "no API write after the fault: the fence audit checked nothing"
-    assert sstate.fsm_records().keys() == fsm.keys()
+    assert sstate.fsm().keys() == fsm.keys()
     assert found == []
 
 

@@ -178,12 +178,12 @@ class Scene:
         return n, found
 
     def counter(self, name: str, **labels: str) -> float:
-        counters, _ = self.state.read_metric_values()
+        counters, _ = self.state.metric_values()
         return counters.get(metrics.field(name, **labels), 0.0)
 
     def total(self, name: str) -> float:
         """A counter summed over all its label values."""
-        counters, _ = self.state.read_metric_values()
+        counters, _ = self.state.metric_values()
         prefix = metrics.field(name).removesuffix("{}")  # the name and the separator
         return sum(v for k, v in counters.items() if k.startswith(prefix))
 
@@ -205,7 +205,7 @@ class Scene:
             )
 
     def relists(self, reason: str) -> float:
-        counters, _ = self.state.read_metric_values()
+        counters, _ = self.state.metric_values()
         return sum(
             v
             for k, v in counters.items()

@@ -74,7 +74,7 @@ def test_worker_sigkilled_during_snapshot(
     writes = {k: v for k, v in emulator.counters().items() if k[0] in _WRITE_VERBS}
     assert writes == {}, writes
     assert ticks.finished(at) is None
-    assert not state.fsm_records()
+    assert not state.fsm()
 
     # And a new worker converges
     stack.start_worker("rescuer")
@@ -112,7 +112,7 @@ def test_worker_sigkilled_during_plan(
     drive.converge(max_ticks=1)
     drive.outcomes.clear()
     emulator.mutate_node_labels("node-00000", {"joulie.io/power-profile": "eco"})
-    fsm_before = state.fsm_records()
+    fsm_before = state.fsm()
 
     # When the worker is frozen and killed while its plan stage is delivered, unacked
     client = redis.Redis.from_url(stack.redis.url)
@@ -130,7 +130,7 @@ def test_worker_sigkilled_during_plan(
     assert in_flight == ["joulie.plan"], in_flight
 
     # Then the dead tick recorded nothing, and the next tick restores the label
-    assert state.fsm_records() == fsm_before
+    assert state.fsm() == fsm_before
     stack.start_worker("rescuer")
     n = drive.converge(max_ticks=4)
     found = problems(state, emulator, stack.env)
@@ -158,7 +158,7 @@ def test_worker_sigkilled_during_a_write_batch(
     drive = Driver(ticks, state, emulator, stack.env)
     drive.converge(max_ticks=1)
     drive.outcomes.clear()
-    fsm_before = state.fsm_records()
+    fsm_before = state.fsm()
     assert len(fsm_before) == 12
     assert "ActivePerformance" not in {r["state"] for r in fsm_before.values()}
 
@@ -191,7 +191,7 @@ def test_worker_sigkilled_during_a_write_batch(
     wait_for(lambda: len(node_patches_served()) == arrived, timeout=10, what="PATCHes served")
     moved = sorted(n for n, r in fsm_before.items() if cluster_state(emulator, n) != r["state"])
     half_way = problems(state, emulator, stack.env)
-    assert state.fsm_records() == fsm_before
+    assert state.fsm() == fsm_before
     assert ticks.finished(at) is None
     assert moved, "no node was written before the kill"
     assert len(moved) < len(fsm_before), moved
@@ -223,7 +223,7 @@ def test_worker_sigkilled_during_a_write_batch(
 
 
 def _intervals(state: store.RedisStore, interval: float) -> list[int]:
-    return [math.floor(t["tick_time"] / interval) for t in state.recent_ticks()]
+    return [math.floor(t.tick_time / interval) for t in state.tick_summaries()]
 
 
 def test_beat_killed_and_restarted(
@@ -234,22 +234,22 @@ def test_beat_killed_and_restarted(
     emulator.seed(6, 1, seed=24)
     stack.start_worker("w1")
     beat = stack.start_beat("beat-1")
-    wait_for(lambda: len(state.recent_ticks()) >= 1, timeout=40, what="a beat tick")
+    wait_for(lambda: len(state.tick_summaries()) >= 1, timeout=40, what="a beat tick")
     wait_for(lambda: not problems(state, emulator, stack.env), timeout=40, what="convergence")
 
     # When beat is SIGKILLed, a label is edited by hand while no beat runs, and beat
     # comes back 5 s (2.5 intervals) later
     _kill(beat)
     killed_at = time.time()
-    before = len(state.recent_ticks())
+    before = len(state.tick_summaries())
     emulator.mutate_node_labels("node-00001", {"joulie.io/power-profile": "weird"})
     wait_for(lambda: time.time() - killed_at >= 5, timeout=10, what="5 s without beat")
-    assert len(state.recent_ticks()) == before  # nothing ticks without beat
+    assert len(state.tick_summaries()) == before  # nothing ticks without beat
     stack.start_beat("beat-2")
 
     # Then ticking resumes (missed ticks are not replayed) and the label is restored
     wait_for(lambda: not problems(state, emulator, stack.env), timeout=40, what="convergence")
-    after = len(state.recent_ticks()) - before
+    after = len(state.tick_summaries()) - before
     intervals = _intervals(state, 2.0)
     assert len(intervals) == len(set(intervals)), intervals
     found = problems(state, emulator, stack.env)
@@ -275,7 +275,7 @@ def test_two_beats_at_once(
     stack.start_beat("beat-a")
     stack.start_beat("beat-b")
 
-    wait_for(lambda: len(state.recent_ticks()) >= 4, timeout=60, what="four ticks")
+    wait_for(lambda: len(state.tick_summaries()) >= 4, timeout=60, what="four ticks")
     wait_for(
         lambda: ticks.counter(metrics.TICKS, result="duplicate") >= 3,
         timeout=30,

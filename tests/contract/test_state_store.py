@@ -163,7 +163,7 @@ def test_each_batch_counts_once_and_the_last_one_reaches_zero(
     )
     # Then the results add up once
     assert state.batch_results("t1") == ({"n1": "boom"}, 6, 3)
-    assert state.read_metric_values()[0] == {"joulie_writes_total": 2.0}
+    assert state.metric_values()[0] == {"joulie_writes_total": 2.0}
     state.add_skipped("t1", {"gone": "deleted"})
     assert state.skipped_nodes("t1") == {"gone"}
 
@@ -175,25 +175,40 @@ def test_a_flag_is_set_once(state: ports.state.StateStore) -> None:
 
 
 def test_the_fsm_is_never_overwritten_by_an_older_token(state: ports.state.StateStore) -> None:
-    assert state.update_fsm(5, {"a": {"state": "ActiveEco", "token": 5}}) == 1
+    eco, perf = "ActiveEco", "ActivePerformance"
+    assert state.update_fsm(5, {"a": {"state": eco, "token": 5}}) == 1
     # An older tick loses, a newer one wins, per node
     written = state.update_fsm(
-        4, {"a": {"state": "ActivePerformance", "token": 4}, "b": {"state": "x", "token": 4}}
+        4, {"a": {"state": perf, "token": 4}, "b": {"state": eco, "token": 4}}
     )
     assert written == 1
-    assert state.update_fsm(6, {"a": {"state": "ActivePerformance", "token": 6}}) == 1
-    records = state.fsm_records()
-    assert records["a"] == {"state": "ActivePerformance", "token": 6}
-    assert records["b"]["token"] == 4
+    assert state.update_fsm(6, {"a": {"state": perf, "token": 6}}) == 1
+    records = state.fsm()
+    assert records["a"] == models.FsmRecord(state=models.NodeState.ACTIVE_PERFORMANCE, token=6)
+    assert records["b"].token == 4
     state.forget_nodes(["b"])
-    assert set(state.fsm_records()) == {"a"}
+    assert set(state.fsm()) == {"a"}
+
+
+def _entry(node: str, to: models.NodeState) -> dict[str, str]:
+    return models.TransitionEntry(
+        node=node,
+        from_state=models.NodeState.ACTIVE_PERFORMANCE,
+        to_state=to,
+        result=models.TransitionResult.APPLIED,
+        reason="planned",
+        policy="static",
+        tick_id="t1",
+        time=1.0,
+    ).fields()
 
 
 def test_transitions_are_kept_in_order(state: ports.state.StateStore) -> None:
-    state.append_transitions([{"node": "a", "to": "x"}, {"node": "b", "to": "y"}], maxlen=100)
-    rows = state.read_transitions()
-    assert [(r["node"], r["to"]) for r in rows] == [("a", "x"), ("b", "y")]
-    assert all("id" in r for r in rows)
+    eco, draining = models.NodeState.ACTIVE_ECO, models.NodeState.DRAINING_PERFORMANCE
+    state.append_transitions([_entry("a", eco), _entry("b", draining)], maxlen=100)
+    rows = state.transitions()
+    assert [(r.node, r.to_state) for r in rows] == [("a", eco), ("b", draining)]
+    assert all(r.id for r in rows)
 
 
 def test_counters_add_up_and_increments_kept_for_later_are_sent_with_the_next(
@@ -201,18 +216,36 @@ def test_counters_add_up_and_increments_kept_for_later_are_sent_with_the_next(
 ) -> None:
     state.add_counters({"c": 1.0})
     state.count_later({"c": 2.0})
-    assert state.read_metric_values()[0] == {"c": 1.0}
+    assert state.metric_values()[0] == {"c": 1.0}
     state.add_counters({"d": 1.0})
     state.set_gauges({"g": 4.5})
-    assert state.read_metric_values() == ({"c": 3.0, "d": 1.0}, {"g": 4.5})
+    assert state.metric_values() == ({"c": 3.0, "d": 1.0}, {"g": 4.5})
+
+
+def _summary(tick_id: str) -> models.TickSummary:
+    return models.TickSummary(
+        tick_id=tick_id,
+        tick_time=100.0,
+        policy="static",
+        nodes=1,
+        writes_planned=0,
+        written=0,
+        retries=0,
+        failures={},
+        applied=0,
+        deferred=0,
+        duration_s=0.1,
+        dry_run=False,
+        paused=False,
+    )
 
 
 def test_tick_records_newest_first(state: ports.state.StateStore) -> None:
-    assert state.last_tick() is None
-    state.set_last_tick({"tick_id": "t1"})
-    state.set_last_tick({"tick_id": "t2"})
-    assert state.last_tick() == {"tick_id": "t2"}
-    assert [t["tick_id"] for t in state.recent_ticks()] == ["t2", "t1"]
+    assert state.tick_summary() is None
+    state.set_last_tick(_summary("t1").model_dump(mode="json"))
+    state.set_last_tick(_summary("t2").model_dump(mode="json"))
+    assert state.tick_summary() == _summary("t2")
+    assert [t.tick_id for t in state.tick_summaries()] == ["t2", "t1"]
 
 
 def test_the_pause_switch(state: ports.state.StateStore) -> None:

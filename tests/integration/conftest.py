@@ -158,7 +158,8 @@ class TickClient:
         return at
 
     def finished(self, at: float) -> dict[str, Any] | None:
-        return next((t for t in self.state.recent_ticks() if t["tick_time"] == at), None)
+        summaries = self.state.tick_summaries()
+        return next((t.model_dump(mode="json") for t in summaries if t.tick_time == at), None)
 
     def run(self, *, timeout: float = 60.0) -> dict[str, Any]:
         """Send one manual tick and wait until it has finished; return its summary."""
@@ -168,7 +169,7 @@ class TickClient:
     def counter(self, name: str, **labels: str) -> float:
         from joulie_tasks.ports import metrics
 
-        counters, _ = self.state.read_metric_values()
+        counters, _ = self.state.metric_values()
         return counters.get(metrics.field(name, **labels), 0.0)
 
 

@@ -362,7 +362,7 @@ def annotated_pod(name: str, node: str) -> dict[str, Any]:
 
 
 def _counter(state: store.RedisStore, name: str) -> float:
-    counters, _ = state.read_metric_values()
+    counters, _ = state.metric_values()
     return counters.get(metrics.field(name), 0.0)
 
 

@@ -67,12 +67,12 @@ def _cli(stack: Stack, *args: str) -> str:
 def _cache_fed_ticks(state: store.RedisStore) -> list[dict[str, Any]]:
     """Finished ticks with no failure whose snapshot came from the watch cache."""
     fed = []
-    for t in state.recent_ticks():
+    for t in state.tick_summaries():
         try:
-            mark = state.load_cache_mark(t["tick_id"])
+            mark = state.load_cache_mark(t.tick_id)
         except Exception:  # a tick that never reached its snapshot stage has no mark
             continue
-        if mark.fed and not t["failures"]:
+        if mark.fed and not t.failures:
             fed.append(t)
     return fed
 
@@ -164,14 +164,16 @@ def test_every_process_and_command_runs_against_sentinel(
     assert report["failures"] == {}
     assert {n["node"] for n in report["nodes"]} == managed
     assert report["written"] > 0
-    assert sstate.last_tick()["tick_id"] == report["tick_id"]  # type: ignore[index]
+    summary = sstate.tick_summary()
+    assert summary is not None
+    assert summary.tick_id == report["tick_id"]
 
     history = json.loads(_cli(sstack, "history", "--output", "json"))
     mine = [e for e in history if e["tick_id"] == report["tick_id"]]
     assert mine, "history shows none of the transitions reconcile --once recorded"
-    stream = sstate.read_transitions()  # read after history: the stream only grows
-    assert {e["id"] for e in history} <= {t["id"] for t in stream}
-    assert {e["id"] for e in mine} == {t["id"] for t in stream if t["tick_id"] == report["tick_id"]}
+    stream = sstate.transitions()  # read after history: the stream only grows
+    assert {e["id"] for e in history} <= {t.id for t in stream}
+    assert {e["id"] for e in mine} == {t.id for t in stream if t.tick_id == report["tick_id"]}
 
     # And no process died on the way (a crash at start or later fails here)
     for proc in (worker, watch):

@@ -7,6 +7,7 @@ import pytest
 
 from joulie_tasks import errors, ports
 from joulie_tasks.adapters import redis_errors, store
+from joulie_tasks.core import models
 from joulie_testbed.procs import RedisServer
 
 
@@ -39,9 +40,9 @@ def test_a_tick_that_lost_the_lock_fails_its_fence_check(state: store.RedisStore
 def test_an_older_token_never_overwrites_a_newer_fsm_record(state: store.RedisStore) -> None:
     assert state.update_fsm(5, {"n1": {"state": "ActiveEco", "token": 5}}) == 1
     assert state.update_fsm(4, {"n1": {"state": "ActivePerformance", "token": 4}}) == 0
-    assert state.fsm_records()["n1"]["state"] == "ActiveEco"
+    assert state.fsm()["n1"].state == "ActiveEco"
     assert state.update_fsm(6, {"n1": {"state": "ActivePerformance", "token": 6}}) == 1
-    assert state.fsm_records()["n1"]["state"] == "ActivePerformance"
+    assert state.fsm()["n1"].state == "ActivePerformance"
 
 
 def test_a_redelivered_batch_is_counted_once_and_only_the_last_batch_ends_the_tick(
@@ -65,9 +66,21 @@ def test_a_redelivered_batch_is_counted_once_and_only_the_last_batch_ends_the_ti
 
 
 def test_the_transition_stream_stays_bounded(state: store.RedisStore) -> None:
-    entries = [{"node": f"n{i}", "result": "applied"} for i in range(3000)]
+    entries = [
+        models.TransitionEntry(
+            node=f"n{i}",
+            from_state=models.NodeState.ACTIVE_PERFORMANCE,
+            to_state=models.NodeState.ACTIVE_ECO,
+            result=models.TransitionResult.APPLIED,
+            reason="planned",
+            policy="static",
+            tick_id="t",
+            time=1.0,
+        ).fields()
+        for i in range(3000)
+    ]
     state.append_transitions(entries, maxlen=100)
-    assert len(state.read_transitions()) < 300
+    assert len(state.transitions()) < 300
 
 
 def test_counters_refused_during_an_outage_are_sent_when_redis_is_back(
@@ -80,7 +93,7 @@ def test_counters_refused_during_an_outage_are_sent_when_redis_is_back(
     state.count_later({"ticks": 1})
     redis_server.start()
     state.add_counters({"writes": 2})
-    counters, _ = state.read_metric_values()
+    counters, _ = state.metric_values()
     assert counters == {"ticks": 2.0, "writes": 2.0}
 
 

@@ -78,7 +78,7 @@ def test_a_cache_fed_tick_lists_nothing_and_converges(
     first = ticks.run()
     # Nodes and profiles come from the cache; the only lists are the confirmations,
     # one `list pods` by spec.nodeName per node written towards eco
-    counters, _ = state.read_metric_values()
+    counters, _ = state.metric_values()
     confirmations = counters.get(metric(metrics.CONFIRMATIONS), 0)
     assert confirmations >= 1
     requests = emulator.counters()
@@ -89,9 +89,7 @@ def test_a_cache_fed_tick_lists_nothing_and_converges(
     assert not any(k.startswith(metrics.CACHE_FALLBACKS) for k in counters)
     # (the first tick's Node events go out from their own task: let them land first)
     deferred = [
-        t
-        for t in state.read_transitions()
-        if t["tick_id"] == first["tick_id"] and t["result"] == "deferred"
+        t for t in state.transitions() if t.tick_id == first["tick_id"] and t.result == "deferred"
     ]
     wait_for(
         lambda: len(emulator.list_objects("events", "default")) == len(deferred),
@@ -171,7 +169,7 @@ def test_a_burst_of_performance_pods_is_answered_without_any_tick_sent(
 
     wait_for(lambda: performance_nodes() == 3, timeout=30, what="3 performance nodes")
     took = time.monotonic() - started
-    counters, _ = state.read_metric_values()
+    counters, _ = state.metric_values()
     sent = sum(v for k, v in counters.items() if k.startswith("joulie_kicks_total") and "sent" in k)
     assert sent >= 1
     assert counters.get(metric(metrics.REACTION_LATENCY + "_count"), 0) >= 1
@@ -210,7 +208,7 @@ def test_a_wrong_cache_cannot_downgrade_a_node_under_a_performance_pod(
 
     assert emulator.write_log.unsafe(PROFILE, DRAINING) == []
     assert labels(emulator, target).get(PROFILE) == "performance"
-    counters, _ = state.read_metric_values()
+    counters, _ = state.metric_values()
     assert counters.get(metric(metrics.DOWNGRADES_STOPPED)) == 1.0
     assert counters.get(metric(metrics.CONFIRMATIONS), 0) >= 1
     # The watcher relists on request; the next ticks mark the node draining instead
@@ -246,7 +244,7 @@ def test_a_stale_cache_falls_back_to_lists(
     finally:
         watcher.signal_group(signal.SIGCONT)
     assert list_requests(emulator) >= 3
-    counters, _ = state.read_metric_values()
+    counters, _ = state.metric_values()
     assert counters.get(metric(metrics.CACHE_FALLBACKS, reason="stale")) == 1.0
 
 
@@ -330,7 +328,7 @@ def test_the_watcher_on_the_real_kube_apiserver(
             timeout=30,
             what="the kicked tick to mark the node draining",
         )
-        counters, _ = state.read_metric_values()
+        counters, _ = state.metric_values()
         assert any(k.startswith("joulie_kicks_total") and "sent" in k for k in counters)
     finally:
         stack.stop()

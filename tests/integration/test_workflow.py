@@ -80,10 +80,10 @@ def writes_made(emulator: Emulator | ClusterBed) -> int:
 
 def assert_fsm_matches_cluster(state: store.RedisStore, emulator: Emulator | ClusterBed) -> None:
     """No false state: every FSM record says what the node's labels say."""
-    records = state.fsm_records()
+    records = state.fsm()
     assert records, "the FSM is empty"
     for node, record in records.items():
-        assert record["state"] == cluster_state(emulator, node), (node, record)
+        assert record.state == cluster_state(emulator, node), (node, record)
 
 
 def versions(emulator: Emulator | ClusterBed, resource: str) -> dict[str, str]:
@@ -129,9 +129,7 @@ def test_fifty_node_cluster_converges_and_the_next_tick_writes_only_the_new_node
     # (its Node events go out from their own task: every node started Unknown, so
     # there is one per newly deferred downgrade; let them land before counting)
     deferred = [
-        t
-        for t in state.read_transitions()
-        if t["tick_id"] == first["tick_id"] and t["result"] == "deferred"
+        t for t in state.transitions() if t.tick_id == first["tick_id"] and t.result == "deferred"
     ]
     wait_for(
         lambda: len(cluster.list_objects("events", "default")) == len(deferred),
@@ -227,8 +225,8 @@ def test_a_pod_mix_change_flips_the_right_nodes_and_a_downgrade_waits_for_its_po
     assert cluster_state(cluster, nodes[0]) == "ActivePerformance"
     assert cluster_state(cluster, nodes[1]) == "DrainingPerformance"
     assert cluster_state(cluster, nodes[5]) == "ActiveEco"
-    this_tick = [t for t in state.read_transitions() if t["tick_id"] == third["tick_id"]]
-    assert [t["node"] for t in this_tick if t["result"] == "deferred"] == [nodes[1]]
+    this_tick = [t for t in state.transitions() if t.tick_id == third["tick_id"]]
+    assert [t.node for t in this_tick if t.result == "deferred"] == [nodes[1]]
 
     # When the pod finishes, the next tick completes the downgrade
     pod = cluster.get_object("pods", "perf-c", "default")
@@ -238,9 +236,7 @@ def test_a_pod_mix_change_flips_the_right_nodes_and_a_downgrade_waits_for_its_po
     ticks.run()
     assert cluster_state(cluster, nodes[1]) == "ActiveEco"
     applied = [
-        (t["node"], t["from"], t["to"])
-        for t in state.read_transitions()
-        if t["result"] == "applied"
+        (t.node, t.from_state, t.to_state) for t in state.transitions() if t.result == "applied"
     ]
     assert (nodes[1], "DrainingPerformance", "ActiveEco") in applied
     assert_fsm_matches_cluster(state, cluster)
@@ -304,7 +300,7 @@ def test_a_500_storm_fails_the_tick_cleanly_and_the_next_tick_converges(
     wait_for(lambda: ticks.counter(metrics.TICKS, result="failed") >= 1, what="a failed tick")
     assert ticks.finished(at) is None
     assert state.lock_holder() is None  # released, not left to expire
-    assert not state.fsm_records()
+    assert not state.fsm()
 
     emulator.clear_faults()
     report = ticks.run()
@@ -321,7 +317,7 @@ def test_a_worker_killed_mid_batch_leaves_no_false_state_and_the_next_tick_conve
     emulator.seed(12, 1, seed=5)
     assert stack.run_cli("reconcile", "--once").returncode == 0
     nodes = sorted(n["metadata"]["name"] for n in emulator.list_objects("nodes"))
-    before = {node: record["state"] for node, record in state.fsm_records().items()}
+    before = {node: record.state for node, record in state.fsm().items()}
     assert before == {n: "ActivePerformance" for n in nodes}
 
     # And slow node patches, so the tick that turns them eco is in flight when it dies
@@ -342,7 +338,7 @@ def test_a_worker_killed_mid_batch_leaves_no_false_state_and_the_next_tick_conve
 
     # Then the dead tick recorded nothing: every FSM record still shows its pre-tick
     # state (never a state the tick meant to reach but may not have written)
-    assert {node: record["state"] for node, record in state.fsm_records().items()} == before
+    assert {node: record.state for node, record in state.fsm().items()} == before
 
     # And after the dead tick's lock expires, a new worker's tick converges
     emulator.clear_faults()
@@ -352,7 +348,7 @@ def test_a_worker_killed_mid_batch_leaves_no_false_state_and_the_next_tick_conve
     assert report["failures"] == {}
     assert pending_writes(emulator, stack.env).empty
     assert_fsm_matches_cluster(state, emulator)
-    assert {record["state"] for record in state.fsm_records().values()} != {"ActivePerformance"}
+    assert {record.state for record in state.fsm().values()} != {"ActivePerformance"}
 
 
 def test_two_beats_give_one_reconcile_per_interval(
@@ -364,13 +360,13 @@ def test_two_beats_give_one_reconcile_per_interval(
     stack.start_beat("beat-a")
     stack.start_beat("beat-b")
 
-    wait_for(lambda: len(state.recent_ticks()) >= 3, timeout=40, what="three ticks")
+    wait_for(lambda: len(state.tick_summaries()) >= 3, timeout=40, what="three ticks")
     wait_for(
         lambda: ticks.counter(metrics.TICKS, result="duplicate") >= 2,
         timeout=20,
         what="duplicate ticks dropped",
     )
-    intervals = [math.floor(t["tick_time"] / 2.0) for t in state.recent_ticks()]
+    intervals = [math.floor(t.tick_time / 2.0) for t in state.tick_summaries()]
     assert len(intervals) == len(set(intervals)), intervals
 
 
@@ -397,7 +393,7 @@ def test_a_dead_lock_holder_blocks_ticks_only_until_its_lock_expires(
     # no worker holds it for later (a Celery retry would sit in the worker's schedule)
     assert ticks.counter(metrics.TICKS, result="skipped_locked") == 1
     assert ticks.finished(at) is None
-    assert [t["tick_time"] for t in state.recent_ticks()] == [report["tick_time"]]
+    assert [t.tick_time for t in state.tick_summaries()] == [report["tick_time"]]
     inspect = ticks.app.control.inspect(timeout=5.0)
     scheduled = inspect.scheduled()
     assert scheduled is not None, "no worker answered"
@@ -422,7 +418,7 @@ def test_a_backlog_of_stale_ticks_collapses_into_one_reconcile(
     # Then only the newest tick reconciles; the stale ones are dropped and counted
     wait_for(lambda: ticks.finished(sent[-1]), what="the newest tick")
     wait_for(lambda: ticks.counter(metrics.TICKS, result="expired") >= 4, what="stale ticks")
-    assert [t["tick_time"] for t in state.recent_ticks()] == [sent[-1]]
+    assert [t.tick_time for t in state.tick_summaries()] == [sent[-1]]
 
 
 def test_reconcile_once_dry_run_changes_nothing_in_the_cluster(
@@ -588,7 +584,7 @@ def test_a_deleted_nodes_profile_is_removed_by_the_next_tick(
     names = {p["spec"]["nodeName"] for p in cluster.list_objects("nodepowerprofiles")}
     assert names == {"gone-0", "gone-2"}
     assert cluster.counters()[("delete", "nodepowerprofiles")] == 1
-    assert "gone-1" not in state.fsm_records()
+    assert "gone-1" not in state.fsm()
 
 
 def test_nodes_whose_names_sanitise_alike_get_distinct_profiles_on_the_server(

@@ -5,7 +5,7 @@ of failure or interruption, so each resource is recorded on the session the
 moment it exists (under ``children.Critical``) and ``stop`` undoes only those,
 in reverse dependency order: beat (no new ticks), worker, redis-server, emulator.
 
-The loop polls ``recent_ticks()`` for a finished tick (never sleeping a fixed
+The loop polls ``tick_summaries()`` for a finished tick (never sleeping a fixed
 time for a tick), shows it from the FSM records, the tick's transitions and the
 emulator's NodePowerProfiles (or NodeTwins, with ``--output-api nodetwin``), then moves
 the workload one step for the next tick.
@@ -230,7 +230,7 @@ class Session:
             child.stop()
         if self.state is not None:
             try:
-                self.counters, _ = self.state.read_metric_values()
+                self.counters, _ = self.state.metric_values()
             except errors.StateStoreError:
                 self.counters = None
             self.state.close()

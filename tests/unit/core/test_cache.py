@@ -174,6 +174,6 @@ def test_an_eco_twin_is_not_written_over_a_performance_pod_the_fresh_list_shows(
     assert [w.node for w in kept.twins] == ["idle"]
     assert list(stopped) == ["busy"]
     assert "1 performance pod(s)" in stopped["busy"]
-    counters, _ = state.read_metric_values()
+    counters, _ = state.metric_values()
     assert counters[metrics.field(metrics.DOWNGRADES_STOPPED)] == 1
     assert counters[metrics.field(metrics.CONFIRMATIONS)] == 2

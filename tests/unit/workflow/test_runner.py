@@ -140,7 +140,7 @@ def test_reconcile_once_sends_no_write_after_another_holder_advances_the_fence()
     assert ticks_counted(state, "fenced") == 1
     assert ticks_counted(state, "failed") == 1  # as reconcile --once always counted it
     assert state.lock_holder() == "another-holder"  # never released by the stale tick
-    assert state.fsm_records() == {}
+    assert state.fsm() == {}
 
 
 def test_a_failing_stage_fails_the_tick_once_and_frees_the_lock() -> None:

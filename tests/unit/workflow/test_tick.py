@@ -82,10 +82,10 @@ def test_a_whole_tick_writes_every_node_in_batches_and_records_the_outcome() -> 
         f"node-n{i}" for i in range(1, 6)
     ]
     assert state.done[report.tick_id] == {0, 1, 2}
-    assert set(state.fsm_records()) == {"n1", "n2", "n3", "n4", "n5"}
-    last = state.last_tick()
+    assert set(state.fsm()) == {"n1", "n2", "n3", "n4", "n5"}
+    last = state.tick_summary()
     assert last is not None
-    assert last["tick_id"] == report.tick_id
+    assert last.tick_id == report.tick_id
     assert state.lock_holder() is None  # released at the end
     # And a second tick has nothing to write
     again = runner.run_inline(
@@ -103,7 +103,7 @@ def test_a_tick_finishes_exactly_once() -> None:
         tick_id=report.tick_id, token=1, tick_time=TICK_TIME, started_at=TICK_TIME
     )
     assert tick_end.finish_tick(ref, state=state, cache=None, settings=SETTINGS) is None
-    assert len(state.recent_ticks()) == 1
+    assert len(state.tick_summaries()) == 1
 
 
 def test_a_failed_tick_releases_its_lock_and_is_counted_once() -> None:
@@ -147,7 +147,7 @@ def test_the_fsm_keeps_a_newer_ticks_record() -> None:
     fake, state = cluster("n1"), MemoryStateStore()
     state.update_fsm(10**6, {"n1": {"state": "ActivePerformance", "token": 10**6}})
     runner.run_inline(gateway=fake, state=state, cache=None, settings=SETTINGS, tick_time=TICK_TIME)
-    assert state.fsm_records()["n1"]["state"] == "ActivePerformance"
+    assert state.fsm()["n1"].state == "ActivePerformance"
 
 
 def test_a_tick_whose_lock_is_held_elsewhere_raises_tick_skipped() -> None:
