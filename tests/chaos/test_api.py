@@ -12,11 +12,11 @@ import threading
 from typing import Any
 
 from joulie_tasks.adapters import metrics, store
+from joulie_testbed.chaos import Driver, lost, problems
 from joulie_testbed.emulator import Emulator, resources
 from joulie_testbed.procs import Stack, wait_for
-from tests.chaos.conftest import Row
-from tests.chaos.harness import Driver, lost, problems
-from tests.integration.conftest import TickClient
+from joulie_testbed.ticks import TickClient
+from tests.chaos.reliability import Row
 
 NODE_PATCH = r"^/api/v1/nodes/"
 NPP_ITEM = r"^/apis/joulie.io/v1alpha1/nodepowerprofiles/"

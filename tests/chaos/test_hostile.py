@@ -17,12 +17,12 @@ import pytest
 
 from joulie_tasks.adapters import store
 from joulie_tasks.core import naming
+from joulie_testbed.chaos import Driver, lost, managed_profiles, problems
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.emulator.seed import make_pod
 from joulie_testbed.procs import Stack
-from tests.chaos.conftest import Row
-from tests.chaos.harness import Driver, lost, managed_profiles, problems
-from tests.integration.conftest import TickClient
+from joulie_testbed.ticks import TickClient
+from tests.chaos.reliability import Row
 
 PROFILE_KEY = "joulie.io/power-profile"
 LONG_NAME = ".".join(["a" * 63] * 3) + "." + "b" * 61  # 253 characters, a valid name

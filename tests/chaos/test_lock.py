@@ -12,11 +12,11 @@ from __future__ import annotations
 import signal
 
 from joulie_tasks.adapters import metrics, store
+from joulie_testbed.chaos import Driver, lost, problems
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Stack, wait_for
-from tests.chaos.conftest import Row
-from tests.chaos.harness import Driver, lost, problems
-from tests.integration.conftest import TickClient
+from joulie_testbed.ticks import TickClient
+from tests.chaos.reliability import Row
 
 
 def test_a_stalled_tick_past_its_lock_ttl_is_fenced_and_the_new_holder_converges(

@@ -7,11 +7,11 @@ from then on: its labels and profile are never written again).
 from __future__ import annotations
 
 from joulie_tasks.adapters import store
+from joulie_testbed.chaos import Driver, lost, problems
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Stack, wait_for
-from tests.chaos.conftest import Row
-from tests.chaos.harness import Driver, lost, problems
-from tests.integration.conftest import TickClient
+from joulie_testbed.ticks import TickClient
+from tests.chaos.reliability import Row
 
 PROFILE = "joulie.io/power-profile"
 DRAINING = "joulie.io/draining"

@@ -11,11 +11,11 @@ import time
 import pytest
 
 from joulie_tasks.adapters import metrics, store
+from joulie_testbed.chaos import Driver, lost, problems
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Stack, wait_for
-from tests.chaos.conftest import Row
-from tests.chaos.harness import Driver, lost, problems
-from tests.integration.conftest import TickClient
+from joulie_testbed.ticks import TickClient
+from tests.chaos.reliability import Row
 
 
 def _with_transitions(drive: Driver, emulator: Emulator) -> None:

@@ -16,11 +16,11 @@ import pytest
 from kombu import Connection, Exchange, Producer
 
 from joulie_tasks.adapters import store
+from joulie_testbed.chaos import Driver, lost, problems
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Stack, free_port, wait_for
-from tests.chaos.conftest import Row
-from tests.chaos.harness import Driver, lost, problems
-from tests.integration.conftest import TickClient
+from joulie_testbed.ticks import TickClient
+from tests.chaos.reliability import Row
 
 SECRET = "s3cr3t-Pa55word"
 
@@ -184,7 +184,7 @@ def test_redis_over_tls_with_rediss_urls(
     reliability: Row,
 ) -> None:
     from joulie_testbed.procs import RedisServer
-    from tests.integration.conftest import TickClient as Client
+    from joulie_testbed.ticks import TickClient as Client
 
     server = RedisServer(tmp_path / "redis-tls", tls=tls_files, password=SECRET).start()
     kubeconfig = emulator.write_kubeconfig(tmp_path / "kubeconfig")

@@ -38,20 +38,16 @@ import redis
 
 from joulie_tasks import errors
 from joulie_tasks.adapters import cache_store, store
+from joulie_testbed.chaos import WRITES, Driver, fence_violations, lost, next_completed, problems
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Proc, RedisServer, Stack, wait_for
-from tests.chaos.conftest import Row
-from tests.chaos.failover import WRITES, fence_violations, next_completed
-from tests.chaos.harness import Driver, lost, problems
-from tests.integration.conftest import TickClient
-from tests.integration.sentinel_cluster import (
+from joulie_testbed.sentinel import (
     DOWN_AFTER_MS,
     Node,
     SentinelCluster,
-    sentinel_cluster,
 )
-
-__all__ = ["sentinel_cluster"]
+from joulie_testbed.ticks import TickClient
+from tests.chaos.reliability import Row
 
 STALL_S = 3 * DOWN_AFTER_MS / 1000
 PROFILE = "joulie.io/power-profile"

@@ -33,11 +33,11 @@ from joulie_tasks import config
 from joulie_tasks.adapters import cache_store, metrics, store
 from joulie_tasks.core import cache, durations
 from joulie_tasks.workflow import cache_tick, watcher
+from joulie_testbed.chaos import Driver, lost, problems
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Proc, Stack, wait_for
-from tests.chaos.conftest import Row
-from tests.chaos.harness import Driver, lost, problems
-from tests.integration.conftest import TickClient
+from joulie_testbed.ticks import TickClient
+from tests.chaos.reliability import Row
 
 PROFILE = "joulie.io/power-profile"
 DRAINING = "joulie.io/draining"

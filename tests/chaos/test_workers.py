@@ -19,11 +19,11 @@ import time
 import redis
 
 from joulie_tasks.adapters import metrics, store
+from joulie_testbed.chaos import Driver, cluster_state, lost, problems
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Proc, Stack, wait_for
-from tests.chaos.conftest import Row
-from tests.chaos.harness import Driver, lost, problems
-from tests.integration.conftest import TickClient, cluster_state
+from joulie_testbed.ticks import TickClient
+from tests.chaos.reliability import Row
 
 
 def _kill(proc: Proc) -> None:

@@ -20,6 +20,36 @@ import yaml
 
 from tests.deploy import helpers
 
+#: Every optional piece switched on, everything that has a default changed somewhere.
+NON_DEFAULT: dict[str, Any] = {
+    "image": {"repository": "registry.example/joulie-tasks", "tag": "9.9.9"},
+    "imagePullSecrets": [{"name": "regcred"}],
+    "config": {
+        "reconcileInterval": "30s",
+        "nodeSelector": "pool in (gpu,cpu),!joulie.io/skip",
+        "policyType": "queue_aware_v1",
+        "staticHpFrac": 0.3,
+        "queueHpMax": 50,
+        "performanceCapWatts": 4500.5,
+        "maxTransitionsPerTick": 5,
+        "lockTtl": "45s",
+    },
+    "scheduling": {
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+    },
+    "podAnnotations": {"example.com/team": "platform"},
+    "worker": {"concurrency": 4, "autoscaling": {"enabled": True, "maxReplicas": 6}},
+    "beat": {"replicas": 1},
+    "metrics": {"port": 9100},
+    "redis": {"enabled": False},
+    "externalRedis": {"existingSecret": "joulie-redis", "secretKey": "url"},
+    "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+    "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+    "alerts": {"draining": {"for": "30m"}, "labels": {"severity": "page", "team": "infra"}},
+    "dashboard": {"enabled": True},
+}
+
 CHART = helpers.ROOT / "charts" / "joulie-tasks"
 RELEASE = "joulie-tasks"
 NAMESPACE = "joulie-system"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import functools
 import json
 import tomllib
@@ -179,3 +180,11 @@ def run_cli(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> tuple[str, list
     assert cli.main(argv) == 0
     assert len(ran) == 1
     return ran[0]
+
+
+def probe_imports_run(program: str) -> None:
+    """Run the import statements of a ``python -c`` probe (the rest needs a broker)."""
+    module = ast.parse(program)
+    imports = [n for n in module.body if isinstance(n, ast.Import | ast.ImportFrom)]
+    assert imports
+    exec(compile(ast.Module(body=imports, type_ignores=[]), "<probe>", "exec"), {})

@@ -6,7 +6,6 @@ good leaves the replica the store's lock needs, and the worker's liveness probe 
 
 from __future__ import annotations
 
-import ast
 import shutil
 import subprocess
 from pathlib import Path
@@ -115,19 +114,11 @@ def test_losing_any_one_redis_server_for_good_leaves_a_replica_to_acknowledge_th
     assert sentinels // 2 < quorum <= sentinels - 1  # a majority, and one Sentinel may be lost
 
 
-def probe_imports_run(program: str) -> None:
-    """Run the import statements of a ``python -c`` probe (the rest needs a broker)."""
-    module = ast.parse(program)
-    imports = [n for n in module.body if isinstance(n, ast.Import | ast.ImportFrom)]
-    assert imports
-    exec(compile(ast.Module(body=imports, type_ignores=[]), "<probe>", "exec"), {})
-
-
 def test_the_worker_liveness_probe_imports_what_it_uses() -> None:
     ops = _patch_ops("Deployment", "joulie-tasks-worker")
     (command,) = [op["value"] for op in ops if op["path"].endswith("/livenessProbe/exec/command")]
     assert command[:2] == ["python", "-c"]
-    probe_imports_run(command[2])
+    helpers.probe_imports_run(command[2])
 
 
 def test_the_patched_configmap_is_a_valid_sentinel_configuration() -> None:

@@ -22,7 +22,7 @@ from joulie_tasks.adapters import cache_store, metrics, store
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.emulator import seed as seeding
 from joulie_testbed.procs import Stack, wait_for
-from tests.integration.conftest import TickClient
+from joulie_testbed.ticks import TickClient
 
 pytestmark = pytest.mark.slow
 

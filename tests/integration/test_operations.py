@@ -14,10 +14,11 @@ import urllib.request
 import pytest
 
 from joulie_tasks.adapters import metrics, store
+from joulie_testbed.chaos import cluster_state
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Proc, Stack, free_port, wait_for
+from joulie_testbed.ticks import TickClient
 from tests.integration.cluster import ClusterBed
-from tests.integration.conftest import TickClient, cluster_state
 
 
 def reconcile(stack: Stack, *extra: str) -> dict[str, object]:

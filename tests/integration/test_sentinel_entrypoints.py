@@ -30,9 +30,7 @@ import pytest
 from joulie_tasks.adapters import cache_store, store
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import RedisServer, Stack, free_port, wait_for
-from tests.integration.sentinel_cluster import SentinelCluster, sentinel_cluster
-
-__all__ = ["sentinel_cluster"]
+from joulie_testbed.sentinel import SentinelCluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 

@@ -20,11 +20,11 @@ import pytest
 
 from joulie_tasks.adapters import cache_store, store
 from joulie_tasks.workflow import cache_tick
+from joulie_testbed.chaos import pending_writes
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.emulator import seed as seeding
 from joulie_testbed.procs import Proc, Stack, wait_for
-from tests.integration.conftest import TickClient
-from tests.integration.test_workflow import pending_writes
+from joulie_testbed.ticks import TickClient
 
 pytestmark = pytest.mark.slow
 

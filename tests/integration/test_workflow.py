@@ -14,63 +14,20 @@ import concurrent.futures
 import json
 import math
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
-from joulie_tasks import config
 from joulie_tasks.adapters import metrics, store
-from joulie_tasks.core import classify, guard, models, plan, snapshot_parse, write
+from joulie_testbed.chaos import cluster_state, pending_writes
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Stack, wait_for
+from joulie_testbed.ticks import TickClient
 from tests.integration.cluster import ClusterBed
-from tests.integration.conftest import TickClient, cluster_state
 
 pytestmark = pytest.mark.slow
 
 WRITE_VERBS = ("patch", "create", "update", "delete")
-
-
-def pending_writes(emulator: Emulator | ClusterBed, env: Mapping[str, str]) -> models.WriteSet:
-    """What the pure core would still write for the emulator's current objects."""
-    settings = config.read_settings(env)
-    nodes = tuple(
-        n for n in map(snapshot_parse.node_info_from_manifest, emulator.list_objects("nodes")) if n
-    )
-    pods = tuple(
-        p for p in map(snapshot_parse.pod_info_from_manifest, emulator.list_objects("pods")) if p
-    )
-    profiles = tuple(
-        p
-        for p in map(
-            snapshot_parse.npp_info_from_manifest, emulator.list_objects("nodepowerprofiles")
-        )
-        if p
-    )
-    eligible = snapshot_parse.select_eligible(
-        nodes, selector=settings.selector, reserved_label_key=settings.reserved_label_key
-    )
-    demand = classify.summarise_demand(pods)
-    planned = plan.make_plan(
-        [n.name for n in eligible], demand=demand, params=settings.policy_params(), tick_time=0
-    )
-    guarded = guard.apply_guard(
-        planned,
-        nodes=nodes,
-        demand=demand,
-        profile_label=settings.power_profile_label,
-        draining_label=settings.draining_label,
-        tick_time=0,
-        performance_cap_watts=settings.performance_cap_watts,
-    )
-    return write.desired_writes(
-        guarded,
-        nodes=nodes,
-        profiles=profiles,
-        profile_label=settings.power_profile_label,
-        draining_label=settings.draining_label,
-    )
 
 
 def writes_made(emulator: Emulator | ClusterBed) -> int:

@@ -1,31 +1,97 @@
-"""Checks and tick driving shared by the chaos tests.
+"""The chaos harness: the converged-truth oracle, tick driving, failover measurements.
 
-``problems()`` is the "state lost / false state" oracle of docs/RELIABILITY.md: it
-compares Redis (FSM) and the cluster (emulator objects) with what the pure core
-decides, and names every discrepancy. ``Driver`` sends manual ticks one at a time,
-classifies each one's outcome from the operator's own records (finished-tick list
-and ``joulie_ticks_total``), and counts the ticks until the cluster converged.
+Shared by the chaos tests, the workflow tests and ``bench/failover.py``.
+
+- ``pending_writes`` is the oracle for "converged": the pure core run on the cluster's
+  current objects; the distributed workflow must reach exactly what it decides.
+- ``problems()`` is the "state lost / false state" check of docs/RELIABILITY.md: it
+  compares Redis (FSM) and the cluster with what the core decides, and names every
+  discrepancy.
+- ``Driver`` sends manual ticks one at a time, classifies each one's outcome from the
+  operator's own records (finished-tick list and ``joulie_ticks_total``), and counts
+  the ticks until the cluster converged.
+- ``fence_violations`` audits the API server's request log: joulie-tasks names the tick
+  of every request (``X-Joulie-Tick: <token> <tick id>``), so a write whose token is
+  lower than one the server had already seen came from a tick that no longer held the
+  newest fence when it wrote. ``next_completed`` sends ticks the way beat would,
+  through a broker that may be failing over, until one completes.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from joulie_tasks import config
 from joulie_tasks.adapters import metrics, store
-from joulie_tasks.core import models, snapshot_parse
+from joulie_tasks.core import classify, guard, models, plan, snapshot_parse, write
+from joulie_testbed import ticks
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import wait_for
-from tests.integration.conftest import TickClient, cluster_state
-from tests.integration.test_workflow import pending_writes
+
+
+class Cluster(Protocol):
+    """Where the cluster's objects are read: the emulator, or a real API server."""
+
+    def list_objects(self, resource: str, namespace: str | None = None) -> list[dict[str, Any]]: ...
+    def get_node(self, name: str) -> dict[str, Any]: ...
+
+
+def pending_writes(cluster: Cluster, env: Mapping[str, str]) -> models.WriteSet:
+    """What the pure core would still write for the cluster's current objects."""
+    settings = config.read_settings(env)
+    nodes = tuple(
+        n for n in map(snapshot_parse.node_info_from_manifest, cluster.list_objects("nodes")) if n
+    )
+    pods = tuple(
+        p for p in map(snapshot_parse.pod_info_from_manifest, cluster.list_objects("pods")) if p
+    )
+    profiles = tuple(
+        p
+        for p in map(
+            snapshot_parse.npp_info_from_manifest, cluster.list_objects("nodepowerprofiles")
+        )
+        if p
+    )
+    eligible = snapshot_parse.select_eligible(
+        nodes, selector=settings.selector, reserved_label_key=settings.reserved_label_key
+    )
+    demand = classify.summarise_demand(pods)
+    planned = plan.make_plan(
+        [n.name for n in eligible], demand=demand, params=settings.policy_params(), tick_time=0
+    )
+    guarded = guard.apply_guard(
+        planned,
+        nodes=nodes,
+        demand=demand,
+        profile_label=settings.power_profile_label,
+        draining_label=settings.draining_label,
+        tick_time=0,
+        performance_cap_watts=settings.performance_cap_watts,
+    )
+    return write.desired_writes(
+        guarded,
+        nodes=nodes,
+        profiles=profiles,
+        profile_label=settings.power_profile_label,
+        draining_label=settings.draining_label,
+    )
+
+
+def cluster_state(cluster: Cluster, node: str) -> str:
+    """The node's state as its labels show it (the truth the FSM must never contradict)."""
+    labels = cluster.get_node(node)["metadata"].get("labels", {})
+    return guard.read_node_state(
+        labels, profile_label="joulie.io/power-profile", draining_label="joulie.io/draining"
+    ).value
+
 
 LATE_COUNT_GRACE_S = 3.0
 RESULTS = ("completed", "failed_writes", "failed", "skipped_locked", "fenced", "expired")
 
 
-def eligible_names(emulator: Emulator, env: Mapping[str, str]) -> set[str]:
+def eligible_names(emulator: Cluster, env: Mapping[str, str]) -> set[str]:
     settings = config.read_settings(env)
     nodes = [
         n for n in map(snapshot_parse.node_info_from_manifest, emulator.list_objects("nodes")) if n
@@ -38,7 +104,7 @@ def eligible_names(emulator: Emulator, env: Mapping[str, str]) -> set[str]:
     }
 
 
-def managed_profiles(emulator: Emulator) -> list[dict[str, Any]]:
+def managed_profiles(emulator: Cluster) -> list[dict[str, Any]]:
     return [
         p
         for p in emulator.list_objects("nodepowerprofiles")
@@ -48,11 +114,11 @@ def managed_profiles(emulator: Emulator) -> list[dict[str, Any]]:
 
 
 def count_writes(ws: models.WriteSet) -> int:
-    return len(ws.labels) + len(ws.profiles) + len(getattr(ws, "deletes", ()))
+    return len(ws.labels) + len(ws.profiles) + len(ws.deletes)
 
 
 def problems(
-    state: store.RedisStore, emulator: Emulator, env: Mapping[str, str], *, fsm: bool = True
+    state: store.RedisStore, emulator: Cluster, env: Mapping[str, str], *, fsm: bool = True
 ) -> list[str]:
     """Every way Redis or the cluster differs from the converged truth; [] when none.
 
@@ -61,7 +127,7 @@ def problems(
     """
     found: list[str] = []
     pending = pending_writes(emulator, env)
-    if not pending.empty or getattr(pending, "deletes", ()):
+    if not pending.empty or pending.deletes:
         found.append(f"not converged: {count_writes(pending)} write(s) pending")
     records = state.fsm_records()
     nodes = {n["metadata"]["name"] for n in emulator.list_objects("nodes")}
@@ -98,7 +164,11 @@ class Driver:
     """Sends manual ticks one by one and reports what became of each."""
 
     def __init__(
-        self, ticks: TickClient, state: store.RedisStore, emulator: Emulator, env: dict[str, str]
+        self,
+        ticks: ticks.TickClient,
+        state: store.RedisStore,
+        emulator: Cluster,
+        env: dict[str, str],
     ) -> None:
         self.ticks = ticks
         self.state = state
@@ -172,3 +242,48 @@ class Driver:
             return 0, "0"
         parts = [f"{n} {k}" for k, n in (("409", conflict), ("transient", transient)) if n]
         return total, f"{total} ({', '.join(parts)})"
+
+
+WRITES = ("PATCH", "PUT", "POST", "DELETE")
+
+
+def fence_violations(emulator: Emulator) -> tuple[int, list[str]]:
+    """(writes audited, violations) from the API server's request log."""
+    highest, writes = 0, 0
+    owner: dict[int, str] = {}
+    bad: list[str] = []
+    for r in emulator.request_log():
+        if r.tick is None:
+            continue
+        text, tick_id = r.tick.split(" ", 1)
+        token = int(text)
+        if owner.setdefault(token, tick_id) != tick_id:
+            bad.append(f"token {token} used by {owner[token]} and {tick_id}")
+        if r.method in WRITES and ("/nodes/" in r.path or "nodepowerprofiles" in r.path):
+            writes += 1
+            if token < highest:
+                bad.append(f"{r.method} {r.path} with token {token} after {highest} was seen")
+        highest = max(highest, token)
+    return writes, bad
+
+
+def next_completed(drive: Driver, fault_at: float, *, timeout: float = 60) -> float:
+    """Send ticks until one completes; seconds from the fault to its completion."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            at, before = drive.send()
+        except Exception:  # the broker is failing over: beat would just try next interval
+            time.sleep(0.2)
+            continue
+        try:
+            result = drive.outcome(at, before, timeout=10)
+        except AssertionError:
+            # Neither finished nor counted yet: a tick refused for want of a replica is
+            # counted with its worker's next delivery of counters (store.count_later).
+            drive.outcomes.append("unanswered")
+            continue
+        if result in ("completed", "failed_writes"):
+            return time.monotonic() - fault_at
+        wait_for(lambda: drive.state.lock_holder() is None, timeout=30, what="lock free")
+    raise AssertionError(f"no tick completed within {timeout}s: {drive.outcomes}")
