@@ -27,6 +27,8 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 import yaml
@@ -214,3 +216,24 @@ def sentinel_cluster(tmp_path: Path, redis_binary: None) -> Iterator[sentinel.Se
         yield cluster.start()
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def sentinel_stack(
+    tmp_path: Path, sentinel_cluster: sentinel.SentinelCluster, emulator: Emulator
+) -> Iterator[Stack]:
+    """Worker, beat and CLI runs against ``emulator`` and the Sentinel-managed Redis."""
+    kubeconfig = emulator.write_kubeconfig(tmp_path / "kubeconfig")
+    server = cast(RedisServer, SimpleNamespace(url=sentinel_cluster.url))
+    s = Stack(tmp=tmp_path, redis_server=server, kubeconfig=kubeconfig)
+    s.configure(redis_sentinel_master=sentinel_cluster.master_name)
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def sentinel_state(sentinel_cluster: sentinel.SentinelCluster) -> Iterator[store.RedisStore]:
+    """The operator's store on the Sentinel-managed Redis."""
+    st = store.RedisStore(sentinel_cluster.url, sentinel_master=sentinel_cluster.master_name)
+    yield st
+    st.close()

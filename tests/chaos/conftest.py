@@ -16,8 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from joulie_testbed.procs import RedisServer
+from joulie_tasks.adapters import store
+from joulie_testbed.emulator import Emulator
+from joulie_testbed.procs import RedisServer, Stack
+from joulie_testbed.ticks import TickClient
 from tests.chaos.reliability import Row, render
+from tests.chaos.scenario import Chaos
 
 REPO = Path(__file__).resolve().parents[2]
 TABLE = REPO / "docs" / "RELIABILITY.md"
@@ -88,6 +92,14 @@ def reliability(request: pytest.FixtureRequest) -> Iterator[Row]:
             _ROWS[merge].action += ", " + row.action
         else:
             _ROWS[merge] = row
+
+
+@pytest.fixture
+def chaos(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+) -> Chaos:
+    """The test's real parts and its row, with the common start (tests/chaos/scenario.py)."""
+    return Chaos(stack=stack, emulator=emulator, ticks=ticks, state=state, row=reliability)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from joulie_testbed.chaos import Driver, lost
+
 
 @dataclass
 class Row:
@@ -22,6 +24,14 @@ class Row:
     order: int = 0
     seconds: float = 0.0
     extra: dict[str, str] = field(default_factory=dict)
+
+    def fill(
+        self, drive: Driver, found: list[str], *, fault: str, action: str, behaviour: str
+    ) -> None:
+        """The row of a test that drove ``drive``'s ticks and found ``found`` ([] = none)."""
+        self.fault, self.action, self.behaviour = fault, action, behaviour
+        self.ticks, self.retries = drive.ticks_text(), drive.retries()[1]
+        self.lost = lost(found)
 
 
 def _cell(text: str) -> str:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
 
@@ -38,9 +37,9 @@ import redis
 
 from joulie_tasks import errors
 from joulie_tasks.adapters import cache_store, store
-from joulie_testbed.chaos import WRITES, Driver, fence_violations, lost, next_completed, problems
+from joulie_testbed.chaos import WRITES, Driver, fence_violations, next_completed, problems
 from joulie_testbed.emulator import Emulator
-from joulie_testbed.procs import Proc, RedisServer, Stack, wait_for
+from joulie_testbed.procs import Proc, Stack, wait_for
 from joulie_testbed.sentinel import (
     DOWN_AFTER_MS,
     Node,
@@ -54,28 +53,17 @@ PROFILE = "joulie.io/power-profile"
 
 
 @pytest.fixture
-def sstack(
-    tmp_path: Path, sentinel_cluster: SentinelCluster, emulator: Emulator
-) -> Iterator[Stack]:
-    kubeconfig = emulator.write_kubeconfig(tmp_path / "kubeconfig")
-    server = cast(RedisServer, SimpleNamespace(url=sentinel_cluster.url))
-    s = Stack(tmp=tmp_path, redis_server=server, kubeconfig=kubeconfig)
-    s.configure(redis_sentinel_master=sentinel_cluster.master_name, lock_ttl="4s")
-    s.configure(kick_window="1h")  # no kicks: the rows send (and count) every tick
-    yield s
-    s.stop()
+def sstack(sentinel_stack: Stack) -> Stack:
+    sentinel_stack.configure(lock_ttl="4s")
+    sentinel_stack.configure(kick_window="1h")  # no kicks: the rows send (and count) every tick
+    return sentinel_stack
 
 
 @pytest.fixture
-def sstate(sentinel_cluster: SentinelCluster) -> Iterator[store.RedisStore]:
-    st = store.RedisStore(sentinel_cluster.url, sentinel_master=sentinel_cluster.master_name)
-    yield st
-    st.close()
-
-
-@pytest.fixture
-def sticks(sentinel_cluster: SentinelCluster, sstate: store.RedisStore) -> Iterator[TickClient]:
-    client = TickClient(sentinel_cluster.url, sstate)
+def sticks(
+    sentinel_cluster: SentinelCluster, sentinel_state: store.RedisStore
+) -> Iterator[TickClient]:
+    client = TickClient(sentinel_cluster.url, sentinel_state)
     client.app.conf.broker_transport_options = {"master_name": sentinel_cluster.master_name}
     yield client
     client.app.close()
@@ -108,15 +96,17 @@ def _row(
     writes, violations = _audit_since(emulator, audit_from)
     found = problems(state, emulator, env) + duplicate_transitions(state) + violations
     not_completed = [o for o in drive.outcomes if o not in ("completed", "failed_writes")]
-    reliability.fault = fault
-    reliability.action = action
-    reliability.behaviour = (
-        f"{what}; next completed tick {took:.1f} s after the fault; ticks lost: "
-        f"{len(not_completed)} ({', '.join(not_completed) or 'none'}); fence audit of "
-        f"{writes} API writes: {len(violations)} from a stale token"
+    reliability.fill(
+        drive,
+        found,
+        fault=fault,
+        action=action,
+        behaviour=(
+            f"{what}; next completed tick {took:.1f} s after the fault; ticks lost: "
+            f"{len(not_completed)} ({', '.join(not_completed) or 'none'}); fence audit of "
+            f"{writes} API writes: {len(violations)} from a stale token"
+        ),
     )
-    reliability.ticks, reliability.retries = drive.ticks_text(), drive.retries()[1]
-    reliability.lost = lost(found)
     return found
 
 
@@ -317,18 +307,18 @@ def _unlabel_half(emulator: Emulator) -> None:
 
 def test_master_killed_while_idle(
     sstack: Stack, sentinel_cluster: SentinelCluster, emulator: Emulator,
-    sticks: TickClient, sstate: store.RedisStore, reliability: Row,
+    sticks: TickClient, sentinel_state: store.RedisStore, reliability: Row,
 ) -> None:  # fmt: skip
-    drive = _converged(sstack, emulator, sticks, sstate, seed=71)
-    fsm = sstate.fsm_records()
+    drive = _converged(sstack, emulator, sticks, sentinel_state, seed=71)
+    fsm = sentinel_state.fsm_records()
 
     audit_from = len(emulator.request_log())
     _, fault_at = _kill_and_revive(sentinel_cluster)
     _unlabel_half(emulator)  # so the ticks after the fault have writes to audit
 
     took = next_completed(drive, fault_at)
-    watched = _watcher_fed_after(sstack, sstate, _wall(fault_at))
-    fed = _cache_fed_tick(drive, sticks, sstate)
+    watched = _watcher_fed_after(sstack, sentinel_state, _wall(fault_at))
+    fed = _cache_fed_tick(drive, sticks, sentinel_state)
     writes, _ = _audit_since(emulator, audit_from)
     found = _row(
         reliability, fault="Sentinel: master SIGKILLed while idle",
@@ -336,23 +326,23 @@ def test_master_killed_while_idle(
         "every node's profile hand-flipped, so the ticks after it write",
         what=f"worker followed the new master; FSM ({len(fsm)} nodes) kept; {watched}; "
         f"tick {fed} read the cache",
-        took=took, drive=drive, emulator=emulator, state=sstate, env=sstack.env,
+        took=took, drive=drive, emulator=emulator, state=sentinel_state, env=sstack.env,
         audit_from=audit_from,
     )  # fmt: skip
     assert writes > 0, "no API write after the fault: the fence audit checked nothing"
-    assert sstate.fsm_records().keys() == fsm.keys()
+    assert sentinel_state.fsm_records().keys() == fsm.keys()
     assert found == []
 
 
 def test_master_killed_during_a_snapshot(
     sstack: Stack, sentinel_cluster: SentinelCluster, emulator: Emulator,
-    sticks: TickClient, sstate: store.RedisStore, reliability: Row,
+    sticks: TickClient, sentinel_state: store.RedisStore, reliability: Row,
 ) -> None:  # fmt: skip
-    drive = _converged(sstack, emulator, sticks, sstate, seed=72, cache_fed=False)
+    drive = _converged(sstack, emulator, sticks, sentinel_state, seed=72, cache_fed=False)
     _unlabel_half(emulator)
     emulator.inject("GET", r"^/api/v1/nodes$", delay_s=2)
     _sent_and_seen(drive, emulator, ("list", "nodes"))
-    in_flight = sstate.lock_holder()
+    in_flight = sentinel_state.lock_holder()
     assert in_flight is not None, "the tick in flight holds no lock"
 
     _, fault_at = _kill_and_revive(sentinel_cluster)
@@ -360,25 +350,25 @@ def test_master_killed_during_a_snapshot(
     took = next_completed(drive, fault_at)
     fate = wait_for(lambda: _fate(sstack, in_flight), timeout=30, what="the in-flight tick's end")
     drive.converge(max_ticks=len(drive.outcomes) + 2)
-    watched = _watcher_fed_after(sstack, sstate, _wall(fault_at))
+    watched = _watcher_fed_after(sstack, sentinel_state, _wall(fault_at))
     found = _row(
         reliability, fault="Sentinel: master SIGKILLed during a snapshot",
         action="master SIGKILLed while a tick's node list was in flight (2 s delay)",
         what=f"the tick in flight was dropped or failed ({fate}), none of its work recorded; "
         f"the next tick redid it; {watched}",
-        took=took, drive=drive, emulator=emulator, state=sstate, env=sstack.env,
+        took=took, drive=drive, emulator=emulator, state=sentinel_state, env=sstack.env,
     )  # fmt: skip
     assert fate is not None
-    assert _work_of(emulator, sstate, in_flight) == []
+    assert _work_of(emulator, sentinel_state, in_flight) == []
     assert found == []
 
 
 def test_master_killed_during_write_batches(
     sstack: Stack, sentinel_cluster: SentinelCluster, emulator: Emulator,
-    sticks: TickClient, sstate: store.RedisStore, reliability: Row,
+    sticks: TickClient, sentinel_state: store.RedisStore, reliability: Row,
 ) -> None:  # fmt: skip
     sstack.configure(write_batch_size=2, write_concurrency=1)
-    drive = _converged(sstack, emulator, sticks, sstate, seed=73)
+    drive = _converged(sstack, emulator, sticks, sentinel_state, seed=73)
     _unlabel_half(emulator)
     emulator.inject("PATCH", r"^/api/v1/nodes/", delay_s=0.4, times=-1)
     _sent_and_seen(drive, emulator, ("patch", "nodes"), count=2)
@@ -388,28 +378,28 @@ def test_master_killed_during_write_batches(
 
     took = next_completed(drive, fault_at)
     drive.converge(max_ticks=len(drive.outcomes) + 2)
-    watched = _watcher_fed_after(sstack, sstate, _wall(fault_at))
+    watched = _watcher_fed_after(sstack, sentinel_state, _wall(fault_at))
     found = _row(
         reliability, fault="Sentinel: master SIGKILLed during write batches",
         action="master SIGKILLed after 2 of 8 node patches (batches of 2, 0.4 s each)",
         what="batches in flight finished on the new master or were fenced; the next tick "
         f"wrote what was left; {watched}",
-        took=took, drive=drive, emulator=emulator, state=sstate, env=sstack.env,
+        took=took, drive=drive, emulator=emulator, state=sentinel_state, env=sstack.env,
     )  # fmt: skip
     assert found == []
 
 
 def test_master_killed_while_a_stalled_tick_holds_the_lock(
     sstack: Stack, sentinel_cluster: SentinelCluster, emulator: Emulator,
-    sticks: TickClient, sstate: store.RedisStore, reliability: Row,
+    sticks: TickClient, sentinel_state: store.RedisStore, reliability: Row,
 ) -> None:  # fmt: skip
     import signal
 
-    drive = _converged(sstack, emulator, sticks, sstate, seed=74, cache_fed=False)
+    drive = _converged(sstack, emulator, sticks, sentinel_state, seed=74, cache_fed=False)
     _unlabel_half(emulator)
     emulator.inject("GET", r"^/api/v1/nodes$", delay_s=1)
     _sent_and_seen(drive, emulator, ("list", "nodes"), outcome="stalled")
-    holder = sstate.lock_holder()
+    holder = sentinel_state.lock_holder()
     stalled = next(p for p in sstack.procs if p.name == "w1")
     stalled.signal_group(signal.SIGSTOP)
     sstack.start_worker("w2")
@@ -420,14 +410,14 @@ def test_master_killed_while_a_stalled_tick_holds_the_lock(
     stalled.signal_group(signal.SIGCONT)
     fate = wait_for(lambda: _fate(sstack, str(holder)), timeout=30, what="the stalled tick's end")
     drive.converge(max_ticks=len(drive.outcomes) + 2)
-    watched = _watcher_fed_after(sstack, sstate, _wall(fault_at))
+    watched = _watcher_fed_after(sstack, sentinel_state, _wall(fault_at))
     found = _row(
         reliability, fault="Sentinel: master SIGKILLed while a tick holds the lock",
         action="the lock holder's worker SIGSTOPped mid-snapshot, master SIGKILLed, "
         "holder resumed after the next tick",
         what="the stalled holder's lock survived the failover and expired; a second "
         f"worker's tick took a newer token; the resumed tick: {fate}; {watched}",
-        took=took, drive=drive, emulator=emulator, state=sstate, env=sstack.env,
+        took=took, drive=drive, emulator=emulator, state=sentinel_state, env=sstack.env,
     )  # fmt: skip
     assert holder is not None
     assert found == []
@@ -435,9 +425,9 @@ def test_master_killed_while_a_stalled_tick_holds_the_lock(
 
 def test_old_master_returns_as_replica_and_is_promoted_again(
     sstack: Stack, sentinel_cluster: SentinelCluster, emulator: Emulator,
-    sticks: TickClient, sstate: store.RedisStore, reliability: Row,
+    sticks: TickClient, sentinel_state: store.RedisStore, reliability: Row,
 ) -> None:  # fmt: skip
-    drive = _converged(sstack, emulator, sticks, sstate, seed=75)
+    drive = _converged(sstack, emulator, sticks, sentinel_state, seed=75)
     first, fault_at = _kill_and_revive(sentinel_cluster)
     assert first.role() == "slave"  # back as a replica of the new master, in sync
     next_completed(drive, fault_at)
@@ -453,8 +443,8 @@ def test_old_master_returns_as_replica_and_is_promoted_again(
     _unlabel_half(emulator)
     took = next_completed(drive, fault_at)
     assert sentinel_cluster.master() is first
-    watched = _watcher_fed_after(sstack, sstate, _wall(fault_at))
-    fed = _cache_fed_tick(drive, sticks, sstate)
+    watched = _watcher_fed_after(sstack, sentinel_state, _wall(fault_at))
+    fed = _cache_fed_tick(drive, sticks, sentinel_state)
     found = _row(
         reliability, fault="Sentinel: old master returns as replica",
         action="master SIGKILLed and restarted as a replica; then the new master SIGKILLed "
@@ -462,16 +452,16 @@ def test_old_master_returns_as_replica_and_is_promoted_again(
         what=f"the old master resynced as a replica and was promoted back (Sentinel epoch "
         f"{sentinel_cluster.epoch()}); FSM and stream survived both failovers; {watched}; "
         f"tick {fed} read the cache",
-        took=took, drive=drive, emulator=emulator, state=sstate, env=sstack.env,
+        took=took, drive=drive, emulator=emulator, state=sentinel_state, env=sstack.env,
     )  # fmt: skip
     assert found == []
 
 
 def test_master_stalled_past_down_after_is_replaced_and_fences_nothing(
     sstack: Stack, sentinel_cluster: SentinelCluster, emulator: Emulator,
-    sticks: TickClient, sstate: store.RedisStore, reliability: Row,
+    sticks: TickClient, sentinel_state: store.RedisStore, reliability: Row,
 ) -> None:  # fmt: skip
-    drive = _converged(sstack, emulator, sticks, sstate, seed=76, cache_fed=False)
+    drive = _converged(sstack, emulator, sticks, sentinel_state, seed=76, cache_fed=False)
     _unlabel_half(emulator)
     emulator.inject("GET", r"^/api/v1/nodes$", delay_s=1)
     _sent_and_seen(drive, emulator, ("list", "nodes"))
@@ -485,14 +475,14 @@ def test_master_stalled_past_down_after_is_replaced_and_fences_nothing(
     took = next_completed(drive, fault_at, timeout=90)
     wait_for(lambda: old.role() == "slave", timeout=30, what="the old master demoted")
     drive.converge(max_ticks=len(drive.outcomes) + 2)
-    watched = _watcher_fed_after(sstack, sstate, _wall(fault_at))
+    watched = _watcher_fed_after(sstack, sentinel_state, _wall(fault_at))
     found = _row(
         reliability, fault="Sentinel: master stalled past down-after",
         action=f"master SIGSTOPped {STALL_S:.0f} s (down-after {DOWN_AFTER_MS} ms) during a "
         "tick's snapshot, then SIGCONT",
         what=f"replaced by a replica; back, a lock taken straight on it was refused "
         f"({refused}); the Sentinels demoted it to replica; {watched}",
-        took=took, drive=drive, emulator=emulator, state=sstate, env=sstack.env,
+        took=took, drive=drive, emulator=emulator, state=sentinel_state, env=sstack.env,
     )  # fmt: skip
     assert found == []
 
@@ -534,10 +524,10 @@ def _returns_as_replica(cluster: SentinelCluster, old: Node, new: Node) -> str:
 
 def test_master_killed_for_good_while_idle(
     sstack: Stack, sentinel_cluster: SentinelCluster, emulator: Emulator,
-    sticks: TickClient, sstate: store.RedisStore, reliability: Row,
+    sticks: TickClient, sentinel_state: store.RedisStore, reliability: Row,
 ) -> None:  # fmt: skip
-    drive = _converged(sstack, emulator, sticks, sstate, seed=77)
-    fsm = sstate.fsm_records()
+    drive = _converged(sstack, emulator, sticks, sentinel_state, seed=77)
+    fsm = sentinel_state.fsm_records()
     audit_from = len(emulator.request_log())
 
     # Given the master SIGKILLed and not restarted, then every node hand-flipped (the
@@ -549,9 +539,9 @@ def test_master_killed_for_good_while_idle(
     took = next_completed(drive, fault_at)
     assert not old.running
     assert len(sentinel_cluster.replicas()) == 1
-    watched = _watcher_fed_after(sstack, sstate, _wall(fault_at))
+    watched = _watcher_fed_after(sstack, sentinel_state, _wall(fault_at))
     drive.converge(max_ticks=len(drive.outcomes) + 3)
-    fed = _cache_fed_tick(drive, sticks, sstate)
+    fed = _cache_fed_tick(drive, sticks, sentinel_state)
     assert not old.running  # all of the above without the old master
 
     # And when the old master finally returns, it rejoins as a replica
@@ -564,22 +554,24 @@ def test_master_killed_for_good_while_idle(
         "hand-flipped; the old master started again only after the checks",
         what=f"ticks resumed on the new master with its remaining replica acknowledging; "
         f"FSM ({len(fsm)} nodes) kept; {watched}; tick {fed} read the cache; {returned}",
-        took=took, drive=drive, emulator=emulator, state=sstate, env=sstack.env,
+        took=took, drive=drive, emulator=emulator, state=sentinel_state, env=sstack.env,
         audit_from=audit_from,
     )  # fmt: skip
     assert writes > 0, "no API write after the fault: the fence audit checked nothing"
-    assert sstate.fsm_records().keys() == fsm.keys()
+    assert sentinel_state.fsm_records().keys() == fsm.keys()
     assert found == []
 
 
 def test_master_killed_for_good_during_write_batches(
     sstack: Stack, sentinel_cluster: SentinelCluster, emulator: Emulator,
-    sticks: TickClient, sstate: store.RedisStore, reliability: Row,
+    sticks: TickClient, sentinel_state: store.RedisStore, reliability: Row,
 ) -> None:  # fmt: skip
     sstack.configure(write_batch_size=2, write_concurrency=1)
-    drive = _converged(sstack, emulator, sticks, sstate, seed=78)
+    drive = _converged(sstack, emulator, sticks, sentinel_state, seed=78)
     _unlabel_half(emulator)
-    wait_for(lambda: _cache_shows_the_labels(sstate, emulator), what="the flips in the cache")
+    wait_for(
+        lambda: _cache_shows_the_labels(sentinel_state, emulator), what="the flips in the cache"
+    )
     emulator.inject("PATCH", r"^/api/v1/nodes/", delay_s=0.4, times=-1)
     _sent_and_seen(drive, emulator, ("patch", "nodes"), count=2)
 
@@ -589,8 +581,8 @@ def test_master_killed_for_good_during_write_batches(
     took = next_completed(drive, fault_at)
     drive.converge(max_ticks=len(drive.outcomes) + 2)
     assert not old.running
-    watched = _watcher_fed_after(sstack, sstate, _wall(fault_at))
-    fed = _cache_fed_tick(drive, sticks, sstate)
+    watched = _watcher_fed_after(sstack, sentinel_state, _wall(fault_at))
+    fed = _cache_fed_tick(drive, sticks, sentinel_state)
     returned = _returns_as_replica(sentinel_cluster, old, new)
     found = _row(
         reliability, fault="Sentinel: master SIGKILLed, not restarted (write batches)",
@@ -599,6 +591,6 @@ def test_master_killed_for_good_during_write_batches(
         what="batches in flight finished on the new master or were fenced; ticks resumed "
         f"with the remaining replica acknowledging and wrote what was left; {watched}; "
         f"tick {fed} read the cache; {returned}",
-        took=took, drive=drive, emulator=emulator, state=sstate, env=sstack.env,
+        took=took, drive=drive, emulator=emulator, state=sentinel_state, env=sstack.env,
     )  # fmt: skip
     assert found == []

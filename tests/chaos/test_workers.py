@@ -19,11 +19,11 @@ import time
 import redis
 
 from joulie_tasks.adapters import metrics, store
-from joulie_testbed.chaos import Driver, cluster_state, lost, problems
+from joulie_testbed.chaos import cluster_state, lost
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Proc, Stack, wait_for
 from joulie_testbed.ticks import TickClient
-from tests.chaos.reliability import Row
+from tests.chaos.scenario import Chaos
 
 
 def _kill(proc: Proc) -> None:
@@ -44,14 +44,14 @@ def _group_gone(proc: Proc) -> bool:
 
 
 def test_worker_sigkilled_during_snapshot(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+    chaos: Chaos, stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
 ) -> None:
     # Given a worker whose snapshot hangs on the node list
     stack.configure(lock_ttl="3s")
     emulator.seed(12, 2, seed=21)
     victim = stack.start_worker("victim")
     emulator.inject("GET", r"^/api/v1/nodes$", delay_s=3)
-    drive = Driver(ticks, state, emulator, stack.env)
+    drive = chaos.driver()
 
     # When the worker is SIGKILLed while it lists nodes
     at, _ = drive.send()
@@ -78,16 +78,18 @@ def test_worker_sigkilled_during_snapshot(
     # And a new worker converges
     stack.start_worker("rescuer")
     n = drive.converge(max_ticks=4)
-    found = problems(state, emulator, stack.env)
-    reliability.fault = "worker SIGKILL during snapshot"
-    reliability.action = "node LIST stalled 3 s; worker process group SIGKILLed mid-request"
-    reliability.behaviour = (
-        "worker dead; the dead tick wrote nothing (no create/update/patch/delete reached "
-        "the API) and recorded nothing; its lock expired after LOCK_TTL; next tick on a new "
-        "worker re-read everything and converged"
+    found = chaos.problems()
+    chaos.row.fill(
+        drive,
+        found,
+        fault="worker SIGKILL during snapshot",
+        action="node LIST stalled 3 s; worker process group SIGKILLed mid-request",
+        behaviour=(
+            "worker dead; the dead tick wrote nothing (no create/update/patch/delete reached "
+            "the API) and recorded nothing; its lock expired after LOCK_TTL; next tick on a new "
+            "worker re-read everything and converged"
+        ),
     )
-    reliability.ticks, reliability.retries = drive.ticks_text(), drive.retries()[1]
-    reliability.lost = lost(found)
     assert n <= 4
     assert found == []
 
@@ -101,13 +103,13 @@ def _unacked_tasks(client: redis.Redis) -> list[str]:
 
 
 def test_worker_sigkilled_during_plan(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+    chaos: Chaos, stack: Stack, emulator: Emulator, state: store.RedisStore
 ) -> None:
     # Given a converged cluster and a new policy input (a hand-edited label to restore)
     stack.configure(lock_ttl="3s")
     emulator.seed(300, 1, seed=22)
     victim = stack.start_worker("victim")
-    drive = Driver(ticks, state, emulator, stack.env)
+    drive = chaos.driver()
     drive.converge(max_ticks=1)
     drive.outcomes.clear()
     emulator.mutate_node_labels("node-00000", {"joulie.io/power-profile": "eco"})
@@ -132,29 +134,31 @@ def test_worker_sigkilled_during_plan(
     assert state.fsm_records() == fsm_before
     stack.start_worker("rescuer")
     n = drive.converge(max_ticks=4)
-    found = problems(state, emulator, stack.env)
-    reliability.fault = "worker SIGKILL during plan"
-    reliability.action = (
-        "worker frozen (SIGSTOP) while the broker showed the plan stage delivered and "
-        "unacknowledged, then SIGKILLed"
+    found = chaos.problems()
+    chaos.row.fill(
+        drive,
+        found,
+        fault="worker SIGKILL during plan",
+        action=(
+            "worker frozen (SIGSTOP) while the broker showed the plan stage delivered and "
+            "unacknowledged, then SIGKILLed"
+        ),
+        behaviour=(
+            "the chain stopped at plan; nothing written, FSM untouched; next tick converged"
+        ),
     )
-    reliability.behaviour = (
-        "the chain stopped at plan; nothing written, FSM untouched; next tick converged"
-    )
-    reliability.ticks, reliability.retries = drive.ticks_text(), drive.retries()[1]
-    reliability.lost = lost(found)
     assert n <= 4
     assert found == []
 
 
 def test_worker_sigkilled_during_a_write_batch(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+    chaos: Chaos, stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
 ) -> None:
     # Given a cluster converged to eco (or draining), so the FSM has every node
     stack.configure(lock_ttl="3s", write_batch_size=4, write_concurrency=1, static_hp_frac="0")
     emulator.seed(12, 1, seed=23)
     eco = stack.start_worker("eco")
-    drive = Driver(ticks, state, emulator, stack.env)
+    drive = chaos.driver()
     drive.converge(max_ticks=1)
     drive.outcomes.clear()
     fsm_before = state.fsm_records()
@@ -189,7 +193,7 @@ def test_worker_sigkilled_during_a_write_batch(
     # and the FSM is unchanged: it records only finished ticks
     wait_for(lambda: len(node_patches_served()) == arrived, timeout=10, what="PATCHes served")
     moved = sorted(n for n, r in fsm_before.items() if cluster_state(emulator, n) != r["state"])
-    half_way = problems(state, emulator, stack.env)
+    half_way = chaos.problems()
     assert state.fsm_records() == fsm_before
     assert ticks.finished(at) is None
     assert moved, "no node was written before the kill"
@@ -202,20 +206,22 @@ def test_worker_sigkilled_during_a_write_batch(
     stack.start_worker("rescuer")
     n = drive.converge(max_ticks=4)
     rewritten = emulator.counters().get(("patch", "nodes"), 0)
-    found = problems(state, emulator, stack.env)
-    reliability.fault = "worker SIGKILL during a write batch"
-    reliability.action = (
-        "cluster converged under an all-eco policy, then the policy flipped to all "
-        "performance; node PATCHes slowed to 0.4 s; worker SIGKILLed mid-batch (node "
-        f"PATCHes: {applied} applied, {arrived - applied} in flight)"
+    found = chaos.problems()
+    chaos.row.fill(
+        drive,
+        found,
+        fault="worker SIGKILL during a write batch",
+        action=(
+            "cluster converged under an all-eco policy, then the policy flipped to all "
+            "performance; node PATCHes slowed to 0.4 s; worker SIGKILLed mid-batch (node "
+            f"PATCHes: {applied} applied, {arrived - applied} in flight)"
+        ),
+        behaviour=(
+            f"half-written cluster ({len(moved)} of {len(fsm_before)} nodes relabelled, counting "
+            "what was in flight), FSM unchanged (it records only finished ticks); next tick on a "
+            f"new worker patched only the {rewritten} nodes still missing"
+        ),
     )
-    reliability.behaviour = (
-        f"half-written cluster ({len(moved)} of {len(fsm_before)} nodes relabelled, counting "
-        "what was in flight), FSM unchanged (it records only finished ticks); next tick on a "
-        f"new worker patched only the {rewritten} nodes still missing"
-    )
-    reliability.ticks, reliability.retries = drive.ticks_text(), drive.retries()[1]
-    reliability.lost = lost(found)
     assert rewritten == len(fsm_before) - len(moved)
     assert n <= 4
     assert found == []
@@ -226,7 +232,11 @@ def _intervals(state: store.RedisStore, interval: float) -> list[int]:
 
 
 def test_beat_killed_and_restarted(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+    chaos: Chaos,
+    stack: Stack,
+    emulator: Emulator,
+    ticks: TickClient,
+    state: store.RedisStore,
 ) -> None:
     # Given beat ticking every 2 s on a converged cluster
     stack.configure(reconcile_interval="2s")
@@ -234,7 +244,7 @@ def test_beat_killed_and_restarted(
     stack.start_worker("w1")
     beat = stack.start_beat("beat-1")
     wait_for(lambda: len(state.recent_ticks()) >= 1, timeout=40, what="a beat tick")
-    wait_for(lambda: not problems(state, emulator, stack.env), timeout=40, what="convergence")
+    wait_for(lambda: not chaos.problems(), timeout=40, what="convergence")
 
     # When beat is SIGKILLed, a label is edited by hand while no beat runs, and beat
     # comes back 5 s (2.5 intervals) later
@@ -247,26 +257,30 @@ def test_beat_killed_and_restarted(
     stack.start_beat("beat-2")
 
     # Then ticking resumes (missed ticks are not replayed) and the label is restored
-    wait_for(lambda: not problems(state, emulator, stack.env), timeout=40, what="convergence")
+    wait_for(lambda: not chaos.problems(), timeout=40, what="convergence")
     after = len(state.recent_ticks()) - before
     intervals = _intervals(state, 2.0)
     assert len(intervals) == len(set(intervals)), intervals
-    found = problems(state, emulator, stack.env)
-    reliability.fault = "beat killed and restarted"
-    reliability.action = "beat SIGKILLed, a node label hand-edited, beat restarted 5 s later"
-    reliability.behaviour = (
+    found = chaos.problems()
+    chaos.row.fault = "beat killed and restarted"
+    chaos.row.action = "beat SIGKILLed, a node label hand-edited, beat restarted 5 s later"
+    chaos.row.behaviour = (
         "no ticks while beat was down, no replay of missed ones after; the first tick of "
         "the new beat restored the label"
     )
-    reliability.ticks = f"{after} (beat ticks after the restart)"
-    reliability.retries = Driver(ticks, state, emulator, stack.env).retries()[1]
-    reliability.lost = lost(found)
+    chaos.row.ticks = f"{after} (beat ticks after the restart)"
+    chaos.row.retries = chaos.driver().retries()[1]
+    chaos.row.lost = lost(found)
     assert after <= 2
     assert found == []
 
 
 def test_two_beats_at_once(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+    chaos: Chaos,
+    stack: Stack,
+    emulator: Emulator,
+    ticks: TickClient,
+    state: store.RedisStore,
 ) -> None:
     stack.configure(reconcile_interval="2s")
     emulator.seed(6, 1, seed=25)
@@ -282,15 +296,15 @@ def test_two_beats_at_once(
     )
     intervals = _intervals(state, 2.0)
     duplicates = int(ticks.counter(metrics.TICKS, result="duplicate"))
-    found = problems(state, emulator, stack.env)
-    reliability.fault = "two beats at once"
-    reliability.action = "two beat processes with a 2 s interval, one worker"
-    reliability.behaviour = (
+    found = chaos.problems()
+    chaos.row.fault = "two beats at once"
+    chaos.row.action = "two beat processes with a 2 s interval, one worker"
+    chaos.row.behaviour = (
         f"one reconcile per interval ({len(intervals)} intervals, {duplicates} duplicate "
         "ticks dropped by the per-interval claim)"
     )
-    reliability.ticks = f"1 (then one per interval: {len(intervals)} ticks, no duplicate)"
-    reliability.retries = Driver(ticks, state, emulator, stack.env).retries()[1]
-    reliability.lost = lost(found)
+    chaos.row.ticks = f"1 (then one per interval: {len(intervals)} ticks, no duplicate)"
+    chaos.row.retries = chaos.driver().retries()[1]
+    chaos.row.lost = lost(found)
     assert len(intervals) == len(set(intervals)), intervals
     assert found == []

@@ -14,8 +14,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import helm_python as helm
-import jsonschema
-import kubernetes_validate.utils
 import yaml
 
 from tests.deploy import helpers
@@ -211,24 +209,6 @@ def without_helm_additions(obj: dict[str, Any]) -> dict[str, Any]:
     elif out["kind"] == "ServiceMonitor":
         strip(spec["selector"]["matchLabels"])
     return out
-
-
-#: CRD kinds (not in the Kubernetes schemas): validated with the vendored minimal schemas.
-CUSTOM_SCHEMAS = {
-    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-monitoring-v1.json",
-    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule-monitoring-v1.json",
-}
-
-
-def validate(doc: dict[str, Any], version: str) -> None:
-    """Validate one object strictly (unknown fields fail), as deploy/ is validated."""
-    custom = CUSTOM_SCHEMAS.get((doc["apiVersion"], doc["kind"]))
-    if custom is not None:
-        schema = helpers.load_json(custom)
-        jsonschema.Draft202012Validator.check_schema(schema)
-        jsonschema.Draft202012Validator(schema).validate(doc)
-        return
-    kubernetes_validate.utils.validate(doc, version, strict=True)
 
 
 def rules_file_text() -> str:

@@ -46,7 +46,7 @@ def test_every_rendered_object_validates_strictly(
     objects = chart.render(values) + chart.crds()
     assert objects
     for obj in objects:
-        chart.validate(obj, version)
+        helpers.validate(obj, version)
     assert len({_key(o) for o in objects}) == len(objects), "two objects share a kind/name"
 
 
@@ -54,11 +54,11 @@ def test_the_validators_reject_typos_in_the_render() -> None:
     rule = chart.one(chart.render(chart.NON_DEFAULT), "PrometheusRule")
     rule["spec"]["groups"][0]["rules"][0]["anotations"] = {}
     with pytest.raises(Exception, match="anotations"):
-        chart.validate(rule, K8S_VERSIONS[-1])
+        helpers.validate(rule, K8S_VERSIONS[-1])
     worker = chart.one(chart.render(), "Deployment", "joulie-tasks-worker")
     worker["spec"]["template"]["spec"]["containers"][0]["evnFrom"] = []
     with pytest.raises(Exception, match="evnFrom"):
-        chart.validate(worker, K8S_VERSIONS[-1])
+        helpers.validate(worker, K8S_VERSIONS[-1])
 
 
 # --- no drift from deploy/ ---------------------------------------------------------------------

@@ -137,18 +137,6 @@ def test_the_patched_configmap_is_a_valid_sentinel_configuration() -> None:
     assert hosts == tuple((f"redis-sentinel-{i}.redis-sentinel", port) for i in range(3))
 
 
-def _kustomize(directory: Path) -> list[dict[str, Any]]:
-    done = subprocess.run(
-        ["kubectl", "kustomize", str(directory)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return [d for d in yaml.safe_load_all(done.stdout) if d]
-
-
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
 def test_kustomize_builds_the_base_with_the_sentinel_component(tmp_path: Path) -> None:
     rel = Path(*[".."] * len(tmp_path.parts[1:])) / helpers.DEPLOY.relative_to("/")
@@ -156,7 +144,7 @@ def test_kustomize_builds_the_base_with_the_sentinel_component(tmp_path: Path) -
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
         f"resources:\n  - {rel}\ncomponents:\n  - {rel / 'sentinel'}\n"
     )
-    built = _kustomize(tmp_path)
+    built = helpers.kustomize(tmp_path)
     names = {(d["kind"], d["metadata"]["name"]) for d in built}
     assert ("Deployment", "redis") not in names
     assert ("Service", "redis") not in names
