@@ -23,7 +23,7 @@ from joulie_testbed.chaos import cluster_state, lost
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Proc, Stack, wait_for
 from joulie_testbed.ticks import TickClient
-from tests.chaos.scenario import Chaos
+from tests.chaos.scenario import Chaos, Scenario
 
 
 def _kill(proc: Proc) -> None:
@@ -239,9 +239,7 @@ def test_beat_killed_and_restarted(
     state: store.RedisStore,
 ) -> None:
     # Given beat ticking every 2 s on a converged cluster
-    stack.configure(reconcile_interval="2s")
-    emulator.seed(6, 1, seed=24)
-    stack.start_worker("w1")
+    chaos.start(Scenario(seed=24, settings={"reconcile_interval": "2s"}))
     beat = stack.start_beat("beat-1")
     wait_for(lambda: len(state.recent_ticks()) >= 1, timeout=40, what="a beat tick")
     wait_for(lambda: not chaos.problems(), timeout=40, what="convergence")
@@ -276,15 +274,9 @@ def test_beat_killed_and_restarted(
 
 
 def test_two_beats_at_once(
-    chaos: Chaos,
-    stack: Stack,
-    emulator: Emulator,
-    ticks: TickClient,
-    state: store.RedisStore,
+    chaos: Chaos, stack: Stack, ticks: TickClient, state: store.RedisStore
 ) -> None:
-    stack.configure(reconcile_interval="2s")
-    emulator.seed(6, 1, seed=25)
-    stack.start_worker("w1")
+    chaos.start(Scenario(seed=25, settings={"reconcile_interval": "2s"}))
     stack.start_beat("beat-a")
     stack.start_beat("beat-b")
 
