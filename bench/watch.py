@@ -45,7 +45,7 @@ from typing import Any
 
 from bench import REPO, reference, write_marked
 from bench.scenarios import REALISTIC_MIX, Bench
-from joulie_tasks.adapters import cache_store, store
+from joulie_tasks.adapters import cache_store, clients, store
 from joulie_testbed.procs import Proc, RedisServer, peak_rss_mb, wait_for
 
 BEGIN = "<!-- watch-bench:begin -->"
@@ -69,7 +69,7 @@ class Watcher:
         self.proc = Proc(name, args, env=env, log=bench.workdir / "logs" / f"{name}.log")
         self.proc.wait_for_log("started", timeout=60)
         self.state = store.RedisStore(env["REDIS_URL"])
-        self.cache = cache_store.CacheStore(self.state)
+        self.cache = clients.cache(self.state)
 
     def wait_synced(self, timeout: float = 600) -> float:
         started = time.monotonic()
@@ -346,7 +346,7 @@ def events_ceiling(workdir: Path, rates: str, step_s: float, out: dict[str, Any]
         pargs = [sys.executable, "-m", "joulie_tasks", "--log-level", "WARNING", "watch"]
         watcher_proc = Proc("watch-ceiling", pargs, env=env, log=workdir / "logs" / "ceiling.log")
         state = store.RedisStore(redis_proc.url)
-        cs = cache_store.CacheStore(state)
+        cs = clients.cache(state)
         wait_for(lambda: all(cs.status().synced.values()), timeout=600, interval=0.2, what="synced")
         state.close()
         churn.stdin.write("go\n")

@@ -10,7 +10,9 @@ to ``static_partition`` and the fallback is visible in logs and in a metric.
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -21,7 +23,7 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from joulie_tasks import errors
-from joulie_tasks.core import durations, models, schedule, selectors, sentinel
+from joulie_tasks.core import caps, durations, hardware, models, schedule, selectors, sentinel
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +89,20 @@ class Settings(BaseSettings):
     GPU's max (0 ≤ x ≤ 100; 0: no GPU intent, the agent leaves the GPUs alone)."""
     gpu_eco_cap_pct_of_max: float = Field(60.0, ge=0, le=100, allow_inf_nan=False)
     """NodeTwin GPU cap of eco and draining nodes, in percent of max (0 ≤ x ≤ 100)."""
+    cpu_write_absolute_caps: bool = False
+    """NodeTwin CPU cap of nodes without GPUs in watts (PERFORMANCE/ECO_CAP_WATTS within
+    the package's range) instead of percent of max (docs/SPEC.md §13.11)."""
+    gpu_write_absolute_caps: bool = False
+    """Also write ``capWattsPerGpu`` where a GPU's power range is known (§13.11)."""
+    gpu_model_caps_json: str = "{}"
+    """JSON object: GPU product → ``{"minCapWatts": W, "maxCapWatts": W}``; the last
+    source of absolute GPU caps. Empty means ``{}``."""
+    gpu_product_label_keys: str = ",".join(hardware.DEFAULT_GPU_PRODUCT_LABEL_KEYS)
+    """Comma-separated node label keys naming a node's GPU product, first set one wins.
+    Empty means the default."""
+    node_order: models.NodeOrder = models.NodeOrder.NAME
+    """``name`` (default, the byte order of node names) or ``density`` (densest
+    hardware first, at least one performance node per hardware family; §13.10)."""
     output_api: models.OutputApi = models.OutputApi.NODEPOWERPROFILE
     """Objects the decision is published as: ``nodepowerprofile`` (default, unchanged),
     ``nodetwin`` (the newest generation's NodeTwin) or ``both`` (migration); any case."""
@@ -197,16 +213,34 @@ class Settings(BaseSettings):
             raise ValueError(f"expected a Kubernetes label key ([prefix/]name); {reason}")
         return value
 
-    @field_validator("output_api", mode="before")
+    @field_validator("output_api", "node_order", mode="before")
     @classmethod
-    def _check_output_api(cls, value: Any) -> Any:
+    def _check_word(cls, value: Any, info: Any) -> Any:
         if not isinstance(value, str):
             return value
         text = value.strip().lower()
-        allowed = [m.value for m in models.OutputApi]
+        enum = models.OutputApi if info.field_name == "output_api" else models.NodeOrder
+        allowed = [m.value for m in enum]
         if text not in allowed:
             raise ValueError(f"expected one of {', '.join(allowed)}")
         return text
+
+    @field_validator("cpu_write_absolute_caps", "gpu_write_absolute_caps", mode="before")
+    @classmethod
+    def _trim_bool(cls, value: Any) -> Any:
+        return value.strip() if isinstance(value, str) else value  # ' true ' as the reference
+
+    @field_validator("gpu_model_caps_json")
+    @classmethod
+    def _check_gpu_model_caps(cls, value: str) -> str:
+        gpu_model_caps(value)
+        return value
+
+    @field_validator("gpu_product_label_keys")
+    @classmethod
+    def _check_product_keys(cls, value: str) -> str:
+        product_label_keys(value)
+        return value
 
     @field_validator("metrics_addr")
     @classmethod
@@ -257,6 +291,32 @@ class Settings(BaseSettings):
         """SCHEDULE_FILE as read at start-up (no window when unset)."""
         return self._schedule
 
+    @property
+    def reads_hardware(self) -> bool:
+        """NodeHardware is read when a twin is written or the density order is on."""
+        return self.output_api.writes_twins or self.node_order is models.NodeOrder.DENSITY
+
+    @property
+    def product_label_keys(self) -> tuple[str, ...]:
+        return product_label_keys(self.gpu_product_label_keys)
+
+    def twin_caps(self) -> caps.Caps:
+        """The cap settings of the NodeTwin writer (core/caps.py)."""
+        return caps.Caps(
+            cpu={
+                models.Profile.PERFORMANCE: self.cpu_performance_cap_pct_of_max,
+                models.Profile.ECO: self.cpu_eco_cap_pct_of_max,
+            },
+            gpu={
+                models.Profile.PERFORMANCE: self.gpu_performance_cap_pct_of_max,
+                models.Profile.ECO: self.gpu_eco_cap_pct_of_max,
+            },
+            cpu_absolute=self.cpu_write_absolute_caps,
+            gpu_absolute=self.gpu_write_absolute_caps,
+            gpu_model_caps=gpu_model_caps(self.gpu_model_caps_json),
+            product_label_keys=self.product_label_keys,
+        )
+
     def damping_params(self) -> models.DampingParams:
         count, percent = budget_parts(self.downgrade_budget)
         return models.DampingParams(
@@ -301,6 +361,53 @@ def budget_parts(text: str) -> tuple[int | None, float | None]:
     return count, None
 
 
+_GPU_CAP_FIELDS = {"minCapWatts", "maxCapWatts"}
+
+
+def gpu_model_caps(text: str) -> dict[str, caps.GpuModelCap]:
+    """GPU_MODEL_CAPS_JSON parsed (empty = ``{}``); ValueError names what is wrong. The
+    reference silently uses an empty map for bad JSON; a typo here would silently
+    drop every absolute GPU cap, so we refuse it."""
+    if not text.strip():
+        return {}
+    shape = 'a JSON object such as {"NVIDIA-L40S": {"minCapWatts": 200, "maxCapWatts": 350}}'
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise ValueError(f"expected {shape} (not valid JSON)") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"expected {shape}")
+    found: dict[str, caps.GpuModelCap] = {}
+    for product, entry in data.items():
+        if not isinstance(entry, dict) or set(entry) - _GPU_CAP_FIELDS:
+            raise ValueError(f"expected {shape}; {product!r} has other fields")
+        high, low = _finite(entry.get("maxCapWatts")), _finite(entry.get("minCapWatts", 0))
+        if high is None or low is None or not 0 <= low <= high or high <= 0:
+            raise ValueError(f"expected {shape}; {product!r} needs 0 ≤ minCapWatts ≤ maxCapWatts")
+        found[product] = caps.GpuModelCap(max_cap_watts=high, min_cap_watts=low)
+    return found
+
+
+def _finite(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def product_label_keys(text: str) -> tuple[str, ...]:
+    """GPU_PRODUCT_LABEL_KEYS as a tuple (empty = the default); ValueError on a bad key."""
+    keys = tuple(k.strip() for k in text.split(",") if k.strip())
+    if not text.strip():
+        return hardware.DEFAULT_GPU_PRODUCT_LABEL_KEYS
+    if not keys:
+        raise ValueError("expected comma-separated label keys")
+    for key in keys:
+        if problem := selectors.label_key_problem(key):
+            reason = problem.split(": ", 1)[-1]
+            raise ValueError(f"expected comma-separated label keys; {key!r}: {reason}")
+    return keys
+
+
 def read_schedule(path: str) -> models.Schedule:
     """Read and validate SCHEDULE_FILE; ValueError names the window and the field."""
     try:
@@ -335,6 +442,7 @@ _EXPECTED = {
     "greater_than": "a number > {gt}",
     "string_too_short": "a non-empty string",
     "finite_number": "a finite number",
+    "bool_parsing": "a boolean (true/false, yes/no, on/off, 1/0)",
 }
 
 

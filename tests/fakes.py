@@ -25,8 +25,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from joulie_tasks import errors
-from joulie_tasks.adapters import kube, ports
+from joulie_tasks import errors, ports
+from joulie_tasks.ports import cluster
 
 
 class FakeKube:
@@ -34,10 +34,10 @@ class FakeKube:
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
         self.writes: list[tuple[str, str, str]] = []  # (verb, resource, name)
         self.script: dict[tuple[str, str], list[Exception]] = collections.defaultdict(list)
-        self.request_counts: collections.Counter[kube.RequestKey] = collections.Counter()
+        self.request_counts: collections.Counter[cluster.RequestKey] = collections.Counter()
         self.tick_tags: list[str] = []
 
-    def take_request_counts(self) -> collections.Counter[kube.RequestKey]:
+    def take_request_counts(self) -> collections.Counter[cluster.RequestKey]:
         counts, self.request_counts = self.request_counts, collections.Counter()
         return counts
 
@@ -58,12 +58,12 @@ class FakeKube:
     def add(self, resource: str, obj: dict[str, Any]) -> None:
         self.objects[(resource, obj["metadata"]["name"])] = obj
 
-    def list_items(self, resource: kube.Resource, *, page_size: int) -> Iterator[dict[str, Any]]:
+    def list_items(self, resource: cluster.Resource, *, page_size: int) -> Iterator[dict[str, Any]]:
         self._maybe_fail("list", resource.plural)
         yield from [o for (r, _), o in self.objects.items() if r == resource.plural]
 
     def list_all(
-        self, resource: kube.Resource, *, page_size: int, field_selector: str | None = None
+        self, resource: cluster.Resource, *, page_size: int, field_selector: str | None = None
     ) -> tuple[list[dict[str, Any]], str]:
         items = list(self.list_items(resource, page_size=page_size))
         if field_selector and field_selector.startswith("spec.nodeName="):
@@ -72,13 +72,13 @@ class FakeKube:
         return items, "1"
 
     def list_pages(
-        self, resource: kube.Resource, *, page_size: int, field_selector: str | None = None
+        self, resource: cluster.Resource, *, page_size: int, field_selector: str | None = None
     ) -> Iterator[tuple[list[dict[str, Any]], str]]:
         items, rv = self.list_all(resource, page_size=page_size, field_selector=field_selector)
         for start in range(0, max(len(items), 1), page_size):
             yield items[start : start + page_size], rv
 
-    def get(self, resource: kube.Resource, name: str) -> dict[str, Any] | None:
+    def get(self, resource: cluster.Resource, name: str) -> dict[str, Any] | None:
         self._maybe_fail("get", resource.plural)
         return self.objects.get((resource.plural, name))
 
@@ -183,7 +183,7 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 RECENT_TICKS_KEPT = 200
 
 
-class MemoryStateStore(ports.TickParts):
+class MemoryStateStore(ports.state.TickParts):
     """The StateStore port in memory (see the module docstring for its limits)."""
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
@@ -336,7 +336,7 @@ class MemoryStateStore(ports.TickParts):
         token: int,
         records: Mapping[str, Mapping[str, Any]],
         *,
-        spend: ports.Spend | None = None,
+        spend: ports.state.Spend | None = None,
     ) -> int:
         written = 0
         landed = set()

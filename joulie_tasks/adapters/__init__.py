@@ -1,2 +1,2 @@
 """Adapters: the only code that talks to the outside world (Kubernetes, Redis, Prometheus),
-each behind a port in ``ports.py`` (docs/ARCHITECTURE.md, layer 2)."""
+each implementing ports of ``joulie_tasks/ports`` (docs/ARCHITECTURE.md, layer 3)."""

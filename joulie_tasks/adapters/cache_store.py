@@ -1,11 +1,12 @@
 """The watch-fed cluster cache and the watcher lease in Redis (keys built here only).
 
 Layout (all under ``joulie:cache:``): ``nodes`` (name → NodeInfo JSON, labels of
-interest only), ``npps`` (name → NppInfo JSON), ``pods`` (namespace/name → the pod's
+interest only), ``npps`` (name → NppInfo JSON), ``twins`` (name → TwinInfo JSON,
+only while OUTPUT_API writes NodeTwins), ``pods`` (namespace/name → the pod's
 contribution code, only for pods that count), ``demand`` (cluster-wide counts),
 ``perf`` (node → active performance-only pods) and ``meta`` (per resource: synced
-flag and resourceVersion; heartbeat, holder, last relist and its reason; the change
-sequence the kicks and the reaction latency use).
+flag and resourceVersion; the resources the watcher watches; heartbeat, holder, last
+relist and its reason; the change sequence the kicks and the reaction latency use).
 
 Every write is a Lua script that first checks the watcher lease (``joulie:watch:
 lease`` must still hold this watcher's ``holder#token``), so a watcher that lost the
@@ -17,16 +18,18 @@ them over the live ones in one script, so a reader never sees half a relist.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from joulie_tasks import errors
-from joulie_tasks.adapters import store
+import redis
+
+from joulie_tasks.adapters import redis_errors, store
 from joulie_tasks.core import cache, models
+from joulie_tasks.ports import cache as cache_port
 
 PREFIX = f"{store.PREFIX}:cache"
 META = f"{PREFIX}:meta"
@@ -35,11 +38,18 @@ NPPS = f"{PREFIX}:npps"
 PODS = f"{PREFIX}:pods"
 DEMAND = f"{PREFIX}:demand"
 PERF = f"{PREFIX}:perf"
+TWINS = f"{PREFIX}:twins"
 LEASE = f"{store.PREFIX}:watch:lease"
 LEASE_FENCE = f"{store.PREFIX}:watch:fence"
-RESOURCES = ("nodes", "pods", "nodepowerprofiles")
+#: The hash of each resource kept as one record per object.
+RECORDS = {"nodes": NODES, "nodepowerprofiles": NPPS, cache_port.TWIN_RESOURCE: TWINS}
 #: The keys each resource's relist replaces.
-_RELIST_KEYS = {"nodes": (NODES,), "nodepowerprofiles": (NPPS,), "pods": (PODS, DEMAND, PERF)}
+_RELIST_KEYS = {
+    "nodes": (NODES,),
+    "nodepowerprofiles": (NPPS,),
+    "pods": (PODS, DEMAND, PERF),
+    cache_port.TWIN_RESOURCE: (TWINS,),
+}
 
 _CHECK = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
@@ -172,46 +182,16 @@ return ''
 """
 
 
-class LeaseLost(errors.JoulieError):
-    """A cache write was refused: this watcher no longer holds the lease."""
-
-
-class NotSynced(errors.JoulieError):
-    """A cache write was refused: the resource is not synced (Redis lost the cache)."""
-
-
-@dataclass(frozen=True)
-class CacheView:
-    """What a tick reads from the cache, read in one transaction."""
-
-    snapshot: models.Snapshot
-    demand: models.Demand
-    seq: int
-    age_s: float
-
-
-@dataclass(frozen=True)
-class CacheStatus:
-    synced: dict[str, bool]
-    heartbeat: float | None
-    holder: str | None
-    last_relist: float | None
-    last_relist_reason: str | None
-    seq: int
-    served: int
-    lease: str | None
-
-    def age(self, now: float) -> float | None:
-        return None if self.heartbeat is None else max(0.0, now - self.heartbeat)
-
-
 class CacheStore:
-    """The cache and the lease, over a RedisStore's connection."""
+    """The cache and the lease (ports/cache.py: TickCache, WatchCache), on the Redis
+    connection of the state store (adapters/clients.py wires them together)."""
 
-    def __init__(self, state: store.RedisStore) -> None:
-        self.state = state
-        r = state.client
+    def __init__(self, client: redis.Redis, *, url: str, failover: bool) -> None:
+        r = client
         self._r = r
+        self._translated = functools.partial(
+            redis_errors.translated, client, url=url, failover=failover
+        )
         self._apply_pod = r.register_script(_APPLY_POD)
         self._apply_record = r.register_script(_APPLY_RECORD)
         self._swap = r.register_script(_SWAP)
@@ -225,7 +205,7 @@ class CacheStore:
         """Take the watcher lease; its value ``holder#token.nonce`` fences every cache
         write. The random nonce keeps the value unique even when a FLUSHALL has reset the
         token counter, so a write from the session before the flush cannot pass."""
-        with self.state._errors():
+        with self._translated():
             token = int(self._r.incr(LEASE_FENCE))
             value = f"{holder}#{token}.{uuid.uuid4().hex[:8]}"
             if self._r.set(LEASE, value.encode(), nx=True, px=max(1, int(ttl_s * 1000))):
@@ -233,11 +213,11 @@ class CacheStore:
         return None
 
     def renew_lease(self, value: str, *, ttl_s: float) -> bool:
-        with self.state._errors():
+        with self._translated():
             return bool(self._renew(keys=[LEASE], args=[value, max(1, int(ttl_s * 1000))]))
 
     def release_lease(self, value: str) -> None:
-        with self.state._errors():
+        with self._translated():
             self._r.eval(
                 "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end",
                 1,
@@ -246,7 +226,7 @@ class CacheStore:
             )
 
     def lease_holder(self) -> str | None:
-        with self.state._errors():
+        with self._translated():
             v = self._r.get(LEASE)
         return _s(v) if v else None
 
@@ -254,7 +234,7 @@ class CacheStore:
 
     def apply_pod(self, lease: str, key: str, code: str, rv: str, now: float) -> bool:
         """Swap one pod's contribution; True when the change can change the plan."""
-        with self.state._errors():
+        with self._translated():
             result = int(
                 self._apply_pod(
                     keys=[LEASE, META, PODS, DEMAND, PERF], args=[lease, key, code, rv, repr(now)]
@@ -265,11 +245,12 @@ class CacheStore:
     def apply_record(
         self, lease: str, resource: str, name: str, record: str, rv: str, now: float
     ) -> bool:
-        """Store (or delete, ``record=""``) one node or profile record; True when it
-        can change the plan (a node added, removed or changed)."""
-        hash_key = NODES if resource == "nodes" else NPPS
+        """Store (or delete, ``record=""``) one node, profile or twin record; True when
+        it can change the plan (a node added, removed or changed). A twin is not: the
+        next tick puts a changed or deleted twin right, as it does a profile."""
+        hash_key = RECORDS[resource]
         relevant = "1" if resource == "nodes" else "0"
-        with self.state._errors():
+        with self._translated():
             result = int(
                 self._apply_record(
                     keys=[LEASE, META, hash_key],
@@ -279,20 +260,15 @@ class CacheStore:
         return _checked(result, resource)
 
     def replace(
-        self,
-        lease: str,
-        resource: str,
-        *,
-        hashes: Mapping[str, Mapping[str, str]],
-        rv: str,
-        now: float,
-        reason: str,
+        self, lease: str, relist: cache_port.Relist, *, rv: str, now: float, reason: str
     ) -> bool:
-        """Replace a resource's keys with freshly listed contents (``hashes``: live key →
-        contents), atomically; True when the contents differ from what was cached."""
+        """Replace a resource's keys with freshly listed contents, atomically; True when
+        the contents differ from what was cached."""
+        resource = relist.resource
+        hashes = _hashes(relist)
         stage = f"{PREFIX}:staging:{uuid.uuid4().hex}"
         pairs: list[str] = []
-        with self.state._errors():
+        with self._translated():
             before = {key: self._r.hgetall(key) for key in _RELIST_KEYS[resource]}
             changed = any(
                 {_s(k): _s(v) for k, v in before[key].items()} != dict(hashes.get(key, {}))
@@ -314,35 +290,45 @@ class CacheStore:
                 )
             )
         if result == -1:
-            raise LeaseLost("the watcher lease was lost")
+            raise cache_port.LeaseLost("the watcher lease was lost")
         return changed
 
     def heartbeat(self, lease: str, holder: str, now: float) -> bool:
         """Stamp the cache fresh; True when a tick asked for a relist meanwhile."""
-        with self.state._errors():
+        with self._translated():
             result = int(self._heartbeat(keys=[LEASE, META], args=[lease, repr(now), holder]))
         if result == -1:
-            raise LeaseLost("the watcher lease was lost")
+            raise cache_port.LeaseLost("the watcher lease was lost")
         return result == 2
 
-    def unsync(self) -> None:
-        """Mark every resource unsynced (a new watcher takes over: ticks use lists)."""
-        with self.state._errors():
-            self._r.hdel(META, *[f"synced:{r}" for r in RESOURCES], "heartbeat")
+    def unsync(self, watched: tuple[str, ...] = cache_port.RESOURCES) -> None:
+        """Mark every resource unsynced (a new watcher takes over: ticks use lists) and
+        record which ones it watches: each must be synced before the cache is used."""
+        with self._translated():
+            pipe = self._r.pipeline(transaction=True)
+            pipe.hdel(META, *[f"synced:{r}" for r in cache_port.ALL_RESOURCES], "heartbeat")
+            pipe.hset(META, "watched", ",".join(watched))
+            pipe.execute()
 
     # --- reads ---------------------------------------------------------------------------
 
-    def read(self, *, tick_time: float, now: float, max_age: float) -> CacheView | cache.Unusable:
-        """The cache as one consistent view, or why it cannot be used."""
-        with self.state._errors():
+    def read(
+        self, *, tick_time: float, now: float, max_age: float, twins: bool = False
+    ) -> cache_port.CacheView | cache.Unusable:
+        """The cache as one consistent view, or why it cannot be used. With ``twins``
+        the snapshot carries the cached NodeTwins when the watcher watches them
+        (``twins_cached``); otherwise the caller lists them."""
+        keys = (META, NODES, NPPS, DEMAND, PERF) + ((TWINS,) if twins else ())
+        with self._translated():
             pipe = self._r.pipeline(transaction=True)
-            for key in (META, NODES, NPPS, DEMAND, PERF):
+            for key in keys:
                 pipe.hgetall(key)
-            meta_raw, nodes_raw, npps_raw, demand_raw, perf_raw = pipe.execute()
+            meta_raw, nodes_raw, npps_raw, demand_raw, perf_raw, *twins_raw = pipe.execute()
         meta = {_s(k): _s(v) for k, v in meta_raw.items()}
         if not meta:
             return cache.Unusable.ABSENT
-        if any(meta.get(f"synced:{r}") != "1" for r in RESOURCES):
+        watched = _watched(meta)
+        if any(meta.get(f"synced:{r}") != "1" for r in watched):
             return cache.Unusable.NOT_SYNCED
         age = now - float(meta.get("heartbeat") or 0)
         if age > max_age:
@@ -355,23 +341,37 @@ class CacheStore:
             {_s(k): int(v) for k, v in demand_raw.items()},
             {_s(k): int(v) for k, v in perf_raw.items()},
         )
-        snap = cache.snapshot_from_records(tick_time=tick_time, nodes=nodes, profiles=npps)
-        return CacheView(snapshot=snap, demand=demand, seq=int(meta.get("seq") or 0), age_s=age)
+        cached = bool(twins_raw) and cache_port.TWIN_RESOURCE in watched
+        twin_records = (
+            [models.TwinInfo.model_construct(**json.loads(v)) for v in twins_raw[0].values()]
+            if cached
+            else []
+        )
+        snap = cache.snapshot_from_records(
+            tick_time=tick_time, nodes=nodes, profiles=npps, twins=twin_records
+        )
+        return cache_port.CacheView(
+            snapshot=snap,
+            demand=demand,
+            seq=int(meta.get("seq") or 0),
+            age_s=age,
+            twins_cached=cached,
+        )
 
     def serve(self, seq: int, now: float) -> float | None:
         """A tick that read change ``seq`` finished: the reaction latency of the oldest
         change it answered (seconds), or None when no change was waiting."""
-        with self.state._errors():
+        with self._translated():
             since = self._serve(keys=[META], args=[seq, repr(now)])
         text = since.decode() if isinstance(since, bytes) else str(since or "")
         return max(0.0, now - float(text)) if text else None
 
     def request_relist(self) -> None:
-        with self.state._errors():
+        with self._translated():
             self._r.hset(META, "relist_requested", repr(time.time()))
 
-    def status(self) -> CacheStatus:
-        with self.state._errors():
+    def status(self) -> cache_port.CacheStatus:
+        with self._translated():
             meta_raw = self._r.hgetall(META)
             lease = self._r.get(LEASE)
         meta = {_s(k): _s(v) for k, v in meta_raw.items()}
@@ -379,8 +379,8 @@ class CacheStore:
         def number(key: str) -> float | None:
             return float(meta[key]) if key in meta else None
 
-        return CacheStatus(
-            synced={r: meta.get(f"synced:{r}") == "1" for r in RESOURCES},
+        return cache_port.CacheStatus(
+            synced={r: meta.get(f"synced:{r}") == "1" for r in _watched(meta)},
             heartbeat=number("heartbeat"),
             holder=meta.get("holder"),
             last_relist=number("last_relist"),
@@ -391,15 +391,36 @@ class CacheStore:
         )
 
 
+def _watched(meta: Mapping[str, str]) -> tuple[str, ...]:
+    """The resources the holder watches (the three when a watcher never said)."""
+    listed = tuple(
+        r for r in (meta.get("watched") or "").split(",") if r in cache_port.ALL_RESOURCES
+    )
+    return listed or cache_port.RESOURCES
+
+
+def _hashes(relist: cache_port.Relist) -> dict[str, dict[str, str]]:
+    """A relist's contents by live key: pods also give the demand and perf counts."""
+    entries = dict(relist.entries)
+    if relist.resource == "pods":
+        counts, by_node = cache.counts_of(entries.values())
+        return {
+            PODS: entries,
+            DEMAND: {k: str(v) for k, v in counts.items()},
+            PERF: {k: str(v) for k, v in by_node.items()},
+        }
+    return {RECORDS[relist.resource]: entries}
+
+
 def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
 def _checked(result: int, resource: str) -> bool:
     if result == -1:
-        raise LeaseLost("the watcher lease was lost")
+        raise cache_port.LeaseLost("the watcher lease was lost")
     if result == -2:
-        raise NotSynced(f"{resource} are not synced in the cache (Redis lost it?)")
+        raise cache_port.NotSynced(f"{resource} are not synced in the cache (Redis lost it?)")
     return result == 2
 
 

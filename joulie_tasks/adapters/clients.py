@@ -43,7 +43,7 @@ def gateway(settings: config.Settings, *, pool_size: int | None = None) -> kube.
 
 def cache(state: store.RedisStore) -> cache_store.CacheStore:
     """The watch-fed cache, on the same Redis (and so the same master) as ``state``."""
-    return cache_store.CacheStore(state)
+    return cache_store.CacheStore(state.client, url=state.url, failover=state.uses_sentinel)
 
 
 def broker(settings: config.Settings) -> tuple[str, dict[str, Any]]:

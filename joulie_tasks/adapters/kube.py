@@ -26,50 +26,23 @@ from kubernetes import config as k8s_config
 from kubernetes.config.config_exception import ConfigException
 
 from joulie_tasks import errors
-from joulie_tasks.adapters import ports
+
+# The resources by name: the RBAC scan (tests/deploy/rbac_scan.py) reads the constant each
+# request names.
+from joulie_tasks.ports.cluster import (
+    EVENTS,
+    NO_ANSWER,
+    NODES,
+    PROFILES,
+    TWIN_STATUS,
+    TWINS,
+    RequestKey,
+    Resource,
+)
 
 logger = logging.getLogger(__name__)
 
 MERGE_PATCH = "application/merge-patch+json"
-NPP_GROUP_VERSION = "joulie.io/v1alpha1"
-
-
-Resource = ports.Resource
-RequestKey = ports.RequestKey
-
-NODES = Resource("/api/v1", "nodes")
-PODS = Resource("/api/v1", "pods", namespaced=True)
-PROFILES = Resource(f"/apis/{NPP_GROUP_VERSION}", "nodepowerprofiles")
-EVENTS = Resource("/api/v1", "events", namespaced=True)
-#: NodeTwins (OUTPUT_API nodetwin/both) and their status subresource: the latter is its
-#: own RBAC resource and request-counter label; its path is built by patch_twin_status.
-TWINS = Resource(f"/apis/{NPP_GROUP_VERSION}", "nodetwins")
-TWIN_STATUS = Resource(f"/apis/{NPP_GROUP_VERSION}", "nodetwins/status")
-
-#: The ``outcome`` of a request that got no HTTP answer (else the status code).
-NO_ANSWER = "error"
-#: Every request (verb, resource) the operator makes and counts in
-#: joulie_kube_requests_total; the metrics process exports each at 0 from start-up.
-#: Watch streams are left out: only the watcher opens them, and it does not flush its
-#: request counts. tests/unit/workflow/test_known_series.py holds this to the source.
-COUNTED_REQUESTS: tuple[tuple[str, Resource], ...] = (
-    ("list", NODES),
-    ("get", NODES),
-    ("patch", NODES),
-    ("list", PODS),
-    ("list", PROFILES),
-    ("get", PROFILES),
-    ("create", PROFILES),
-    ("update", PROFILES),
-    ("delete", PROFILES),
-    ("create", EVENTS),
-    ("list", TWINS),
-    ("get", TWINS),
-    ("create", TWINS),
-    ("update", TWINS),
-    ("delete", TWINS),
-    ("patch", TWIN_STATUS),
-)
 
 
 #: Header naming the tick (``<fencing token> <tick id>``) a request is made for, so an

@@ -23,11 +23,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import re
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import redis
@@ -35,8 +33,9 @@ import redis.sentinel
 from pydantic import BaseModel
 
 from joulie_tasks import errors
-from joulie_tasks.adapters import gcpause, ports
+from joulie_tasks.adapters import gcpause, redis_errors
 from joulie_tasks.core import sentinel
+from joulie_tasks.ports import state as state_port
 
 logger = logging.getLogger(__name__)
 
@@ -78,11 +77,6 @@ def dedup_key(interval_number: int) -> str:
 
 def tick_key(tick_id: str, part: str) -> str:
     return f"{PREFIX}:tick:{tick_id}:{part}"
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password, for logs and error lines."""
-    return re.sub(r"(://[^:/@;]*:)[^@;]*@", r"\1***@", url)
 
 
 # Take the lock and the next fencing token at once. ARGV[3] is the floor of this
@@ -174,7 +168,7 @@ return 1
 """
 
 
-class RedisStore(ports.TickParts):
+class RedisStore(state_port.TickParts):
     """All of the operator's Redis state behind one small interface."""
 
     def __init__(
@@ -192,7 +186,7 @@ class RedisStore(ports.TickParts):
         if sentinel_master is None and sentinel.is_sentinel_url(url):
             # Say what is missing (redis-py would only name the schemes it knows).
             raise ValueError(
-                f"{redact_url(url)}: a sentinel:// URL needs the master's name "
+                f"{redis_errors.redact_url(url)}: a sentinel:// URL needs the master's name "
                 "(REDIS_SENTINEL_MASTER; build stores with adapters/clients.py)"
             )
         if sentinel_master is not None:
@@ -231,31 +225,25 @@ class RedisStore(ports.TickParts):
     def close(self) -> None:
         self._redis.close()
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except redis.RedisError as e:
-            if self._sentinel is not None and isinstance(
-                e, redis.ConnectionError | redis.ReadOnlyError
-            ):
-                # After a failover every idle pooled connection may still point at the
-                # old master (now a replica, or gone): drop them all at once, so the next
-                # command asks the Sentinels instead of failing once per stale connection.
-                self._redis.connection_pool.disconnect(inuse_connections=False)
-            raise errors.StateStoreError(
-                f"Redis at {redact_url(self.url)}: {type(e).__name__}: {e}"
-            ) from e
+    def _translated(self) -> contextlib.AbstractContextManager[None]:
+        return redis_errors.translated(
+            self._redis, url=self.url, failover=self._sentinel is not None
+        )
+
+    @property
+    def uses_sentinel(self) -> bool:
+        """True when the commands go to the master the Sentinels name (failover)."""
+        return self._sentinel is not None
 
     def ping(self) -> None:
-        with self._errors():
+        with self._translated():
             self._redis.ping()
 
     # --- dedup, lock, fence --------------------------------------------------------------
 
     def claim_interval(self, interval_number: int, *, ttl_s: float) -> bool:
         """True for the first claim of an interval number; duplicates get False."""
-        with self._errors():
+        with self._translated():
             ok = self._redis.set(dedup_key(interval_number), b"1", nx=True, px=_ms(ttl_s))
         return bool(ok)
 
@@ -267,7 +255,7 @@ class RedisStore(ports.TickParts):
         let go again so the next tick need not wait for it to expire).
         """
         floor = self.sentinel_epoch() << EPOCH_SHIFT
-        with self._errors():
+        with self._translated():
             pipe = self._redis.pipeline(transaction=False)
             self._acquire(
                 keys=[LOCK_KEY, FENCE_KEY, LATEST_TICK_KEY],
@@ -283,7 +271,7 @@ class RedisStore(ports.TickParts):
             with contextlib.suppress(errors.StateStoreError):
                 self.release_lock(tick_id)
             raise errors.StateStoreError(
-                f"Redis at {redact_url(self.url)}: the lock was not acknowledged by "
+                f"Redis at {redis_errors.redact_url(self.url)}: the lock was not acknowledged by "
                 f"{self.min_replicas} replica(s) within {WAIT_TIMEOUT_MS} ms; not acquired"
             )
         return int(results[0])
@@ -301,33 +289,33 @@ class RedisStore(ports.TickParts):
                     epochs.append(int(state.get("config-epoch", 0)))
         if not epochs:
             raise errors.StateStoreError(
-                f"Redis at {redact_url(self.url)}: no Sentinel answered for "
+                f"Redis at {redis_errors.redact_url(self.url)}: no Sentinel answered for "
                 f"master {self.master_name!r}"
             )
         return max(epochs)
 
     def swap_leader(self, identity: str) -> bool:
         """Record the process that took the lock; True when it differs from the last one."""
-        with self._errors():
+        with self._translated():
             previous = self._redis.getset(LEADER_KEY, identity.encode())
         return previous is not None and _s(previous) != identity
 
     def lock_holder(self) -> str | None:
-        with self._errors():
+        with self._translated():
             value = self._redis.get(LOCK_KEY)
         return _s(value) if value else None
 
     def renew_lock(self, tick_id: str, *, ttl_s: float) -> bool:
-        with self._errors():
+        with self._translated():
             return bool(self._renew(keys=[LOCK_KEY], args=[tick_id, _ms(ttl_s)]))
 
     def release_lock(self, tick_id: str) -> bool:
-        with self._errors():
+        with self._translated():
             return bool(self._release(keys=[LOCK_KEY], args=[tick_id]))
 
     def holds_fence(self, tick_id: str, token: int, *, ttl_s: float) -> bool:
         """True while ``tick_id`` holds the lock and ``token`` is the newest fence."""
-        with self._errors():
+        with self._translated():
             pipe = self._redis.pipeline(transaction=False)
             self._fence_check(
                 keys=[LOCK_KEY, FENCE_KEY], args=[tick_id, str(token), _ms(ttl_s)], client=pipe
@@ -342,7 +330,7 @@ class RedisStore(ports.TickParts):
         return bool(results[0])
 
     def latest_tick(self) -> str | None:
-        with self._errors():
+        with self._translated():
             value = self._redis.get(LATEST_TICK_KEY)
         return _s(value) if value else None
 
@@ -351,11 +339,11 @@ class RedisStore(ports.TickParts):
     def _save_part(self, tick_id: str, part: str, model: BaseModel) -> None:
         """Store one stage's output, compressed, under the tick (expires on its own)."""
         blob = zlib.compress(model.model_dump_json().encode(), 1)
-        with self._errors():
+        with self._translated():
             self._redis.set(tick_key(tick_id, part), blob, ex=TICK_DATA_TTL_S)
 
     def _load_part(self, tick_id: str, part: str, model_type: type[ModelT]) -> ModelT:
-        with self._errors():
+        with self._translated():
             blob = self._redis.get(tick_key(tick_id, part))
         if blob is None:
             raise errors.StateStoreError(f"tick {tick_id}: {part} is missing (expired?)")
@@ -363,7 +351,7 @@ class RedisStore(ports.TickParts):
             return model_type.model_validate_json(zlib.decompress(_b(blob)))
 
     def start_batches(self, tick_id: str, count: int) -> None:
-        with self._errors():
+        with self._translated():
             # NX: a redelivered write stage must not reset a count batches already lowered.
             self._redis.set(tick_key(tick_id, "pending"), count, nx=True, ex=TICK_DATA_TTL_S)
             self._redis.set(
@@ -372,7 +360,7 @@ class RedisStore(ports.TickParts):
 
     def writes_started(self, tick_id: str) -> float | None:
         """When the tick's write batches were handed out (Unix time); None if never."""
-        with self._errors():
+        with self._translated():
             value = self._redis.get(tick_key(tick_id, "writes-started"))
         return float(value) if value is not None else None
 
@@ -393,7 +381,7 @@ class RedisStore(ports.TickParts):
         The batch's metric ``counters`` are added in the same transaction: once, and
         before any batch can see the count reach zero and end the tick.
         """
-        with self._errors():
+        with self._translated():
             if not self._redis.sadd(tick_key(tick_id, "done"), index):
                 return None
             pipe = self._redis.pipeline()
@@ -411,20 +399,20 @@ class RedisStore(ports.TickParts):
 
     def add_skipped(self, tick_id: str, skipped: Mapping[str, str]) -> None:
         """Record nodes a batch skipped because they were deleted since the snapshot."""
-        with self._errors():
+        with self._translated():
             pipe = self._redis.pipeline()
             pipe.hset(tick_key(tick_id, "skipped"), mapping=dict(skipped))  # type: ignore[arg-type]
             pipe.expire(tick_key(tick_id, "skipped"), TICK_DATA_TTL_S)
             pipe.execute()
 
     def skipped_nodes(self, tick_id: str) -> set[str]:
-        with self._errors():
+        with self._translated():
             raw = self._redis.hkeys(tick_key(tick_id, "skipped"))
         return {_s(k) for k in raw}
 
     def batch_results(self, tick_id: str) -> tuple[dict[str, str], int, int]:
         """Failures (node -> reason), writes and retries of a tick's batches."""
-        with self._errors():
+        with self._translated():
             raw = self._redis.hgetall(tick_key(tick_id, "failures"))
             written = self._redis.get(tick_key(tick_id, "written"))
             retries = self._redis.get(tick_key(tick_id, "retries"))
@@ -433,13 +421,13 @@ class RedisStore(ports.TickParts):
 
     def mark(self, tick_id: str, flag: str) -> bool:
         """Set a once-only flag of a tick; True the first time."""
-        with self._errors():
+        with self._translated():
             return bool(self._redis.set(tick_key(tick_id, flag), b"1", nx=True, ex=TICK_DATA_TTL_S))
 
     # --- FSM and transitions -------------------------------------------------------------
 
     def fsm_records(self) -> dict[str, dict[str, Any]]:
-        with self._errors():
+        with self._translated():
             raw = self._redis.hgetall(FSM_KEY)
         return {_s(k): json.loads(v) for k, v in raw.items()}
 
@@ -448,7 +436,7 @@ class RedisStore(ports.TickParts):
         token: int,
         records: Mapping[str, Mapping[str, Any]],
         *,
-        spend: ports.Spend | None = None,
+        spend: state_port.Spend | None = None,
     ) -> int:
         """Compare-and-set FSM records on the fencing token; return how many were written.
 
@@ -457,7 +445,7 @@ class RedisStore(ports.TickParts):
         """
         if not records:
             return 0
-        spent = spend or ports.Spend(nodes=(), time=0.0, keep_after=0.0, tick_id="")
+        spent = spend or state_port.Spend(nodes=(), time=0.0, keep_after=0.0, tick_id="")
         args = [
             str(token),
             json.dumps(records),
@@ -466,29 +454,29 @@ class RedisStore(ports.TickParts):
             repr(spent.keep_after),
             spent.tick_id,
         ]
-        with self._errors():
+        with self._translated():
             return int(self._fsm_cas(keys=[FSM_KEY, DOWNGRADES_KEY], args=args))
 
     def downgrades_since(self, since: float) -> int:
         """Downgrades in the ledger after Unix time ``since`` (exclusive)."""
-        with self._errors():
+        with self._translated():
             return int(self._redis.zcount(DOWNGRADES_KEY, f"({since!r}", "+inf"))
 
     def forget_nodes(self, nodes: Iterable[str]) -> None:
         names = list(nodes)
         if names:
-            with self._errors():
+            with self._translated():
                 self._redis.hdel(FSM_KEY, *names)
 
     def append_transitions(self, entries: Sequence[Mapping[str, str]], *, maxlen: int) -> None:
         if not entries:
             return
         flat = [[item for pair in entry.items() for item in pair] for entry in entries]
-        with self._errors():
+        with self._translated():
             self._append_stream(keys=[TRANSITIONS_KEY], args=[maxlen, json.dumps(flat)])
 
     def read_transitions(self, *, since_ms: int = 0, count: int = 10_000) -> list[dict[str, str]]:
-        with self._errors():
+        with self._translated():
             rows = self._redis.xrange(TRANSITIONS_KEY, min=f"{since_ms}-0", count=count)
         return [
             {"id": _s(rid), **{_s(k): _s(v) for k, v in (fields or {}).items()}}
@@ -506,7 +494,7 @@ class RedisStore(ports.TickParts):
         if not pending:
             return
         try:
-            with self._errors():
+            with self._translated():
                 body = json.dumps({field: repr(amount) for field, amount in pending.items()})
                 self._add_counters(keys=[COUNTERS_KEY], args=[body])
         except errors.StateStoreError:
@@ -522,12 +510,12 @@ class RedisStore(ports.TickParts):
 
     def set_gauges(self, values: Mapping[str, float]) -> None:
         if values:
-            with self._errors():
+            with self._translated():
                 mapping: dict[str | bytes, str | bytes] = {k: repr(v) for k, v in values.items()}
                 self._redis.hset(GAUGES_KEY, mapping=mapping)  # type: ignore[arg-type]
 
     def read_metric_values(self) -> tuple[dict[str, float], dict[str, float]]:
-        with self._errors():
+        with self._translated():
             counters = self._redis.hgetall(COUNTERS_KEY)
             gauges = self._redis.hgetall(GAUGES_KEY)
         return (
@@ -538,7 +526,7 @@ class RedisStore(ports.TickParts):
     def set_last_tick(self, summary: Mapping[str, Any]) -> None:
         """Record a finished tick: the last one, and a short history of recent ones."""
         blob = json.dumps(summary)
-        with self._errors():
+        with self._translated():
             pipe = self._redis.pipeline()
             pipe.set(LAST_TICK_KEY, blob)
             pipe.lpush(RECENT_TICKS_KEY, blob)
@@ -547,26 +535,26 @@ class RedisStore(ports.TickParts):
 
     def recent_ticks(self) -> list[dict[str, Any]]:
         """Finished ticks, newest first (at most RECENT_TICKS_KEPT)."""
-        with self._errors():
+        with self._translated():
             rows = self._redis.lrange(RECENT_TICKS_KEY, 0, -1)
         return [json.loads(r) for r in rows]
 
     def last_tick(self) -> dict[str, Any] | None:
-        with self._errors():
+        with self._translated():
             raw = self._redis.get(LAST_TICK_KEY)
         return json.loads(raw) if raw else None
 
     # --- pause switch --------------------------------------------------------------------
 
     def set_paused(self, paused: bool) -> None:
-        with self._errors():
+        with self._translated():
             if paused:
                 self._redis.set(PAUSED_KEY, str(time.time()))
             else:
                 self._redis.delete(PAUSED_KEY)
 
     def is_paused(self) -> bool:
-        with self._errors():
+        with self._translated():
             return bool(self._redis.exists(PAUSED_KEY))
 
 

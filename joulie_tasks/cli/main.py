@@ -18,9 +18,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from joulie_tasks import __version__, config, errors
-from joulie_tasks.adapters import clients, metrics, retrying, store
+from joulie_tasks.adapters import clients, exporter, retrying, store
 from joulie_tasks.cli import ops
 from joulie_tasks.core import durations, models
+from joulie_tasks.ports import metrics
 from joulie_tasks.queue import celery_app
 from joulie_tasks.workflow import known_series, lifecycle, runner, watcher
 
@@ -89,13 +90,13 @@ def _cache_gauges(state: store.RedisStore) -> dict[str, float]:
     """Cache age (seconds since the watcher's last heartbeat) and sync state, at scrape time."""
     status = clients.cache(state).status()
     gauges = metrics.Values()
-    gauges.set("joulie_cache_synced", float(all(status.synced.values())))
-    gauges.set("joulie_watch_active", float(status.lease is not None))
+    gauges.set(metrics.CACHE_SYNCED, float(all(status.synced.values())))
+    gauges.set(metrics.WATCH_ACTIVE, float(status.lease is not None))
     age = status.age(time.time())
     if age is not None:
-        gauges.set("joulie_cache_age_seconds", age)
+        gauges.set(metrics.CACHE_AGE, age)
     if status.last_relist is not None:
-        gauges.set("joulie_watch_last_relist_timestamp_seconds", status.last_relist)
+        gauges.set(metrics.WATCH_LAST_RELIST, status.last_relist)
     return gauges.as_dict()
 
 
@@ -112,7 +113,7 @@ def cmd_metrics(settings: config.Settings, args: argparse.Namespace) -> int:
         return counters, gauges, state.fsm(), state.is_paused()
 
     # Counters and histograms start at 0, so their first event moves increase().
-    registry.register(metrics.RedisCollector(read, known=known_series.known_series()))
+    registry.register(exporter.RedisCollector(read, known=known_series.known_series()))
     # The interval is configuration, not Redis state: alert rules compare tick age to it.
     interval = Gauge(metrics.RECONCILE_INTERVAL, "RECONCILE_INTERVAL in seconds", registry=registry)
     interval.set(settings.reconcile_interval)
@@ -144,7 +145,9 @@ def cmd_watch(settings: config.Settings, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     print(f"watcher {watcher.holder_identity()} started", flush=True)
-    watcher.Watcher(settings, state=state, gateway=gateway, kick=kick).run(stop)
+    watcher.Watcher(
+        settings, state=state, cache=clients.cache(state), gateway=gateway, kick=kick
+    ).run(stop)
     return 0
 
 
@@ -158,6 +161,7 @@ def cmd_reconcile(settings: config.Settings, args: argparse.Namespace) -> int:
         report = runner.run_inline(
             gateway=gateway,
             state=state,
+            cache=clients.cache(state),
             settings=settings,
             tick_time=tick_time,
             dry_run=args.dry_run,

@@ -16,9 +16,10 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from joulie_tasks import config
-from joulie_tasks.adapters import clients, kube, ports, store
+from joulie_tasks import config, ports
+from joulie_tasks.adapters import clients, store
 from joulie_tasks.core import damping, decide, durations, guard, schedule, snapshot_parse
+from joulie_tasks.ports import cluster
 from joulie_tasks.workflow import apply, reconcile, snapshot
 
 
@@ -46,7 +47,7 @@ def _progress(message: str) -> None:
 
 
 def status_rows(
-    settings: config.Settings, state: store.RedisStore, gateway: ports.KubeGateway
+    settings: config.Settings, state: store.RedisStore, gateway: cluster.KubeGateway
 ) -> dict[str, Any]:
     """The managed nodes as Redis and the cluster see them, plus the operator's switches."""
     _progress("reading nodes …")
@@ -54,7 +55,7 @@ def status_rows(
         n
         for n in map(
             snapshot_parse.node_info_from_manifest,
-            gateway.list_items(kube.NODES, page_size=settings.list_page_size),
+            gateway.list_items(cluster.NODES, page_size=settings.list_page_size),
         )
         if n is not None
     ]
@@ -101,7 +102,7 @@ def status_rows(
 
 
 def damping_status(
-    settings: config.Settings, state: ports.StateStore, *, eligible: int, now: float
+    settings: config.Settings, state: ports.state.StateStore, *, eligible: int, now: float
 ) -> dict[str, Any]:
     """Damping in force now (docs/SPEC.md §12): dwell, budget spent and left, the active
     schedule windows and the one freezing downgrades."""

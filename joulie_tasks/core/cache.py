@@ -2,9 +2,10 @@
 
 Pure: no I/O. The watcher (watcher.py) reduces every watched object to a compact
 record here, cache_store.py keeps the records and the counts in Redis, and the
-snapshot stage turns them back into a :class:`models.Snapshot` (nodes and profiles)
-plus a :class:`models.Demand` — the same ones a list-fed tick computes, because the
-reduction uses the very functions the list path uses (snapshot_parse, classify).
+snapshot stage turns them back into a :class:`models.Snapshot` (nodes, profiles and,
+when OUTPUT_API writes them, NodeTwins) plus a :class:`models.Demand` — the same ones
+a list-fed tick computes, because the reduction uses the very functions the list
+path uses (snapshot_parse, classify).
 
 A pod is reduced to its *contribution*: nothing (unconstrained, finished, being
 deleted) or one code, ``P|<node>`` (performance-only; empty node while pending),
@@ -90,6 +91,13 @@ def npp_record(obj: Mapping[str, Any]) -> models.NppInfo | None:
     return snapshot_parse.npp_info_from_manifest(obj)
 
 
+def twin_record(obj: Mapping[str, Any]) -> models.TwinInfo | None:
+    """The twin as the cache keeps it: whole spec and status with its resourceVersion,
+    exactly what a list-fed tick reads (the writer diffs against both and replaces
+    at that version)."""
+    return snapshot_parse.twin_info_from_manifest(obj)
+
+
 def demand_from_counts(counts: Mapping[str, int], by_node: Mapping[str, int]) -> models.Demand:
     """The Demand a list-fed classify would compute from the same pods."""
     return models.Demand(
@@ -128,11 +136,17 @@ def snapshot_from_records(
     tick_time: float,
     nodes: Iterable[models.NodeInfo],
     profiles: Iterable[models.NppInfo],
+    twins: Iterable[models.TwinInfo] = (),
 ) -> models.Snapshot:
     """A Snapshot without pods (the demand comes precomputed), in the API's name order."""
     return models.Snapshot(
         tick_time=tick_time,
-        nodes=tuple(sorted(nodes, key=lambda n: n.name.encode("utf-8", "surrogatepass"))),
+        nodes=tuple(sorted(nodes, key=lambda n: _name_order(n.name))),
         pods=(),
-        profiles=tuple(sorted(profiles, key=lambda p: p.name.encode("utf-8", "surrogatepass"))),
+        profiles=tuple(sorted(profiles, key=lambda p: _name_order(p.name))),
+        twins=tuple(sorted(twins, key=lambda t: _name_order(t.name))),
     )
+
+
+def _name_order(name: str) -> bytes:
+    return name.encode("utf-8", "surrogatepass")

@@ -10,14 +10,17 @@ downgrade budget already spent that damping reads (docs/SPEC.md §12).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from joulie_tasks.core import (
+    caps,
     classify,
     damping,
     guard,
+    hardware,
     models,
+    order,
     plan,
     schedule,
     selectors,
@@ -51,13 +54,10 @@ class Params(Protocol):
     @property
     def output_api(self) -> models.OutputApi: ...
     @property
-    def cpu_performance_cap_pct_of_max(self) -> float: ...
+    def node_order(self) -> models.NodeOrder: ...
     @property
-    def cpu_eco_cap_pct_of_max(self) -> float: ...
-    @property
-    def gpu_performance_cap_pct_of_max(self) -> float: ...
-    @property
-    def gpu_eco_cap_pct_of_max(self) -> float: ...
+    def product_label_keys(self) -> tuple[str, ...]: ...
+    def twin_caps(self) -> caps.Caps: ...
 
 
 class Decided(models.Frozen):
@@ -77,6 +77,9 @@ def plan_for(snap: models.Snapshot, demand: models.Demand, *, settings: Params) 
     eligible = snapshot_parse.select_eligible(
         snap.nodes, selector=settings.selector, reserved_label_key=settings.reserved_label_key
     )
+    ranking = None
+    if settings.node_order is models.NodeOrder.DENSITY:
+        ranking = order.rank(planner_hardware(snap, eligible, settings=settings))
     return plan.make_plan(
         [n.name for n in eligible],
         demand=demand,
@@ -85,6 +88,16 @@ def plan_for(snap: models.Snapshot, demand: models.Demand, *, settings: Params) 
             active=schedule.active_windows(settings.schedule, at=snap.tick_time),
         ),
         tick_time=snap.tick_time,
+        order=ranking,
+    )
+
+
+def planner_hardware(
+    snap: models.Snapshot, nodes: Sequence[models.NodeInfo], *, settings: Params
+) -> dict[models.NodeName, hardware.Hardware]:
+    """The planner's view of ``nodes``' hardware: NodeHardware, else labels."""
+    return hardware.planner_view(
+        nodes, records=snap.hardware, product_label_keys=settings.product_label_keys
     )
 
 
@@ -142,18 +155,14 @@ def writes_for(
     if not mode.writes_profiles:
         writes = writes.model_copy(update={"profiles": (), "deletes": ()})
     if mode.writes_twins:
-        caps = twin.Caps(
-            cpu={
-                models.Profile.PERFORMANCE: settings.cpu_performance_cap_pct_of_max,
-                models.Profile.ECO: settings.cpu_eco_cap_pct_of_max,
-            },
-            gpu={
-                models.Profile.PERFORMANCE: settings.gpu_performance_cap_pct_of_max,
-                models.Profile.ECO: settings.gpu_eco_cap_pct_of_max,
-            },
-        )
+        decided = [d.node for d in guarded.decisions]
         twins, gone = twin.desired_twin_writes(
-            guarded, nodes=snap.nodes, twins=snap.twins, caps=caps
+            guarded,
+            nodes=snap.nodes,
+            twins=snap.twins,
+            caps=settings.twin_caps(),
+            planner_hw=planner_hardware(snap, snap.nodes, settings=settings),
+            twin_hw=hardware.twin_view(decided, records=snap.hardware),
         )
         writes = writes.model_copy(update={"twins": twins, "twin_deletes": gone})
     return writes

@@ -85,6 +85,13 @@ class OutputApi(StrEnum):
         return self is not OutputApi.NODEPOWERPROFILE
 
 
+class NodeOrder(StrEnum):
+    """The order the policy assigns profiles in (NODE_ORDER, docs/SPEC.md §13.10)."""
+
+    NAME = "name"  # byte order of the node names: the seed's behaviour (default)
+    DENSITY = "density"  # compute density, densest first, with the per-family floor
+
+
 class PolicyName(StrEnum):
     STATIC_PARTITION = "static_partition"
     QUEUE_AWARE_V1 = "queue_aware_v1"
@@ -119,6 +126,9 @@ class NodeInfo(Frozen):
     #: Allocatable GPUs (``status.allocatable``, NODETWIN.md §6.2): only the NodeTwin
     #: writer reads it, for the GPU cap intent.
     gpus: int = 0
+    #: ``status.capacity.cpu`` rounded up to whole cores (0 when absent): the core
+    #: count of the label fallback when a node has no NodeHardware (NODETWIN.md §2.4 A).
+    cpu_cores: int = 0
 
 
 class Requirement(Frozen):
@@ -188,6 +198,31 @@ class TwinInfo(Frozen):
     status: dict[str, object] = Field(default_factory=dict)
 
 
+class HardwareInfo(Frozen):
+    """A NodeHardware object's figures as the agent wrote them (NODETWIN.md §2.2), or
+    the same figures taken from a node's labels when it has none (§2.4 A).
+
+    Counts are 0 and wattages 0.0 when absent; whole and fractional numbers are read
+    alike (the API server returns ``400`` for ``400.0``, NODETWIN.md §10.4).
+    """
+
+    node_name: str
+    cpu_model: str = ""
+    cpu_raw_model: str = ""
+    sockets: int = 0
+    total_cores: int = 0
+    #: ``cpu.capRange``: the RAPL range per package the agent read on the host.
+    cpu_min_w_per_socket: float = 0.0
+    cpu_max_w_per_socket: float = 0.0
+    gpu_present: bool = False
+    gpu_model: str = ""
+    gpu_raw_model: str = ""
+    gpu_count: int = 0
+    #: ``gpu.capRangePerGpu``: the power-limit range of each GPU.
+    gpu_min_w: float = 0.0
+    gpu_max_w: float = 0.0
+
+
 class Snapshot(Frozen):
     """Everything one tick reads, stamped with the tick's time.
 
@@ -201,6 +236,9 @@ class Snapshot(Frozen):
     profiles: tuple[NppInfo, ...] = ()
     #: Read only when OUTPUT_API writes NodeTwins; empty (and unread) otherwise.
     twins: tuple[TwinInfo, ...] = ()
+    #: NodeHardware objects; read only when OUTPUT_API writes NodeTwins or
+    #: NODE_ORDER is ``density`` (docs/SPEC.md §13.10), empty otherwise.
+    hardware: tuple[HardwareInfo, ...] = ()
 
 
 # --- classify ---------------------------------------------------------------------------
@@ -246,7 +284,8 @@ class Assignment(Frozen):
 
 
 class Plan(Frozen):
-    """The policy's output: the eligible nodes in byte order with their profiles."""
+    """The policy's output: the eligible nodes with their profiles, in byte order of
+    their names (NODE_ORDER=name) or densest first (NODE_ORDER=density)."""
 
     policy_name: str
     hp_count: int

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from joulie_tasks.core import models
+from joulie_tasks.core import order as ordering
 
 STATIC_PARTITION = "static-partition-v1"
 QUEUE_AWARE = "queue-aware-v1"
@@ -100,6 +101,9 @@ class Policy:
     params: tuple[str, ...]
     assign: Assign
     provenance: str
+    #: Whether the policy chooses a count of performance nodes, which NODE_ORDER=density
+    #: raises to one per hardware family (order.py); rule_swap_v1's pattern is not one.
+    counts: bool = True
 
 
 def _first_in_performance(hp_count: int, count: int) -> tuple[models.Profile, ...]:
@@ -149,7 +153,13 @@ POLICIES: Mapping[models.PolicyName, Policy] = {
             _assign_queue_aware,
             QUEUE_AWARE,
         ),
-        Policy(models.PolicyName.RULE_SWAP_V1, ("interval_seconds",), _assign_rule_swap, RULE_SWAP),
+        Policy(
+            models.PolicyName.RULE_SWAP_V1,
+            ("interval_seconds",),
+            _assign_rule_swap,
+            RULE_SWAP,
+            counts=False,
+        ),
     )
 }
 
@@ -160,16 +170,24 @@ def make_plan(
     demand: models.Demand,
     params: models.PolicyParams,
     tick_time: float,
+    order: ordering.Ranking | None = None,
 ) -> models.Plan:
     """Assign each eligible node its profile and cap with the configured policy.
 
     ``nodes`` are the eligible names; they are (re)sorted by byte order so the plan
     does not depend on the caller's order. Every policy but rule_swap_v1 puts the
     first ``hp_count`` in performance; rule_swap_v1's pattern is not a prefix.
+    With ``order`` (NODE_ORDER=density) the nodes go densest first and a counting
+    policy keeps one performance node per hardware family (order.py).
     """
     ordered = sorted(nodes, key=lambda n: n.encode("utf-8", "surrogatepass"))
+    if order is not None:
+        ordered = order.arrange(ordered)
     policy = POLICIES[params.policy]
     profiles = policy.assign(len(ordered), demand, params, tick_time)
+    if order is not None and policy.counts:
+        hp_count = profiles.count(models.Profile.PERFORMANCE)
+        profiles = ordering.with_family_floor(ordered, hp_count=hp_count, ranking=order)
     caps = {
         models.Profile.PERFORMANCE: params.performance_cap_watts,
         models.Profile.ECO: params.eco_cap_watts,

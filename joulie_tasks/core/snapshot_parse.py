@@ -35,7 +35,21 @@ def node_info_from_manifest(obj: Mapping[str, object]) -> models.NodeInfo | None
         unschedulable=_get(_mapping(_get(obj, "spec")), "unschedulable") is True,
         resource_version=_string(_get(metadata, "resourceVersion")),
         gpus=gpu_count(_mapping(_get(_mapping(_get(obj, "status")), "allocatable"))),
+        cpu_cores=cpu_cores(_get(_mapping(_get(_mapping(_get(obj, "status")), "capacity")), "cpu")),
     )
+
+
+def cpu_cores(quantity: object) -> int:
+    """``status.capacity.cpu`` rounded up to whole cores (``96500m`` → 97); 0 when
+    absent or not a plain or milli quantity."""
+    text = str(quantity).strip() if isinstance(quantity, str | int) else ""
+    milli = text.endswith("m")
+    digits = text[:-1] if milli else text
+    try:
+        value = float(digits) / (1000 if milli else 1)
+    except ValueError:
+        return 0
+    return math.ceil(value) if math.isfinite(value) and value > 0 else 0
 
 
 _GPU_RESOURCES = frozenset({"nvidia.com/gpu", "amd.com/gpu", "gpu.intel.com/i915"})

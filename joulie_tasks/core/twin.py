@@ -26,28 +26,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
-from joulie_tasks.core import models, naming
+from joulie_tasks.core import caps as capping
+from joulie_tasks.core import hardware, models, naming, twin_status
 
 API_VERSION = "joulie.io/v1alpha1"
 KIND = "NodeTwin"
 #: A status whose content is unchanged is rewritten once its lastUpdated is this old:
 #: half the extender's 5-minute staleness threshold (NODETWIN.md §7.13).
 STATUS_REFRESH_S = 150.0
-
-
-@dataclass(frozen=True)
-class Caps:
-    """Caps in percent of max by profile (NODETWIN.md §6); a GPU percentage of 0 means
-    no GPU intent. Defaults: the reference's chart values, 100/60 for both."""
-
-    cpu: Mapping[models.Profile, float] = field(
-        default_factory=lambda: {models.Profile.PERFORMANCE: 100.0, models.Profile.ECO: 60.0}
-    )
-    gpu: Mapping[models.Profile, float] = field(
-        default_factory=lambda: {models.Profile.PERFORMANCE: 100.0, models.Profile.ECO: 60.0}
-    )
 
 
 #: The agent owns this status key; the operator never compares or writes it.
@@ -65,61 +52,57 @@ def twin_names(node_names: Sequence[str]) -> dict[models.NodeName, str]:
     }
 
 
-def twin_spec(decision: models.Decision, *, gpus: int, caps: Caps) -> dict[str, object]:
-    """The ``spec`` of a decided node (NODETWIN.md §3.3): eco while draining, caps in
-    percent of max. A node with allocatable GPUs gets a per-GPU intent (none when its
-    percentage is 0) and **no CPU cap**: the reference writes absolute watts there by
-    mistake, against its own stated intent (NODETWIN.md §10.2, docs/SPEC.md §13.9)."""
+def twin_spec(
+    decision: models.Decision,
+    *,
+    node: models.NodeInfo | None = None,
+    hw: hardware.Hardware = hardware.NO_HARDWARE,
+    caps: capping.Caps | None = None,
+) -> dict[str, object]:
+    """The ``spec`` of a decided node (NODETWIN.md §3.3): eco while draining, the caps
+    of caps.py (``hw`` is the planner's view of the node's hardware)."""
+    caps = caps or capping.Caps()
+    gpus = node.gpus if node is not None else 0
     spec: dict[str, object] = {
         "nodeName": decision.node,
         "profile": decision.profile.value,
-        "cpu": {} if gpus > 0 else {"packagePowerCapPctOfMax": _number(caps.cpu[decision.profile])},
+        "cpu": capping.cpu_cap(
+            decision.profile, watts=decision.cap_watts, gpus=gpus, hw=hw, caps=caps
+        ),
         "policy": {"name": decision.policy_name},
         "scheduling": {"draining": decision.draining},
     }
-    gpu_pct = caps.gpu[decision.profile]
-    if gpus > 0 and gpu_pct > 0:
-        spec["gpu"] = {"powerCap": {"scope": "perGpu", "capPctOfMax": _number(gpu_pct)}}
+    labels = node.labels if node is not None else {}
+    gpu = capping.gpu_cap(decision.profile, gpus=gpus, hw=hw, labels=labels, caps=caps)
+    if gpu is not None:
+        spec["gpu"] = {"powerCap": gpu}
     return spec
 
 
-def _effective(spec: Mapping[str, object]) -> dict[str, object]:
-    """``effectiveCapState``: the written percentages, 100 where none is written."""
+def twin_status_of(
+    decision: models.Decision,
+    *,
+    spec: Mapping[str, object],
+    tick_time: float,
+    hw: hardware.Hardware = hardware.NO_HARDWARE,
+) -> dict[str, object]:
+    """The operator-owned ``status`` (NODETWIN.md §7): the figures of twin_status.py
+    from the node's NodeHardware (``hw``, the twin view) and the written percentages
+    (100 where none is written), with no power source; ``lastUpdated`` the tick time."""
     cpu = spec.get("cpu")
     gpu = spec.get("gpu")
     cap = gpu.get("powerCap") if isinstance(gpu, dict) else None
     cpu_pct = cpu.get("packagePowerCapPctOfMax", 100) if isinstance(cpu, dict) else 100
     gpu_pct = cap.get("capPctOfMax", 100) if isinstance(cap, dict) else 100
-    return {"cpuPct": cpu_pct, "gpuPct": gpu_pct}
-
-
-def twin_status(
-    decision: models.Decision, *, spec: Mapping[str, object], tick_time: float
-) -> dict[str, object]:
-    """The operator-owned ``status`` (NODETWIN.md §7) from what we know: no hardware
-    record and no power source, which gives the reference's own figures for that case
-    (headroom 100, stress 0, PUE 1.05, budgets and TDPs 0, source ``static``)."""
-    return {
-        "schedulableClass": "draining" if decision.draining else decision.profile.value,
-        "predictedPowerHeadroomScore": 100,
-        "predictedCoolingStressScore": 0,
-        "predictedPsuStressScore": 0,
-        "hardwareDensityScore": 0,
-        "estimatedPUE": 1.05,
-        "effectiveCapState": _effective(spec),
-        "powerMeasurement": {
-            "source": "static",
-            "measuredNodePowerW": 0,
-            "cpuCappedPowerW": 0,
-            "gpuCappedPowerW": 0,
-            "nodeCappedPowerW": 0,
-            "cpuTdpW": 0,
-            "gpuTdpW": 0,
-            "nodeTdpW": 0,
-            "powerTrendWPerMin": 0,
-        },
-        _STAMP: rfc3339(tick_time),
-    }
+    status = twin_status.compute(
+        hw,
+        profile=decision.profile.value,
+        draining=decision.draining,
+        cpu_pct=float(cpu_pct) if isinstance(cpu_pct, int | float) else 100.0,
+        gpu_pct=float(gpu_pct) if isinstance(gpu_pct, int | float) else 100.0,
+    )
+    status[_STAMP] = rfc3339(tick_time)
+    return status
 
 
 def desired_twin_writes(
@@ -127,7 +110,9 @@ def desired_twin_writes(
     *,
     nodes: Sequence[models.NodeInfo],
     twins: Sequence[models.TwinInfo],
-    caps: Caps | None = None,
+    caps: capping.Caps | None = None,
+    planner_hw: Mapping[models.NodeName, hardware.Hardware] | None = None,
+    twin_hw: Mapping[models.NodeName, hardware.Hardware] | None = None,
 ) -> tuple[tuple[models.TwinWrite, ...], tuple[str, ...]]:
     """The twin writes and deletes that bring every decided node's twin to the plan.
 
@@ -136,18 +121,31 @@ def desired_twin_writes(
     no longer managed (the extender would otherwise keep filtering on its stale class),
     and when it is a second twin of a decided node under an outdated name. Twins we did
     not create are never deleted, and nothing is deleted when no node is decided.
+    ``planner_hw`` (caps) and ``twin_hw`` (status) are hardware.py's two views; a node
+    missing from them has no known hardware.
     """
-    caps = caps or Caps()
     names = twin_names([n.name for n in nodes] + [d.node for d in guarded.decisions])
-    gpus = {n.name: n.gpus for n in nodes}
+    by_name = {n.name: n for n in nodes}
+    planner_hw = planner_hw or {}
+    twin_hw = twin_hw or {}
     existing = {t.name: t for t in twins}
     writes: list[models.TwinWrite] = []
     for decision in guarded.decisions:
         if decision.postponed:
             continue
         name = names[decision.node]
-        spec = twin_spec(decision, gpus=gpus.get(decision.node, 0), caps=caps)
-        status = twin_status(decision, spec=spec, tick_time=guarded.tick_time)
+        spec = twin_spec(
+            decision,
+            node=by_name.get(decision.node),
+            hw=planner_hw.get(decision.node, hardware.NO_HARDWARE),
+            caps=caps,
+        )
+        status = twin_status_of(
+            decision,
+            spec=spec,
+            tick_time=guarded.tick_time,
+            hw=twin_hw.get(decision.node, hardware.NO_HARDWARE),
+        )
         found = existing.get(name)
         if found is None:
             writes.append(
@@ -230,9 +228,3 @@ def _orphans(
         )
 
     return tuple(sorted(t.name for t in twins if is_orphan(t)))
-
-
-def _number(value: float) -> float | int:
-    """Whole numbers as integers: the API server re-encodes them so anyway, and a
-    comparison with what it returns must not see ``60.0`` and ``60`` as a change."""
-    return int(value) if float(value).is_integer() else value

@@ -24,8 +24,9 @@ from celery import Task, chain, signals
 from celery.exceptions import Ignore
 
 from joulie_tasks import config, errors
-from joulie_tasks.adapters import clients, kube, metrics, store
+from joulie_tasks.adapters import cache_store, clients, kube, store
 from joulie_tasks.core import models
+from joulie_tasks.ports import metrics
 from joulie_tasks.queue.celery_app import TICK_TASK, app
 from joulie_tasks.workflow import events, lifecycle, outcome, runner
 
@@ -33,17 +34,18 @@ logger = logging.getLogger(__name__)
 
 
 class ProcessResources:
-    """The clients one worker process owns: a Redis store and a Kubernetes gateway, built
-    by the wiring root (adapters/clients.py) on first use and never shared across
-    fork() (a pid change drops them)."""
+    """The clients one worker process owns: a Redis store, the watch cache on it and a
+    Kubernetes gateway, built by the wiring root (adapters/clients.py) on first use and
+    never shared across fork() (a pid change drops them)."""
 
     def __init__(self) -> None:
         self._pid: int | None = None
         self._state: store.RedisStore | None = None
+        self._cache: cache_store.CacheStore | None = None
         self._gateway: kube.ApiGateway | None = None
 
     def reset(self) -> None:
-        self._pid, self._state, self._gateway = os.getpid(), None, None
+        self._pid, self._state, self._cache, self._gateway = os.getpid(), None, None, None
 
     def _check_pid(self) -> None:
         if self._pid != os.getpid():
@@ -54,6 +56,12 @@ class ProcessResources:
         if self._state is None:
             self._state = clients.redis_store(_settings())
         return self._state
+
+    def cache(self) -> cache_store.CacheStore:
+        self._check_pid()
+        if self._cache is None:
+            self._cache = clients.cache(self.state())
+        return self._cache
 
     def gateway(self) -> kube.ApiGateway:
         self._check_pid()
@@ -103,7 +111,13 @@ def _gateway() -> kube.ApiGateway:
 def _runner(ref_data: dict[str, Any]) -> runner.TickRunner:
     """Validate the tick reference and build its runner over this process's clients."""
     ref = lifecycle.TickRef.model_validate(ref_data)
-    return runner.TickRunner(ref, gateway=_gateway, state=_state(), settings=_settings())
+    return runner.TickRunner(
+        ref,
+        gateway=_gateway,
+        state=_state(),
+        cache=OperatorTask.resources.cache(),
+        settings=_settings(),
+    )
 
 
 def _stage(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -232,8 +246,12 @@ def tick(self: Task[Any, Any], scheduled_at: float | None = None, dedup: bool = 
             write.si(ref_data),
         ).apply_async()
     except Exception as e:
-        runner.TickRunner(ref, gateway=_gateway, state=state, settings=settings).fail(
-            stage="dispatch", error=e
-        )
+        runner.TickRunner(
+            ref,
+            gateway=_gateway,
+            state=state,
+            cache=OperatorTask.resources.cache(),
+            settings=settings,
+        ).fail(stage="dispatch", error=e)
         raise
     return ref.tick_id

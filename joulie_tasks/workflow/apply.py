@@ -22,8 +22,9 @@ from typing import TypeVar
 import tenacity
 
 from joulie_tasks import errors
-from joulie_tasks.adapters import kube, ports, retrying
+from joulie_tasks.adapters import retrying
 from joulie_tasks.core import models, twin, write
+from joulie_tasks.ports import cluster
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def group_by_node(writes: models.WriteSet) -> list[NodeWrites]:
 def apply_writes(
     node_writes: Sequence[NodeWrites],
     *,
-    gateway: ports.KubeGateway,
+    gateway: cluster.KubeGateway,
     concurrency: int,
     tick_id: str,
     dry_run: bool = False,
@@ -169,7 +170,7 @@ def _collect(result: ApplyResult, outcomes: Iterable[NodeOutcome], *, tick_id: s
 def delete_profiles(
     names: Sequence[str],
     *,
-    gateway: ports.KubeGateway,
+    gateway: cluster.KubeGateway,
     tick_id: str,
     sleep: Callable[[float], None] = time.sleep,
 ) -> ApplyResult:
@@ -187,7 +188,7 @@ def delete_profiles(
 def delete_twins(
     names: Sequence[str],
     *,
-    gateway: ports.KubeGateway,
+    gateway: cluster.KubeGateway,
     tick_id: str,
     sleep: Callable[[float], None] = time.sleep,
 ) -> ApplyResult:
@@ -236,7 +237,7 @@ class _NodeWriter:
     def __init__(
         self,
         *,
-        gateway: ports.KubeGateway,
+        gateway: cluster.KubeGateway,
         tick_id: str,
         dry_run: bool,
         sleep: Callable[[float], None],
@@ -350,7 +351,7 @@ class _NodeWriter:
     def _reread_twin(self, node: str, desired: models.TwinWrite, known: _ProfileState) -> bool:
         """Read the twin again into ``known``; True when it already holds our spec."""
         current = self._call(
-            node, f"get twin {desired.name}", lambda: self._kube.get(kube.TWINS, desired.name)
+            node, f"get twin {desired.name}", lambda: self._kube.get(cluster.TWINS, desired.name)
         )
         if current is None:
             known.create, known.resource_version = True, None
@@ -372,7 +373,7 @@ class _NodeWriter:
             attempt += 1
             if attempt > 1:  # after a 409: re-read, write only what is still missing
                 current = self._call(
-                    node, f"get node {node}", lambda: self._kube.get(kube.NODES, node)
+                    node, f"get node {node}", lambda: self._kube.get(cluster.NODES, node)
                 )
                 if current is None:
                     raise _NodeGone(f"node {node} no longer exists", status=404)
@@ -433,7 +434,7 @@ class _NodeWriter:
     ) -> bool:
         """Read the profile again into ``known``; True when it already holds ``body``."""
         current = self._call(
-            node, f"get profile {name}", lambda: self._kube.get(kube.PROFILES, name)
+            node, f"get profile {name}", lambda: self._kube.get(cluster.PROFILES, name)
         )
         if current is None:
             known.create, known.resource_version = True, None

@@ -1,13 +1,15 @@
 """How a tick uses the watch-fed cache: read it, confirm before eco, answer the kick.
 
 - :func:`read` (snapshot stage): when the cache is synced and its heartbeat younger
-  than CACHE_MAX_AGE, the tick's snapshot (nodes, profiles) and its demand come from
-  the cache and no API request is made; otherwise the caller lists as before, and
+  than CACHE_MAX_AGE, the tick's snapshot (nodes, profiles, and NodeTwins when
+  OUTPUT_API writes them and the watcher watches them) and its demand come from the
+  cache and no API request is made; otherwise the caller lists as before, and
   the fallback is logged and counted (``joulie_cache_fallbacks_total{reason}``).
   Either way the tick records the cache's change sequence it has seen.
 - :func:`confirm` (write batches of a cache-fed tick): before a node is written
   towards eco — its labels to eco without draining, or its profile object to eco —
-  one ``list pods`` by ``spec.nodeName`` counts its active performance-only pods;
+  or its NodeTwin spec to eco without draining — one ``list pods`` by
+  ``spec.nodeName`` counts its active performance-only pods;
   a node that has any is not written this tick (``joulie_downgrades_stopped_total``)
   and the watcher is asked to relist. A wrong cache can delay a downgrade, never
   cause one under a performance pod.
@@ -19,45 +21,57 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
+from typing import NamedTuple
 
-from joulie_tasks import config, errors
-from joulie_tasks.adapters import cache_store, clients, kube, metrics, ports, retrying, store
-from joulie_tasks.core import cache, models
+from joulie_tasks import config, errors, ports
+from joulie_tasks.adapters import retrying
+from joulie_tasks.core import cache as core_cache
+from joulie_tasks.core import models
+from joulie_tasks.ports import cluster, metrics
 from joulie_tasks.workflow import lifecycle
 
 logger = logging.getLogger(__name__)
 
-FALLBACKS = "joulie_cache_fallbacks_total"
-CONFIRMATIONS = "joulie_confirmations_total"
-STOPPED = "joulie_downgrades_stopped_total"
-REACTION = "joulie_reaction_latency_seconds"
-REACTION_BUCKETS = metrics.EXTRA_HISTOGRAMS[REACTION]
 
+class Cached(NamedTuple):
+    """A tick's input read from the cache; ``twins_cached`` False means the snapshot
+    has no NodeTwins and the caller lists them (OUTPUT_API writes them, the watcher
+    does not watch them: it runs with another OUTPUT_API)."""
 
-def _cache_of(state: ports.StateStore) -> cache_store.CacheStore | None:
-    """The watch cache lives beside the state in Redis; any other store has none (the
-    tick then lists, as without a watcher)."""
-    return clients.cache(state) if isinstance(state, store.RedisStore) else None
+    snapshot: models.Snapshot
+    demand: models.Demand
+    twins_cached: bool
 
 
 def read(
-    ref: lifecycle.TickRef, *, state: ports.StateStore, settings: config.Settings
-) -> tuple[models.Snapshot, models.Demand] | None:
-    """The tick's snapshot and demand from the cache, or None (the caller lists)."""
-    cs = _cache_of(state)
+    ref: lifecycle.TickRef,
+    *,
+    state: ports.state.StateStore,
+    cache: ports.cache.TickCache | None,
+    settings: config.Settings,
+) -> Cached | None:
+    """The tick's snapshot and demand from the cache, or None (the caller lists; also
+    with no cache at all, as a store without one: the runner was given ``cache=None``)."""
+    cs = cache
     if cs is None:
         return None
     detail = ""
     try:
-        view = cs.read(tick_time=ref.tick_time, now=time.time(), max_age=settings.cache_max_age)
+        view = cs.read(
+            tick_time=ref.tick_time,
+            now=time.time(),
+            max_age=settings.cache_max_age,
+            twins=settings.output_api.writes_twins,
+        )
     except (errors.StateStoreError, ValueError) as e:
-        view, detail = cache.Unusable.UNREADABLE, f" ({e})"
-    if isinstance(view, cache_store.CacheView):
+        view, detail = core_cache.Unusable.UNREADABLE, f" ({e})"
+    if isinstance(view, ports.cache.CacheView):
         state.save_cache_mark(ref.tick_id, models.CacheMark(fed=True, seq=view.seq))
         logger.info("tick %s: snapshot from the cache (age %.2fs)", ref.tick_id, view.age_s)
-        return view.snapshot, view.demand
-    state.add_counters(metrics.Values().add(FALLBACKS, reason=view.value).as_dict())
-    log = logger.info if view is cache.Unusable.ABSENT else logger.warning
+        return Cached(view.snapshot, view.demand, view.twins_cached)
+    state.add_counters(metrics.Values().add(metrics.CACHE_FALLBACKS, reason=view.value).as_dict())
+    log = logger.info if view is core_cache.Unusable.ABSENT else logger.warning
     log("tick %s: cache not used (%s%s); listing", ref.tick_id, view.value, detail)
     try:
         seq = cs.status().seq
@@ -67,7 +81,7 @@ def read(
     return None
 
 
-def mark(ref: lifecycle.TickRef, *, state: ports.StateStore) -> models.CacheMark | None:
+def mark(ref: lifecycle.TickRef, *, state: ports.state.StateStore) -> models.CacheMark | None:
     try:
         return state.load_cache_mark(ref.tick_id)
     except errors.StateStoreError:
@@ -75,8 +89,10 @@ def mark(ref: lifecycle.TickRef, *, state: ports.StateStore) -> models.CacheMark
 
 
 def towards_eco(batch: models.WriteSet, *, profile_label: str, draining_label: str) -> set[str]:
-    """Nodes this batch writes towards eco: labels to eco without draining, or a
-    profile object to eco (unless the same batch sets draining)."""
+    """Nodes this batch writes towards eco: labels to eco without draining, a profile
+    object to eco (unless the same batch sets draining), or a NodeTwin spec to eco
+    without ``scheduling.draining`` (the agent caps at once on that spec, and it can be
+    written alone: a twin recreated, or NodeTwin output switched on)."""
     eco = models.Profile.ECO.value
     nodes: set[str] = {
         w.node
@@ -89,15 +105,23 @@ def towards_eco(batch: models.WriteSet, *, profile_label: str, draining_label: s
         for w in batch.profiles
         if w.spec.profile is models.Profile.ECO and w.spec.node_name not in draining
     }
+    nodes |= {w.node for w in batch.twins if w.spec is not None and _eco_twin_spec(w.spec)}
     return nodes
+
+
+def _eco_twin_spec(spec: Mapping[str, object]) -> bool:
+    scheduling = spec.get("scheduling")
+    draining = isinstance(scheduling, Mapping) and scheduling.get("draining") is True
+    return spec.get("profile") == models.Profile.ECO.value and not draining
 
 
 def confirm(
     batch: models.WriteSet,
     *,
     ref: lifecycle.TickRef,
-    gateway: ports.KubeGateway,
-    state: ports.StateStore,
+    gateway: cluster.KubeGateway,
+    state: ports.state.StateStore,
+    cache: ports.cache.TickCache | None,
     settings: config.Settings,
 ) -> tuple[models.WriteSet, dict[str, str]]:
     """The batch without the nodes a fresh pod list shows still running performance
@@ -116,15 +140,14 @@ def confirm(
             continue
         if count:
             stopped[node] = f"downgrade stopped: {count} performance pod(s) still on the node"
-    increments = metrics.Values().add(CONFIRMATIONS, len(nodes))
+    increments = metrics.Values().add(metrics.CONFIRMATIONS, len(nodes))
     if stopped:
-        increments.add(STOPPED, len(stopped))
+        increments.add(metrics.DOWNGRADES_STOPPED, len(stopped))
         for node, why in stopped.items():
             logger.warning("tick %s: node %s: %s", ref.tick_id, node, why)
         try:
-            cs = _cache_of(state)
-            if cs is not None:
-                cs.request_relist()
+            if cache is not None:
+                cache.request_relist()
         except errors.StateStoreError as e:
             logger.warning("tick %s: cannot ask the watcher to relist: %s", ref.tick_id, e)
     state.add_counters(increments.as_dict())
@@ -141,23 +164,32 @@ def confirm(
 
 
 def _performance_pods(
-    node: str, *, gateway: ports.KubeGateway, settings: config.Settings, ref: lifecycle.TickRef
+    node: str, *, gateway: cluster.KubeGateway, settings: config.Settings, ref: lifecycle.TickRef
 ) -> int:
     def read() -> int:
         items, _ = gateway.list_all(
-            kube.PODS, page_size=settings.list_page_size, field_selector=f"spec.nodeName={node}"
+            cluster.PODS, page_size=settings.list_page_size, field_selector=f"spec.nodeName={node}"
         )
-        return sum(1 for obj in items if cache.pod_contribution(obj).startswith(cache.PERFORMANCE))
+        return sum(
+            1
+            for obj in items
+            if core_cache.pod_contribution(obj).startswith(core_cache.PERFORMANCE)
+        )
 
     policy = retrying.transient_retry(label=f"tick {ref.tick_id}: confirm {node}")
     count: int = policy(read)
     return count
 
 
-def served(ref: lifecycle.TickRef, *, state: ports.StateStore) -> None:
+def served(
+    ref: lifecycle.TickRef,
+    *,
+    state: ports.state.StateStore,
+    cache: ports.cache.TickCache | None,
+) -> None:
     """Record that the tick answered the changes it read (reaction latency)."""
     found = mark(ref, state=state)
-    cs = _cache_of(state)
+    cs = cache
     if found is None or cs is None:
         return
     try:
@@ -166,5 +198,11 @@ def served(ref: lifecycle.TickRef, *, state: ports.StateStore) -> None:
         logger.warning("tick %s: cannot record the served change: %s", ref.tick_id, e)
         return
     if latency is not None:
-        state.add_counters(metrics.histogram_increments(REACTION, latency, REACTION_BUCKETS))
+        state.add_counters(
+            metrics.histogram_increments(
+                metrics.REACTION_LATENCY,
+                latency,
+                metrics.EXTRA_HISTOGRAMS[metrics.REACTION_LATENCY],
+            )
+        )
         logger.info("tick %s: answered a change %.2fs after it happened", ref.tick_id, latency)

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from joulie_tasks import errors
-from joulie_tasks.adapters import ports
 from joulie_tasks.core import models
+from joulie_tasks.ports import cluster
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def event_bodies(
     return bodies
 
 
-def send_events(bodies: Sequence[Mapping[str, Any]], *, gateway: ports.KubeGateway) -> int:
+def send_events(bodies: Sequence[Mapping[str, Any]], *, gateway: cluster.KubeGateway) -> int:
     """Create the events, one attempt each; return how many failed (logged)."""
     failed = 0
     for body in bodies:

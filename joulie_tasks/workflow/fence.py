@@ -15,8 +15,7 @@ import math
 import time
 from collections.abc import Callable
 
-from joulie_tasks import config
-from joulie_tasks.adapters import ports
+from joulie_tasks import config, ports
 from joulie_tasks.workflow import lifecycle
 
 #: How long a successful fence check is trusted before an API write (monotonic
@@ -33,7 +32,7 @@ class Fence:
         self,
         ref: lifecycle.TickRef,
         *,
-        state: ports.StateStore,
+        state: ports.state.StateStore,
         settings: config.Settings,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

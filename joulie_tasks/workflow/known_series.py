@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from joulie_tasks.adapters import kube, metrics
 from joulie_tasks.core import cache, models
-from joulie_tasks.workflow import cache_tick, reconcile, watcher
+from joulie_tasks.ports import cluster, metrics
+from joulie_tasks.workflow import reconcile, watcher
 
 #: The ``stage`` values of joulie_tick_duration_seconds: the chain's, then the whole tick.
 STAGES = (*reconcile.STAGES, metrics.TOTAL_STAGE)
@@ -30,9 +30,9 @@ _PLAIN_COUNTERS = (
     metrics.WRITE_FAILURES,
     metrics.LEADER_CHANGES,
     metrics.POLICY_FALLBACKS,
-    cache_tick.CONFIRMATIONS,
-    cache_tick.STOPPED,
-    watcher.LEASE_CHANGES,
+    metrics.CONFIRMATIONS,
+    metrics.DOWNGRADES_STOPPED,
+    metrics.LEASE_CHANGES,
 )
 
 #: Counters with one label, and the enum whose members are its values.
@@ -40,8 +40,8 @@ _ONE_LABEL: tuple[tuple[str, str, type[StrEnum]], ...] = (
     (metrics.TICKS, "result", models.TickResult),
     (metrics.KUBE_RETRIES, "reason", models.RetryReason),
     (metrics.TRANSITIONS_HELD, "reason", models.HoldReason),
-    (cache_tick.FALLBACKS, "reason", cache.Unusable),
-    (watcher.KICKS, "result", watcher.KickResult),
+    (metrics.CACHE_FALLBACKS, "reason", cache.Unusable),
+    (metrics.KICKS, "result", watcher.KickResult),
 )
 
 
@@ -53,20 +53,20 @@ def known_series() -> dict[str, float]:
     for name, label, vocabulary in _ONE_LABEL:
         for member in vocabulary:
             values.add(name, 0, **{label: member.value})
-    for verb, resource in kube.COUNTED_REQUESTS:
+    for verb, resource in cluster.COUNTED_REQUESTS:
         values.add(
             metrics.KUBE_REQUESTS,
             0,
             verb=verb,
             resource=resource.plural,
-            outcome=kube.NO_ANSWER,
+            outcome=cluster.NO_ANSWER,
         )
     for name in watcher.RESOURCES:
-        values.add(watcher.WATCH_ERRORS, 0, resource=name)
+        values.add(metrics.WATCH_ERRORS, 0, resource=name)
         for kind in watcher.EVENT_TYPES:
-            values.add(watcher.WATCH_EVENTS, 0, resource=name, type=kind)
+            values.add(metrics.WATCH_EVENTS, 0, resource=name, type=kind)
         for relist in watcher.RelistReason:
-            values.add(watcher.WATCH_RELISTS, 0, resource=name, reason=relist.value)
+            values.add(metrics.WATCH_RELISTS, 0, resource=name, reason=relist.value)
     series = values.as_dict()
     for stage in STAGES:
         series.update(

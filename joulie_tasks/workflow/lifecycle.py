@@ -17,9 +17,9 @@ import uuid
 
 from pydantic import ConfigDict
 
-from joulie_tasks import config
-from joulie_tasks.adapters import metrics, ports
+from joulie_tasks import config, ports
 from joulie_tasks.core import models
+from joulie_tasks.ports import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def holder_identity() -> str:
 
 def begin_tick(
     *,
-    state: ports.StateStore,
+    state: ports.state.StateStore,
     settings: config.Settings,
     tick_time: float,
     dry_run: bool = False,

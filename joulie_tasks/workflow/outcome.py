@@ -14,16 +14,16 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from joulie_tasks import config, errors
-from joulie_tasks.adapters import metrics, ports
+from joulie_tasks import config, errors, ports
 from joulie_tasks.core import damping, guard, models
+from joulie_tasks.ports import metrics
 from joulie_tasks.workflow import apply, cache_tick, events, lifecycle
 
 logger = logging.getLogger(__name__)
 
 
 def record_batch(
-    ref: lifecycle.TickRef, index: int, result: apply.ApplyResult, *, state: ports.StateStore
+    ref: lifecycle.TickRef, index: int, result: apply.ApplyResult, *, state: ports.state.StateStore
 ) -> bool:
     """Count a finished batch once; True when it was the last one of the tick."""
     increments = metrics.Values().add(metrics.WRITES, result.written)
@@ -47,7 +47,11 @@ def record_batch(
 
 
 def finish_tick(
-    ref: lifecycle.TickRef, *, state: ports.StateStore, settings: config.Settings
+    ref: lifecycle.TickRef,
+    *,
+    state: ports.state.StateStore,
+    cache: ports.cache.TickCache | None,
+    settings: config.Settings,
 ) -> lifecycle.TickReport | None:
     """End the tick exactly once: FSM, transition stream, metrics, lock release."""
     if not state.mark(ref.tick_id, "finished"):
@@ -91,7 +95,7 @@ def finish_tick(
     state.set_gauges(metrics.Values().set(metrics.LAST_TICK, ref.tick_time).as_dict())
     state.set_last_tick(report.summary().model_dump(mode="json"))
     state.release_lock(ref.tick_id)
-    cache_tick.served(ref, state=state)
+    cache_tick.served(ref, state=state, cache=cache)
     logger.info(
         "tick %s: done in %.3fs: %d nodes, %d writes, %d failed, %d applied, %d deferred",
         ref.tick_id,
@@ -110,7 +114,7 @@ def _record_outcome(
     guarded: models.GuardedPlan,
     failures: Mapping[str, str],
     needs_write: set[models.NodeName],
-    state: ports.StateStore,
+    state: ports.state.StateStore,
     settings: config.Settings,
 ) -> tuple[int, int]:
     """Update FSM and stream for what landed; failed nodes keep their previous state.
@@ -168,7 +172,7 @@ def _record_outcome(
                 )
             )
     window = settings.downgrade_budget_window
-    spend = ports.Spend(
+    spend = ports.state.Spend(
         nodes=tuple(downgraded),
         time=ref.tick_time,
         keep_after=ref.tick_time - 2 * window,  # a margin for clocks a little behind
@@ -264,7 +268,7 @@ def event_bodies(report: lifecycle.TickReport) -> list[dict[str, Any]]:
 
 
 def fail_tick(
-    ref: lifecycle.TickRef, *, state: ports.StateStore, stage: str, error: BaseException
+    ref: lifecycle.TickRef, *, state: ports.state.StateStore, stage: str, error: BaseException
 ) -> None:
     """Count a failed tick and release its lock so the next tick can start."""
     logger.error("tick %s: %s failed: %s", ref.tick_id, stage, error)

@@ -16,16 +16,24 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from joulie_tasks import config
-from joulie_tasks.adapters import gcpause, metrics, ports
+from joulie_tasks import config, ports
+from joulie_tasks.adapters import gcpause
 from joulie_tasks.core import decide, models
+from joulie_tasks.ports import cluster, metrics
 from joulie_tasks.workflow import apply, cache_tick, lifecycle, snapshot
 
 logger = logging.getLogger(__name__)
 
-#: A stage as the table runs it: (ref, gateway factory, state, settings) -> batch count.
+#: A stage as the table runs it: (ref, gateway factory, state, cache, settings) -> batch
+#: count.
 Stage = Callable[
-    [lifecycle.TickRef, Callable[[], ports.KubeGateway], ports.StateStore, config.Settings],
+    [
+        lifecycle.TickRef,
+        Callable[[], cluster.KubeGateway],
+        ports.state.StateStore,
+        ports.cache.TickCache | None,
+        config.Settings,
+    ],
     int | None,
 ]
 
@@ -36,14 +44,15 @@ Stage = Callable[
 def stage_snapshot(
     ref: lifecycle.TickRef,
     *,
-    gateway: ports.KubeGateway,
-    state: ports.StateStore,
+    gateway: cluster.KubeGateway,
+    state: ports.state.StateStore,
+    cache: ports.cache.TickCache | None,
     settings: config.Settings,
 ) -> None:
-    cached = cache_tick.read(ref, state=state, settings=settings)
-    if cached is not None:  # synced and fresh: no API request at all (but NodeTwins)
-        snap, demand = cached
-        if settings.output_api.writes_twins:
+    cached = cache_tick.read(ref, state=state, cache=cache, settings=settings)
+    if cached is not None:  # synced and fresh: no API request at all
+        snap, demand, twins_cached = cached
+        if settings.output_api.writes_twins and not twins_cached:
             snap = snapshot.with_twins(snap, gateway=gateway, page_size=settings.list_page_size)
         state.save_snapshot(ref.tick_id, snap)
         state.save_nodes(ref.tick_id, snap)
@@ -81,7 +90,7 @@ def _without_pods(snap: models.Snapshot) -> models.Snapshot:
     return snap.model_copy(update={"pods": None if snap.pods is None else ()})
 
 
-def stage_classify(ref: lifecycle.TickRef, *, state: ports.StateStore) -> None:
+def stage_classify(ref: lifecycle.TickRef, *, state: ports.state.StateStore) -> None:
     fed = cache_tick.mark(ref, state=state)
     if fed is not None and fed.fed:
         return  # the cache's counts are the demand (stored by the snapshot stage)
@@ -90,7 +99,7 @@ def stage_classify(ref: lifecycle.TickRef, *, state: ports.StateStore) -> None:
 
 
 def stage_plan(
-    ref: lifecycle.TickRef, *, state: ports.StateStore, settings: config.Settings
+    ref: lifecycle.TickRef, *, state: ports.state.StateStore, settings: config.Settings
 ) -> None:
     snap = state.load_nodes(ref.tick_id)
     demand = state.load_demand(ref.tick_id)
@@ -101,7 +110,7 @@ def stage_plan(
 
 
 def stage_guard(
-    ref: lifecycle.TickRef, *, state: ports.StateStore, settings: config.Settings
+    ref: lifecycle.TickRef, *, state: ports.state.StateStore, settings: config.Settings
 ) -> None:
     snap = state.load_nodes(ref.tick_id)
     demand = state.load_demand(ref.tick_id)
@@ -137,7 +146,7 @@ def damping_configured(settings: config.Settings) -> bool:
 
 
 def damping_inputs(
-    state: ports.StateStore, *, settings: config.Settings, tick_time: float
+    state: ports.state.StateStore, *, settings: config.Settings, tick_time: float
 ) -> tuple[dict[str, models.FsmRecord] | None, int]:
     """What damping reads from Redis (docs/SPEC.md §12): the FSM and the downgrades in the
     budget window. Nothing is read when no damping is configured (the reference)."""
@@ -149,7 +158,7 @@ def damping_inputs(
 
 
 def stage_write(
-    ref: lifecycle.TickRef, *, state: ports.StateStore, settings: config.Settings
+    ref: lifecycle.TickRef, *, state: ports.state.StateStore, settings: config.Settings
 ) -> int:
     """Compute the minimal writes and split them into batches; return the batch count.
 
@@ -182,8 +191,9 @@ def apply_batch(
     ref: lifecycle.TickRef,
     index: int,
     *,
-    gateway: ports.KubeGateway,
-    state: ports.StateStore,
+    gateway: cluster.KubeGateway,
+    state: ports.state.StateStore,
+    cache: ports.cache.TickCache | None,
     settings: config.Settings,
     still_fenced: Callable[[], bool],
     sleep: Callable[[float], None] = time.sleep,
@@ -199,7 +209,7 @@ def apply_batch(
     fed = cache_tick.mark(ref, state=state)
     if fed is not None and fed.fed:  # safety never rests on the cache
         batch, stopped = cache_tick.confirm(
-            batch, ref=ref, gateway=gateway, state=state, settings=settings
+            batch, ref=ref, gateway=gateway, state=state, cache=cache, settings=settings
         )
 
     result = apply.apply_writes(
@@ -230,13 +240,13 @@ def apply_batch(
 
 #: The stages in order (docs/SPEC.md §2); tasks.py makes one Celery task of each.
 _STAGE_TABLE: dict[str, Stage] = {
-    "snapshot": lambda ref, gw, state, s: stage_snapshot(
-        ref, gateway=gw(), state=state, settings=s
+    "snapshot": lambda ref, gw, state, cache, s: stage_snapshot(
+        ref, gateway=gw(), state=state, cache=cache, settings=s
     ),
-    "classify": lambda ref, gw, state, s: stage_classify(ref, state=state),
-    "plan": lambda ref, gw, state, s: stage_plan(ref, state=state, settings=s),
-    "guard": lambda ref, gw, state, s: stage_guard(ref, state=state, settings=s),
-    "write": lambda ref, gw, state, s: stage_write(ref, state=state, settings=s),
+    "classify": lambda ref, gw, state, cache, s: stage_classify(ref, state=state),
+    "plan": lambda ref, gw, state, cache, s: stage_plan(ref, state=state, settings=s),
+    "guard": lambda ref, gw, state, cache, s: stage_guard(ref, state=state, settings=s),
+    "write": lambda ref, gw, state, cache, s: stage_write(ref, state=state, settings=s),
 }
 STAGES = tuple(_STAGE_TABLE)
 
@@ -245,8 +255,9 @@ def run_stage(
     name: str,
     ref: lifecycle.TickRef,
     *,
-    gateway: Callable[[], ports.KubeGateway],
-    state: ports.StateStore,
+    gateway: Callable[[], cluster.KubeGateway],
+    state: ports.state.StateStore,
+    cache: ports.cache.TickCache | None,
     settings: config.Settings,
 ) -> int | None:
     """Run one named stage and time it; ``write`` returns the number of batches."""
@@ -258,6 +269,6 @@ def run_stage(
     # A stage builds and drops tens of thousands of acyclic objects (see gcpause.py);
     # they are all freed before the collector resumes, so it finds nothing to scan.
     with gcpause.paused():
-        result = stage(ref, gateway, state, settings)
+        result = stage(ref, gateway, state, cache, settings)
     state.add_counters(metrics.duration_increments(name, time.perf_counter() - started))
     return result

@@ -26,9 +26,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from joulie_tasks import config, errors
-from joulie_tasks.adapters import metrics, ports
+from joulie_tasks import config, errors, ports
 from joulie_tasks.core import models
+from joulie_tasks.ports import cluster, metrics
 from joulie_tasks.workflow import events, lifecycle, outcome, reconcile
 from joulie_tasks.workflow import fence as fencing
 
@@ -59,23 +59,25 @@ class TickRunner:
         self,
         ref: lifecycle.TickRef,
         *,
-        gateway: Callable[[], ports.KubeGateway],
-        state: ports.StateStore,
+        gateway: Callable[[], cluster.KubeGateway],
+        state: ports.state.StateStore,
+        cache: ports.cache.TickCache | None,
         settings: config.Settings,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.ref = ref
         self._gateway_factory = gateway
-        self._tagged: ports.KubeGateway | None = None
+        self._tagged: cluster.KubeGateway | None = None
         self._state = state
+        self._cache = cache
         self._settings = settings
         self._sleep = sleep
         self.fence = fencing.Fence(ref, state=state, settings=settings, clock=clock)
 
     # --- the guarantees ------------------------------------------------------------------
 
-    def gateway(self) -> ports.KubeGateway:
+    def gateway(self) -> cluster.KubeGateway:
         """The gateway whose every request names this tick (built on first use)."""
         if self._tagged is None:
             self._tagged = self._gateway_factory().for_tick(tick_tag(self.ref))
@@ -97,7 +99,9 @@ class TickRunner:
     def finish(self) -> lifecycle.TickReport | None:
         """End the tick exactly once; None when it was finished elsewhere."""
         self.flush()  # a finished tick's request counters are whole
-        return outcome.finish_tick(self.ref, state=self._state, settings=self._settings)
+        return outcome.finish_tick(
+            self.ref, state=self._state, cache=self._cache, settings=self._settings
+        )
 
     def _require_fence(self, stage: str) -> None:
         """Drop the stage (counted ``expired``) unless the tick holds the newest fence."""
@@ -162,7 +166,12 @@ class TickRunner:
         self._require_fence(name)
         with self._owned(name):
             return reconcile.run_stage(
-                name, self.ref, gateway=self.gateway, state=self._state, settings=self._settings
+                name,
+                self.ref,
+                gateway=self.gateway,
+                state=self._state,
+                cache=self._cache,
+                settings=self._settings,
             )
 
     def write(self, *, dispatch: Callable[[int], None]) -> lifecycle.TickReport | None:
@@ -171,7 +180,12 @@ class TickRunner:
         self._require_fence("write")
         with self._owned("write"):
             batches = reconcile.run_stage(
-                "write", self.ref, gateway=self.gateway, state=self._state, settings=self._settings
+                "write",
+                self.ref,
+                gateway=self.gateway,
+                state=self._state,
+                cache=self._cache,
+                settings=self._settings,
             )
             if not batches:
                 return self.finish()
@@ -198,6 +212,7 @@ class TickRunner:
                 index,
                 gateway=self.gateway(),
                 state=self._state,
+                cache=self._cache,
                 settings=self._settings,
                 still_fenced=self.fence.still_holds,
                 sleep=self._sleep,
@@ -216,8 +231,9 @@ class TickRunner:
 
 def run_inline(
     *,
-    gateway: ports.KubeGateway,
-    state: ports.StateStore,
+    gateway: cluster.KubeGateway,
+    state: ports.state.StateStore,
+    cache: ports.cache.TickCache | None,
     settings: config.Settings,
     tick_time: float,
     dry_run: bool = False,
@@ -234,7 +250,13 @@ def run_inline(
     if ref is None:
         raise errors.TickSkipped(f"another tick holds the lock ({state.lock_holder()})")
     runner = TickRunner(
-        ref, gateway=lambda: gateway, state=state, settings=settings, clock=clock, sleep=sleep
+        ref,
+        gateway=lambda: gateway,
+        state=state,
+        cache=cache,
+        settings=settings,
+        clock=clock,
+        sleep=sleep,
     )
     for name in reconcile.STAGES[:-1]:
         runner.stage(name)
@@ -254,7 +276,7 @@ def run_inline(
     return report
 
 
-def flush_requests(gateway: ports.KubeGateway, state: ports.StateStore) -> None:
+def flush_requests(gateway: cluster.KubeGateway, state: ports.state.StateStore) -> None:
     """Move the gateway's request counters into the shared metric hash."""
     counts = gateway.take_request_counts()
     increments = metrics.Values()

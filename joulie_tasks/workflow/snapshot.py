@@ -18,15 +18,16 @@ from typing import Any
 import tenacity
 
 from joulie_tasks import errors
-from joulie_tasks.adapters import gcpause, kube, ports, retrying
+from joulie_tasks.adapters import gcpause, retrying
 from joulie_tasks.core import models, snapshot_parse
+from joulie_tasks.ports import cluster
 
 logger = logging.getLogger(__name__)
 
 
 def take_snapshot(
     *,
-    gateway: ports.KubeGateway,
+    gateway: cluster.KubeGateway,
     tick_time: float,
     tick_id: str,
     page_size: int,
@@ -56,24 +57,24 @@ def take_snapshot(
 def with_twins(
     snap: models.Snapshot,
     *,
-    gateway: ports.KubeGateway,
+    gateway: cluster.KubeGateway,
     page_size: int,
     sleep: Callable[[float], None] = time.sleep,
     on_retry: retrying.RetryHook | None = None,
 ) -> models.Snapshot:
     """``snap`` with the cluster's NodeTwins, listed now. A cache-fed tick needs this
-    too: the watcher does not watch NodeTwins (one list per tick in nodetwin mode)."""
+    only when the watcher does not watch them (it runs with another OUTPUT_API)."""
 
     def retry(label: str) -> tenacity.Retrying:
         return retrying.transient_retry(label=label, sleep=sleep, on_retry=on_retry)
 
-    twins = _list(gateway, kube.TWINS, page_size, snapshot_parse.twin_info_from_manifest, retry)
+    twins = _list(gateway, cluster.TWINS, page_size, snapshot_parse.twin_info_from_manifest, retry)
     return snap.model_copy(update={"twins": twins})
 
 
 def _take(
     *,
-    gateway: ports.KubeGateway,
+    gateway: cluster.KubeGateway,
     tick_time: float,
     tick_id: str,
     page_size: int,
@@ -83,9 +84,9 @@ def _take(
     def retry(label: str) -> tenacity.Retrying:
         return retrying.transient_retry(label=label, sleep=sleep, on_retry=on_retry)
 
-    nodes = _list(gateway, kube.NODES, page_size, snapshot_parse.node_info_from_manifest, retry)
+    nodes = _list(gateway, cluster.NODES, page_size, snapshot_parse.node_info_from_manifest, retry)
     profiles = _list(
-        gateway, kube.PROFILES, page_size, snapshot_parse.npp_info_from_manifest, retry
+        gateway, cluster.PROFILES, page_size, snapshot_parse.npp_info_from_manifest, retry
     )
     pods: tuple[models.PodInfo, ...] | None
     try:
@@ -101,8 +102,8 @@ def _take(
 
 
 def _list(
-    gateway: ports.KubeGateway,
-    resource: kube.Resource,
+    gateway: cluster.KubeGateway,
+    resource: cluster.Resource,
     page_size: int,
     extract: Callable[[Mapping[str, object]], Any],
     retry: Callable[[str], tenacity.Retrying],
@@ -116,7 +117,7 @@ def _list(
 
 
 def _read_pods(
-    gateway: ports.KubeGateway,
+    gateway: cluster.KubeGateway,
     *,
     page_size: int,
     tick_id: str,
@@ -125,7 +126,7 @@ def _read_pods(
     def read() -> tuple[models.PodInfo, ...]:
         kept: list[models.PodInfo] = []
         malformed = 0
-        for raw in _constrained(gateway.list_items(kube.PODS, page_size=page_size)):
+        for raw in _constrained(gateway.list_items(cluster.PODS, page_size=page_size)):
             pod, problems = snapshot_parse.pod_info_with_problems(raw)
             if problems:
                 malformed += 1

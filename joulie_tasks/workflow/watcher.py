@@ -1,4 +1,5 @@
-"""``joulie-tasks watch``: list-then-watch nodes, pods and NodePowerProfiles into the cache.
+"""``joulie-tasks watch``: list-then-watch nodes, pods and NodePowerProfiles into the cache
+(and NodeTwins, when OUTPUT_API writes them: a converged tick then reads nothing).
 
 One watcher is active at a time: it holds a Redis lease (``holder#token``, renewed
 every third of WATCH_LEASE_TTL) and every cache write checks it (cache_store.py).
@@ -9,7 +10,7 @@ Per resource, one thread: list (paged) → replace the cache's copy atomically �
 watch from the list's resourceVersion with bookmarks → apply each event (one Lua
 call) → on the server closing the stream, resume from the last resourceVersion
 seen; on ``410 Gone`` relist; every WATCH_RELIST_INTERVAL relist anyway. A
-heartbeat thread stamps the cache fresh only while all three streams are healthy
+heartbeat thread stamps the cache fresh only while all its streams are healthy
 (connected and synced), so a watcher cut from the API or stopped lets the cache
 go stale and ticks fall back to lists.
 
@@ -36,21 +37,16 @@ from collections.abc import Callable, Iterator
 from enum import StrEnum
 from typing import Any
 
-from joulie_tasks import config, errors
-from joulie_tasks.adapters import cache_store, clients, kube, metrics, store
+from joulie_tasks import config, errors, ports
 from joulie_tasks.core import cache
+from joulie_tasks.ports import cluster, metrics
 
 logger = logging.getLogger(__name__)
 
-WATCH_EVENTS = "joulie_watch_events_total"
-WATCH_RELISTS = "joulie_watch_relists_total"
-WATCH_ERRORS = "joulie_watch_errors_total"
-KICKS = "joulie_kicks_total"
-LEASE_CHANGES = "joulie_watch_lease_acquired_total"
 HEARTBEAT_S = 1.0
-#: The watched resources (the ``resource`` label of the watch families).
-RESOURCES = ("nodes", "pods", "nodepowerprofiles")
-#: The event types of a Kubernetes watch stream (the ``type`` label of WATCH_EVENTS).
+#: The resources a watcher may watch (the ``resource`` label of the watch families).
+RESOURCES = ports.cache.ALL_RESOURCES
+#: The event types of a Kubernetes watch stream (the ``type`` label of metrics.WATCH_EVENTS).
 EVENT_TYPES = ("ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR")
 
 
@@ -64,7 +60,7 @@ class KickResult(StrEnum):
 
 
 class RelistReason(StrEnum):
-    """Why a resource was listed again (the ``reason`` label of WATCH_RELISTS); a watch
+    """Why a resource was listed again (the ``reason`` label of metrics.WATCH_RELISTS); a watch
     ``ERROR`` event other than 410 relists with the open-ended reason ``error_<code>``."""
 
     START = "start"
@@ -99,30 +95,43 @@ class _Counts:
                 self._counts[key] += n
 
 
+def watched(settings: config.Settings) -> tuple[str, ...]:
+    """The resources this configuration watches: NodeTwins only when OUTPUT_API writes
+    them (the twin writer diffs against them every tick)."""
+    twins = (ports.cache.TWIN_RESOURCE,) if settings.output_api.writes_twins else ()
+    return (*ports.cache.RESOURCES, *twins)
+
+
 def _list_named(
-    gateway: kube.ApiGateway, name: str, *, page_size: int
+    gateway: cluster.WatchGateway, name: str, *, page_size: int
 ) -> Iterator[tuple[list[dict[str, Any]], str]]:
-    # One call per constant: the RBAC scan (tests/integration/deploy) reads them.
+    # One call per constant: the RBAC scan (tests/deploy/rbac_scan.py) reads them.
     if name == "nodes":
-        return gateway.list_pages(kube.NODES, page_size=page_size)
+        return gateway.list_pages(cluster.NODES, page_size=page_size)
     if name == "pods":
-        return gateway.list_pages(kube.PODS, page_size=page_size)
-    return gateway.list_pages(kube.PROFILES, page_size=page_size)
+        return gateway.list_pages(cluster.PODS, page_size=page_size)
+    if name == ports.cache.TWIN_RESOURCE:
+        return gateway.list_pages(cluster.TWINS, page_size=page_size)
+    return gateway.list_pages(cluster.PROFILES, page_size=page_size)
 
 
 def _watch_named(
-    gateway: kube.ApiGateway, name: str, *, resource_version: str, timeout_s: int
+    gateway: cluster.WatchGateway, name: str, *, resource_version: str, timeout_s: int
 ) -> Iterator[dict[str, Any]]:
     if name == "nodes":
         return gateway.watch_events(
-            kube.NODES, resource_version=resource_version, timeout_s=timeout_s
+            cluster.NODES, resource_version=resource_version, timeout_s=timeout_s
         )
     if name == "pods":
         return gateway.watch_events(
-            kube.PODS, resource_version=resource_version, timeout_s=timeout_s
+            cluster.PODS, resource_version=resource_version, timeout_s=timeout_s
+        )
+    if name == ports.cache.TWIN_RESOURCE:
+        return gateway.watch_events(
+            cluster.TWINS, resource_version=resource_version, timeout_s=timeout_s
         )
     return gateway.watch_events(
-        kube.PROFILES, resource_version=resource_version, timeout_s=timeout_s
+        cluster.PROFILES, resource_version=resource_version, timeout_s=timeout_s
     )
 
 
@@ -148,13 +157,13 @@ class _Stream:
                     self.relist(self.relist_reason)
                 self.watch_once()
                 backoff = 0.2
-            except (cache_store.LeaseLost, cache_store.NotSynced) as e:
+            except (ports.cache.LeaseLost, ports.cache.NotSynced) as e:
                 logger.warning("watch %s: %s", self.name, e)
                 s.lost(str(e))
                 return
             except errors.KubeError as e:
                 self.healthy = False
-                s.counts.add(WATCH_ERRORS, resource=self.name)
+                s.counts.add(metrics.WATCH_ERRORS, resource=self.name)
                 logger.warning("watch %s: %s; retrying in %.1fs", self.name, e, backoff)
                 if s.stopped.wait(backoff):
                     return
@@ -177,9 +186,10 @@ class _Stream:
             rv = rv or version
             count += len(page)
             self._reduce(page, codes, records)
-        hashes = self._hashes(codes, records)
-        s.cache.replace(s.lease, self.name, hashes=hashes, rv=rv, now=time.time(), reason=reason)
-        s.counts.add(WATCH_RELISTS, resource=self.name, reason=reason)
+        entries = codes if self.name == "pods" else records
+        relist = ports.cache.Relist(resource=self.name, entries=entries)
+        s.cache.replace(s.lease, relist, rv=rv, now=time.time(), reason=reason)
+        s.counts.add(metrics.WATCH_RELISTS, resource=self.name, reason=reason)
         logger.info("watch %s: relisted %d objects (%s) at rv %s", self.name, count, reason, rv)
         self.rv = rv
         self.relist_reason = None
@@ -200,20 +210,13 @@ class _Stream:
             if record is not None:
                 records[record[0]] = record[1]
 
-    def _hashes(self, codes: dict[str, str], records: dict[str, str]) -> dict[str, dict[str, str]]:
-        if self.name == "pods":
-            counts, by_node = cache.counts_of(codes.values())
-            return {
-                cache_store.PODS: codes,
-                cache_store.DEMAND: {k: str(v) for k, v in counts.items()},
-                cache_store.PERF: {k: str(v) for k, v in by_node.items()},
-            }
-        return {cache_store.NODES if self.name == "nodes" else cache_store.NPPS: records}
-
     def _record(self, obj: dict[str, Any]) -> tuple[str, str] | None:
         if self.name == "nodes":
             node = cache.node_record(obj, self.session.keys)
             return None if node is None else (node.name, node.model_dump_json())
+        if self.name == ports.cache.TWIN_RESOURCE:
+            found = cache.twin_record(obj)
+            return None if found is None else (found.name, found.model_dump_json())
         npp = cache.npp_record(obj)
         return None if npp is None else (npp.name, npp.model_dump_json())
 
@@ -237,7 +240,7 @@ class _Stream:
         s = self.session
         kind = str(event.get("type"))
         obj = event.get("object") or {}
-        s.counts.add(WATCH_EVENTS, resource=self.name, type=kind)
+        s.counts.add(metrics.WATCH_EVENTS, resource=self.name, type=kind)
         if kind == "ERROR":
             code = obj.get("code")
             self.healthy = False
@@ -271,9 +274,9 @@ class _Session:
         self,
         *,
         settings: config.Settings,
-        cache_: cache_store.CacheStore,
-        state: store.RedisStore,
-        gateway: kube.ApiGateway,
+        cache_: ports.cache.WatchCache,
+        state: ports.state.StateStore,
+        gateway: cluster.WatchGateway,
         lease: str,
         holder: str,
         kick: Callable[[], None],
@@ -296,7 +299,7 @@ class _Session:
             profile_label=settings.power_profile_label,
             draining_label=settings.draining_label,
         )
-        self.streams = [_Stream(self, name) for name in RESOURCES]
+        self.streams = [_Stream(self, name) for name in watched(settings)]
         self._changed = threading.Condition()
         self._dirty_since: float | None = None
         self._last_change = 0.0
@@ -311,7 +314,7 @@ class _Session:
             if self._dirty_since is None:
                 self._dirty_since = now
             else:
-                self.counts.add(KICKS, result=KickResult.COALESCED)
+                self.counts.add(metrics.KICKS, result=KickResult.COALESCED)
             self._last_change = now
             self._changed.notify_all()
 
@@ -349,7 +352,7 @@ class _Session:
                         st.relist_reason = st.relist_reason or RelistReason.REQUESTED
                     self.close_streams()
                 self._flush()
-            except cache_store.LeaseLost as e:
+            except ports.cache.LeaseLost as e:
                 self.lost(str(e))
                 return
             except errors.StateStoreError as e:
@@ -386,10 +389,10 @@ class _Session:
             try:
                 self.kick()
                 last_kick = time.monotonic()
-                self.counts.add(KICKS, result=KickResult.SENT)
+                self.counts.add(metrics.KICKS, result=KickResult.SENT)
             except Exception as e:
                 logger.warning("watcher: kick not sent: %s", e)
-                self.counts.add(KICKS, result=KickResult.FAILED)
+                self.counts.add(metrics.KICKS, result=KickResult.FAILED)
             self._rekick_if_unserved(window)
 
     def _rekick_if_unserved(self, window: float) -> None:
@@ -409,7 +412,7 @@ class _Session:
             if status.seq <= status.served:
                 return
             if not busy:
-                self.counts.add(KICKS, result=KickResult.REPEATED)
+                self.counts.add(metrics.KICKS, result=KickResult.REPEATED)
                 self.changed()
                 return
             wait = min(wait * 2, 30.0)
@@ -422,14 +425,15 @@ class Watcher:
         self,
         settings: config.Settings,
         *,
-        state: store.RedisStore,
-        gateway: kube.ApiGateway,
+        state: ports.state.StateStore,
+        cache: ports.cache.WatchCache,
+        gateway: cluster.WatchGateway,
         kick: Callable[[], None],
         holder: str | None = None,
     ) -> None:
         self.settings = settings
         self.state = state
-        self.cache = clients.cache(state)
+        self.cache = cache
         self.gateway = gateway
         self.kick = kick
         self.holder = holder or holder_identity()
@@ -455,11 +459,11 @@ class Watcher:
             standby_logged = False
             logger.info("watcher: active, lease %s", lease)
             try:  # the previous holder's copy is not ours to vouch for: relist first
-                self.cache.unsync()
+                self.cache.unsync(watched(self.settings))
             except errors.StateStoreError as e:
                 logger.warning("watcher: Redis: %s", e)
             with contextlib.suppress(errors.StateStoreError):
-                self.state.add_counters(metrics.Values().add(LEASE_CHANGES).as_dict())
+                self.state.add_counters(metrics.Values().add(metrics.LEASE_CHANGES).as_dict())
             session = _Session(
                 settings=self.settings,
                 cache_=self.cache,

@@ -24,8 +24,9 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from joulie_tasks import config
-from joulie_tasks.adapters import metrics, store
+from joulie_tasks.adapters import store
 from joulie_tasks.core import classify, guard, models, plan, snapshot_parse, write
+from joulie_tasks.ports import metrics
 from joulie_testbed import ticks
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import wait_for

@@ -13,7 +13,8 @@ from typing import Any
 
 from celery import Celery
 
-from joulie_tasks.adapters import metrics, store
+from joulie_tasks.adapters import store
+from joulie_tasks.ports import metrics
 from joulie_testbed.procs import wait_for
 
 

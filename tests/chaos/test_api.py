@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from joulie_tasks.adapters import metrics
+from joulie_tasks.ports import metrics
 from joulie_testbed.emulator import Emulator, resources
 from joulie_testbed.procs import wait_for
 from tests.chaos.scenario import Chaos, Fault, Scenario

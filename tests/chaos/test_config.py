@@ -61,6 +61,11 @@ INVALID = {
     "CPU_ECO_CAP_PCT_OF_MAX": "150",
     "GPU_PERFORMANCE_CAP_PCT_OF_MAX": "-1",
     "GPU_ECO_CAP_PCT_OF_MAX": "101",
+    "CPU_WRITE_ABSOLUTE_CAPS": "sometimes",
+    "GPU_WRITE_ABSOLUTE_CAPS": "2",
+    "GPU_MODEL_CAPS_JSON": '{"NVIDIA-L40S": {"maxCapWatts": "350"}}',
+    "GPU_PRODUCT_LABEL_KEYS": "nvidia.com/gpu product",
+    "NODE_ORDER": "densest",
 }
 NO_INVALID_VALUE = {"POLICY_TYPE", "KUBECONFIG", "KUBE_CONTEXT"}
 

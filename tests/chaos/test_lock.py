@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import signal
 
-from joulie_tasks.adapters import metrics, store
+from joulie_tasks.adapters import store
+from joulie_tasks.ports import metrics
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Stack, wait_for
 from joulie_testbed.ticks import TickClient

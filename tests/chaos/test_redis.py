@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from joulie_tasks.adapters import metrics, store
+from joulie_tasks.adapters import store
+from joulie_tasks.ports import metrics
 from joulie_testbed.chaos import Driver
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Stack, wait_for

@@ -36,7 +36,7 @@ import pytest
 import redis
 
 from joulie_tasks import errors
-from joulie_tasks.adapters import cache_store, store
+from joulie_tasks.adapters import clients, store
 from joulie_testbed.chaos import WRITES, Driver, fence_violations, next_completed, problems
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Proc, Stack, wait_for
@@ -166,7 +166,7 @@ def _converged(
 
 def _start_watcher(stack: Stack, state: store.RedisStore) -> Proc:
     watch = stack.start_proc("watch", ["watch"], ready="started")
-    cache = cache_store.CacheStore(state)
+    cache = clients.cache(state)
 
     def active() -> bool:
         status = cache.status()
@@ -184,7 +184,7 @@ def _watcher_fed_after(stack: Stack, state: store.RedisStore, fault_wall: float)
     """Wait until the watcher, still alive and still the lease holder, has stamped a
     synced cache after the fault (on the master the Sentinels name now); say so."""
     watch = _watcher(stack)
-    cache = cache_store.CacheStore(state)
+    cache = clients.cache(state)
 
     def fed() -> float | None:
         watch.check()
@@ -490,7 +490,7 @@ def test_master_stalled_past_down_after_is_replaced_and_fences_nothing(
 def _cache_shows_the_labels(state: store.RedisStore, emulator: Emulator) -> bool:
     """The watch cache holds every node's profile label as the API server has it."""
     now = time.time()
-    view = cache_store.CacheStore(state).read(tick_time=now, now=now, max_age=5.0)
+    view = clients.cache(state).read(tick_time=now, now=now, max_age=5.0)
     if isinstance(view, str):
         return False
     cached = {n.name: n.labels.get(PROFILE) for n in view.snapshot.nodes}

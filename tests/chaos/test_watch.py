@@ -29,10 +29,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from joulie_tasks import config
-from joulie_tasks.adapters import cache_store, metrics, store
+from joulie_tasks import config, ports
+from joulie_tasks.adapters import cache_store, clients, store
 from joulie_tasks.core import cache, durations
-from joulie_tasks.workflow import cache_tick, watcher
+from joulie_tasks.ports import metrics
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Proc, Stack, wait_for
 from joulie_testbed.ticks import TickClient
@@ -110,14 +110,14 @@ def _group_frozen(pid: int) -> bool:
 
 
 def _fresh(state: store.RedisStore) -> bool:
-    status = cache_store.CacheStore(state).status()
+    status = clients.cache(state).status()
     age = status.age(time.time())
     return all(status.synced.values()) and age is not None and age < 2.0
 
 
 def _wait_older_than_max_age(state: store.RedisStore) -> None:
     wait_for(
-        lambda: (cache_store.CacheStore(state).status().age(time.time()) or 0) > 3.0,
+        lambda: (clients.cache(state).status().age(time.time()) or 0) > 3.0,
         timeout=15,
         what="the cache older than CACHE_MAX_AGE (3 s)",
     )
@@ -182,12 +182,12 @@ class Scene:
     def watch_requests(self) -> dict[str, int]:
         """Watch requests the API server served, per resource."""
         served = self.emulator.counters()
-        return {r: served.get(("watch", r), 0) for r in cache_store.RESOURCES}
+        return {r: served.get(("watch", r), 0) for r in ports.cache.RESOURCES}
 
     def heartbeats(self, n: int) -> None:
         """Wait until the watcher stamped the cache ``n`` times from now on (its buffered
         counters are flushed right after each stamp)."""
-        cs = cache_store.CacheStore(self.state)
+        cs = clients.cache(self.state)
         for _ in range(n):
             last = cs.status().heartbeat or 0.0
             wait_for(
@@ -201,7 +201,7 @@ class Scene:
         return sum(
             v
             for k, v in counters.items()
-            if k.startswith(watcher.WATCH_RELISTS) and f'"reason":"{reason}"' in k
+            if k.startswith(metrics.WATCH_RELISTS) and f'"reason":"{reason}"' in k
         )
 
     def fill(self, found: list[str], *, fault: str, action: str, behaviour: str) -> None:
@@ -210,11 +210,11 @@ class Scene:
 
 def test_watch_dropped_mid_stream(chaos: Chaos, emulator: Emulator) -> None:
     scene = Scene(chaos)
-    wait_for(lambda: scene.total(watcher.WATCH_RELISTS) >= 3, timeout=15, what="start relists")
+    wait_for(lambda: scene.total(metrics.WATCH_RELISTS) >= 3, timeout=15, what="start relists")
     scene.heartbeats(2)  # every relist so far is counted
-    relists_before = scene.total(watcher.WATCH_RELISTS)
+    relists_before = scene.total(metrics.WATCH_RELISTS)
     broken_before = {
-        r: scene.counter(watcher.WATCH_ERRORS, resource=r) for r in cache_store.RESOURCES
+        r: scene.counter(metrics.WATCH_ERRORS, resource=r) for r in ports.cache.RESOURCES
     }
     opened_before = scene.watch_requests()
     emulator.delete_object("pods", "a", "work")
@@ -228,15 +228,15 @@ def test_watch_dropped_mid_stream(chaos: Chaos, emulator: Emulator) -> None:
     reopened = scene.watch_requests()
     wait_for(
         lambda: all(
-            scene.counter(watcher.WATCH_ERRORS, resource=r) > broken_before[r]
-            for r in cache_store.RESOURCES
+            scene.counter(metrics.WATCH_ERRORS, resource=r) > broken_before[r]
+            for r in ports.cache.RESOURCES
         ),
         timeout=20,
         what="the watcher to count every stream broken",
     )
     n, found = scene.settle()
     scene.heartbeats(2)  # a relist after the cut would be counted by now
-    relisted = scene.total(watcher.WATCH_RELISTS) - relists_before
+    relisted = scene.total(metrics.WATCH_RELISTS) - relists_before
     scene.fill(
         found,
         fault="watch connection dropped mid-stream",
@@ -316,7 +316,7 @@ def test_active_watcher_sigkilled(
     first.kill(signal.SIGKILL)
     killed = time.monotonic()
     scene.swap()
-    cs = cache_store.CacheStore(state)
+    cs = clients.cache(state)
     wait_for(
         lambda: str(standby.proc.pid) in (cs.status().lease or ""),
         timeout=10,
@@ -341,7 +341,7 @@ def test_active_watcher_sigkilled(
 
 def test_redis_flushed_under_the_watcher(chaos: Chaos, state: store.RedisStore) -> None:
     scene = Scene(chaos)
-    cs = cache_store.CacheStore(state)
+    cs = clients.cache(state)
     lease_before = cs.status().lease
     assert lease_before is not None
     flushed_at = time.time()
@@ -349,7 +349,7 @@ def test_redis_flushed_under_the_watcher(chaos: Chaos, state: store.RedisStore) 
     scene.swap()
     outcome = scene.drive.one()
 
-    def relisted_under_a_new_lease() -> cache_store.CacheStatus | None:
+    def relisted_under_a_new_lease() -> ports.cache.CacheStatus | None:
         status = cs.status()
         # The flush wiped meta: synced flags and last_relist come from relists after it.
         ok = (
@@ -362,13 +362,13 @@ def test_redis_flushed_under_the_watcher(chaos: Chaos, state: store.RedisStore) 
     wait_for(relisted_under_a_new_lease, timeout=30, what="a new lease and a relist")
     # Counters were flushed too: whatever is counted now happened after the flush.
     wait_for(lambda: scene.relists("start") >= 3, timeout=15, what="the relists counted")
-    acquired = scene.counter(watcher.LEASE_CHANGES)
+    acquired = scene.counter(metrics.LEASE_CHANGES)
     log = scene.watchers[0].log()
     sessions = log.count("watcher: active, lease")
     ended = [line.split("session ended: ", 1)[1] for line in log.splitlines() if "ended: " in line]
     # How the tick right after the flush got its snapshot depends on how far the
     # watcher had got: no cache yet, relisted but not stamped, or already fresh again.
-    fell_back = [r for r in FALLBACK_REASONS if scene.counter(cache_tick.FALLBACKS, reason=r)]
+    fell_back = [r for r in FALLBACK_REASONS if scene.counter(metrics.CACHE_FALLBACKS, reason=r)]
     _n, found = scene.settle()
     how = f"listed (cache {'/'.join(fell_back)})" if fell_back else "read the relisted cache"
     scene.fill(
@@ -397,7 +397,7 @@ def test_events_missed_on_purpose(
     chaos: Chaos, emulator: Emulator, state: store.RedisStore
 ) -> None:
     scene = Scene(chaos)
-    stale_before = scene.counter(cache_tick.FALLBACKS, reason="stale")
+    stale_before = scene.counter(metrics.CACHE_FALLBACKS, reason="stale")
     watcher_proc = scene.watchers[0]
     watcher_proc.signal_group(signal.SIGSTOP)
     try:
@@ -408,7 +408,7 @@ def test_events_missed_on_purpose(
         assert state.client.hget(cache_store.PERF, TARGET) is not None
         _wait_older_than_max_age(state)
         outcome = scene.drive.one()
-        stale = scene.counter(cache_tick.FALLBACKS, reason="stale") - stale_before
+        stale = scene.counter(metrics.CACHE_FALLBACKS, reason="stale") - stale_before
         during = _labels(emulator, TARGET)
     finally:
         watcher_proc.signal_group(signal.SIGCONT)
@@ -445,13 +445,13 @@ def test_fresh_cache_missed_a_bind(
         what="the cache to see A finish",
     )
     before = _labels(emulator, TARGET)  # DrainingPerformance: eco, draining true
-    stopped_before = scene.counter(cache_tick.STOPPED)
-    fallbacks_before = scene.total(cache_tick.FALLBACKS)
+    stopped_before = scene.counter(metrics.DOWNGRADES_STOPPED)
+    fallbacks_before = scene.total(metrics.CACHE_FALLBACKS)
     watcher_proc.signal_group(signal.SIGSTOP)
     try:
         wait_for(lambda: _group_frozen(watcher_proc.proc.pid), timeout=10, what="watcher frozen")
         emulator.put_object(_pod("b", TARGET))  # bound while the watcher cannot see it
-        status = cache_store.CacheStore(state).status()
+        status = clients.cache(state).status()
         age = status.age(time.time())
         # Fresh (CACHE_MAX_AGE 60 s) and wrong: no performance pod on the node.
         assert all(status.synced.values())
@@ -459,8 +459,8 @@ def test_fresh_cache_missed_a_bind(
         assert age < 30
         assert state.client.hget(cache_store.PERF, TARGET) is None
         outcome = scene.drive.one()
-        stopped = scene.counter(cache_tick.STOPPED) - stopped_before
-        fallbacks = scene.total(cache_tick.FALLBACKS) - fallbacks_before
+        stopped = scene.counter(metrics.DOWNGRADES_STOPPED) - stopped_before
+        fallbacks = scene.total(metrics.CACHE_FALLBACKS) - fallbacks_before
         during = _labels(emulator, TARGET)
         unsafe = emulator.write_log.unsafe(PROFILE, DRAINING)
         asked = bool(state.client.hexists(cache_store.META, "relist_requested"))

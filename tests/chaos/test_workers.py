@@ -18,7 +18,8 @@ import time
 
 import redis
 
-from joulie_tasks.adapters import metrics, store
+from joulie_tasks.adapters import store
+from joulie_tasks.ports import metrics
 from joulie_testbed.chaos import cluster_state, lost
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Proc, Stack, wait_for

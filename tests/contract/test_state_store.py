@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from joulie_tasks import errors
-from joulie_tasks.adapters import ports, store
+from joulie_tasks import errors, ports
+from joulie_tasks.adapters import store
 from joulie_tasks.core import models
 from joulie_testbed.procs import RedisServer, wait_for
 from tests.fakes import MemoryStateStore
@@ -39,7 +39,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(params=["memory", "redis"])
-def state(request: pytest.FixtureRequest) -> Iterator[ports.StateStore]:
+def state(request: pytest.FixtureRequest) -> Iterator[ports.state.StateStore]:
     if request.param == "memory":
         yield MemoryStateStore()
         return
@@ -50,13 +50,15 @@ def state(request: pytest.FixtureRequest) -> Iterator[ports.StateStore]:
     redis_store.close()
 
 
-def test_an_interval_is_claimed_once(state: ports.StateStore) -> None:
+def test_an_interval_is_claimed_once(state: ports.state.StateStore) -> None:
     assert state.claim_interval(7, ttl_s=TTL)
     assert not state.claim_interval(7, ttl_s=TTL)
     assert state.claim_interval(8, ttl_s=TTL)
 
 
-def test_the_lock_is_exclusive_and_each_holder_gets_a_newer_token(state: ports.StateStore) -> None:
+def test_the_lock_is_exclusive_and_each_holder_gets_a_newer_token(
+    state: ports.state.StateStore,
+) -> None:
     # Given a tick holding the lock
     first = state.acquire_lock("t1", ttl_s=TTL)
     assert first is not None
@@ -73,7 +75,7 @@ def test_the_lock_is_exclusive_and_each_holder_gets_a_newer_token(state: ports.S
     assert state.latest_tick() == "t2"
 
 
-def test_only_the_holder_with_the_newest_token_is_live(state: ports.StateStore) -> None:
+def test_only_the_holder_with_the_newest_token_is_live(state: ports.state.StateStore) -> None:
     token = state.acquire_lock("t1", ttl_s=TTL)
     assert token is not None
     assert state.holds_fence("t1", token, ttl_s=TTL)
@@ -89,7 +91,7 @@ def test_only_the_holder_with_the_newest_token_is_live(state: ports.StateStore) 
     assert state.holds_fence("t2", newer, ttl_s=TTL)
 
 
-def test_a_lock_not_renewed_expires(state: ports.StateStore) -> None:
+def test_a_lock_not_renewed_expires(state: ports.state.StateStore) -> None:
     assert state.acquire_lock("t1", ttl_s=0.2) is not None
     if isinstance(state, MemoryStateStore):  # its clock is injectable: no waiting
         now = state.clock()
@@ -98,7 +100,7 @@ def test_a_lock_not_renewed_expires(state: ports.StateStore) -> None:
     assert state.acquire_lock("t2", ttl_s=TTL) is not None
 
 
-def test_a_renewed_lock_outlives_its_first_lifetime(state: ports.StateStore) -> None:
+def test_a_renewed_lock_outlives_its_first_lifetime(state: ports.state.StateStore) -> None:
     assert state.acquire_lock("t1", ttl_s=0.3) is not None
     assert state.renew_lock("t1", ttl_s=TTL)
     # When more than the first lifetime has passed
@@ -112,14 +114,14 @@ def test_a_renewed_lock_outlives_its_first_lifetime(state: ports.StateStore) -> 
     assert state.acquire_lock("t2", ttl_s=TTL) is None
 
 
-def test_the_leader_swap_reports_a_new_process(state: ports.StateStore) -> None:
+def test_the_leader_swap_reports_a_new_process(state: ports.state.StateStore) -> None:
     assert not state.swap_leader("a")
     assert not state.swap_leader("a")
     assert state.swap_leader("b")
 
 
 def test_per_tick_models_round_trip_and_a_missing_one_is_an_error(
-    state: ports.StateStore,
+    state: ports.state.StateStore,
 ) -> None:
     demand = models.Demand(performance_pods=3)
     state.save_demand("t1", demand)
@@ -128,7 +130,9 @@ def test_per_tick_models_round_trip_and_a_missing_one_is_an_error(
         state.load_plan("t1")
 
 
-def test_each_batch_counts_once_and_the_last_one_reaches_zero(state: ports.StateStore) -> None:
+def test_each_batch_counts_once_and_the_last_one_reaches_zero(
+    state: ports.state.StateStore,
+) -> None:
     # Given three batches handed out (a redelivered write stage does not reset them)
     state.start_batches("t1", 3)
     state.start_batches("t1", 3)
@@ -147,13 +151,13 @@ def test_each_batch_counts_once_and_the_last_one_reaches_zero(state: ports.State
     assert state.skipped_nodes("t1") == {"gone"}
 
 
-def test_a_flag_is_set_once(state: ports.StateStore) -> None:
+def test_a_flag_is_set_once(state: ports.state.StateStore) -> None:
     assert state.mark("t1", "finished")
     assert not state.mark("t1", "finished")
     assert state.mark("t2", "finished")
 
 
-def test_the_fsm_is_never_overwritten_by_an_older_token(state: ports.StateStore) -> None:
+def test_the_fsm_is_never_overwritten_by_an_older_token(state: ports.state.StateStore) -> None:
     assert state.update_fsm(5, {"a": {"state": "ActiveEco", "token": 5}}) == 1
     # An older tick loses, a newer one wins, per node
     written = state.update_fsm(
@@ -168,7 +172,7 @@ def test_the_fsm_is_never_overwritten_by_an_older_token(state: ports.StateStore)
     assert set(state.fsm_records()) == {"a"}
 
 
-def test_transitions_are_kept_in_order(state: ports.StateStore) -> None:
+def test_transitions_are_kept_in_order(state: ports.state.StateStore) -> None:
     state.append_transitions([{"node": "a", "to": "x"}, {"node": "b", "to": "y"}], maxlen=100)
     rows = state.read_transitions()
     assert [(r["node"], r["to"]) for r in rows] == [("a", "x"), ("b", "y")]
@@ -176,7 +180,7 @@ def test_transitions_are_kept_in_order(state: ports.StateStore) -> None:
 
 
 def test_counters_add_up_and_increments_kept_for_later_are_sent_with_the_next(
-    state: ports.StateStore,
+    state: ports.state.StateStore,
 ) -> None:
     state.add_counters({"c": 1.0})
     state.count_later({"c": 2.0})
@@ -186,7 +190,7 @@ def test_counters_add_up_and_increments_kept_for_later_are_sent_with_the_next(
     assert state.read_metric_values() == ({"c": 3.0, "d": 1.0}, {"g": 4.5})
 
 
-def test_tick_records_newest_first(state: ports.StateStore) -> None:
+def test_tick_records_newest_first(state: ports.state.StateStore) -> None:
     assert state.last_tick() is None
     state.set_last_tick({"tick_id": "t1"})
     state.set_last_tick({"tick_id": "t2"})
@@ -194,7 +198,7 @@ def test_tick_records_newest_first(state: ports.StateStore) -> None:
     assert [t["tick_id"] for t in state.recent_ticks()] == ["t2", "t1"]
 
 
-def test_the_pause_switch(state: ports.StateStore) -> None:
+def test_the_pause_switch(state: ports.state.StateStore) -> None:
     assert not state.is_paused()
     state.set_paused(True)
     assert state.is_paused()
@@ -202,7 +206,7 @@ def test_the_pause_switch(state: ports.StateStore) -> None:
     assert not state.is_paused()
 
 
-def test_records_read_back_as_the_models_written(state: ports.StateStore) -> None:
+def test_records_read_back_as_the_models_written(state: ports.state.StateStore) -> None:
     record = models.FsmRecord(
         state=models.NodeState.ACTIVE_ECO,
         profile=models.Profile.ECO,
@@ -251,12 +255,12 @@ def test_records_read_back_as_the_models_written(state: ports.StateStore) -> Non
 
 
 def test_downgrades_are_spent_with_the_fsm_and_only_where_it_was_written(
-    state: ports.StateStore,
+    state: ports.state.StateStore,
 ) -> None:
     # Given node a written by a newer tick (token 9)
     state.update_fsm(9, {"a": {"state": "ActivePerformance", "token": 9}})
     # When tick t5 (token 5) records downgrades of a and b
-    spend = ports.Spend(nodes=("a", "b"), time=1000.0, keep_after=0.0, tick_id="t5")
+    spend = ports.state.Spend(nodes=("a", "b"), time=1000.0, keep_after=0.0, tick_id="t5")
     records = {"a": {"state": "ActiveEco", "token": 5}, "b": {"state": "ActiveEco", "token": 5}}
     assert state.update_fsm(5, records, spend=spend) == 1
     # Then only b, whose record was written, spends the budget
@@ -268,14 +272,14 @@ def test_downgrades_are_spent_with_the_fsm_and_only_where_it_was_written(
 
 
 def test_the_downgrade_ledger_counts_a_sliding_window_and_trims_old_entries(
-    state: ports.StateStore,
+    state: ports.state.StateStore,
 ) -> None:
     for i, t in enumerate((100.0, 200.0, 300.0)):
         node = f"n{i}"
-        spend = ports.Spend(nodes=(node,), time=t, keep_after=0.0, tick_id=f"t{i}")
+        spend = ports.state.Spend(nodes=(node,), time=t, keep_after=0.0, tick_id=f"t{i}")
         state.update_fsm(i + 1, {node: {"state": "ActiveEco", "token": i + 1}}, spend=spend)
     assert [state.downgrades_since(s) for s in (50.0, 150.0, 250.0, 300.0)] == [3, 2, 1, 0]
     # A later tick trims what is before its keep_after
-    spend = ports.Spend(nodes=("n9",), time=400.0, keep_after=250.0, tick_id="t9")
+    spend = ports.state.Spend(nodes=("n9",), time=400.0, keep_after=250.0, tick_id="t9")
     state.update_fsm(9, {"n9": {"state": "ActiveEco", "token": 9}}, spend=spend)
     assert state.downgrades_since(0.0) == 2

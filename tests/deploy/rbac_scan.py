@@ -8,9 +8,9 @@ Two steps, both with ``ast`` (nothing is executed but the import of kube.py's
    either a module constant (``NODES``: fixed) or one of the method's parameters
    (``list_items(resource)``, ``get(resource, name)``: generic, decided by the caller).
 2. **Uses** — in every other ``joulie_tasks/**/*.py`` module, every call of one of those
-   methods. A generic method's resource argument is resolved: ``kube.NODES`` directly,
+   methods. A generic method's resource argument is resolved: ``cluster.NODES`` directly,
    or a parameter of the enclosing function (annotated ``Resource``), followed back
-   through that function's call sites (``_list(gateway, kube.NODES, ...)``).
+   through that function's call sites (``_list(gateway, cluster.NODES, ...)``).
 
 A gateway method name that is also a ``dict`` method (``get``) is a gateway call only
 when its resource argument resolves to a Resource; a distinctive name
@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from joulie_tasks.adapters import kube
+from joulie_tasks.ports import cluster
 
 #: RBAC verb implied by each HTTP method (GET is get or list: see ``http_verb``).
 HTTP_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
@@ -144,7 +145,7 @@ class _Module:
     name: str
     tree: ast.Module
     parents: dict[ast.AST, ast.AST]
-    kube_aliases: set[str]  # names the kube module is imported as
+    kube_aliases: set[str]  # names the kube (or ports.cluster) module is imported as
     direct: dict[str, str]  # local name → constant, from ``from ...kube import NODES``
 
 
@@ -156,11 +157,19 @@ def _load(name: str, source: str, constants: set[str]) -> _Module:
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module == "joulie_tasks.adapters":
             aliases |= {a.asname or a.name for a in node.names if a.name == "kube"}
-        elif isinstance(node, ast.ImportFrom) and node.module == "joulie_tasks.adapters.kube":
+        elif isinstance(node, ast.ImportFrom) and node.module == "joulie_tasks.ports":
+            aliases |= {a.asname or a.name for a in node.names if a.name == "cluster"}
+        elif isinstance(node, ast.ImportFrom) and node.module in (
+            "joulie_tasks.adapters.kube",
+            "joulie_tasks.ports.cluster",
+        ):
             direct |= {a.asname or a.name: a.name for a in node.names if a.name in constants}
         elif isinstance(node, ast.Import):
             for a in node.names:
-                if a.name == "joulie_tasks.adapters.kube" and a.asname:
+                if (
+                    a.name in ("joulie_tasks.adapters.kube", "joulie_tasks.ports.cluster")
+                    and a.asname
+                ):
                     aliases.add(a.asname)
     return _Module(name, tree, parents, aliases, direct)
 
@@ -315,12 +324,12 @@ def sources(package: Path) -> tuple[str, dict[str, str]]:
 PACKAGE = Path(kube.__file__).resolve().parents[1]
 
 
-def operator_constants() -> dict[str, kube.Resource]:
-    """kube.py's Resource constants by name."""
-    return {name: obj for name, obj in vars(kube).items() if isinstance(obj, kube.Resource)}
+def operator_constants() -> dict[str, cluster.Resource]:
+    """The Resource constants (ports/cluster.py) by name."""
+    return {name: obj for name, obj in vars(cluster).items() if isinstance(obj, cluster.Resource)}
 
 
-def _group(resource: kube.Resource) -> str:
+def _group(resource: cluster.Resource) -> str:
     """API group of a REST prefix: ``/api/v1`` → core (""), ``/apis/g/v`` → ``g``."""
     parts = resource.prefix.strip("/").split("/")
     if parts[0] == "api":

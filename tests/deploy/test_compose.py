@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import copy
+import os
+import re
 import shutil
 import subprocess
 from typing import Any
 
 import jsonschema
 import pytest
+import yaml
 
 from joulie_tasks import config
 from tests.deploy import helpers
@@ -231,3 +234,37 @@ def test_every_operator_service_runs_on_a_read_only_root_with_a_tmpfs() -> None:
         svc = services()[name]
         assert svc.get("read_only") is True, name
         assert svc.get("tmpfs") == ["/tmp"], name
+
+
+def test_output_api_comes_from_the_shell_with_the_settings_default() -> None:
+    # Every operator role reads it the same way: ${OUTPUT_API:-<default>} over the env
+    # file, so `OUTPUT_API=nodetwin docker compose up` switches the whole stack.
+    default = config.Settings.model_fields["output_api"].default.value
+    assert helpers.read_env_file(helpers.ENV_EXAMPLE)["OUTPUT_API"] == default
+    for name in helpers.OPERATOR_SERVICES:
+        value = _env_of(services()[name]).get("OUTPUT_API")
+        assert value == f"${{OUTPUT_API:-{default}}}", name
+        assert re.fullmatch(r"\$\{OUTPUT_API:-(\w+)\}", value)
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
+@pytest.mark.parametrize("shell", [None, "nodetwin", "both"])
+def test_docker_compose_config_resolves_output_api_from_the_shell(shell: str | None) -> None:
+    """The real parser's interpolation (``docker-compose config`` needs no engine)."""
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME")}
+    if shell is not None:
+        env["OUTPUT_API"] = shell
+    done = subprocess.run(
+        ["docker-compose", "-f", str(helpers.COMPOSE_FILE), "config"],
+        cwd=helpers.ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    resolved = yaml.safe_load(done.stdout)["services"]
+    expected = shell or config.Settings.model_fields["output_api"].default.value
+    for name in helpers.OPERATOR_SERVICES:
+        assert _env_of(resolved[name])["OUTPUT_API"] == expected, name
+    config.read_settings({"OUTPUT_API": expected})  # a value the operator accepts

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from joulie_tasks.adapters import kube
+from joulie_tasks.ports import cluster
 from tests.deploy import helpers, rbac_scan
 
 
@@ -78,7 +78,7 @@ def test_request_verbs_match_http_methods() -> None:
 
 
 def test_pods_are_listed_cluster_wide_so_the_role_is_cluster_scoped() -> None:
-    assert not kube.PODS.path().startswith("/api/v1/namespaces")
+    assert not cluster.PODS.path().startswith("/api/v1/namespaces")
     binding = helpers.one("ClusterRoleBinding")
     role = helpers.one("ClusterRole")
     assert binding["roleRef"] == {
@@ -140,14 +140,15 @@ def test_scanner_follows_resources_through_helpers_and_ignores_dict_get() -> Non
     uses = _fake_scan(
         a="""
         from joulie_tasks.adapters import kube
+        from joulie_tasks.ports import cluster
 
-        def _list(gateway, resource: kube.Resource, size):
+        def _list(gateway, resource: cluster.Resource, size):
             return list(gateway.list_items(resource, page_size=size))
 
         def snapshot(gateway, labels):
             _list(gateway, kube.THINGS, 10)
             value = labels.get("x", None)
-            return lambda: gateway.get(kube.NODES, value)
+            return lambda: gateway.get(cluster.NODES, value)
         """
     )
     assert uses == {("THINGS", "list"), ("NODES", "get")}

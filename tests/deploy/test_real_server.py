@@ -5,7 +5,8 @@ Covers: every object of deploy/ (and the monitoring component) is accepted with
 shipped ServiceAccount with a TokenRequest token, runs every command that talks to
 the API (reconcile, worker, status, plan --server-dry-run, history) without a single
 403 in the server's audit log; and removing any one permission of the ClusterRole
-makes it fail with the server's 403 message naming that verb and resource.
+makes it fail with the server's 403 message naming that verb and resource — the
+NodeTwin permissions too, with the operator in ``OUTPUT_API=nodetwin`` mode.
 """
 
 from __future__ import annotations
@@ -209,9 +210,8 @@ PERMISSIONS = [
     ("", "pods", "watch"),
     ("joulie.io", "nodepowerprofiles", "watch"),
 ]
-#: OUTPUT_API=nodetwin|both (docs/SPEC.md §13). Granted and checked against what the code
-#: uses by tests/deploy/test_chart_install.py (access reviews); the one-permission-removed
-#: scenarios below do not cover them yet (issue 18, left open).
+#: OUTPUT_API=nodetwin|both (docs/SPEC.md §13): each proven necessary below with the
+#: operator in nodetwin mode.
 TWIN_PERMISSIONS = [
     ("joulie.io", "nodetwins", "get"),
     ("joulie.io", "nodetwins", "list"),
@@ -219,6 +219,7 @@ TWIN_PERMISSIONS = [
     ("joulie.io", "nodetwins", "update"),
     ("joulie.io", "nodetwins", "delete"),
     ("joulie.io", "nodetwins/status", "patch"),
+    ("joulie.io", "nodetwins", "watch"),
 ]
 
 
@@ -349,3 +350,87 @@ def test_removing_one_permission_fails_with_a_403_naming_its_verb_and_resource(
     assert _forbidden(operator.plane, mark) == [f"{verb} {resource}"] * len(
         _forbidden(operator.plane, mark)
     )
+
+
+# --- removing one NodeTwin permission (OUTPUT_API=nodetwin) --------------------------------
+
+
+def _touch_twin(admin: ClusterBed) -> Callable[[str], None]:
+    def touch(path: str) -> None:
+        name = path.split("?")[0].rsplit("/", 1)[-1]
+        admin.call(
+            "PATCH",
+            f"/apis/joulie.io/v1alpha1/nodetwins/{name}",
+            body={"metadata": {"annotations": {"test.joulie.io/touched": "yes"}}},
+            content_type="application/merge-patch+json",
+        )
+
+    return touch
+
+
+def _prepare_twins(op: Operator, permission: tuple[str, str, str]) -> None:
+    """Two managed nodes (perm-1 runs a performance pod), the operator in nodetwin mode
+    and, where the permission acts on existing twins, twins written with full rights."""
+    _, resource, verb = permission
+    for i in range(2):
+        op.admin.create_node(f"perm-{i}", labels=MANAGED)
+    op.admin.create(perf_pod("perf", "perm-1"))
+    op.stack.configure(output_api="nodetwin", static_hp_frac="1")
+    if (resource, verb) in {("nodetwins", "get"), ("nodetwins", "update"), ("nodetwins", "delete")}:
+        assert op.cli("reconcile", "--once").returncode == 0
+        assert {t["spec"]["nodeName"] for t in op.admin.list("nodetwins")} == {"perm-0", "perm-1"}
+    if (resource, verb) in {("nodetwins", "get"), ("nodetwins", "update")}:
+        op.stack.configure(static_hp_frac="0")  # the next tick replaces both specs
+    if (resource, verb) == ("nodetwins", "get"):
+        # someone else changes the twin before our replace: the 409 makes the operator
+        # re-read it (GET), which meets the real authorizer
+        op.proxy.conflict_before("PUT", r"/nodetwins/", times=1, action=_touch_twin(op.admin))
+    if (resource, verb) == ("nodetwins", "delete"):
+        assert op.admin.delete("nodes", "perm-0")  # its twin is now an orphan
+
+
+def _run_twin_scenario(op: Operator, permission: tuple[str, str, str]) -> str:
+    """Drive the nodetwin-mode operator so it needs ``permission``; what it said."""
+    _, resource, verb = permission
+    if verb == "watch":
+        watcher = op.stack.start_proc("watch", ["watch"], ready="started")
+        wait_for(
+            lambda: f'cannot watch resource "{resource}"' in watcher.log(),
+            what=f"the {resource} watch's 403 in the log",
+        )
+        assert watcher.alive
+        return watcher.log()
+    result = op.cli("reconcile", "--once", "--output", "json")
+    assert result.returncode != 0, result.stdout
+    return result.stdout + result.stderr
+
+
+def _forbidden_requests(plane: ControlPlane, since: int) -> list[str]:
+    """``verb resource[/subresource]`` of every 403 the server gave the operator."""
+    return [
+        f"{e['verb']} {e['objectRef'].get('resource')}"
+        + (f"/{e['objectRef']['subresource']}" if e["objectRef"].get("subresource") else "")
+        for e in plane.audit_events(since=since)
+        if e["user"]["username"] == SA_USER and e.get("responseStatus", {}).get("code") == 403
+    ]
+
+
+@pytest.mark.parametrize("permission", TWIN_PERMISSIONS, ids=lambda p: f"{p[2]}-{p[1]}")
+def test_removing_one_nodetwin_permission_fails_with_a_403_naming_its_verb_and_resource(
+    operator: Operator, permission: tuple[str, str, str]
+) -> None:
+    _, resource, verb = permission
+    full = next(o for o in apply.render(DEPLOY) if o["kind"] == "ClusterRole")
+    mark = operator.plane.audit_mark()
+    _prepare_twins(operator, permission)
+    _set_role(operator.admin, _role_without(*permission), check=permission, allowed=False)
+    try:
+        said = _run_twin_scenario(operator, permission)
+    finally:
+        _set_role(operator.admin, full, check=permission, allowed=True)
+
+    assert "403" in said
+    assert f'cannot {verb} resource "{resource}"' in said
+    forbidden = _forbidden_requests(operator.plane, mark)
+    assert forbidden, "the server refused nothing"
+    assert set(forbidden) == {f"{verb} {resource}"}

@@ -24,8 +24,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from joulie_tasks import config
-from joulie_tasks.adapters import cache_store, store
+from joulie_tasks import config, ports
+from joulie_tasks.adapters import cache_store, clients, store
 from joulie_tasks.core import decide
 from joulie_tasks.workflow import snapshot, watcher
 from joulie_testbed.emulator import seed as seeding
@@ -176,7 +176,7 @@ class _Cluster:
 def _session(url: str, cfg: config.Settings, kube: FakeKube) -> watcher._Session:
     state = store.RedisStore(url)
     state.client.flushdb()
-    cs = cache_store.CacheStore(state)
+    cs = clients.cache(state)
     lease = cs.acquire_lease("test", ttl_s=60)
     assert lease is not None
     session = watcher._Session(
@@ -230,9 +230,9 @@ def test_cache_fed_and_list_fed_ticks_decide_the_same(
     expected = decide.decide(listed, settings=cfg)
 
     state = store.RedisStore(redis_url)
-    view = cache_store.CacheStore(state).read(tick_time=1000.0, now=time.time(), max_age=60)
+    view = clients.cache(state).read(tick_time=1000.0, now=time.time(), max_age=60)
     state.close()
-    assert isinstance(view, cache_store.CacheView), view
+    assert isinstance(view, ports.cache.CacheView), view
     assert view.demand == expected.demand
     planned = decide.plan_for(view.snapshot, view.demand, settings=cfg)
     guarded = decide.guard_for(view.snapshot, view.demand, planned, settings=cfg)

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from joulie_tasks.adapters import cache_store, metrics, store
+from joulie_tasks.adapters import clients, store
+from joulie_tasks.ports import metrics
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.emulator import seed as seeding
 from joulie_testbed.procs import Stack, wait_for
@@ -68,7 +69,7 @@ def held_events(emulator: Emulator) -> list[str]:
 
 
 def synced(state: store.RedisStore) -> bool:
-    status = cache_store.CacheStore(state).status()
+    status = clients.cache(state).status()
     age = status.age(time.time())
     return all(status.synced.values()) and age is not None and age < 2.0
 

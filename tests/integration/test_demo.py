@@ -3,6 +3,8 @@
 Covers:
 - a short run exits 0 and prints the table header, at least one highlighted
   transition line, the summary line, and writes a valid PNG of the expected size;
+- ``--output-api nodetwin`` writes one NodeTwin per managed node and no profile, and
+  the table shows the twins' caps in percent of max;
 - the chart (matplotlib) is a decodable, deterministic PNG showing both series;
 - Ctrl-C (SIGINT) after the first tick exits 130, still prints the summary, and
   leaves no process behind: not the worker (nor its prefork pool), beat, the watcher or
@@ -162,6 +164,32 @@ def test_a_short_demo_shows_ticks_transitions_summary_and_writes_a_png(
     # And nothing it started is left
     pids = demo.started_pids()
     assert set(pids) == {"redis-server", "worker", "beat", "watch"}, out
+    assert leftover_processes(demo.workdir, pids.values()) == []
+
+
+def test_the_demo_runs_in_nodetwin_mode_and_shows_the_twins_caps(
+    start_demo: Callable[..., Demo],
+) -> None:
+    # Given a 2-tick demo on 4 nodes writing NodeTwins only
+    demo = start_demo(
+        "--ticks", "2", "--interval", "1s", "--nodes", "4", "--output-api", "nodetwin"
+    )
+
+    # When it runs to the end
+    code = demo.wait(timeout=50)
+
+    # Then the caps shown are the twins' percentages of max, and the cluster holds one
+    # twin per managed node and no profile
+    out = demo.output
+    assert code == 0, out
+    assert "output nodetwin" in out, out
+    assert re.search(r"PERF PODS\s+CAP \(%\)", out), out
+    row = re.compile(r"^[*+ ] node-\d+\s+Active\S+\s+(\S+)\s+(?:yes|no)\s+\S+\s+(\S+)")
+    caps = {(m[1], m[2]) for line in demo.lines if (m := row.match(line))}
+    assert caps, out
+    assert caps <= {("performance", "100"), ("eco", "60")}, out
+    assert "objects: 0 NodePowerProfiles, 4 NodeTwins" in out, out
+    pids = demo.started_pids()
     assert leftover_processes(demo.workdir, pids.values()) == []
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from joulie_tasks import errors
 from joulie_tasks.adapters import kube
+from joulie_tasks.ports import cluster
 from joulie_testbed.emulator import Emulator
 
 
@@ -23,7 +24,7 @@ def gateway(emulator: Emulator, tmp_path: Path) -> Iterator[kube.ApiGateway]:
 
 def test_lists_walk_every_page_exactly_once(emulator: Emulator, gateway: kube.ApiGateway) -> None:
     emulator.seed(30, 40, seed=1)
-    names = [p["metadata"]["name"] for p in gateway.list_items(kube.PODS, page_size=100)]
+    names = [p["metadata"]["name"] for p in gateway.list_items(cluster.PODS, page_size=100)]
     assert len(names) == len(set(names)) == 1200
     assert emulator.counters()[("list", "pods")] == 12
     assert gateway.request_counts[("list", "pods", "200")] == 12
@@ -67,7 +68,7 @@ def test_a_429_on_a_read_surfaces_once_with_its_retry_after_no_hidden_retries(
 ) -> None:
     emulator.inject("GET", r"^/api/v1/nodes$", status=429, retry_after=3, times=1)
     with pytest.raises(errors.KubeTransient) as info:
-        list(gateway.list_items(kube.NODES, page_size=10))
+        list(gateway.list_items(cluster.NODES, page_size=10))
     assert info.value.retry_after == 3
     assert emulator.counters()[("list", "nodes")] == 1
 
@@ -77,8 +78,8 @@ def test_a_dropped_connection_is_transient_and_not_retried_behind_our_back(
 ) -> None:
     emulator.inject("GET", r"^/api/v1/nodes$", drop=True, times=1)
     with pytest.raises(errors.KubeUnreachable):
-        list(gateway.list_items(kube.NODES, page_size=10))
-    assert list(gateway.list_items(kube.NODES, page_size=10)) == []
+        list(gateway.list_items(cluster.NODES, page_size=10))
+    assert list(gateway.list_items(cluster.NODES, page_size=10)) == []
 
 
 def test_a_response_slower_than_the_timeout_is_a_transient_error(
@@ -86,11 +87,11 @@ def test_a_response_slower_than_the_timeout_is_a_transient_error(
 ) -> None:
     emulator.inject("GET", r"^/api/v1/nodes$", delay_s=3.0, times=1)
     with pytest.raises(errors.KubeTransient):
-        list(gateway.list_items(kube.NODES, page_size=10))
+        list(gateway.list_items(cluster.NODES, page_size=10))
 
 
 def test_get_returns_none_for_a_missing_object(gateway: kube.ApiGateway) -> None:
-    assert gateway.get(kube.NODES, "nope") is None
+    assert gateway.get(cluster.NODES, "nope") is None
 
 
 def test_an_invalid_profile_is_a_fatal_422(gateway: kube.ApiGateway) -> None:
@@ -136,7 +137,7 @@ def test_an_unreachable_api_server_names_its_url(tmp_path: Path) -> None:
     emu.stop()
     gw = kube.build_gateway(kubeconfig=str(path), context=None, timeout=1.0, pool_size=1)
     with pytest.raises(errors.KubeUnreachable) as info:
-        list(gw.list_items(kube.NODES, page_size=10))
+        list(gw.list_items(cluster.NODES, page_size=10))
     assert url in str(info.value)
 
 
@@ -157,7 +158,7 @@ def test_one_upsert_creates_then_replaces_at_a_version(
     gateway.upsert_profile(body(120), exists=False)
     with pytest.raises(errors.KubeConflict):  # created meanwhile: a conflict
         gateway.upsert_profile(body(120), exists=False)
-    current = gateway.get(kube.PROFILES, "node-y")
+    current = gateway.get(cluster.PROFILES, "node-y")
     assert current is not None
     version = str(current["metadata"]["resourceVersion"])
     gateway.upsert_profile(body(130, version), exists=True)

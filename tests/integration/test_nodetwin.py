@@ -6,7 +6,9 @@ accepted (CRD schema, status subresource); a node name with dots gets spec and
 status on one object (reference bug NODETWIN.md §10.1); a converged tick writes
 nothing; the agent's ``controlStatus`` survives our status refresh; a deleted or
 unmanaged node's twin is removed; the agent's view (list every twin, take the one
-whose spec.nodeName is the node) finds each node's cap; requests per changed node.
+whose spec.nodeName is the node) finds each node's cap; requests per changed node;
+the watch-fed road (twins cached: a converged tick makes no request, a deleted twin
+comes back, an eco twin waits for the fresh pod list).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from typing import Any
 import pytest
 
 from joulie_tasks import config
-from joulie_tasks.adapters import cache_store, kube, store
+from joulie_tasks.adapters import cache_store, clients, kube, store
 from joulie_tasks.core import twin
+from joulie_tasks.ports import metrics
 from joulie_tasks.workflow import runner
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.emulator import seed as seeding
@@ -49,7 +52,11 @@ class Operator:
     def tick(self, *, after: float = 1.0) -> None:
         self.now += after
         runner.run_inline(
-            gateway=self.gateway, state=self.state, settings=self.settings, tick_time=self.now
+            gateway=self.gateway,
+            state=self.state,
+            cache=clients.cache(self.state),
+            settings=self.settings,
+            tick_time=self.now,
         )
 
     def close(self) -> None:
@@ -154,55 +161,142 @@ def test_both_writes_profiles_and_twins(cluster: ClusterBed, operator: Operator)
     assert writes(cluster) == Counter()
 
 
-def test_a_cache_fed_tick_lists_only_the_twins_and_an_annotated_pod_holds_its_node(
+def _synced(state: store.RedisStore) -> bool:
+    status = clients.cache(state).status()
+    age = status.age(time.time())
+    return all(status.synced.values()) and age is not None and age < 2.0
+
+
+def _cache_holds_the_twins(emulator: Emulator, state: store.RedisStore) -> bool:
+    """The cache's twins are the cluster's, at the same resourceVersions (our own
+    writes have come back as watch events)."""
+    view = clients.cache(state).read(
+        tick_time=time.time(), now=time.time(), max_age=2.0, twins=True
+    )
+    if isinstance(view, str) or not view.twins_cached:
+        return False
+    cached = {t.name: t.resource_version for t in view.snapshot.twins}
+    listed = {
+        o["metadata"]["name"]: o["metadata"]["resourceVersion"]
+        for o in emulator.list_objects("nodetwins")
+    }
+    return cached == listed
+
+
+def _requests(emulator: Emulator) -> dict[tuple[str, str], int]:
+    return {k: n for k, n in emulator.counters().items() if k[0] != "watch"}
+
+
+@pytest.mark.parametrize("mode", ["nodetwin", "both"])
+def test_a_converged_cache_fed_tick_makes_no_request_and_a_deleted_twin_comes_back(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, mode: str
+) -> None:
+    """The watch-fed road with NodeTwin output (worker and watcher processes): the
+    watcher watches the twins too, so a converged tick makes no API request at all; a
+    twin deleted behind our back is recreated by the next tick from the cache."""
+    for name in ("a", "b"):  # static 0.5: a performance, b eco
+        emulator.put_object(seeding.make_node(name, labels=MANAGED))
+    stack.configure(kick_window="1h", output_api=mode)
+    stack.start_worker()
+    stack.start_proc("watch", ["watch"], ready="started")
+    wait_for(lambda: _synced(state), timeout=30, what="a synced, fresh cache")
+    assert "nodetwins" in clients.cache(state).status().synced
+
+    first = ticks.run()
+    assert first["failures"] == {}
+    assert {t["metadata"]["name"] for t in emulator.list_objects("nodetwins")} == {"a", "b"}
+    wait_for(lambda: _cache_holds_the_twins(emulator, state), timeout=30, what="twins cached")
+
+    emulator.reset_counters()
+    converged = ticks.run()
+    assert converged["failures"] == {}
+    assert converged["written"] == 0
+    assert _requests(emulator) == {}, "a converged cache-fed tick makes no request"
+
+    assert emulator.delete_object("nodetwins", "a")
+    wait_for(lambda: _cache_holds_the_twins(emulator, state), timeout=30, what="delete cached")
+    emulator.reset_counters()
+    again = ticks.run()
+    assert again["failures"] == {}
+    assert _requests(emulator) == {("create", "nodetwins"): 1, ("patch", "nodetwins/status"): 1}
+    back = emulator.get_object("nodetwins", "a")
+    assert back is not None
+    assert back["spec"]["profile"] == "performance"
+    assert back["status"]["schedulableClass"] == "performance"
+
+
+def test_an_annotated_pod_holds_its_node_and_an_eco_twin_waits_for_the_fresh_pod_list(
     stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
 ) -> None:
-    """The watch-fed road in nodetwin mode (worker and watcher processes): twins are
-    listed (the watcher does not watch them), nothing else; a pod whose only signal is
-    the workload-class annotation reaches the cache and keeps its node performance."""
+    """A pod whose only signal is the workload-class annotation reaches the cache and
+    keeps its node performance; and a cache that missed a performance pod cannot get an
+    eco twin spec written over it: the write stage lists the node's pods first (as it
+    does for labels and profiles), leaves the twin out and asks for a relist; the next
+    tick writes the twin eco and draining."""
     for name in ("a", "b"):  # static 0.5: a performance, b eco
         emulator.put_object(seeding.make_node(name, labels=MANAGED))
     stack.configure(kick_window="1h", output_api="nodetwin")
     stack.start_worker()
     stack.start_proc("watch", ["watch"], ready="started")
+    wait_for(lambda: _synced(state), timeout=30, what="a synced, fresh cache")
+    assert ticks.run()["failures"] == {}
 
-    def synced() -> bool:
-        status = cache_store.CacheStore(state).status()
-        age = status.age(time.time())
-        return all(status.synced.values()) and age is not None and age < 2.0
+    emulator.put_object(annotated_pod("annotated", "a"))
 
-    wait_for(synced, timeout=30, what="a synced, fresh cache")
-    first = ticks.run()
-    assert first["failures"] == {}
-    assert {t["metadata"]["name"] for t in emulator.list_objects("nodetwins")} == {"a", "b"}
+    def counted(by_node: dict[str, int]) -> bool:
+        view = clients.cache(state).read(tick_time=time.time(), now=time.time(), max_age=2.0)
+        return not isinstance(view, str) and view.demand.performance_pods_by_node == by_node
 
-    emulator.put_object(
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "name": "annotated",
-                "namespace": "default",
-                "annotations": {"joulie.io/workload-class": "performance"},
-            },
-            "spec": {"containers": [{"name": "c", "image": "x"}], "nodeName": "a"},
-            "status": {"phase": "Running"},
-        }
-    )
-
-    def cached() -> bool:
-        view = cache_store.CacheStore(state).read(
-            tick_time=time.time(), now=time.time(), max_age=2.0
-        )
-        return not isinstance(view, str) and view.demand.performance_pods_by_node == {"a": 1}
-
-    wait_for(cached, timeout=30, what="the annotated pod in the cache")
+    wait_for(lambda: counted({"a": 1}), timeout=30, what="the annotated pod in the cache")
+    wait_for(lambda: _cache_holds_the_twins(emulator, state), timeout=30, what="twins cached")
     emulator.reset_counters()
     done = ticks.run()
     assert done["failures"] == {}
     assert done["written"] == 0
-    requests = {k: n for k, n in emulator.counters().items() if k[0] != "watch"}
-    assert requests == {("list", "nodetwins"): 1}
     twin_a = emulator.get_object("nodetwins", "a")
     assert twin_a is not None
     assert twin_a["spec"]["profile"] == "performance"
+
+    # b is eco; a performance pod lands on it and the cache misses it (as a lost event
+    # would); b's twin is deleted, so the next tick writes an eco twin spec alone (the
+    # labels are eco already): the fresh pod list must stop it.
+    emulator.put_object(annotated_pod("pinned", "b"))
+    wait_for(lambda: counted({"a": 1, "b": 1}), timeout=30, what="the pinned pod cached")
+    redis = state.client
+    assert redis.hdel(cache_store.PODS, "default/pinned") == 1
+    redis.hdel(cache_store.PERF, "b")
+    redis.hincrby(cache_store.DEMAND, "performance", -1)
+    assert emulator.delete_object("nodetwins", "b")
+    wait_for(lambda: _cache_holds_the_twins(emulator, state), timeout=30, what="delete cached")
+    stopped_before = _counter(state, metrics.DOWNGRADES_STOPPED)
+
+    held = ticks.run()
+    assert held["failures"] == {}
+    assert emulator.get_object("nodetwins", "b") is None, "no eco twin over a performance pod"
+    assert _counter(state, metrics.DOWNGRADES_STOPPED) == stopped_before + 1
+
+    wait_for(lambda: redis.hget(cache_store.PODS, "default/pinned"), timeout=20, what="relist")
+    assert ticks.run()["failures"] == {}
+    twin_b = emulator.get_object("nodetwins", "b")
+    assert twin_b is not None
+    assert twin_b["spec"]["profile"] == "eco"
+    assert twin_b["spec"]["scheduling"] == {"draining": True}
+
+
+def annotated_pod(name: str, node: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "default",
+            "annotations": {"joulie.io/workload-class": "performance"},
+        },
+        "spec": {"containers": [{"name": "c", "image": "x"}], "nodeName": node},
+        "status": {"phase": "Running"},
+    }
+
+
+def _counter(state: store.RedisStore, name: str) -> float:
+    counters, _ = state.read_metric_values()
+    return counters.get(metrics.field(name), 0.0)

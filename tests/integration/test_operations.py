@@ -13,7 +13,8 @@ import urllib.request
 
 import pytest
 
-from joulie_tasks.adapters import metrics, store
+from joulie_tasks.adapters import store
+from joulie_tasks.ports import metrics
 from joulie_testbed.chaos import cluster_state
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Proc, Stack, free_port, wait_for

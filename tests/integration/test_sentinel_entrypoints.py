@@ -24,7 +24,7 @@ from typing import Any, cast
 
 import pytest
 
-from joulie_tasks.adapters import cache_store, store
+from joulie_tasks.adapters import clients, store
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Stack, free_port, wait_for
 from joulie_testbed.sentinel import SentinelCluster
@@ -88,7 +88,7 @@ def test_every_process_and_command_runs_against_sentinel(
     beat = sstack.start_beat()
 
     # Then the watcher holds the lease, the cache is synced and its heartbeat advances
-    cache = cache_store.CacheStore(sentinel_state)
+    cache = clients.cache(sentinel_state)
     wait_for(
         lambda: str(watch.proc.pid) in (cache.status().lease or ""), what="the watcher's lease"
     )

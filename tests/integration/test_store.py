@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from joulie_tasks import errors
-from joulie_tasks.adapters import store
+from joulie_tasks.adapters import redis_errors, store
 from joulie_testbed.procs import RedisServer
 
 
@@ -78,6 +78,6 @@ def test_counters_refused_during_an_outage_are_sent_when_redis_is_back(
 
 
 def test_passwords_are_redacted_from_urls() -> None:
-    assert store.redact_url("redis://:s3cret@host:6379/0") == "redis://:***@host:6379/0"
-    assert store.redact_url("rediss://user:s3cret@host/0") == "rediss://user:***@host/0"
-    assert store.redact_url("redis://host:6379/0") == "redis://host:6379/0"
+    assert redis_errors.redact_url("redis://:s3cret@host:6379/0") == "redis://:***@host:6379/0"
+    assert redis_errors.redact_url("rediss://user:s3cret@host/0") == "rediss://user:***@host/0"
+    assert redis_errors.redact_url("redis://host:6379/0") == "redis://host:6379/0"

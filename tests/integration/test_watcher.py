@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from joulie_tasks.adapters import cache_store, store
-from joulie_tasks.workflow import cache_tick
+from joulie_tasks.adapters import cache_store, clients, store
+from joulie_tasks.ports import metrics
 from joulie_testbed.chaos import pending_writes
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.emulator import seed as seeding
@@ -37,7 +37,7 @@ def start_watcher(stack: Stack, name: str = "watch") -> Proc:
 
 
 def synced(state: store.RedisStore) -> bool:
-    status = cache_store.CacheStore(state).status()
+    status = clients.cache(state).status()
     age = status.age(time.time())
     return all(status.synced.values()) and age is not None and age < 2.0
 
@@ -79,14 +79,14 @@ def test_a_cache_fed_tick_lists_nothing_and_converges(
     # Nodes and profiles come from the cache; the only lists are the confirmations,
     # one `list pods` by spec.nodeName per node written towards eco
     counters, _ = state.read_metric_values()
-    confirmations = counters.get(metric(cache_tick.CONFIRMATIONS), 0)
+    confirmations = counters.get(metric(metrics.CONFIRMATIONS), 0)
     assert confirmations >= 1
     requests = emulator.counters()
     assert ("list", "nodes") not in requests
     assert ("list", "nodepowerprofiles") not in requests
     assert requests.get(("list", "pods")) == confirmations
     assert pending_writes(emulator, stack.env).empty
-    assert not any(k.startswith(cache_tick.FALLBACKS) for k in counters)
+    assert not any(k.startswith(metrics.CACHE_FALLBACKS) for k in counters)
     # (the first tick's Node events go out from their own task: let them land first)
     deferred = [
         t
@@ -108,9 +108,7 @@ def test_a_cache_fed_tick_lists_nothing_and_converges(
     emulator.put_object(perf_pod("perf-late", "zz-late"))
 
     def cached() -> bool:
-        view = cache_store.CacheStore(state).read(
-            tick_time=time.time(), now=time.time(), max_age=2.0
-        )
+        view = clients.cache(state).read(tick_time=time.time(), now=time.time(), max_age=2.0)
         if isinstance(view, str):
             return False
         names = {n.name for n in view.snapshot.nodes}
@@ -176,7 +174,7 @@ def test_a_burst_of_performance_pods_is_answered_without_any_tick_sent(
     counters, _ = state.read_metric_values()
     sent = sum(v for k, v in counters.items() if k.startswith("joulie_kicks_total") and "sent" in k)
     assert sent >= 1
-    assert counters.get(metric(cache_tick.REACTION + "_count"), 0) >= 1
+    assert counters.get(metric(metrics.REACTION_LATENCY + "_count"), 0) >= 1
     print(f"reaction: {took:.2f}s")
 
 
@@ -213,8 +211,8 @@ def test_a_wrong_cache_cannot_downgrade_a_node_under_a_performance_pod(
     assert emulator.write_log.unsafe(PROFILE, DRAINING) == []
     assert labels(emulator, target).get(PROFILE) == "performance"
     counters, _ = state.read_metric_values()
-    assert counters.get(metric(cache_tick.STOPPED)) == 1.0
-    assert counters.get(metric(cache_tick.CONFIRMATIONS), 0) >= 1
+    assert counters.get(metric(metrics.DOWNGRADES_STOPPED)) == 1.0
+    assert counters.get(metric(metrics.CONFIRMATIONS), 0) >= 1
     # The watcher relists on request; the next ticks mark the node draining instead
     wait_for(lambda: state.client.hget(cache_store.PODS, "default/pinned"), timeout=20)
     ticks.run()
@@ -223,7 +221,6 @@ def test_a_wrong_cache_cannot_downgrade_a_node_under_a_performance_pod(
 
 
 def metric(name: str, **labels_: str) -> str:
-    from joulie_tasks.adapters import metrics
 
     return metrics.field(name, **labels_)
 
@@ -240,7 +237,7 @@ def test_a_stale_cache_falls_back_to_lists(
     try:
         wait_for(lambda: not synced(state), timeout=10, what="the heartbeat to age")
         wait_for(
-            lambda: cache_store.CacheStore(state).status().age(time.time()) > 2.0,
+            lambda: clients.cache(state).status().age(time.time()) > 2.0,
             timeout=10,
             what="the cache to be older than CACHE_MAX_AGE",
         )
@@ -250,7 +247,7 @@ def test_a_stale_cache_falls_back_to_lists(
         watcher.signal_group(signal.SIGCONT)
     assert list_requests(emulator) >= 3
     counters, _ = state.read_metric_values()
-    assert counters.get(metric(cache_tick.FALLBACKS, reason="stale")) == 1.0
+    assert counters.get(metric(metrics.CACHE_FALLBACKS, reason="stale")) == 1.0
 
 
 def test_the_standby_takes_over_when_the_active_watcher_is_killed(
@@ -261,14 +258,14 @@ def test_the_standby_takes_over_when_the_active_watcher_is_killed(
     first = start_watcher(stack, "watch-1")
     wait_for(lambda: synced(state), timeout=30, what="a synced cache")
     second = start_watcher(stack, "watch-2")
-    active = cache_store.CacheStore(state).status().lease
+    active = clients.cache(state).status().lease
     assert active is not None
     assert str(first.proc.pid) in active
     second.wait_for_log("standby", timeout=10)
     first.kill(signal.SIGKILL)
     killed_at = time.monotonic()
     wait_for(
-        lambda: str(second.proc.pid) in (cache_store.CacheStore(state).status().lease or ""),
+        lambda: str(second.proc.pid) in (clients.cache(state).status().lease or ""),
         timeout=10,
         what="the standby to take the lease",
     )

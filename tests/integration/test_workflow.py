@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from joulie_tasks.adapters import metrics, store
+from joulie_tasks.adapters import store
+from joulie_tasks.ports import metrics
 from joulie_testbed.chaos import cluster_state, pending_writes
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Stack, wait_for

@@ -200,3 +200,60 @@ def test_a_gpu_cap_above_100_percent_is_refused(capsys: pytest.CaptureFixture[st
         config.load_settings({"GPU_PERFORMANCE_CAP_PCT_OF_MAX": "101"})
     line = "GPU_PERFORMANCE_CAP_PCT_OF_MAX='101': expected a number ≤ 100.0"
     assert capsys.readouterr().err.splitlines() == [f"joulie-tasks: invalid configuration: {line}"]
+
+
+# --- the NodeTwin cap and order variables (docs/SPEC.md §13.10, §13.11) -----------------
+
+NODETWIN_INVALID = [
+    ("CPU_WRITE_ABSOLUTE_CAPS", "sometimes", "expected a boolean"),
+    ("GPU_WRITE_ABSOLUTE_CAPS", "2", "expected a boolean"),
+    ("GPU_MODEL_CAPS_JSON", "{", "(not valid JSON)"),
+    ("GPU_MODEL_CAPS_JSON", "[]", "expected a JSON object"),
+    ("GPU_MODEL_CAPS_JSON", '{"L40S": {"maxCapWatts": "350"}}', "'L40S' needs"),
+    ("GPU_MODEL_CAPS_JSON", '{"L40S": {"maxCapWatts": 300, "minCapWatts": 400}}', "'L40S' needs"),
+    ("GPU_MODEL_CAPS_JSON", '{"L40S": {"maxWatts": 300}}', "'L40S' has other fields"),
+    ("GPU_PRODUCT_LABEL_KEYS", ",", "expected comma-separated label keys"),
+    ("GPU_PRODUCT_LABEL_KEYS", "a,bad key!", "'bad key!'"),
+    ("NODE_ORDER", "densest", "expected one of name, density"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    NODETWIN_INVALID,
+    ids=[f"{n}={v}" for n, v, _ in NODETWIN_INVALID],
+)
+def test_the_nodetwin_variables_refuse_bad_values_with_one_line(
+    name: str, value: str, expected: str
+) -> None:
+    with pytest.raises(errors.ConfigError) as caught:
+        config.read_settings({name: value})
+    (line,) = caught.value.lines
+    assert line.startswith(f"{name}={value!r}: expected")
+    assert expected in line
+
+
+def test_the_nodetwin_variables_defaults_and_parsed_values() -> None:
+    default = config.read_settings({})
+    assert default.node_order is models.NodeOrder.NAME
+    assert not default.reads_hardware
+    assert default.twin_caps().gpu_model_caps == {}
+    assert default.product_label_keys[0] == "joulie.io/gpu.product"
+    s = config.read_settings(
+        {
+            "NODE_ORDER": " Density ",
+            "GPU_MODEL_CAPS_JSON": '{"NVIDIA-L40S": {"minCapWatts": 200, "maxCapWatts": 350}}',
+            "GPU_PRODUCT_LABEL_KEYS": " example.com/gpu , ",
+            "GPU_WRITE_ABSOLUTE_CAPS": "yes",
+        }
+    )
+    assert s.node_order is models.NodeOrder.DENSITY
+    assert s.reads_hardware
+    found = s.twin_caps()
+    assert found.gpu_absolute
+    assert not found.cpu_absolute
+    assert found.gpu_model_caps["NVIDIA-L40S"].min_cap_watts == 200
+    assert found.product_label_keys == ("example.com/gpu",)
+    assert config.read_settings({"GPU_PRODUCT_LABEL_KEYS": ""}).product_label_keys[0] == (
+        "joulie.io/gpu.product"
+    )

@@ -49,6 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="demo default 5 (the operator's is 10); also each node's room for such pods",
     )
+    parser.add_argument(
+        "--output-api",
+        choices=[o.value for o in models.OutputApi],
+        default=models.OutputApi.NODEPOWERPROFILE.value,
+        help="objects the decision is written as (OUTPUT_API; default nodepowerprofile)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="workload seed (default 1)")
     parser.add_argument(
         "--png", type=Path, default=Path("joulie-demo.png"), help="chart path (./joulie-demo.png)"
@@ -81,6 +87,7 @@ class Options:
     workdir: Path | None
     log_level: str
     watch: bool = True
+    output_api: str = models.OutputApi.NODEPOWERPROFILE.value
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, *, tty: bool) -> Options:
@@ -98,6 +105,7 @@ class Options:
             png=args.png,
             colour=tty and not args.no_color,
             watch=not getattr(args, "no_watch", False),
+            output_api=getattr(args, "output_api", models.OutputApi.NODEPOWERPROFILE.value),
             redis_url=args.redis_url,
             workdir=args.workdir,
             log_level=args.log_level,
@@ -114,6 +122,7 @@ class Options:
             "QUEUE_HP_MAX": str(self.queue_hp_max),
             "QUEUE_PERF_PER_HP_NODE": str(self.queue_perf_per_hp_node),
             "KUBE_REQUEST_TIMEOUT": "5s",
+            "OUTPUT_API": self.output_api,
         }
 
 
@@ -167,5 +176,5 @@ def describe(opts: Options, env: Mapping[str, str]) -> str:
     return (
         f"demo: {opts.nodes} managed nodes (+1 reserved, +1 unschedulable), "
         f"policy {opts.policy} ({params}), interval {env['RECONCILE_INTERVAL']}, "
-        f"{opts.ticks} ticks, seed {opts.seed}"
+        f"{opts.ticks} ticks, seed {opts.seed}, output {opts.output_api}"
     )

@@ -7,7 +7,8 @@ in reverse dependency order: beat (no new ticks), worker, redis-server, emulator
 
 The loop polls ``recent_ticks()`` for a finished tick (never sleeping a fixed
 time for a tick), shows it from the FSM records, the tick's transitions and the
-emulator's NodePowerProfiles, then moves the workload one step for the next tick.
+emulator's NodePowerProfiles (or NodeTwins, with ``--output-api nodetwin``), then moves
+the workload one step for the next tick.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from joulie_tasks import config, errors
-from joulie_tasks.adapters import metrics
+from joulie_tasks.adapters import redis_errors
 from joulie_tasks.adapters import store as store_mod
 from joulie_tasks.core import models
+from joulie_tasks.ports import metrics
 from joulie_testbed import emulator, procs
 from joulie_testbed.demo import chart, children, options, view
 from joulie_testbed.demo import workload as demo_workload
@@ -134,10 +136,10 @@ class Session:
 
     def _shared_redis(self, url: str, *, why: str | None) -> str:
         problem = children.check_shared_redis(url)
-        shown = store_mod.redact_url(url)
+        shown = redis_errors.redact_url(url)
         if problem is not None:
             prefix = f"{why}, and REDIS_URL cannot be used: " if why else ""
-            raise children.DemoError(prefix + store_mod.redact_url(problem))
+            raise children.DemoError(prefix + redis_errors.redact_url(problem))
         print(f"demo: using the empty Redis at {shown} (its keys stay afterwards)", flush=True)
         return url
 
@@ -176,12 +178,8 @@ class Session:
         transitions = [t for t in state.transitions() if t.tick_id == tick_id]
         demand = self._model(lambda: state.load_demand(tick_id))
         planned = self._model(lambda: state.load_plan(tick_id))
-        caps: dict[str, float] = {}
-        for npp in emu.list_objects("nodepowerprofiles"):
-            spec = npp.get("spec", {})
-            cap = spec.get("cpu", {}).get("packagePowerCapWatts")
-            if spec.get("nodeName") and cap is not None:
-                caps[spec["nodeName"]] = float(cap)
+        in_pct = not models.OutputApi(self.opts.output_api).writes_profiles
+        caps = _twin_caps(emu) if in_pct else _profile_caps(emu)
         self.totals.add(tick)
         shown = view.TickView(
             number=self.totals.ticks,
@@ -198,6 +196,7 @@ class Session:
             pending=workload.pending,
             hp_count=None if planned is None else planned.hp_count,
             previous=dict(self.states),
+            caps_in_pct=in_pct,
         )
         self.states = {node: r.state.value for node, r in fsm.items()}
         print("\n".join(view.tick_lines(shown, self.style)), flush=True)
@@ -268,5 +267,39 @@ class Session:
                 print(f"chart: cannot write {self.opts.png}: {e}", flush=True)
         else:
             print("chart: no tick finished, nothing to draw", flush=True)
+        if self.emulator is not None:
+            print(_objects_line(self.emulator), flush=True)
         names = [c.log_path.name for c in (*self.children, self.redis) if c is not None]
         print(f"logs: {self.workdir} ({', '.join([*names, 'kubeconfig'])})", flush=True)
+
+
+def _profile_caps(emu: emulator.Emulator) -> dict[str, float]:
+    """Each node's cap in watts, from its NodePowerProfile."""
+    caps: dict[str, float] = {}
+    for npp in emu.list_objects("nodepowerprofiles"):
+        spec = npp.get("spec", {})
+        cap = spec.get("cpu", {}).get("packagePowerCapWatts")
+        if spec.get("nodeName") and cap is not None:
+            caps[spec["nodeName"]] = float(cap)
+    return caps
+
+
+def _twin_caps(emu: emulator.Emulator) -> dict[str, float]:
+    """Each node's cap in percent of max, from its NodeTwin as the agent finds it (the
+    twin whose spec.nodeName is the node): the CPU cap, else the per-GPU one."""
+    caps: dict[str, float] = {}
+    for obj in emu.list_objects("nodetwins"):
+        spec = obj.get("spec", {})
+        cap = spec.get("cpu", {}).get("packagePowerCapPctOfMax")
+        if cap is None:
+            cap = spec.get("gpu", {}).get("powerCap", {}).get("capPctOfMax")
+        if spec.get("nodeName") and cap is not None:
+            caps[spec["nodeName"]] = float(cap)
+    return caps
+
+
+def _objects_line(emu: emulator.Emulator) -> str:
+    """What the decision was written as, counted in the cluster at the end."""
+    profiles = len(emu.list_objects("nodepowerprofiles"))
+    twins = len(emu.list_objects("nodetwins"))
+    return f"objects: {profiles} NodePowerProfiles, {twins} NodeTwins"

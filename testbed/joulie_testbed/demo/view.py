@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from joulie_tasks.adapters import metrics
 from joulie_tasks.core import models
+from joulie_tasks.ports import metrics
 
 _RESET = "\033[0m"
 _BOLD = "\033[1m"
@@ -26,6 +26,8 @@ _COLOURS = {
 }
 
 HEADER = ("NODE", "STATE", "PROFILE", "DRAINING", "PERF PODS", "CAP (W)", "CHANGE THIS TICK")
+#: The cap column in OUTPUT_API=nodetwin: the twin's cap in percent of max.
+PCT_HEADER = (*HEADER[:5], "CAP (%)", HEADER[6])
 _WIDTHS = (10, 20, 12, 9, 10, 8)
 
 
@@ -49,6 +51,7 @@ class TickView:
     tick: models.TickSummary
     fsm: Mapping[str, models.FsmRecord]
     caps: Mapping[str, float]
+    """Each node's cap: the profile's watts, or (``caps_in_pct``) the twin's percent."""
     transitions: Sequence[models.TransitionEntry]
     excluded: Mapping[str, str]
     demand: int | None
@@ -56,6 +59,7 @@ class TickView:
     hp_count: int | None
     previous: Mapping[str, str]
     """Each node's state in the previous table (absent: not seen yet)."""
+    caps_in_pct: bool = False
 
 
 def tick_lines(view: TickView, style: Style) -> list[str]:
@@ -67,7 +71,7 @@ def tick_lines(view: TickView, style: Style) -> list[str]:
         f"tick {view.number}/{view.total}  {t.tick_id}  policy {t.policy}  "
         f"demand {demand} performance pods ({view.pending} pending){target}"
     )
-    lines = ["", style.paint(title, _BOLD), _row(HEADER, " ")]
+    lines = ["", style.paint(title, _BOLD), _row(PCT_HEADER if view.caps_in_pct else HEADER, " ")]
     by_node: dict[str, list[models.TransitionEntry]] = {}
     for entry in view.transitions:
         by_node.setdefault(entry.node, []).append(entry)

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from joulie_tasks.adapters import metrics, store
+from joulie_tasks.adapters import store
+from joulie_tasks.ports import metrics
 from joulie_testbed.procs import Stack, free_port, wait_for
 from tests.deploy import chart, helpers
 from tests.integration.monitoring.prometheus import Prometheus

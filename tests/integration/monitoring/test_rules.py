@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
-from joulie_tasks.adapters import metrics
 from joulie_tasks.core import models
+from joulie_tasks.ports import metrics
 from tests.deploy import chart, helpers
 from tests.integration.monitoring.tools import promtool
 

@@ -3,7 +3,7 @@ store and the collector already use."""
 
 from __future__ import annotations
 
-from joulie_tasks.adapters import metrics
+from joulie_tasks.ports import metrics
 
 
 def test_add_sums_per_series_and_set_replaces() -> None:

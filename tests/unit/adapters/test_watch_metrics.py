@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from joulie_tasks.adapters import metrics
-from joulie_tasks.workflow import cache_tick
+from joulie_tasks.adapters import exporter
+from joulie_tasks.ports import metrics
 
 
 def _scrape(counters: dict[str, float], gauges: dict[str, float]) -> str:
     registry = CollectorRegistry()
-    registry.register(metrics.RedisCollector(lambda: (counters, gauges, {}, False)))
+    registry.register(exporter.RedisCollector(lambda: (counters, gauges, {}, False)))
     return generate_latest(registry).decode()
 
 
@@ -18,10 +18,10 @@ def test_reaction_latency_is_a_histogram_and_not_a_counter() -> None:
     counters: dict[str, float] = {}
     for seconds in (0.4, 1.2, 7.0):
         for key, n in metrics.histogram_increments(
-            cache_tick.REACTION, seconds, cache_tick.REACTION_BUCKETS
+            metrics.REACTION_LATENCY, seconds, metrics.EXTRA_HISTOGRAMS[metrics.REACTION_LATENCY]
         ).items():
             counters[key] = counters.get(key, 0.0) + n
-    counters[metrics.field(cache_tick.FALLBACKS, reason="stale")] = 2.0
+    counters[metrics.field(metrics.CACHE_FALLBACKS, reason="stale")] = 2.0
     text = _scrape(counters, {metrics.field("joulie_cache_age_seconds"): 0.5})
     assert 'joulie_reaction_latency_seconds_bucket{le="0.5"} 1.0' in text
     assert 'joulie_reaction_latency_seconds_bucket{le="2.0"} 2.0' in text

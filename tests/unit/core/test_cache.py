@@ -6,9 +6,12 @@ from typing import Any
 
 import pytest
 
+from joulie_tasks import config
 from joulie_tasks.core import cache, classify, models, selectors, snapshot_parse
-from joulie_tasks.workflow import cache_tick
+from joulie_tasks.ports import metrics
+from joulie_tasks.workflow import cache_tick, lifecycle
 from joulie_testbed.emulator import seed as seeding
+from tests.fakes import FakeKube, MemoryStateStore
 
 
 def _pod(
@@ -114,3 +117,63 @@ def test_writes_towards_eco_are_confirmed_draining_ones_are_not() -> None:
         "down",
         "npp-only",
     }
+
+
+def _twin(node: str, profile: str, *, draining: bool = False) -> models.TwinWrite:
+    spec = {"nodeName": node, "profile": profile, "scheduling": {"draining": draining}}
+    return models.TwinWrite(name=node, node=models.NodeName(node), create=True, spec=spec)
+
+
+def test_an_eco_twin_spec_is_confirmed_even_alone_a_draining_one_or_a_status_is_not() -> None:
+    # A twin written alone happens: recreated after a delete, or NodeTwin output switched
+    # on for a node whose labels are eco already. The agent caps at once on that spec.
+    status_only = models.TwinWrite(
+        name="status", node=models.NodeName("status"), create=False, status={"x": 1}
+    )
+    batch = models.WriteSet(
+        twins=(
+            _twin("eco", "eco"),
+            _twin("drain", "eco", draining=True),
+            _twin("up", "performance"),
+            status_only,
+        )
+    )
+    assert cache_tick.towards_eco(batch, profile_label="p", draining_label="d") == {"eco"}
+
+
+def test_a_twin_record_is_what_a_list_fed_tick_reads_and_snapshots_keep_name_order() -> None:
+    raw = {
+        "metadata": {"name": "b", "resourceVersion": "9", "labels": {"joulie.io/managed-by": "x"}},
+        "spec": {"nodeName": "B", "profile": "eco"},
+        "status": {"schedulableClass": "eco"},
+    }
+    record = cache.twin_record(raw)
+    assert record == snapshot_parse.twin_info_from_manifest(raw)
+    assert record is not None
+    assert record.resource_version == "9"
+    assert cache.twin_record({"metadata": {}}) is None
+    other = models.TwinInfo(name="a")
+    snap = cache.snapshot_from_records(tick_time=1.0, nodes=[], profiles=[], twins=[record, other])
+    assert [t.name for t in snap.twins] == ["a", "b"]
+
+
+def test_an_eco_twin_is_not_written_over_a_performance_pod_the_fresh_list_shows() -> None:
+    # The cache missed the pod on "busy": the plan writes its twin eco. The fresh pod
+    # list by spec.nodeName finds it, so that twin is dropped this tick; "idle" is kept.
+    fake, state = FakeKube(), MemoryStateStore()
+    pod = _pod("selector-performance", "busy")
+    fake.add("pods", pod)
+    batch = models.WriteSet(twins=(_twin("busy", "eco"), _twin("idle", "eco")))
+    ref = lifecycle.TickRef(tick_id="t", token=1, tick_time=1.0, started_at=1.0)
+    settings = config.read_settings({"OUTPUT_API": "nodetwin"})
+
+    kept, stopped = cache_tick.confirm(
+        batch, ref=ref, gateway=fake, state=state, cache=None, settings=settings
+    )
+
+    assert [w.node for w in kept.twins] == ["idle"]
+    assert list(stopped) == ["busy"]
+    assert "1 performance pod(s)" in stopped["busy"]
+    counters, _ = state.read_metric_values()
+    assert counters[metrics.field(metrics.DOWNGRADES_STOPPED)] == 1
+    assert counters[metrics.field(metrics.CONFIRMATIONS)] == 2

@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from joulie_tasks import config
-from joulie_tasks.adapters import metrics
 from joulie_tasks.core import models
+from joulie_tasks.ports import metrics
 from joulie_tasks.workflow import events, outcome, reconcile, runner
 from tests.fakes import FakeKube, MemoryStateStore
 
@@ -75,7 +75,7 @@ def held_counted(state: MemoryStateStore, reason: str) -> float:
 
 
 def tick(fake: FakeKube, state: MemoryStateStore, cfg: config.Settings, at: float) -> Any:
-    return runner.run_inline(gateway=fake, state=state, settings=cfg, tick_time=at)
+    return runner.run_inline(gateway=fake, state=state, cache=None, settings=cfg, tick_time=at)
 
 
 def test_a_dwell_holds_a_downgrade_once_announced_until_it_has_passed() -> None:

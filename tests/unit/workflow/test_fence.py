@@ -60,4 +60,6 @@ def test_stages_run_from_one_table_in_the_spec_order() -> None:
     assert reconcile.STAGES == ("snapshot", "classify", "plan", "guard", "write")
     state, ref, _ = started()
     with pytest.raises(ValueError, match="unknown stage 'nope'"):
-        reconcile.run_stage("nope", ref, gateway=lambda: None, state=state, settings=SETTINGS)  # type: ignore[arg-type,return-value]
+        reconcile.run_stage(
+            "nope", ref, gateway=lambda: None, state=state, cache=None, settings=SETTINGS
+        )  # type: ignore[arg-type,return-value]

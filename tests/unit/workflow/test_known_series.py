@@ -22,8 +22,9 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from joulie_tasks import config, errors
-from joulie_tasks.adapters import kube, metrics
+from joulie_tasks.adapters import exporter
 from joulie_tasks.core import cache, models
+from joulie_tasks.ports import cluster, metrics
 from joulie_tasks.workflow import known_series, reconcile, runner, watcher
 from tests.deploy import rbac_scan
 from tests.fakes import FakeKube, MemoryStateStore
@@ -37,7 +38,7 @@ OPEN_LABELS = {"node"}
 
 def _scrape(read: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     registry = CollectorRegistry()
-    registry.register(metrics.RedisCollector(read, known=known_series.known_series()))
+    registry.register(exporter.RedisCollector(read, known=known_series.known_series()))
     text = generate_latest(registry).decode()
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
@@ -63,7 +64,7 @@ def test_an_empty_redis_shows_every_known_counter_and_histogram_at_zero() -> Non
         assert samples[_sample(metrics.TICK_DURATION + "_count", stage=stage)] == 0
         assert samples[_sample(metrics.TICK_DURATION + "_bucket", stage=stage, le="+Inf")] == 0
         assert samples[_sample(metrics.TICK_DURATION + "_bucket", stage=stage, le="0.01")] == 0
-    for verb, resource in kube.COUNTED_REQUESTS:
+    for verb, resource in cluster.COUNTED_REQUESTS:
         key = _sample(metrics.KUBE_REQUESTS, verb=verb, resource=resource.plural, outcome="error")
         assert samples[key] == 0
     assert samples[_sample("joulie_reaction_latency_seconds_count")] == 0
@@ -112,10 +113,12 @@ def test_ticks_that_complete_fail_writes_and_fail_count_only_declared_series() -
     fake.fail("patch", "nodes", errors.KubeConflict("409", status=409))
     fake.fail("create", "nodepowerprofiles", errors.KubeFatal("422", status=422))
     # When one tick runs, a second finds the lock held, and a third fails to list
-    runner.run_inline(gateway=fake, state=state, settings=SETTINGS, tick_time=TICK_TIME)
+    runner.run_inline(gateway=fake, state=state, cache=None, settings=SETTINGS, tick_time=TICK_TIME)
     fake.fail("list", "nodes", errors.KubeFatal("403", status=403))
     with pytest.raises(errors.KubeError):
-        runner.run_inline(gateway=fake, state=state, settings=SETTINGS, tick_time=TICK_TIME + 60)
+        runner.run_inline(
+            gateway=fake, state=state, cache=None, settings=SETTINGS, tick_time=TICK_TIME + 60
+        )
     # Then it counted retries, failures and results, all of them declared in advance
     assert state.counters[metrics.field(metrics.KUBE_RETRIES, reason="conflict")] >= 1
     assert state.counters[metrics.field(metrics.WRITE_FAILURES)] == 1
@@ -125,12 +128,12 @@ def test_ticks_that_complete_fail_writes_and_fail_count_only_declared_series() -
 
 
 def test_the_declared_api_requests_are_the_requests_the_source_makes() -> None:
-    constants = {n: v for n, v in vars(kube).items() if isinstance(v, kube.Resource)}
+    constants = {n: v for n, v in vars(cluster).items() if isinstance(v, cluster.Resource)}
     kube_source, others = rbac_scan.sources(PACKAGE)
     uses = rbac_scan.scan(kube_source, others, constants).uses
     # Watch streams are the watcher's; it does not flush its request counts.
     made = {(verb, constants[c].plural) for c, verb in uses if verb != "watch"}
-    declared = {(verb, resource.plural) for verb, resource in kube.COUNTED_REQUESTS}
+    declared = {(verb, resource.plural) for verb, resource in cluster.COUNTED_REQUESTS}
     assert declared == made
 
 
@@ -175,10 +178,10 @@ def test_the_literal_label_check_finds_a_literal() -> None:
 def test_the_watcher_and_cache_vocabularies_are_declared() -> None:
     known = known_series.known_series()
     for kick in watcher.KickResult:
-        assert metrics.field(watcher.KICKS, result=kick.value) in known
+        assert metrics.field(metrics.KICKS, result=kick.value) in known
     for reason in cache.Unusable:
         assert metrics.field("joulie_cache_fallbacks_total", reason=reason.value) in known
     for name in watcher.RESOURCES:
         for relist in watcher.RelistReason:
-            key = metrics.field(watcher.WATCH_RELISTS, resource=name, reason=relist.value)
+            key = metrics.field(metrics.WATCH_RELISTS, resource=name, reason=relist.value)
             assert key in known

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from joulie_tasks import config, errors
-from joulie_tasks.adapters import kube, metrics
+from joulie_tasks.ports import cluster, metrics
 from joulie_tasks.workflow import lifecycle, runner
 from tests.fakes import FakeKube, MemoryStateStore
 
@@ -33,7 +33,7 @@ SETTINGS = config.read_settings(
 )
 
 
-def cluster(fake: FakeKube, *names: str) -> FakeKube:
+def with_nodes(fake: FakeKube, *names: str) -> FakeKube:
     for name in names:
         fake.add(
             "nodes",
@@ -77,9 +77,11 @@ def started(state: MemoryStateStore) -> lifecycle.TickRef:
 
 
 def test_reconcile_once_names_its_tick_on_the_gateway_it_writes_through() -> None:
-    fake, state = cluster(FakeKube(), "n1", "n2"), MemoryStateStore()
+    fake, state = with_nodes(FakeKube(), "n1", "n2"), MemoryStateStore()
 
-    report = runner.run_inline(gateway=fake, state=state, settings=SETTINGS, tick_time=TICK_TIME)
+    report = runner.run_inline(
+        gateway=fake, state=state, cache=None, settings=SETTINGS, tick_time=TICK_TIME
+    )
 
     token = state.fence
     assert fake.tick_tags == [f"{token} {report.tick_id}"]
@@ -88,9 +90,9 @@ def test_reconcile_once_names_its_tick_on_the_gateway_it_writes_through() -> Non
 
 def test_a_fence_lost_between_stages_drops_the_next_stage_and_counts_it_expired() -> None:
     # Given a tick that took its snapshot
-    fake, state = cluster(FakeKube(), "n1"), MemoryStateStore()
+    fake, state = with_nodes(FakeKube(), "n1"), MemoryStateStore()
     ref = started(state)
-    tick = runner.TickRunner(ref, gateway=lambda: fake, state=state, settings=SETTINGS)
+    tick = runner.TickRunner(ref, gateway=lambda: fake, state=state, cache=None, settings=SETTINGS)
     tick.stage("snapshot")
     # When another holder takes the lock before classify
     steal_lock(state)
@@ -120,12 +122,17 @@ class StolenAfterFirstPatch(FakeKube):
 def test_reconcile_once_sends_no_write_after_another_holder_advances_the_fence() -> None:
     # Given four nodes to write in one batch, one node at a time
     state = MemoryStateStore()
-    fake = cluster(StolenAfterFirstPatch(state), "n1", "n2", "n3", "n4")
+    fake = with_nodes(StolenAfterFirstPatch(state), "n1", "n2", "n3", "n4")
 
     # When another holder takes the lock right after the first write lands
     with pytest.raises(runner.TickDropped, match="lost its lock"):
         runner.run_inline(
-            gateway=fake, state=state, settings=SETTINGS, tick_time=TICK_TIME, clock=Ticking()
+            gateway=fake,
+            state=state,
+            cache=None,
+            settings=SETTINGS,
+            tick_time=TICK_TIME,
+            clock=Ticking(),
         )
 
     # Then nothing more was written: not the node's profile, not the other nodes
@@ -137,11 +144,13 @@ def test_reconcile_once_sends_no_write_after_another_holder_advances_the_fence()
 
 
 def test_a_failing_stage_fails_the_tick_once_and_frees_the_lock() -> None:
-    fake, state = cluster(FakeKube(), "n1"), MemoryStateStore()
+    fake, state = with_nodes(FakeKube(), "n1"), MemoryStateStore()
     fake.fail("list", "nodes", errors.KubeFatal("403", status=403))
 
     with pytest.raises(errors.KubeFatal):
-        runner.run_inline(gateway=fake, state=state, settings=SETTINGS, tick_time=TICK_TIME)
+        runner.run_inline(
+            gateway=fake, state=state, cache=None, settings=SETTINGS, tick_time=TICK_TIME
+        )
 
     assert ticks_counted(state, "failed") == 1
     assert state.lock_holder() is None
@@ -159,7 +168,7 @@ def test_the_lock_is_renewed_while_a_stage_runs() -> None:
             return super().renew_lock(tick_id, ttl_s=ttl_s)
 
     class SlowList(FakeKube):
-        def list_items(self, resource: kube.Resource, *, page_size: int) -> Any:
+        def list_items(self, resource: cluster.Resource, *, page_size: int) -> Any:
             renewed.wait(5)
             return super().list_items(resource, page_size=page_size)
 
@@ -167,7 +176,7 @@ def test_the_lock_is_renewed_while_a_stage_runs() -> None:
     ref = lifecycle.begin_tick(state=state, settings=cfg, tick_time=TICK_TIME)
     assert ref is not None
     tick = runner.TickRunner(
-        ref, gateway=lambda: cluster(SlowList(), "n1"), state=state, settings=cfg
+        ref, gateway=lambda: with_nodes(SlowList(), "n1"), state=state, cache=None, settings=cfg
     )
 
     # When the snapshot stage runs
@@ -179,9 +188,11 @@ def test_the_lock_is_renewed_while_a_stage_runs() -> None:
 
 
 def test_the_runner_flushes_the_request_counters_of_the_gateway_it_used() -> None:
-    fake, state = cluster(FakeKube(), "n1"), MemoryStateStore()
+    fake, state = with_nodes(FakeKube(), "n1"), MemoryStateStore()
     fake.request_counts[("list", "nodes", "200")] = 2
-    tick = runner.TickRunner(started(state), gateway=lambda: fake, state=state, settings=SETTINGS)
+    tick = runner.TickRunner(
+        started(state), gateway=lambda: fake, state=state, cache=None, settings=SETTINGS
+    )
 
     tick.stage("snapshot")
 
@@ -200,5 +211,5 @@ def test_only_the_runner_fences_finishes_fails_and_tags_a_tick() -> None:
         for call in owned
         if call in path.read_text() and path.name not in ("runner.py", "outcome.py", "fence.py")
     }
-    # The adapters define for_tick (the port and the official-client gateway).
-    assert offenders == {("adapters/ports.py", "for_tick("), ("adapters/kube.py", "for_tick(")}
+    # for_tick is defined by the port and the official-client gateway.
+    assert offenders == {("ports/cluster.py", "for_tick("), ("adapters/kube.py", "for_tick(")}

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from joulie_tasks import config, errors
-from joulie_tasks.adapters import metrics
+from joulie_tasks.ports import metrics
 from joulie_tasks.workflow import fence as fencing
 from joulie_tasks.workflow import lifecycle, outcome, reconcile, runner
 from tests.fakes import FakeKube, MemoryStateStore
@@ -72,7 +72,9 @@ def test_a_whole_tick_writes_every_node_in_batches_and_records_the_outcome() -> 
     fake, state = cluster("n1", "n2", "n3", "n4", "n5"), MemoryStateStore()
 
     # When one tick runs through the stage table in this process
-    report = runner.run_inline(gateway=fake, state=state, settings=SETTINGS, tick_time=TICK_TIME)
+    report = runner.run_inline(
+        gateway=fake, state=state, cache=None, settings=SETTINGS, tick_time=TICK_TIME
+    )
 
     # Then every node got its profile and label, in three batches, and the tick is recorded
     assert report.written == 2 * 5  # a label PATCH and a profile write per node
@@ -87,18 +89,20 @@ def test_a_whole_tick_writes_every_node_in_batches_and_records_the_outcome() -> 
     assert state.lock_holder() is None  # released at the end
     # And a second tick has nothing to write
     again = runner.run_inline(
-        gateway=fake, state=state, settings=SETTINGS, tick_time=TICK_TIME + 60
+        gateway=fake, state=state, cache=None, settings=SETTINGS, tick_time=TICK_TIME + 60
     )
     assert again.written == 0
 
 
 def test_a_tick_finishes_exactly_once() -> None:
     fake, state = cluster("n1"), MemoryStateStore()
-    report = runner.run_inline(gateway=fake, state=state, settings=SETTINGS, tick_time=TICK_TIME)
+    report = runner.run_inline(
+        gateway=fake, state=state, cache=None, settings=SETTINGS, tick_time=TICK_TIME
+    )
     ref = lifecycle.TickRef(
         tick_id=report.tick_id, token=1, tick_time=TICK_TIME, started_at=TICK_TIME
     )
-    assert outcome.finish_tick(ref, state=state, settings=SETTINGS) is None
+    assert outcome.finish_tick(ref, state=state, cache=None, settings=SETTINGS) is None
     assert len(state.recent_ticks()) == 1
 
 
@@ -120,7 +124,9 @@ def test_a_tick_that_lost_its_lock_writes_nothing() -> None:
     batches = 0
     for stage in reconcile.STAGES:
         batches = (
-            reconcile.run_stage(stage, ref, gateway=lambda: fake, state=state, settings=SETTINGS)
+            reconcile.run_stage(
+                stage, ref, gateway=lambda: fake, state=state, cache=None, settings=SETTINGS
+            )
             or 0
         )
     assert batches == 1
@@ -128,7 +134,7 @@ def test_a_tick_that_lost_its_lock_writes_nothing() -> None:
     assert state.acquire_lock("newer", ttl_s=30) is not None
 
     # When its batch runs
-    tick = runner.TickRunner(ref, gateway=lambda: fake, state=state, settings=SETTINGS)
+    tick = runner.TickRunner(ref, gateway=lambda: fake, state=state, cache=None, settings=SETTINGS)
     with pytest.raises(runner.TickDropped):
         tick.batch(0)
 
@@ -140,7 +146,7 @@ def test_a_tick_that_lost_its_lock_writes_nothing() -> None:
 def test_the_fsm_keeps_a_newer_ticks_record() -> None:
     fake, state = cluster("n1"), MemoryStateStore()
     state.update_fsm(10**6, {"n1": {"state": "ActivePerformance", "token": 10**6}})
-    runner.run_inline(gateway=fake, state=state, settings=SETTINGS, tick_time=TICK_TIME)
+    runner.run_inline(gateway=fake, state=state, cache=None, settings=SETTINGS, tick_time=TICK_TIME)
     assert state.fsm_records()["n1"]["state"] == "ActivePerformance"
 
 
@@ -149,5 +155,5 @@ def test_a_tick_whose_lock_is_held_elsewhere_raises_tick_skipped() -> None:
     state.acquire_lock("other", ttl_s=30)
     with pytest.raises(errors.TickSkipped):
         runner.run_inline(
-            gateway=cluster("n1"), state=state, settings=SETTINGS, tick_time=TICK_TIME
+            gateway=cluster("n1"), state=state, cache=None, settings=SETTINGS, tick_time=TICK_TIME
         )

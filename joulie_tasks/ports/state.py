@@ -1,15 +1,16 @@
-"""Ports: the interfaces the workflow talks to the outside world through.
+"""The state port: what the workflow keeps between stages, batches and ticks.
 
-``KubeGateway`` (implemented by ``kube.ApiGateway``) reads and writes the cluster;
-``StateStore`` (implemented by ``store.RedisStore``) keeps the tick's state. The
-workflow is typed against these, never against an adapter class, so a test can run
-it over in-memory fakes (``tests/fakes.py``). No I/O here.
+Small protocols named for what they do — the leader lock and fence, a tick's data,
+its write batches, the FSM, the metrics sink and values, the tick records, the pause
+switch — so a function asks for the part it uses; ``StateStore`` is all of them, as
+``adapters.store.RedisStore`` (production) and ``tests/fakes.py``'s
+``MemoryStateStore`` implement it; ``tests/contract`` holds both to the same
+behaviour. No I/O here, and no key: the Redis layout is the store's business.
 """
 
 from __future__ import annotations
 
-import collections
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -18,73 +19,6 @@ from pydantic import BaseModel
 from joulie_tasks.core import models
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
-
-RequestKey = tuple[str, str, str]  # (verb, resource, outcome)
-
-
-@dataclass(frozen=True)
-class Resource:
-    """A REST collection: its URL prefix and plural name (for request counters)."""
-
-    prefix: str
-    plural: str
-    namespaced: bool = False
-
-    def path(self, name: str | None = None, *, namespace: str | None = None) -> str:
-        base = self.prefix
-        if self.namespaced and namespace is not None:
-            base = f"{base}/namespaces/{namespace}"
-        base = f"{base}/{self.plural}"
-        return f"{base}/{name}" if name is not None else base
-
-
-class KubeGateway(Protocol):
-    """The port stages use to read and write the cluster."""
-
-    request_counts: collections.Counter[RequestKey]
-
-    def list_items(self, resource: Resource, *, page_size: int) -> Iterator[dict[str, Any]]: ...
-
-    def list_all(
-        self, resource: Resource, *, page_size: int, field_selector: str | None = None
-    ) -> tuple[list[dict[str, Any]], str]: ...
-
-    def get(self, resource: Resource, name: str) -> dict[str, Any] | None: ...
-
-    def patch_node_labels(
-        self, name: str, labels: Mapping[str, str], *, dry_run: bool = False
-    ) -> dict[str, Any]: ...
-
-    def upsert_profile(
-        self, body: Mapping[str, Any], *, exists: bool, dry_run: bool = False
-    ) -> None:
-        """Create the NodePowerProfile (``exists`` False) or replace it at the body's
-        ``metadata.resourceVersion``; a conflict is ``KubeConflict``, a vanished
-        object under a replace ``KubeFatal`` with status 404."""
-        ...
-
-    def create_event(self, namespace: str, body: Mapping[str, Any]) -> None: ...
-
-    def delete_profile(self, name: str) -> None: ...
-
-    def upsert_twin(self, body: Mapping[str, Any], *, exists: bool, dry_run: bool = False) -> None:
-        """Create or replace a NodeTwin's spec, with upsert_profile's error contract."""
-        ...
-
-    def patch_twin_status(
-        self, name: str, status: Mapping[str, Any], *, dry_run: bool = False
-    ) -> None: ...
-
-    def delete_twin(self, name: str) -> None: ...
-
-    def take_request_counts(self) -> collections.Counter[RequestKey]:
-        """Return and reset the request counters (flushed to Redis by the tick runner)."""
-        ...
-
-    def for_tick(self, tag: str) -> KubeGateway:
-        """This gateway for one tick: the same connections and request counters, every
-        request named by ``tag`` (the ``X-Joulie-Tick`` header, workflow/runner.py)."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -199,14 +133,9 @@ class TickParts:
         return self._load_part(tick_id, "cache-mark", models.CacheMark)
 
 
-class StateStore(Protocol):
-    """The port the workflow keeps its state behind: the lock and fencing token, per-tick
-    data, write batches, the FSM record, transitions, metric values, the tick records.
-    ``adapters.store.RedisStore`` is the production one, ``MemoryStateStore`` (tests) the
-    other; ``tests/contract`` holds both to the same behaviour."""
+class LeaderLock(Protocol):
+    """The tick lock and its fencing token (docs/SPEC.md §9)."""
 
-    def close(self) -> None: ...
-    def ping(self) -> None: ...
     def claim_interval(self, interval_number: int, *, ttl_s: float) -> bool: ...
     def acquire_lock(self, tick_id: str, *, ttl_s: float) -> int | None: ...
     def swap_leader(self, identity: str) -> bool: ...
@@ -215,10 +144,11 @@ class StateStore(Protocol):
     def release_lock(self, tick_id: str) -> bool: ...
     def holds_fence(self, tick_id: str, token: int, *, ttl_s: float) -> bool: ...
     def latest_tick(self) -> str | None: ...
-    def fsm(self) -> dict[str, models.FsmRecord]: ...
-    def transitions(self, *, since_ms: int = 0) -> list[models.TransitionEntry]: ...
-    def tick_summary(self) -> models.TickSummary | None: ...
-    def tick_summaries(self) -> list[models.TickSummary]: ...
+
+
+class TickData(Protocol):
+    """Each stage's output, saved under the tick id for the next stage."""
+
     def save_snapshot(self, tick_id: str, snap: models.Snapshot) -> None: ...
     def load_snapshot(self, tick_id: str) -> models.Snapshot: ...
     def save_nodes(self, tick_id: str, snap: models.Snapshot) -> None: ...
@@ -235,6 +165,11 @@ class StateStore(Protocol):
     def load_batch(self, tick_id: str, index: int) -> models.WriteSet: ...
     def save_cache_mark(self, tick_id: str, mark: models.CacheMark) -> None: ...
     def load_cache_mark(self, tick_id: str) -> models.CacheMark: ...
+
+
+class WriteBatches(Protocol):
+    """A tick's write batches: how many remain, what each wrote, failed or skipped."""
+
     def start_batches(self, tick_id: str, count: int) -> None: ...
     def writes_started(self, tick_id: str) -> float | None: ...
     def finish_batch(
@@ -251,7 +186,12 @@ class StateStore(Protocol):
     def skipped_nodes(self, tick_id: str) -> set[str]: ...
     def batch_results(self, tick_id: str) -> tuple[dict[str, str], int, int]: ...
     def mark(self, tick_id: str, flag: str) -> bool: ...
-    def fsm_records(self) -> dict[str, dict[str, Any]]: ...
+
+
+class FsmStore(Protocol):
+    """The per-node FSM records and the downgrade-budget ledger."""
+
+    def fsm(self) -> dict[str, models.FsmRecord]: ...
     def update_fsm(
         self,
         token: int,
@@ -261,16 +201,51 @@ class StateStore(Protocol):
     ) -> int: ...
     def downgrades_since(self, since: float) -> int: ...
     def forget_nodes(self, nodes: Iterable[str]) -> None: ...
-    def append_transitions(self, entries: Sequence[Mapping[str, str]], *, maxlen: int) -> None: ...
-    def read_transitions(
-        self, *, since_ms: int = 0, count: int = 10_000
-    ) -> list[dict[str, str]]: ...
+
+
+class MetricsSink(Protocol):
+    """Where every process leaves its metric increments (ports/metrics.py names them)."""
+
     def add_counters(self, increments: Mapping[str, float]) -> None: ...
     def count_later(self, increments: Mapping[str, float]) -> None: ...
     def set_gauges(self, values: Mapping[str, float]) -> None: ...
+
+
+class MetricValues(Protocol):
+    """The metric values every process left, as the metrics process reads them."""
+
     def read_metric_values(self) -> tuple[dict[str, float], dict[str, float]]: ...
+
+
+class TickRecords(Protocol):
+    """What finished ticks leave: the transition stream and the tick summaries."""
+
+    def append_transitions(self, entries: Sequence[Mapping[str, str]], *, maxlen: int) -> None: ...
+    def transitions(self, *, since_ms: int = 0) -> list[models.TransitionEntry]: ...
     def set_last_tick(self, summary: Mapping[str, Any]) -> None: ...
-    def recent_ticks(self) -> list[dict[str, Any]]: ...
-    def last_tick(self) -> dict[str, Any] | None: ...
+    def tick_summary(self) -> models.TickSummary | None: ...
+    def tick_summaries(self) -> list[models.TickSummary]: ...
+
+
+class Pause(Protocol):
+    """The operator-wide pause switch (``joulie-tasks pause``)."""
+
     def set_paused(self, paused: bool) -> None: ...
     def is_paused(self) -> bool: ...
+
+
+class StateStore(
+    LeaderLock,
+    TickData,
+    WriteBatches,
+    FsmStore,
+    MetricsSink,
+    MetricValues,
+    TickRecords,
+    Pause,
+    Protocol,
+):
+    """All of the state ports: what a tick runner or a process entry point holds."""
+
+    def close(self) -> None: ...
+    def ping(self) -> None: ...
