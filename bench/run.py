@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.run --quick    # N = 100, 1,000, few repeats (~4 min)
     .venv/bin/python -m bench.run --sizes 100,1000 --latencies 0 --out /tmp/b.md
     .venv/bin/python -m bench.run --real-server  # kube-apiserver beside the emulator (~4 min)
+    .venv/bin/python -m bench.run --output-api nodepowerprofile,nodetwin,both  # (~4 min)
 
 Per size N (managed nodes, 10 pods each; 6 % reserved, 5 % unschedulable; 10 %
 pending and 5 % terminal pods) and per emulator latency (0 and 2 ms):
@@ -21,6 +22,10 @@ pending and 5 % terminal pods) and per emulator latency (0 and 2 ms):
 nodes / 10,000 pods on a real kube-apiserver and on the emulator, needs
 KUBEBUILDER_ASSETS) and rewrites only its section of the report; a full run keeps
 that section as it is.
+
+``--output-api MODES`` runs only bench/nodetwin.py (each OUTPUT_API mode at ``--nodes``,
+default 1,000: first tick, steady list-fed and cache-fed ticks, full flips, the twins'
+status refresh) and rewrites only its marked section of the report.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import REPO, realserver, reference
+from bench import REPO, nodetwin, realserver, reference
 from bench.scenarios import GUARD_MIX, NO_PERF_MIX, REALISTIC_MIX, Bench, Cell, Sample
 
 LATENCIES = (0.0, 2.0)
@@ -785,6 +790,25 @@ def real_server_main(args: argparse.Namespace, command: str) -> int:
     return 0
 
 
+def output_api_main(args: argparse.Namespace, command: str) -> int:
+    try:
+        modes = nodetwin.parse_modes(args.output_api)
+    except ValueError as e:
+        print(f"--output-api: {e}", file=sys.stderr)
+        return 2
+    text = nodetwin.run(
+        modes=modes,
+        n=args.nodes,
+        workdir=Path(args.workdir),
+        out=Path(args.out),
+        command=command,
+        log=log,
+    )
+    print(text)
+    log(f"output-mode section written to {args.out}")
+    return 0
+
+
 # --- main -----------------------------------------------------------------------------------
 
 
@@ -812,6 +836,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     real.add_argument("--real-workers", type=int, default=2, help="Celery worker processes")
     real.add_argument("--real-converged", type=int, default=3, help="converged ticks measured")
     real.add_argument("--real-flips", type=int, default=2, help="flip pairs (eco, back)")
+    modes = p.add_argument_group("output modes (issue 18)")
+    modes.add_argument(
+        "--output-api",
+        metavar="MODES",
+        help="only the output-mode benchmark, for these comma-separated OUTPUT_API modes "
+        "(nodepowerprofile,nodetwin,both); rewrites its section of --out",
+    )
+    modes.add_argument("--nodes", type=int, default=1000, help="nodes (10 pods each)")
     return p.parse_args(argv)
 
 
@@ -845,6 +877,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.real_server:
         return real_server_main(args, command)
+    if args.output_api:
+        return output_api_main(args, command)
     plan = make_plan(args)
     started = time.time()
     loads = [" ".join(f"{x:.2f}" for x in os.getloadavg())]

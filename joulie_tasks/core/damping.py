@@ -15,7 +15,7 @@ change time comes from the FSM; a node the FSM does not know (or whose recorded 
 is not its current one) is never held by the dwell.
 
 Pure: the tick time, the FSM records and the budget already spent are arguments; the
-spending itself is recorded at the end of the tick (workflow/outcome.py) in the same
+spending itself is recorded at the end of the tick (workflow/tick_end.py) in the same
 fenced Redis script as the FSM.
 """
 

@@ -28,7 +28,7 @@ from joulie_tasks.adapters import cache_store, clients, kube, store
 from joulie_tasks.core import models
 from joulie_tasks.ports import metrics
 from joulie_tasks.queue.celery_app import TICK_TASK, app
-from joulie_tasks.workflow import events, lifecycle, outcome, runner
+from joulie_tasks.workflow import events, lifecycle, runner, tick_end
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def _send_events(report: lifecycle.TickReport | None) -> None:
     """Hand a finished tick's Node events to other tasks (never blocking the tick)."""
     if report is None:
         return
-    bodies = outcome.event_bodies(report)
+    bodies = tick_end.event_bodies(report)
     for start in range(0, len(bodies), EVENTS_PER_TASK):
         try:
             send_events.apply_async(

@@ -60,7 +60,7 @@ class ApplyResult:
     retries: Counter[models.RetryReason] = field(default_factory=Counter)
     failures: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
-    fenced: bool = False
+    fenced_off: bool = False
 
 
 class _NodeGone(errors.KubeFatal):
@@ -110,25 +110,25 @@ def apply_writes(
     tick_id: str,
     dry_run: bool = False,
     sleep: Callable[[float], None] = time.sleep,
-    still_fenced: Callable[[], bool] | None = None,
+    fence_holds: Callable[[], bool] | None = None,
 ) -> ApplyResult:
     """Apply every node's writes (``concurrency`` at a time); never raises per node.
 
-    ``still_fenced`` is asked before each node: once it answers False (the tick lost
-    its lock to a newer one) no further node is written and ``fenced`` is set, so a
+    ``fence_holds`` is asked before each node: once it answers False (the tick lost
+    its lock to a newer one) no further node is written and ``fenced_off`` is set, so a
     stalled tick that wakes up cannot overwrite the new holder's writes. A node
     deleted since the snapshot (404) is skipped and logged, not failed.
     """
     result = ApplyResult()
     lost = threading.Event()
 
-    def fenced() -> bool:
-        if not lost.is_set() and still_fenced is not None and not still_fenced():
+    def holds() -> bool:
+        if not lost.is_set() and fence_holds is not None and not fence_holds():
             lost.set()
         return not lost.is_set()
 
     writer = _NodeWriter(
-        gateway=gateway, tick_id=tick_id, dry_run=dry_run, sleep=sleep, still_fenced=fenced
+        gateway=gateway, tick_id=tick_id, dry_run=dry_run, sleep=sleep, fence_holds=holds
     )
 
     def one(nw: NodeWrites) -> NodeOutcome:
@@ -156,14 +156,14 @@ def _collect(result: ApplyResult, outcomes: Iterable[NodeOutcome], *, tick_id: s
     for out in outcomes:
         result.written += out.written
         if out.kind is Outcome.FENCED:
-            result.fenced = True
+            result.fenced_off = True
         elif out.kind is Outcome.GONE:
             result.skipped[out.node] = out.reason
             logger.warning("tick %s: node %s: skipped, %s", tick_id, out.node, out.reason)
         elif out.kind is Outcome.FAILED:
             result.failures[out.node] = out.reason
             logger.error("tick %s: node %s: write failed: %s", tick_id, out.node, out.reason)
-    if result.fenced:
+    if result.fenced_off:
         logger.warning("tick %s: writes stopped: the tick lost its lock", tick_id)
 
 
@@ -241,9 +241,9 @@ class _NodeWriter:
         tick_id: str,
         dry_run: bool,
         sleep: Callable[[float], None],
-        still_fenced: Callable[[], bool] = lambda: True,
+        fence_holds: Callable[[], bool] = lambda: True,
     ) -> None:
-        self._still_fenced = still_fenced
+        self._fence_holds = fence_holds
         self._kube = gateway
         self._tick_id = tick_id
         self._dry_run = dry_run
@@ -267,7 +267,7 @@ class _NodeWriter:
     def _call(self, node: str, label: str, fn: Callable[[], T]) -> T:
         # Fencing is checked before every API call, not once per batch: a tick that
         # stalled past its lock's TTL and wakes up must not send one more stale write.
-        if not self._still_fenced():
+        if not self._fence_holds():
             raise _Fenced(f"{label}: not sent, the tick lost its lock")
         return _retried(
             lambda: retrying.transient_retry(

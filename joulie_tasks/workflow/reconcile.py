@@ -195,13 +195,13 @@ def apply_batch(
     state: ports.state.StateStore,
     cache: ports.cache.TickCache | None,
     settings: config.Settings,
-    still_fenced: Callable[[], bool],
+    fence_holds: Callable[[], bool],
     sleep: Callable[[float], None] = time.sleep,
 ) -> apply.ApplyResult:
     """Apply write batch ``index``: its node writes, then its profile and twin deletes.
 
-    ``still_fenced`` (the runner's fence) is asked before every API write; once it
-    answers False nothing more is sent and the result says ``fenced``. The caller
+    ``fence_holds`` (the runner's fence) is asked before every API write; once it
+    answers False nothing more is sent and the result says ``fenced_off``. The caller
     checks the fence before the batch (runner.py).
     """
     batch = state.load_batch(ref.tick_id, index)
@@ -218,7 +218,7 @@ def apply_batch(
         concurrency=settings.write_concurrency,
         tick_id=ref.tick_id,
         sleep=sleep,
-        still_fenced=still_fenced,
+        fence_holds=fence_holds,
     )
     # Then the objects of deleted or unmanaged nodes: profiles, NodeTwins (OUTPUT_API,
     # docs/SPEC.md §13.8), each delete behind the fence like every write.
@@ -226,10 +226,10 @@ def apply_batch(
         (batch.deletes, apply.delete_profiles),
         (batch.twin_deletes, apply.delete_twins),
     ):
-        if not names or result.fenced:
+        if not names or result.fenced_off:
             continue
-        if not still_fenced():
-            result.fenced = True
+        if not fence_holds():
+            result.fenced_off = True
             break
         removed = delete(names, gateway=gateway, tick_id=ref.tick_id, sleep=sleep)
         result.written += removed.written

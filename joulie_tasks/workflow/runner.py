@@ -12,7 +12,7 @@ a Celery stage or write batch (queue/tasks.py), or ``joulie-tasks reconcile --on
   global, so two ticks in one process (or threads of one batch) cannot mix tags;
 - counter flushing: the gateway's request counters go to Redis after each piece of
   work and before a batch is recorded or the tick ends;
-- finish and fail: ``outcome.finish_tick`` / ``outcome.fail_tick``, called only here.
+- finish and fail: ``tick_end.finish_tick`` / ``tick_end.fail_tick``, called only here.
 
 It makes no Celery call: what a dropped or failed piece of work means for a message
 (``Ignore``, the next task) is queue/tasks.py's business; stage bodies are reconcile.py's.
@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from joulie_tasks import config, errors, ports
 from joulie_tasks.core import models
 from joulie_tasks.ports import cluster, metrics
-from joulie_tasks.workflow import events, lifecycle, outcome, reconcile
+from joulie_tasks.workflow import events, lifecycle, reconcile, tick_end
 from joulie_tasks.workflow import fence as fencing
 
 logger = logging.getLogger(__name__)
@@ -94,12 +94,12 @@ class TickRunner:
 
     def fail(self, *, stage: str, error: BaseException) -> None:
         """Count the tick failed and release its lock (once, whoever calls first)."""
-        outcome.fail_tick(self.ref, state=self._state, stage=stage, error=error)
+        tick_end.fail_tick(self.ref, state=self._state, stage=stage, error=error)
 
     def finish(self) -> lifecycle.TickReport | None:
         """End the tick exactly once; None when it was finished elsewhere."""
         self.flush()  # a finished tick's request counters are whole
-        return outcome.finish_tick(
+        return tick_end.finish_tick(
             self.ref, state=self._state, cache=self._cache, settings=self._settings
         )
 
@@ -214,17 +214,17 @@ class TickRunner:
                 state=self._state,
                 cache=self._cache,
                 settings=self._settings,
-                still_fenced=self.fence.still_holds,
+                fence_holds=self.fence.still_holds,
                 sleep=self._sleep,
             )
-            if result.fenced:
+            if result.fenced_off:
                 self._state.add_counters(metrics.tick_counted(models.TickResult.FENCED))
                 logger.warning(
                     "tick %s: batch %d cut short: the tick lost its lock", self.ref.tick_id, index
                 )
                 raise TickDropped(f"batch {index}: the tick lost its lock while writing")
             self.flush()  # before the record that may let the tick end
-            if outcome.record_batch(self.ref, index, result, state=self._state):
+            if tick_end.record_batch(self.ref, index, result, state=self._state):
                 return self.finish()
             return None
 
@@ -272,7 +272,7 @@ def run_inline(
             raise
     if report is None:
         raise errors.TickSkipped("the tick was finished elsewhere")
-    events.send_events(outcome.event_bodies(report), gateway=gateway)
+    events.send_events(tick_end.event_bodies(report), gateway=gateway)
     return report
 
 

@@ -141,6 +141,40 @@ def test_twins_are_written_read_by_the_agent_converge_and_follow_deletes(
     assert writes(cluster)[("delete", "nodetwins")] == 2
 
 
+def test_the_agent_finds_the_gpu_cap_of_a_gpu_node_and_no_cpu_cap(
+    cluster: ClusterBed, operator: Operator
+) -> None:
+    # Given a managed node reporting 4 allocatable GPUs (its status, as a kubelet's
+    # device plugin reports it) beside a CPU-only one
+    for name in ("gpu-1", "cpu-1"):
+        cluster.create_node(name, labels=MANAGED)
+    gpus = {"nvidia.com/gpu": "4", "cpu": "64", "memory": "256Gi", "pods": "110"}
+    cluster.call(
+        "PATCH",
+        "/api/v1/nodes/gpu-1/status",
+        body={"status": {"capacity": gpus, "allocatable": gpus}},
+        content_type="application/merge-patch+json",
+    )
+
+    operator.tick()
+
+    # Then the agent's lookup finds a per-GPU cap in percent of max on the GPU node and
+    # no CPU cap there (docs/SPEC.md §13.3), and a CPU cap on the other
+    for name in ("gpu-1", "cpu-1"):
+        found = agent_view(cluster, name)
+        assert found is not None, name
+        profile = cluster.labels(name)["joulie.io/power-profile"]
+        pct = 100 if profile == "performance" else 60
+        assert found["spec"]["profile"] == profile
+        if name == "gpu-1":
+            assert found["spec"]["cpu"] == {}
+            assert found["spec"]["gpu"] == {"powerCap": {"scope": "perGpu", "capPctOfMax": pct}}
+            assert found["status"]["effectiveCapState"] == {"cpuPct": 100, "gpuPct": pct}
+        else:
+            assert found["spec"]["cpu"] == {"packagePowerCapPctOfMax": pct}
+            assert "gpu" not in found["spec"]
+
+
 @pytest.mark.parametrize("operator", ["both"], indirect=True)
 def test_both_writes_profiles_and_twins(cluster: ClusterBed, operator: Operator) -> None:
     for name in NODES:

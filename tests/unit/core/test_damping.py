@@ -335,7 +335,7 @@ def test_the_budget_is_never_exceeded_over_any_sequence_of_ticks(
 ) -> None:
     """Ticks, kicks and ticks from other workers all run one after the other under the
     lock (each reads the ledger in its guard stage and spends at its end, as
-    workflow/outcome.py does) and read the same ledger: whatever the gaps (0 s for kicks
+    workflow/tick_end.py does) and read the same ledger: whatever the gaps (0 s for kicks
     in the same second) and plans, no window of the budget's length holds more
     downgrades than the limit. (The one exception, a lock lost at the very end of a
     tick, is docs/SPEC.md D49.)"""

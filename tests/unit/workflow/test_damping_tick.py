@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from joulie_tasks import config
 from joulie_tasks.core import models
 from joulie_tasks.ports import metrics
-from joulie_tasks.workflow import events, outcome, reconcile, runner
+from joulie_tasks.workflow import events, reconcile, runner, tick_end
 from tests.fakes import FakeKube, MemoryStateStore
 
 T0 = 1_700_000_000.0  # a Tuesday, 22:13 UTC
@@ -112,8 +112,8 @@ def test_a_dwell_holds_a_downgrade_once_announced_until_it_has_passed() -> None:
             "dwell: profile changed 10s ago (MIN_PROFILE_DWELL 5m)",
         )
     ]
-    assert [b["reason"] for b in outcome.event_bodies(first)] == [events.HELD_REASON]
-    assert outcome.event_bodies(second) == []
+    assert [b["reason"] for b in tick_end.event_bodies(first)] == [events.HELD_REASON]
+    assert tick_end.event_bodies(second) == []
 
     # When the dwell has passed, the node is downgraded and the hold ends
     tick(fake, state, cfg, T0 + 300)

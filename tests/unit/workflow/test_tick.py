@@ -15,7 +15,7 @@ import pytest
 from joulie_tasks import config, errors
 from joulie_tasks.ports import metrics
 from joulie_tasks.workflow import fence as fencing
-from joulie_tasks.workflow import lifecycle, outcome, reconcile, runner
+from joulie_tasks.workflow import lifecycle, reconcile, runner, tick_end
 from tests.fakes import FakeKube, MemoryStateStore
 
 TICK_TIME = 1_700_000_000.0
@@ -102,7 +102,7 @@ def test_a_tick_finishes_exactly_once() -> None:
     ref = lifecycle.TickRef(
         tick_id=report.tick_id, token=1, tick_time=TICK_TIME, started_at=TICK_TIME
     )
-    assert outcome.finish_tick(ref, state=state, cache=None, settings=SETTINGS) is None
+    assert tick_end.finish_tick(ref, state=state, cache=None, settings=SETTINGS) is None
     assert len(state.recent_ticks()) == 1
 
 
@@ -110,8 +110,8 @@ def test_a_failed_tick_releases_its_lock_and_is_counted_once() -> None:
     state = MemoryStateStore()
     ref = lifecycle.begin_tick(state=state, settings=SETTINGS, tick_time=TICK_TIME)
     assert ref is not None
-    outcome.fail_tick(ref, state=state, stage="plan", error=RuntimeError("boom"))
-    outcome.fail_tick(ref, state=state, stage="plan", error=RuntimeError("boom"))
+    tick_end.fail_tick(ref, state=state, stage="plan", error=RuntimeError("boom"))
+    tick_end.fail_tick(ref, state=state, stage="plan", error=RuntimeError("boom"))
     assert state.lock_holder() is None
     assert ticks_counted(state, "failed") == 1
 
