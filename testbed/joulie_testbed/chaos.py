@@ -80,6 +80,30 @@ def pending_writes(cluster: Cluster, env: Mapping[str, str]) -> models.WriteSet:
     )
 
 
+def wait_for_node_events(cluster: Cluster, state: store.RedisStore, tick_id: str) -> int:
+    """Wait until the Node events of the tick's deferred downgrades are in the cluster
+    (they go out from their own task after the tick, one per newly deferred downgrade);
+    returns how many there are."""
+    deferred = [
+        t for t in state.read_transitions() if t["tick_id"] == tick_id and t["result"] == "deferred"
+    ]
+    wait_for(
+        lambda: len(cluster.list_objects("events", "default")) == len(deferred),
+        what=f"the node events of tick {tick_id}",
+    )
+    return len(deferred)
+
+
+def wait_for_event_about(cluster: Cluster, node: str) -> None:
+    """Wait until a Node event names ``node`` (a tick's events go out after it ends)."""
+    wait_for(
+        lambda: any(
+            e["involvedObject"]["name"] == node for e in cluster.list_objects("events", "default")
+        ),
+        what=f"a node event about {node}",
+    )
+
+
 def cluster_state(cluster: Cluster, node: str) -> str:
     """The node's state as its labels show it (the truth the FSM must never contradict)."""
     labels = cluster.get_node(node)["metadata"].get("labels", {})

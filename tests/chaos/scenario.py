@@ -26,14 +26,16 @@ Fault = tuple[str, str, faults.FaultOptions]
 @dataclass(frozen=True)
 class Scenario:
     """Where a row starts: ``nodes`` seeded nodes with ``pods_per_node`` pods (``seed``),
-    ``settings`` given to every process, one worker; ``converged`` runs one tick first
-    and forgets its outcome, so the row counts only the ticks after its fault."""
+    ``settings`` given to every process, one worker named ``worker``; ``converged`` runs
+    one tick first and forgets its outcome, so the row counts only the ticks after its
+    fault."""
 
     seed: int
     nodes: int = 6
     pods_per_node: float = 1
     settings: Mapping[str, str] = field(default_factory=dict)
     converged: bool = False
+    worker: str = "w1"
 
 
 class Chaos:
@@ -66,12 +68,12 @@ class Chaos:
         return self._worker
 
     def start(self, scenario: Scenario, *injected: Fault) -> Driver:
-        """Configure, seed and start worker ``w1`` (``self.worker``), converge if the
+        """Configure, seed and start the worker (``self.worker``), converge if the
         scenario says so, then inject the ``injected`` faults; returns the row's tick driver."""
         if scenario.settings:
             self.stack.configure(**scenario.settings)
         self.emulator.seed(scenario.nodes, scenario.pods_per_node, seed=scenario.seed)
-        self._worker = self.stack.start_worker("w1")
+        self._worker = self.stack.start_worker(scenario.worker)
         drive = self.driver()
         if scenario.converged:
             drive.converge(max_ticks=1)

@@ -16,18 +16,22 @@ from joulie_tasks.ports import metrics
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Stack, wait_for
 from joulie_testbed.ticks import TickClient
-from tests.chaos.scenario import Chaos
+from tests.chaos.scenario import Chaos, Scenario
 
 
 def test_a_stalled_tick_past_its_lock_ttl_is_fenced_and_the_new_holder_converges(
     chaos: Chaos, stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
 ) -> None:
     # Given an all-eco worker whose node patches take 0.5 s each, one at a time
-    stack.configure(lock_ttl="2s", write_batch_size=50, write_concurrency=1, static_hp_frac="0")
-    emulator.seed(8, 0, seed=51)
-    stale = stack.start_worker("stale")
-    emulator.inject("PATCH", r"^/api/v1/nodes/", delay_s=0.5, times=-1)
-    drive = chaos.driver()
+    settings = {
+        "lock_ttl": "2s",
+        "write_batch_size": "50",
+        "write_concurrency": "1",
+        "static_hp_frac": "0",
+    }
+    scenario = Scenario(seed=51, nodes=8, pods_per_node=0, settings=settings, worker="stale")
+    drive = chaos.start(scenario, ("PATCH", r"^/api/v1/nodes/", {"delay_s": 0.5, "times": -1}))
+    stale = chaos.worker
     drive.send()
     wait_for(lambda: emulator.counters().get(("patch", "nodes"), 0) >= 2, what="writes started")
 

@@ -48,11 +48,11 @@ def test_worker_sigkilled_during_snapshot(
     chaos: Chaos, stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
 ) -> None:
     # Given a worker whose snapshot hangs on the node list
-    stack.configure(lock_ttl="3s")
-    emulator.seed(12, 2, seed=21)
-    victim = stack.start_worker("victim")
-    emulator.inject("GET", r"^/api/v1/nodes$", delay_s=3)
-    drive = chaos.driver()
+    scenario = Scenario(
+        seed=21, nodes=12, pods_per_node=2, settings={"lock_ttl": "3s"}, worker="victim"
+    )
+    drive = chaos.start(scenario, ("GET", r"^/api/v1/nodes$", {"delay_s": 3}))
+    victim = chaos.worker
 
     # When the worker is SIGKILLed while it lists nodes
     at, _ = drive.send()
@@ -107,12 +107,11 @@ def test_worker_sigkilled_during_plan(
     chaos: Chaos, stack: Stack, emulator: Emulator, state: store.RedisStore
 ) -> None:
     # Given a converged cluster and a new policy input (a hand-edited label to restore)
-    stack.configure(lock_ttl="3s")
-    emulator.seed(300, 1, seed=22)
-    victim = stack.start_worker("victim")
-    drive = chaos.driver()
-    drive.converge(max_ticks=1)
-    drive.outcomes.clear()
+    scenario = Scenario(
+        seed=22, nodes=300, settings={"lock_ttl": "3s"}, worker="victim", converged=True
+    )
+    drive = chaos.start(scenario)
+    victim = chaos.worker
     emulator.mutate_node_labels("node-00000", {"joulie.io/power-profile": "eco"})
     fsm_before = state.fsm_records()
 
@@ -156,12 +155,16 @@ def test_worker_sigkilled_during_a_write_batch(
     chaos: Chaos, stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
 ) -> None:
     # Given a cluster converged to eco (or draining), so the FSM has every node
-    stack.configure(lock_ttl="3s", write_batch_size=4, write_concurrency=1, static_hp_frac="0")
-    emulator.seed(12, 1, seed=23)
-    eco = stack.start_worker("eco")
-    drive = chaos.driver()
-    drive.converge(max_ticks=1)
-    drive.outcomes.clear()
+    settings = {
+        "lock_ttl": "3s",
+        "write_batch_size": "4",
+        "write_concurrency": "1",
+        "static_hp_frac": "0",
+    }
+    drive = chaos.start(
+        Scenario(seed=23, nodes=12, settings=settings, worker="eco", converged=True)
+    )
+    eco = chaos.worker
     fsm_before = state.fsm_records()
     assert len(fsm_before) == 12
     assert "ActivePerformance" not in {r["state"] for r in fsm_before.values()}

@@ -20,7 +20,12 @@ import pytest
 
 from joulie_tasks.adapters import store
 from joulie_tasks.ports import metrics
-from joulie_testbed.chaos import cluster_state, pending_writes
+from joulie_testbed.chaos import (
+    cluster_state,
+    pending_writes,
+    wait_for_event_about,
+    wait_for_node_events,
+)
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Stack, wait_for
 from joulie_testbed.ticks import TickClient
@@ -85,15 +90,7 @@ def test_fifty_node_cluster_converges_and_the_next_tick_writes_only_the_new_node
     assert len(cluster.list_objects("nodepowerprofiles")) == 50
     # (its Node events go out from their own task: every node started Unknown, so
     # there is one per newly deferred downgrade; let them land before counting)
-    deferred = [
-        t
-        for t in state.read_transitions()
-        if t["tick_id"] == first["tick_id"] and t["result"] == "deferred"
-    ]
-    wait_for(
-        lambda: len(cluster.list_objects("events", "default")) == len(deferred),
-        what="the first tick's node events",
-    )
+    events_before = wait_for_node_events(cluster, state, first["tick_id"])
     # (the server can hold an event a moment before the proxy has logged its answer)
     wait_for(cluster.proxy.idle, what="the proxy to log the last event")
 
@@ -104,16 +101,9 @@ def test_fifty_node_cluster_converges_and_the_next_tick_writes_only_the_new_node
     cluster.create_node("a-late", labels={"joulie.io/managed": "true"})
     cluster.create_node("zz-late", labels={"joulie.io/managed": "true"})
     cluster.put_object(perf_pod("perf-late", "zz-late"))
-    events_before = len(deferred)
     cluster.reset_counters()
     second = ticks.run()
-    wait_for(
-        lambda: any(
-            e["involvedObject"]["name"] == "zz-late"
-            for e in cluster.list_objects("events", "default")
-        ),
-        what="the second tick's node event",
-    )
+    wait_for_event_about(cluster, "zz-late")
     wait_for(cluster.proxy.idle, what="the proxy to log the last event")
 
     # Then it writes only the new nodes (labels and a profile each), announces only the
