@@ -23,12 +23,7 @@ def test_a_stalled_tick_past_its_lock_ttl_is_fenced_and_the_new_holder_converges
     chaos: Chaos, stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
 ) -> None:
     # Given an all-eco worker whose node patches take 0.5 s each, one at a time
-    settings = {
-        "lock_ttl": "2s",
-        "write_batch_size": "50",
-        "write_concurrency": "1",
-        "static_hp_frac": "0",
-    }
+    settings = dict(lock_ttl="2s", write_batch_size="50", write_concurrency="1", static_hp_frac="0")
     scenario = Scenario(seed=51, nodes=8, pods_per_node=0, settings=settings, worker="stale")
     drive = chaos.start(scenario, ("PATCH", r"^/api/v1/nodes/", {"delay_s": 0.5, "times": -1}))
     stale = chaos.worker

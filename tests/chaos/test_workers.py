@@ -155,12 +155,7 @@ def test_worker_sigkilled_during_a_write_batch(
     chaos: Chaos, stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
 ) -> None:
     # Given a cluster converged to eco (or draining), so the FSM has every node
-    settings = {
-        "lock_ttl": "3s",
-        "write_batch_size": "4",
-        "write_concurrency": "1",
-        "static_hp_frac": "0",
-    }
+    settings = dict(lock_ttl="3s", write_batch_size="4", write_concurrency="1", static_hp_frac="0")
     drive = chaos.start(
         Scenario(seed=23, nodes=12, settings=settings, worker="eco", converged=True)
     )

@@ -43,19 +43,11 @@ def synced(state: store.RedisStore) -> bool:
 
 
 def perf_pod(name: str, node: str | None = None) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "containers": [{"name": "c", "image": "x"}],
-        "nodeSelector": {PROFILE: "performance"},
-    }
-    if node:
-        spec["nodeName"] = node
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": spec,
-        "status": {"phase": "Running" if node else "Pending"},
-    }
+    """A performance-only pod, Running on ``node`` or Pending without one."""
+    phase = "Running" if node else "Pending"
+    return seeding.make_pod(
+        name, namespace="default", shape="selector-performance", node=node, phase=phase
+    )
 
 
 def labels(emulator: Emulator, node: str) -> dict[str, str]:

@@ -27,6 +27,7 @@ from joulie_testbed.chaos import (
     wait_for_node_events,
 )
 from joulie_testbed.emulator import Emulator
+from joulie_testbed.emulator import seed as seeding
 from joulie_testbed.procs import Stack, wait_for
 from joulie_testbed.ticks import TickClient
 from tests.integration.cluster import ClusterBed
@@ -58,16 +59,9 @@ def profile_label(emulator: Emulator | ClusterBed, node: str) -> str | None:
 
 
 def perf_pod(name: str, node: str | None, phase: str = "Running") -> dict[str, Any]:
-    spec: dict[str, Any] = {"nodeSelector": {"joulie.io/power-profile": "performance"}}
-    if node:
-        spec["nodeName"] = node
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {**spec, "containers": [{"name": "c", "image": "busybox"}]},
-        "status": {"phase": phase},
-    }
+    return seeding.make_pod(
+        name, namespace="default", shape="selector-performance", node=node, phase=phase
+    )
 
 
 def test_fifty_node_cluster_converges_and_the_next_tick_writes_only_the_new_nodes(
