@@ -18,7 +18,8 @@ The process fixtures: a private ``redis_server`` (a missing binary skips locally
 fails in CI, so a broken set-up can never pass silently), the HTTP API ``emulator``,
 a ``stack`` of real worker and beat processes against both, ``cluster`` (the emulator,
 then the real server) behind a recording proxy, the operator's ``state`` store,
-``ticks`` sent like beat sends them, and a ``sentinel_cluster``.
+``ticks`` sent like beat sends them, a ``sentinel_cluster`` with its ``sentinel_stack``
+and ``sentinel_state``. What they build on is test-bed library code (joulie_testbed).
 """
 
 from __future__ import annotations
