@@ -33,7 +33,7 @@ from pathlib import Path
 from bench import write_marked
 from bench.scenarios import NO_PERF_MIX, Bench, Sample
 from bench.watch import Watcher
-from joulie_tasks.adapters import cache_store, store
+from joulie_tasks.adapters import clients, store
 from joulie_tasks.core import models, twin
 from joulie_testbed.procs import wait_for
 
@@ -99,7 +99,7 @@ def _await_cache(bench: Bench, state: store.RedisStore, *, twins: bool) -> None:
     own writes and the aging came back as watch events)."""
     if not twins:
         return
-    cs = cache_store.CacheStore(state)
+    cs = clients.cache(state)
 
     def caught_up() -> bool:
         view = cs.read(tick_time=time.time(), now=time.time(), max_age=5.0, twins=True)

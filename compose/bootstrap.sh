@@ -16,6 +16,7 @@ DST=${OPERATOR_KUBECONFIG:-/kube/kubeconfig-compose.yaml}
 API=${K3S_API_URL:-https://k3s:6443}
 CRD=${CRD_FILE:-/manifests/crd/nodepowerprofiles.yaml}
 TWIN_CRD=${TWIN_CRD_FILE:-/manifests/crd/nodetwins.yaml}
+HARDWARE_CRD=${HARDWARE_CRD_FILE:-/manifests/crd/nodehardwares.yaml}
 FAKE_NODES=${FAKE_NODES:-3}
 MANAGED_LABEL=${MANAGED_LABEL:-joulie.io/managed=true}
 
@@ -43,6 +44,8 @@ kubectl apply -f "$CRD"
 kubectl wait --for=condition=Established --timeout=60s crd/nodepowerprofiles.joulie.io
 kubectl apply -f "$TWIN_CRD"
 kubectl wait --for=condition=Established --timeout=60s crd/nodetwins.joulie.io
+kubectl apply -f "$HARDWARE_CRD"
+kubectl wait --for=condition=Established --timeout=60s crd/nodehardwares.joulie.io
 
 i=0
 while [ "$i" -lt "$FAKE_NODES" ]; do

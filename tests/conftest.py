@@ -87,6 +87,7 @@ def control_plane(assets: Path) -> Iterator[ControlPlane]:
 
 CRD = REPO / "deploy" / "crd" / "nodepowerprofiles.yaml"
 TWIN_CRD = CRD.with_name("nodetwins.yaml")
+HARDWARE_CRD = CRD.with_name("nodehardwares.yaml")
 
 
 @pytest.fixture
@@ -125,7 +126,7 @@ def real_server(control_plane: ControlPlane) -> ControlPlane:
     """The session's real kube-apiserver with the shipped CRDs installed and Established."""
     with control_plane.api_client() as api:
         ext = k8s.ApiextensionsV1Api(api)
-        for path in (CRD, TWIN_CRD):
+        for path in (CRD, TWIN_CRD, HARDWARE_CRD):
             body = yaml.safe_load(path.read_text())
             try:
                 ext.create_custom_resource_definition(body)

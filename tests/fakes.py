@@ -288,23 +288,14 @@ class MemoryStateStore(ports.state.TickParts):
     def writes_started(self, tick_id: str) -> float | None:
         return self.started.get(tick_id)
 
-    def finish_batch(
-        self,
-        tick_id: str,
-        index: int,
-        *,
-        failures: Mapping[str, str],
-        written: int,
-        retries: int,
-        counters: Mapping[str, float] | None = None,
-    ) -> int | None:
+    def finish_batch(self, tick_id: str, index: int, done: ports.state.BatchDone) -> int | None:
         if index in self.done[tick_id]:
             return None
         self.done[tick_id].add(index)
-        self.failures[tick_id].update(failures)
-        self.written[tick_id] += written
-        self.retries[tick_id] += retries
-        for field, amount in (counters or {}).items():
+        self.failures[tick_id].update(done.failures)
+        self.written[tick_id] += done.written
+        self.retries[tick_id] += done.retries
+        for field, amount in done.counters.items():
             self.counters[field] = self.counters.get(field, 0.0) + amount
         self.pending[tick_id] = self.pending.get(tick_id, 0) - 1
         return self.pending[tick_id]

@@ -2,7 +2,9 @@
 
 Layout (all under ``joulie:cache:``): ``nodes`` (name → NodeInfo JSON, labels of
 interest only), ``npps`` (name → NppInfo JSON), ``twins`` (name → TwinInfo JSON,
-only while OUTPUT_API writes NodeTwins), ``pods`` (namespace/name → the pod's
+only while OUTPUT_API writes NodeTwins), ``hardware`` (name → HardwareInfo JSON, only
+while NodeHardware is read: OUTPUT_API writes NodeTwins or NODE_ORDER is density),
+``pods`` (namespace/name → the pod's
 contribution code, only for pods that count), ``demand`` (cluster-wide counts),
 ``perf`` (node → active performance-only pods) and ``meta`` (per resource: synced
 flag and resourceVersion; the resources the watcher watches; heartbeat, holder, last
@@ -39,16 +41,23 @@ PODS = f"{PREFIX}:pods"
 DEMAND = f"{PREFIX}:demand"
 PERF = f"{PREFIX}:perf"
 TWINS = f"{PREFIX}:twins"
+HARDWARE = f"{PREFIX}:hardware"
 LEASE = f"{store.PREFIX}:watch:lease"
 LEASE_FENCE = f"{store.PREFIX}:watch:fence"
 #: The hash of each resource kept as one record per object.
-RECORDS = {"nodes": NODES, "nodepowerprofiles": NPPS, cache_port.TWIN_RESOURCE: TWINS}
+RECORDS = {
+    "nodes": NODES,
+    "nodepowerprofiles": NPPS,
+    cache_port.TWIN_RESOURCE: TWINS,
+    cache_port.HARDWARE_RESOURCE: HARDWARE,
+}
 #: The keys each resource's relist replaces.
 _RELIST_KEYS = {
     "nodes": (NODES,),
     "nodepowerprofiles": (NPPS,),
     "pods": (PODS, DEMAND, PERF),
     cache_port.TWIN_RESOURCE: (TWINS,),
+    cache_port.HARDWARE_RESOURCE: (HARDWARE,),
 }
 
 _CHECK = """
@@ -245,11 +254,12 @@ class CacheStore:
     def apply_record(
         self, lease: str, resource: str, name: str, record: str, rv: str, now: float
     ) -> bool:
-        """Store (or delete, ``record=""``) one node, profile or twin record; True when
+        """Store (or delete, ``record=""``) one node, profile, twin or hardware record
+        (a NodeHardware counts like a node: it orders and caps the plan); True when
         it can change the plan (a node added, removed or changed). A twin is not: the
         next tick puts a changed or deleted twin right, as it does a profile."""
         hash_key = RECORDS[resource]
-        relevant = "1" if resource == "nodes" else "0"
+        relevant = "1" if resource in cache_port.PLAN_INPUTS else "0"
         with self._translated():
             result = int(
                 self._apply_record(
@@ -313,17 +323,26 @@ class CacheStore:
     # --- reads ---------------------------------------------------------------------------
 
     def read(
-        self, *, tick_time: float, now: float, max_age: float, twins: bool = False
+        self,
+        *,
+        tick_time: float,
+        now: float,
+        max_age: float,
+        twins: bool = False,
+        hardware: bool = False,
     ) -> cache_port.CacheView | cache.Unusable:
         """The cache as one consistent view, or why it cannot be used. With ``twins``
-        the snapshot carries the cached NodeTwins when the watcher watches them
-        (``twins_cached``); otherwise the caller lists them."""
-        keys = (META, NODES, NPPS, DEMAND, PERF) + ((TWINS,) if twins else ())
+        (``hardware``) the snapshot carries the cached NodeTwins (NodeHardwares) when the
+        watcher watches them (``twins_cached``, ``hardware_cached``); otherwise the
+        caller lists them."""
+        optional = ((TWINS,) if twins else ()) + ((HARDWARE,) if hardware else ())
         with self._translated():
             pipe = self._r.pipeline(transaction=True)
-            for key in keys:
+            for key in (META, NODES, NPPS, DEMAND, PERF, *optional):
                 pipe.hgetall(key)
-            meta_raw, nodes_raw, npps_raw, demand_raw, perf_raw, *twins_raw = pipe.execute()
+            meta_raw, nodes_raw, npps_raw, demand_raw, perf_raw, *rest = pipe.execute()
+        extra = dict(zip(optional, rest, strict=True))
+        twins_raw, hw_raw = extra.get(TWINS, {}), extra.get(HARDWARE, {})
         meta = {_s(k): _s(v) for k, v in meta_raw.items()}
         if not meta:
             return cache.Unusable.ABSENT
@@ -341,14 +360,20 @@ class CacheStore:
             {_s(k): int(v) for k, v in demand_raw.items()},
             {_s(k): int(v) for k, v in perf_raw.items()},
         )
-        cached = bool(twins_raw) and cache_port.TWIN_RESOURCE in watched
+        cached = twins and cache_port.TWIN_RESOURCE in watched
         twin_records = (
-            [models.TwinInfo.model_construct(**json.loads(v)) for v in twins_raw[0].values()]
+            [models.TwinInfo.model_construct(**json.loads(v)) for v in twins_raw.values()]
             if cached
             else []
         )
+        hw_cached = hardware and cache_port.HARDWARE_RESOURCE in watched
+        hw_records = (
+            [models.HardwareInfo.model_construct(**json.loads(v)) for v in hw_raw.values()]
+            if hw_cached
+            else []
+        )
         snap = cache.snapshot_from_records(
-            tick_time=tick_time, nodes=nodes, profiles=npps, twins=twin_records
+            tick_time=tick_time, nodes=nodes, profiles=npps, twins=twin_records, hardware=hw_records
         )
         return cache_port.CacheView(
             snapshot=snap,
@@ -356,6 +381,7 @@ class CacheStore:
             seq=int(meta.get("seq") or 0),
             age_s=age,
             twins_cached=cached,
+            hardware_cached=hw_cached,
         )
 
     def serve(self, seq: int, now: float) -> float | None:

@@ -364,16 +364,7 @@ class RedisStore(state_port.TickParts):
             value = self._redis.get(tick_key(tick_id, "writes-started"))
         return float(value) if value is not None else None
 
-    def finish_batch(
-        self,
-        tick_id: str,
-        index: int,
-        *,
-        failures: Mapping[str, str],
-        written: int,
-        retries: int,
-        counters: Mapping[str, float] | None = None,
-    ) -> int | None:
+    def finish_batch(self, tick_id: str, index: int, done: state_port.BatchDone) -> int | None:
         """Record a finished batch once; return batches still pending (None: seen before).
 
         Redelivered batches (worker died after writing) are counted once only, so the
@@ -385,11 +376,11 @@ class RedisStore(state_port.TickParts):
             if not self._redis.sadd(tick_key(tick_id, "done"), index):
                 return None
             pipe = self._redis.pipeline()
-            if failures:
-                pipe.hset(tick_key(tick_id, "failures"), mapping=dict(failures))  # type: ignore[arg-type]
-            pipe.incrby(tick_key(tick_id, "written"), written)
-            pipe.incrby(tick_key(tick_id, "retries"), retries)
-            for field, amount in (counters or {}).items():
+            if done.failures:
+                pipe.hset(tick_key(tick_id, "failures"), mapping=dict(done.failures))  # type: ignore[arg-type]
+            pipe.incrby(tick_key(tick_id, "written"), done.written)
+            pipe.incrby(tick_key(tick_id, "retries"), done.retries)
+            for field, amount in done.counters.items():
                 pipe.hincrbyfloat(COUNTERS_KEY, field, amount)
             for part in ("done", "failures", "written", "retries"):
                 pipe.expire(tick_key(tick_id, part), TICK_DATA_TTL_S)

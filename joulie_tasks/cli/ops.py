@@ -247,6 +247,7 @@ def cmd_plan(settings: config.Settings, args: argparse.Namespace) -> int:
         tick_id="plan",
         page_size=settings.list_page_size,
         read_twins=settings.output_api.writes_twins,
+        read_hardware=settings.reads_hardware,
     )
     history: dict[str, Any] | None = None
     used = 0

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Any
 
-from joulie_tasks.core import classify, models, selectors, snapshot_parse
+from joulie_tasks.core import classify, hardware, models, selectors, snapshot_parse
 
 PERFORMANCE, ECO, GENERAL = "P", "E", "G"
 
@@ -70,11 +70,12 @@ def pod_contribution(obj: Mapping[str, Any]) -> str:
 
 def interest_keys(
     selector: selectors.LabelSelector, *, reserved_label_key: str, profile_label: str,
-    draining_label: str,
+    draining_label: str, extra: Iterable[str] = (),
 ) -> frozenset[str]:  # fmt: skip
-    """The node labels a tick looks at: the selector's keys, reserved, profile, draining."""
+    """The node labels a tick looks at: the selector's keys, reserved, profile, draining,
+    and ``extra`` (the hardware labels, when NodeHardware is read: hardware.label_keys)."""
     keys = {r.key for r in selector.requirements}
-    return frozenset(keys | {reserved_label_key, profile_label, draining_label})
+    return frozenset(keys | {reserved_label_key, profile_label, draining_label, *extra})
 
 
 def node_record(obj: Mapping[str, Any], keys: frozenset[str]) -> models.NodeInfo | None:
@@ -96,6 +97,11 @@ def twin_record(obj: Mapping[str, Any]) -> models.TwinInfo | None:
     exactly what a list-fed tick reads (the writer diffs against both and replaces
     at that version)."""
     return snapshot_parse.twin_info_from_manifest(obj)
+
+
+def hardware_record(obj: Mapping[str, Any]) -> models.HardwareInfo | None:
+    """A NodeHardware's figures, exactly what a list-fed tick reads."""
+    return hardware.hardware_info_from_manifest(obj)
 
 
 def demand_from_counts(counts: Mapping[str, int], by_node: Mapping[str, int]) -> models.Demand:
@@ -137,6 +143,7 @@ def snapshot_from_records(
     nodes: Iterable[models.NodeInfo],
     profiles: Iterable[models.NppInfo],
     twins: Iterable[models.TwinInfo] = (),
+    hardware: Iterable[models.HardwareInfo] = (),
 ) -> models.Snapshot:
     """A Snapshot without pods (the demand comes precomputed), in the API's name order."""
     return models.Snapshot(
@@ -145,6 +152,7 @@ def snapshot_from_records(
         pods=(),
         profiles=tuple(sorted(profiles, key=lambda p: _name_order(p.name))),
         twins=tuple(sorted(twins, key=lambda t: _name_order(t.name))),
+        hardware=tuple(sorted(hardware, key=lambda h: _name_order(h.name))),
     )
 
 

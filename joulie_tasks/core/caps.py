@@ -10,7 +10,7 @@
   the TDP by the socket count (NODETWIN.md §10.14), so a 2-socket node's eco cap of
   396 W is no cap at all on packages of 360 W.
 - **CPU, node with allocatable GPUs**: no CPU cap (``cpu: {}``), whatever the settings:
-  docs/SPEC.md D60 says why.
+  docs/SPEC.md D62 says why.
 - **GPU**: a node with allocatable GPUs gets ``{scope: perGpu, capPctOfMax}`` by
   profile (none when that percentage is 0); with GPU_WRITE_ABSOLUTE_CAPS also
   ``capWattsPerGpu`` from, first found: the GPU's power range in NodeHardware, its

@@ -93,8 +93,10 @@ def hardware_info_from_manifest(obj: Mapping[str, object]) -> models.HardwareInf
     status = _get(obj, "status")
     cpu, gpu = _get(status, "cpu"), _get(status, "gpu")
     cpu_range, gpu_range = _get(cpu, "capRange"), _get(gpu, "capRangePerGpu")
+    name = _get(_get(obj, "metadata"), "name")
     return models.HardwareInfo(
         node_name=node,
+        name=name if isinstance(name, str) else "",
         cpu_model=_text(_get(cpu, "model")),
         cpu_raw_model=_text(_get(cpu, "rawModel")),
         sockets=_count(_get(cpu, "sockets")),

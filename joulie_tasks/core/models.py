@@ -207,6 +207,8 @@ class HardwareInfo(Frozen):
     """
 
     node_name: str
+    #: The object's name (the agent's sanitised node name); "" for a label record.
+    name: str = ""
     cpu_model: str = ""
     cpu_raw_model: str = ""
     sockets: int = 0

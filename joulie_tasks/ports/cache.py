@@ -20,7 +20,12 @@ from joulie_tasks.core import cache, models
 RESOURCES = ("nodes", "pods", "nodepowerprofiles")
 #: Watched besides them while OUTPUT_API writes NodeTwins (docs/SPEC.md §13.7).
 TWIN_RESOURCE = "nodetwins"
-ALL_RESOURCES = (*RESOURCES, TWIN_RESOURCE)
+#: Watched besides them while NodeHardware is read (docs/SPEC.md §13.10).
+HARDWARE_RESOURCE = "nodehardwares"
+ALL_RESOURCES = (*RESOURCES, TWIN_RESOURCE, HARDWARE_RESOURCE)
+#: Resources whose change can change the plan (a kick): nodes, and the hardware that
+#: orders and caps them. A twin or a profile is not: the next tick puts it right.
+PLAN_INPUTS = frozenset({"nodes", HARDWARE_RESOURCE})
 
 
 class LeaseLost(errors.JoulieError):
@@ -42,6 +47,8 @@ class CacheView:
     age_s: float
     #: The snapshot's NodeTwins came from the cache (asked for, and watched).
     twins_cached: bool = False
+    #: The snapshot's NodeHardwares came from the cache (asked for, and watched).
+    hardware_cached: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,10 +82,17 @@ class TickCache(Protocol):
     """The cache as a tick uses it (workflow/cache_tick.py)."""
 
     def read(
-        self, *, tick_time: float, now: float, max_age: float, twins: bool = False
+        self,
+        *,
+        tick_time: float,
+        now: float,
+        max_age: float,
+        twins: bool = False,
+        hardware: bool = False,
     ) -> CacheView | cache.Unusable:
         """The cache as one consistent view, or why it cannot be used; with ``twins``
-        the snapshot carries the cached NodeTwins when the watcher watches them."""
+        (``hardware``) the snapshot carries the cached NodeTwins (NodeHardwares) when
+        the watcher watches them."""
         ...
 
     def status(self) -> CacheStatus: ...

@@ -44,6 +44,8 @@ EVENTS = Resource("/api/v1", "events", namespaced=True)
 #: own RBAC resource and request-counter label; its path is built by patch_twin_status.
 TWINS = Resource(f"/apis/{NPP_GROUP_VERSION}", "nodetwins")
 TWIN_STATUS = Resource(f"/apis/{NPP_GROUP_VERSION}", "nodetwins/status")
+#: NodeHardwares, written by the agent and only read (list, watch) by the operator.
+HARDWARE = Resource(f"/apis/{NPP_GROUP_VERSION}", "nodehardwares")
 
 #: The ``outcome`` of a request that got no HTTP answer (else the status code).
 NO_ANSWER = "error"
@@ -68,6 +70,7 @@ COUNTED_REQUESTS: tuple[tuple[str, Resource], ...] = (
     ("update", TWINS),
     ("delete", TWINS),
     ("patch", TWIN_STATUS),
+    ("list", HARDWARE),
 )
 
 

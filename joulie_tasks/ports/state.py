@@ -11,7 +11,7 @@ behaviour. No I/O here, and no key: the Redis layout is the store's business.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
@@ -19,6 +19,18 @@ from pydantic import BaseModel
 from joulie_tasks.core import models
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class BatchDone:
+    """What one finished write batch leaves: its failed nodes (node → reason), the API
+    writes it made, the retries they took, and the metric increments it counted (added
+    with the batch, in the same transaction)."""
+
+    failures: Mapping[str, str] = field(default_factory=dict)
+    written: int = 0
+    retries: int = 0
+    counters: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -172,16 +184,7 @@ class WriteBatches(Protocol):
 
     def start_batches(self, tick_id: str, count: int) -> None: ...
     def writes_started(self, tick_id: str) -> float | None: ...
-    def finish_batch(
-        self,
-        tick_id: str,
-        index: int,
-        *,
-        failures: Mapping[str, str],
-        written: int,
-        retries: int,
-        counters: Mapping[str, float] | None = None,
-    ) -> int | None: ...
+    def finish_batch(self, tick_id: str, index: int, done: BatchDone) -> int | None: ...
     def add_skipped(self, tick_id: str, skipped: Mapping[str, str]) -> None: ...
     def skipped_nodes(self, tick_id: str) -> set[str]: ...
     def batch_results(self, tick_id: str) -> tuple[dict[str, str], int, int]: ...

@@ -10,6 +10,7 @@ A failure on one node is reported for that node and never stops the others.
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import threading
 import time
@@ -17,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import tenacity
 
@@ -167,37 +168,51 @@ def _collect(result: ApplyResult, outcomes: Iterable[NodeOutcome], *, tick_id: s
         logger.warning("tick %s: writes stopped: the tick lost its lock", tick_id)
 
 
-def delete_profiles(
+@dataclass(frozen=True)
+class ObjectKind:
+    """An object the operator writes one of per node and deletes when the node goes
+    (NodePowerProfile, NodeTwin): how it is read, created or replaced, and deleted.
+    Each gateway call is written out per kind, so the RBAC scan
+    (tests/deploy/rbac_scan.py) sees which resource each verb touches."""
+
+    noun: str
+    read: Callable[[cluster.KubeGateway, str], dict[str, Any] | None]
+    upsert: Callable[[cluster.KubeGateway, Mapping[str, Any], bool, bool], None]
+    delete: Callable[[cluster.KubeGateway, str], None]
+    #: Why a delete is made, for the log line.
+    orphaned: str
+
+
+PROFILES = ObjectKind(
+    noun="profile",
+    read=lambda gw, name: gw.get(cluster.PROFILES, name),
+    upsert=lambda gw, body, exists, dry: gw.upsert_profile(body, exists=exists, dry_run=dry),
+    delete=lambda gw, name: gw.delete_profile(name),
+    orphaned="its node no longer exists",
+)
+TWINS = ObjectKind(
+    noun="twin",
+    read=lambda gw, name: gw.get(cluster.TWINS, name),
+    upsert=lambda gw, body, exists, dry: gw.upsert_twin(body, exists=exists, dry_run=dry),
+    delete=lambda gw, name: gw.delete_twin(name),
+    orphaned="its node no longer exists or is no longer managed",
+)
+
+
+def delete_objects(
     names: Sequence[str],
     *,
+    kind: ObjectKind,
     gateway: cluster.KubeGateway,
     tick_id: str,
     sleep: Callable[[float], None] = time.sleep,
 ) -> ApplyResult:
-    """Delete profile objects left behind by deleted nodes (already gone is fine)."""
+    """Delete the objects of deleted (or unmanaged) nodes; already gone is fine."""
     return _delete(
         names,
-        what="profile",
-        why="its node no longer exists",
-        delete=lambda name: gateway.delete_profile(name),
-        tick_id=tick_id,
-        sleep=sleep,
-    )
-
-
-def delete_twins(
-    names: Sequence[str],
-    *,
-    gateway: cluster.KubeGateway,
-    tick_id: str,
-    sleep: Callable[[float], None] = time.sleep,
-) -> ApplyResult:
-    """Delete the NodeTwins of deleted or unmanaged nodes (already gone is fine)."""
-    return _delete(
-        names,
-        what="twin",
-        why="its node no longer exists or is no longer managed",
-        delete=lambda name: gateway.delete_twin(name),
+        what=kind.noun,
+        why=kind.orphaned,
+        delete=lambda name: kind.delete(gateway, name),
         tick_id=tick_id,
         sleep=sleep,
     )
@@ -303,40 +318,25 @@ class _NodeWriter:
         return written
 
     def _apply_twin(self, desired: models.TwinWrite) -> int:
-        """The twin's spec (create or replace; a 409 re-reads and recomputes, a 404 under
-        a replace creates), then its status (one merge patch of the subresource)."""
+        """The twin's spec (create or replace, as every object kind), then its status
+        (one merge patch of the subresource)."""
         node, name = desired.node, desired.name
-        known = _ProfileState(create=desired.create, resource_version=desired.resource_version)
+        known = _Known(create=desired.create, resource_version=desired.resource_version)
         written = 0
 
-        def closure() -> int:
-            for _ in range(2):
-                if known.stale and self._reread_twin(node, desired, known):
-                    return 0
-                known.stale = True
-                body = twin.twin_manifest(
-                    desired.model_copy(
-                        update={"create": known.create, "resource_version": known.resource_version}
-                    )
-                )
-                exists = not known.create
-                try:
-                    self._call(
-                        node,
-                        f"{'replace' if exists else 'create'} twin {name}",
-                        lambda body=body, exists=exists: self._kube.upsert_twin(  # type: ignore[misc]
-                            body, exists=exists, dry_run=self._dry_run
-                        ),
-                    )
-                    return 1
-                except errors.KubeFatal as e:
-                    if not exists or e.status != 404:
-                        raise
-                    vanished = e
-            raise vanished
+        def manifest(at: _Known) -> Mapping[str, Any]:
+            update = {"create": at.create, "resource_version": at.resource_version}
+            return twin.twin_manifest(desired.model_copy(update=update))
+
+        def holds(current: Mapping[str, Any]) -> bool:
+            labels = (current.get("metadata") or {}).get("labels") or {}
+            owned = labels.get(models.MANAGED_BY_LABEL) == models.MANAGED_BY_VALUE
+            return owned and current.get("spec") == desired.spec
 
         if desired.spec is not None:
-            written += self._on_conflict_rerun(node, f"twin {name} of node {node}", closure)
+            written += self._create_or_replace(
+                TWINS, node=node, name=name, known=known, manifest=manifest, holds=holds
+            )
         status = desired.status
         # A dry-run create leaves no object whose status could be patched, even dry.
         if status is not None and not (self._dry_run and known.create):
@@ -347,22 +347,6 @@ class _NodeWriter:
             )
             written += 1
         return written
-
-    def _reread_twin(self, node: str, desired: models.TwinWrite, known: _ProfileState) -> bool:
-        """Read the twin again into ``known``; True when it already holds our spec."""
-        current = self._call(
-            node, f"get twin {desired.name}", lambda: self._kube.get(cluster.TWINS, desired.name)
-        )
-        if current is None:
-            known.create, known.resource_version = True, None
-            return False
-        known.create = False
-        metadata = current.get("metadata") or {}
-        version = metadata.get("resourceVersion")
-        known.resource_version = str(version) if version else None
-        labels = metadata.get("labels") or {}
-        owned = labels.get(models.MANAGED_BY_LABEL) == models.MANAGED_BY_VALUE
-        return owned and current.get("spec") == desired.spec
 
     def _apply_label(self, desired: models.LabelWrite) -> int:
         node = desired.node
@@ -396,29 +380,53 @@ class _NodeWriter:
         return self._on_conflict_rerun(node, f"labels of node {node}", closure)
 
     def _apply_profile(self, desired: models.NppWrite) -> int:
-        node = desired.spec.node_name
         name = desired.name
         body = write.npp_manifest(name, desired.spec)
-        known = _ProfileState(create=desired.create, resource_version=desired.resource_version)
+        known = _Known(create=desired.create, resource_version=desired.resource_version)
+
+        def manifest(at: _Known) -> Mapping[str, Any]:
+            version = None if at.create else at.resource_version
+            return write.npp_manifest(name, desired.spec, resource_version=version)
+
+        return self._create_or_replace(
+            PROFILES,
+            node=desired.spec.node_name,
+            name=name,
+            known=known,
+            manifest=manifest,
+            holds=lambda current: _profile_holds(current, body),
+        )
+
+    def _create_or_replace(
+        self,
+        kind: ObjectKind,
+        *,
+        node: str,
+        name: str,
+        known: _Known,
+        manifest: Callable[[_Known], Mapping[str, Any]],
+        holds: Callable[[Mapping[str, Any]], bool],
+    ) -> int:
+        """Create the object (``known.create``) or replace it at ``known``'s
+        resourceVersion; a 409 re-reads it (the conflict policy reruns this), and an
+        object that already ``holds`` what we want is not written again."""
 
         def closure() -> int:
             # Two passes at most: the second only when the object vanished (404) under a
             # replace, which docs/SPEC.md §9.8 answers with a re-read and a create.
             for _ in range(2):
-                if known.stale and self._reread_profile(node, name, body, known):
+                if known.stale and self._reread(
+                    kind, node=node, name=name, known=known, holds=holds
+                ):
                     return 0  # someone else already wrote what we wanted
                 known.stale = True  # any later attempt (after a 409) reads first
                 exists = not known.create
-                manifest = write.npp_manifest(
-                    name, desired.spec, resource_version=known.resource_version if exists else None
+                upsert = functools.partial(
+                    kind.upsert, self._kube, manifest(known), exists, self._dry_run
                 )
                 try:
                     self._call(
-                        node,
-                        f"{'replace' if exists else 'create'} profile {name}",
-                        lambda body=manifest, exists=exists: self._kube.upsert_profile(  # type: ignore[misc]
-                            body, exists=exists, dry_run=self._dry_run
-                        ),
+                        node, f"{'replace' if exists else 'create'} {kind.noun} {name}", upsert
                     )
                     return 1
                 except errors.KubeFatal as e:
@@ -427,27 +435,31 @@ class _NodeWriter:
                     vanished = e
             raise vanished
 
-        return self._on_conflict_rerun(node, f"profile {name} of node {node}", closure)
+        return self._on_conflict_rerun(node, f"{kind.noun} {name} of node {node}", closure)
 
-    def _reread_profile(
-        self, node: str, name: str, body: Mapping[str, object], known: _ProfileState
+    def _reread(
+        self,
+        kind: ObjectKind,
+        *,
+        node: str,
+        name: str,
+        known: _Known,
+        holds: Callable[[Mapping[str, Any]], bool],
     ) -> bool:
-        """Read the profile again into ``known``; True when it already holds ``body``."""
-        current = self._call(
-            node, f"get profile {name}", lambda: self._kube.get(cluster.PROFILES, name)
-        )
+        """Read the object again into ``known``; True when it already holds our write."""
+        current = self._call(node, f"get {kind.noun} {name}", lambda: kind.read(self._kube, name))
         if current is None:
             known.create, known.resource_version = True, None
             return False
         known.create = False
         version = (current.get("metadata") or {}).get("resourceVersion")
         known.resource_version = str(version) if version else None
-        return _profile_holds(current, body)
+        return holds(current)
 
 
 @dataclass
-class _ProfileState:
-    """What the profile writer knows of the object: create it, or replace it at this
+class _Known:
+    """What the writer knows of an object: create it, or replace it at this
     resourceVersion; ``stale`` once an attempt was made (the next one reads first)."""
 
     create: bool

@@ -42,6 +42,8 @@ class Cached(NamedTuple):
     snapshot: models.Snapshot
     demand: models.Demand
     twins_cached: bool
+    #: Likewise for NodeHardwares (read when Settings.reads_hardware).
+    hardware_cached: bool = False
 
 
 def read(
@@ -63,13 +65,14 @@ def read(
             now=time.time(),
             max_age=settings.cache_max_age,
             twins=settings.output_api.writes_twins,
+            hardware=settings.reads_hardware,
         )
     except (errors.StateStoreError, ValueError) as e:
         view, detail = core_cache.Unusable.UNREADABLE, f" ({e})"
     if isinstance(view, ports.cache.CacheView):
         state.save_cache_mark(ref.tick_id, models.CacheMark(fed=True, seq=view.seq))
         logger.info("tick %s: snapshot from the cache (age %.2fs)", ref.tick_id, view.age_s)
-        return Cached(view.snapshot, view.demand, view.twins_cached)
+        return Cached(view.snapshot, view.demand, view.twins_cached, view.hardware_cached)
     state.add_counters(metrics.Values().add(metrics.CACHE_FALLBACKS, reason=view.value).as_dict())
     log = logger.info if view is core_cache.Unusable.ABSENT else logger.warning
     log("tick %s: cache not used (%s%s); listing", ref.tick_id, view.value, detail)

@@ -51,9 +51,11 @@ def stage_snapshot(
 ) -> None:
     cached = cache_tick.read(ref, state=state, cache=cache, settings=settings)
     if cached is not None:  # synced and fresh: no API request at all
-        snap, demand, twins_cached = cached
+        snap, demand, twins_cached, hardware_cached = cached
         if settings.output_api.writes_twins and not twins_cached:
             snap = snapshot.with_twins(snap, gateway=gateway, page_size=settings.list_page_size)
+        if settings.reads_hardware and not hardware_cached:
+            snap = snapshot.with_hardware(snap, gateway=gateway, page_size=settings.list_page_size)
         state.save_snapshot(ref.tick_id, snap)
         state.save_nodes(ref.tick_id, snap)
         state.save_demand(ref.tick_id, demand)
@@ -71,6 +73,7 @@ def stage_snapshot(
             page_size=settings.list_page_size,
             on_retry=count_retry,
             read_twins=settings.output_api.writes_twins,
+            read_hardware=settings.reads_hardware,
         )
     finally:  # read retries count even when the reads finally failed
         retries = metrics.Values()
@@ -222,16 +225,18 @@ def apply_batch(
     )
     # Then the objects of deleted or unmanaged nodes: profiles, NodeTwins (OUTPUT_API,
     # docs/SPEC.md §13.8), each delete behind the fence like every write.
-    for names, delete in (
-        (batch.deletes, apply.delete_profiles),
-        (batch.twin_deletes, apply.delete_twins),
+    for names, kind in (
+        (batch.deletes, apply.PROFILES),
+        (batch.twin_deletes, apply.TWINS),
     ):
         if not names or result.fenced_off:
             continue
         if not fence_holds():
             result.fenced_off = True
             break
-        removed = delete(names, gateway=gateway, tick_id=ref.tick_id, sleep=sleep)
+        removed = apply.delete_objects(
+            names, kind=kind, gateway=gateway, tick_id=ref.tick_id, sleep=sleep
+        )
         result.written += removed.written
         result.failures.update(removed.failures)
     result.skipped.update(stopped)

@@ -19,7 +19,7 @@ import tenacity
 
 from joulie_tasks import errors
 from joulie_tasks.adapters import gcpause, retrying
-from joulie_tasks.core import models, snapshot_parse
+from joulie_tasks.core import hardware, models, snapshot_parse
 from joulie_tasks.ports import cluster
 
 logger = logging.getLogger(__name__)
@@ -34,9 +34,11 @@ def take_snapshot(
     sleep: Callable[[float], None] = time.sleep,
     on_retry: retrying.RetryHook | None = None,
     read_twins: bool = False,
+    read_hardware: bool = False,
 ) -> models.Snapshot:
     """List the three collections (with pagination) and extract what the core needs;
-    NodeTwins too when ``read_twins`` (OUTPUT_API writes them).
+    NodeTwins too when ``read_twins`` (OUTPUT_API writes them), NodeHardwares when
+    ``read_hardware`` (Settings.reads_hardware).
 
     ``on_retry`` is called before each retried read (for the retry counters).
     """
@@ -49,9 +51,15 @@ def take_snapshot(
             sleep=sleep,
             on_retry=on_retry,
         )
-    if not read_twins:
-        return snap
-    return with_twins(snap, gateway=gateway, page_size=page_size, sleep=sleep, on_retry=on_retry)
+    if read_twins:
+        snap = with_twins(
+            snap, gateway=gateway, page_size=page_size, sleep=sleep, on_retry=on_retry
+        )
+    if read_hardware:
+        snap = with_hardware(
+            snap, gateway=gateway, page_size=page_size, sleep=sleep, on_retry=on_retry
+        )
+    return snap
 
 
 def with_twins(
@@ -70,6 +78,33 @@ def with_twins(
 
     twins = _list(gateway, cluster.TWINS, page_size, snapshot_parse.twin_info_from_manifest, retry)
     return snap.model_copy(update={"twins": twins})
+
+
+def with_hardware(
+    snap: models.Snapshot,
+    *,
+    gateway: cluster.KubeGateway,
+    page_size: int,
+    sleep: Callable[[float], None] = time.sleep,
+    on_retry: retrying.RetryHook | None = None,
+) -> models.Snapshot:
+    """``snap`` with the cluster's NodeHardwares, listed now (a cache-fed tick whose
+    watcher does not watch them too). Without the CRD (404) there are none: a cluster
+    whose agents are of the older generation, where every node falls back on labels."""
+
+    def retry(label: str) -> tenacity.Retrying:
+        return retrying.transient_retry(label=label, sleep=sleep, on_retry=on_retry)
+
+    try:
+        found = _list(
+            gateway, cluster.HARDWARE, page_size, hardware.hardware_info_from_manifest, retry
+        )
+    except errors.KubeFatal as e:
+        if e.status != 404:
+            raise
+        logger.warning("NodeHardware is not served (%s): node labels only", e)
+        found = ()
+    return snap.model_copy(update={"hardware": found})
 
 
 def _take(

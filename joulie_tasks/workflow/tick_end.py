@@ -33,14 +33,13 @@ def record_batch(
         increments.add(metrics.WRITE_FAILURES, len(result.failures))
     if result.skipped:
         state.add_skipped(ref.tick_id, result.skipped)
-    remaining = state.finish_batch(
-        ref.tick_id,
-        index,
+    done = ports.state.BatchDone(
         failures=result.failures,
         written=result.written,
         retries=sum(result.retries.values()),
         counters=increments.as_dict(),
     )
+    remaining = state.finish_batch(ref.tick_id, index, done)
     if remaining is None:
         return False  # a redelivered batch already counted
     return remaining <= 0

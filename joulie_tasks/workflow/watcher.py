@@ -1,5 +1,6 @@
 """``joulie-tasks watch``: list-then-watch nodes, pods and NodePowerProfiles into the cache
-(and NodeTwins, when OUTPUT_API writes them: a converged tick then reads nothing).
+(and NodeTwins, when OUTPUT_API writes them: a converged tick then reads nothing; and
+NodeHardwares, when they are read: OUTPUT_API writes NodeTwins or NODE_ORDER=density).
 
 One watcher is active at a time: it holds a Redis lease (``holder#token``, renewed
 every third of WATCH_LEASE_TTL) and every cache write checks it (cache_store.py).
@@ -38,7 +39,7 @@ from enum import StrEnum
 from typing import Any
 
 from joulie_tasks import config, errors, ports
-from joulie_tasks.core import cache
+from joulie_tasks.core import cache, hardware
 from joulie_tasks.ports import cluster, metrics
 
 logger = logging.getLogger(__name__)
@@ -99,7 +100,8 @@ def watched(settings: config.Settings) -> tuple[str, ...]:
     """The resources this configuration watches: NodeTwins only when OUTPUT_API writes
     them (the twin writer diffs against them every tick)."""
     twins = (ports.cache.TWIN_RESOURCE,) if settings.output_api.writes_twins else ()
-    return (*ports.cache.RESOURCES, *twins)
+    hardware = (ports.cache.HARDWARE_RESOURCE,) if settings.reads_hardware else ()
+    return (*ports.cache.RESOURCES, *twins, *hardware)
 
 
 def _list_named(
@@ -112,6 +114,8 @@ def _list_named(
         return gateway.list_pages(cluster.PODS, page_size=page_size)
     if name == ports.cache.TWIN_RESOURCE:
         return gateway.list_pages(cluster.TWINS, page_size=page_size)
+    if name == ports.cache.HARDWARE_RESOURCE:
+        return gateway.list_pages(cluster.HARDWARE, page_size=page_size)
     return gateway.list_pages(cluster.PROFILES, page_size=page_size)
 
 
@@ -129,6 +133,10 @@ def _watch_named(
     if name == ports.cache.TWIN_RESOURCE:
         return gateway.watch_events(
             cluster.TWINS, resource_version=resource_version, timeout_s=timeout_s
+        )
+    if name == ports.cache.HARDWARE_RESOURCE:
+        return gateway.watch_events(
+            cluster.HARDWARE, resource_version=resource_version, timeout_s=timeout_s
         )
     return gateway.watch_events(
         cluster.PROFILES, resource_version=resource_version, timeout_s=timeout_s
@@ -217,6 +225,9 @@ class _Stream:
         if self.name == ports.cache.TWIN_RESOURCE:
             found = cache.twin_record(obj)
             return None if found is None else (found.name, found.model_dump_json())
+        if self.name == ports.cache.HARDWARE_RESOURCE:
+            hw = cache.hardware_record(obj)
+            return None if hw is None else (hw.name or hw.node_name, hw.model_dump_json())
         npp = cache.npp_record(obj)
         return None if npp is None else (npp.name, npp.model_dump_json())
 
@@ -298,6 +309,9 @@ class _Session:
             reserved_label_key=settings.reserved_label_key,
             profile_label=settings.power_profile_label,
             draining_label=settings.draining_label,
+            extra=hardware.label_keys(settings.product_label_keys)
+            if settings.reads_hardware
+            else (),
         )
         self.streams = [_Stream(self, name) for name in watched(settings)]
         self._changed = threading.Condition()

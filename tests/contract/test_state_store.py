@@ -140,10 +140,27 @@ def test_each_batch_counts_once_and_the_last_one_reaches_zero(
     assert state.writes_started("t2") is None
     # When they finish, one redelivered
     counted = {"joulie_writes_total": 2.0}
-    assert state.finish_batch("t1", 0, failures={}, written=2, retries=0, counters=counted) == 2
-    assert state.finish_batch("t1", 0, failures={}, written=2, retries=0, counters=counted) is None
-    assert state.finish_batch("t1", 1, failures={"n1": "boom"}, written=1, retries=2) == 1
-    assert state.finish_batch("t1", 2, failures={}, written=3, retries=1) == 0
+    assert (
+        state.finish_batch(
+            "t1", 0, ports.state.BatchDone(failures={}, written=2, retries=0, counters=counted)
+        )
+        == 2
+    )
+    assert (
+        state.finish_batch(
+            "t1", 0, ports.state.BatchDone(failures={}, written=2, retries=0, counters=counted)
+        )
+        is None
+    )
+    assert (
+        state.finish_batch(
+            "t1", 1, ports.state.BatchDone(failures={"n1": "boom"}, written=1, retries=2)
+        )
+        == 1
+    )
+    assert (
+        state.finish_batch("t1", 2, ports.state.BatchDone(failures={}, written=3, retries=1)) == 0
+    )
     # Then the results add up once
     assert state.batch_results("t1") == ({"n1": "boom"}, 6, 3)
     assert state.read_metric_values()[0] == {"joulie_writes_total": 2.0}

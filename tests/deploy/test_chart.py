@@ -80,6 +80,7 @@ def test_chart_crds_are_the_deploy_crds() -> None:
     expected = [
         *helpers.documents(helpers.DEPLOY / "crd" / "nodepowerprofiles.yaml"),
         *helpers.documents(helpers.DEPLOY / "crd" / "nodetwins.yaml"),
+        *helpers.documents(helpers.DEPLOY / "crd" / "nodehardwares.yaml"),
     ]
     assert sorted(chart.crds(), key=str) == sorted(expected, key=str)
 

@@ -158,6 +158,7 @@ def test_install_run_a_tick_as_the_service_account_and_uninstall(
                 ("joulie.io", "nodepowerprofiles"),
                 ("joulie.io", "nodetwins"),
                 ("joulie.io", "nodetwins/status"),
+                ("joulie.io", "nodehardwares"),
                 ("", "events"),
                 ("", "secrets"),
                 ("", "configmaps"),

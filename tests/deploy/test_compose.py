@@ -219,6 +219,8 @@ def test_bootstrap_mounts_exist_and_apply_the_crd() -> None:
     script = (helpers.ROOT / "compose" / "bootstrap.sh").read_text()
     assert "/manifests/crd/nodepowerprofiles.yaml" in script
     assert "/manifests/crd/nodetwins.yaml" in script
+    assert (helpers.DEPLOY / "crd" / "nodehardwares.yaml").is_file()
+    assert "/manifests/crd/nodehardwares.yaml" in script
     assert "joulie.io/managed=true" in script
 
 

@@ -153,7 +153,7 @@ def test_kustomize_builds_the_base_and_the_monitoring_component(tmp_path: Path) 
 # --- the CRD ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("file", ["nodepowerprofiles.yaml", "nodetwins.yaml"])
+@pytest.mark.parametrize("file", ["nodepowerprofiles.yaml", "nodetwins.yaml", "nodehardwares.yaml"])
 def test_deployed_crd_is_the_packaged_crd(file: str) -> None:
     deployed = helpers.documents(helpers.DEPLOY / "crd" / file)
     packaged = yaml.safe_load_all((helpers.ROOT / "joulie_tasks" / "manifests" / file).read_text())
@@ -178,6 +178,36 @@ def test_nodetwin_crd_matches_the_references_identity() -> None:
     assert version["subresources"] == {"status": {}}
     schema = version["schema"]["openAPIV3Schema"]["properties"]
     assert schema["spec"]["required"] == ["nodeName", "profile"]
+    assert "x-kubernetes-preserve-unknown-fields" not in str(crd)
+
+
+def test_nodehardware_crd_matches_the_references_identity() -> None:
+    """Group, version, kind, plural, scope, the status subresource and the fields we read
+    (NODETWIN.md §2.1, §2.2)."""
+    (crd,) = helpers.documents(helpers.DEPLOY / "crd" / "nodehardwares.yaml")
+    spec = crd["spec"]
+    assert crd["metadata"]["name"] == "nodehardwares.joulie.io"
+    assert (spec["group"], spec["scope"]) == ("joulie.io", "Cluster")
+    assert spec["names"] == {
+        "kind": "NodeHardware",
+        "listKind": "NodeHardwareList",
+        "plural": "nodehardwares",
+        "singular": "nodehardware",
+        "shortNames": ["nhw"],
+    }
+    (version,) = spec["versions"]
+    assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
+    assert version["subresources"] == {"status": {}}
+    schema = version["schema"]["openAPIV3Schema"]
+    assert schema["required"] == ["spec", "metadata", "apiVersion", "kind"]
+    assert schema["properties"]["spec"]["required"] == ["nodeName"]
+    status = schema["properties"]["status"]["properties"]
+    cpu, gpu = status["cpu"]["properties"], status["gpu"]["properties"]
+    for field in ("rawModel", "model", "sockets", "totalCores", "capRange"):
+        assert field in cpu
+    assert set(cpu["capRange"]["properties"]) >= {"minWattsPerSocket", "maxWattsPerSocket"}
+    for field in ("present", "rawModel", "model", "count", "capRangePerGpu"):
+        assert field in gpu
     assert "x-kubernetes-preserve-unknown-fields" not in str(crd)
 
 

@@ -221,6 +221,12 @@ TWIN_PERMISSIONS = [
     ("joulie.io", "nodetwins/status", "patch"),
     ("joulie.io", "nodetwins", "watch"),
 ]
+#: NodeHardware is read when OUTPUT_API writes NodeTwins or NODE_ORDER=density (docs/SPEC.md
+#: §13.10): proven necessary below like the twin rows, with the operator in nodetwin mode.
+HARDWARE_PERMISSIONS = [
+    ("joulie.io", "nodehardwares", "list"),
+    ("joulie.io", "nodehardwares", "watch"),
+]
 
 
 def test_the_permission_table_is_exactly_the_shipped_cluster_role() -> None:
@@ -232,7 +238,7 @@ def test_the_permission_table_is_exactly_the_shipped_cluster_role() -> None:
         for r in rule["resources"]
         for v in rule["verbs"]
     }
-    assert granted == set(PERMISSIONS + TWIN_PERMISSIONS)
+    assert granted == set(PERMISSIONS + TWIN_PERMISSIONS + HARDWARE_PERMISSIONS)
 
 
 def _role_without(group: str, resource: str, verb: str) -> dict[str, Any]:
@@ -415,7 +421,9 @@ def _forbidden_requests(plane: ControlPlane, since: int) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("permission", TWIN_PERMISSIONS, ids=lambda p: f"{p[2]}-{p[1]}")
+@pytest.mark.parametrize(
+    "permission", TWIN_PERMISSIONS + HARDWARE_PERMISSIONS, ids=lambda p: f"{p[2]}-{p[1]}"
+)
 def test_removing_one_nodetwin_permission_fails_with_a_403_naming_its_verb_and_resource(
     operator: Operator, permission: tuple[str, str, str]
 ) -> None:

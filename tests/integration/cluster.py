@@ -35,6 +35,7 @@ def _path(resource: str, name: str | None = None, namespace: str | None = None) 
         "nodes": "/api/v1/nodes",
         "nodepowerprofiles": NPP_PATH,
         "nodetwins": "/apis/joulie.io/v1alpha1/nodetwins",
+        "nodehardwares": "/apis/joulie.io/v1alpha1/nodehardwares",
         "pods": "/api/v1/pods",
         "events": "/api/v1/events",
     }[resource]
@@ -207,10 +208,11 @@ class ClusterBed:
         return labels
 
     def wipe(self) -> None:
-        """Delete every node, pod, NodePowerProfile, NodeTwin and event: an empty cluster."""
+        """Delete every node, pod, NodePowerProfile, NodeTwin, NodeHardware and event: an
+        empty cluster."""
         for pod in self.list("pods"):
             self.delete("pods", pod["metadata"]["name"], pod["metadata"]["namespace"])
-        for resource in ("nodes", "nodepowerprofiles", "nodetwins"):
+        for resource in ("nodes", "nodepowerprofiles", "nodetwins", "nodehardwares"):
             for obj in self.list(resource):
                 self.delete(resource, obj["metadata"]["name"])
         for event in self.list("events"):

@@ -39,9 +39,14 @@ WRITES = ("patch", "create", "update", "delete")
 class Operator:
     """Ticks of one OUTPUT_API against ``cluster``, at increasing tick times."""
 
-    def __init__(self, cluster: ClusterBed, redis_url: str, mode: str) -> None:
+    def __init__(self, cluster: ClusterBed, redis_url: str, mode: str, **env: str) -> None:
         self.settings = config.read_settings(
-            {"OUTPUT_API": mode, "REDIS_URL": redis_url, "KUBECONFIG": str(cluster.kubeconfig)}
+            {
+                "OUTPUT_API": mode,
+                "REDIS_URL": redis_url,
+                "KUBECONFIG": str(cluster.kubeconfig),
+                **env,
+            }
         )
         self.state = store.RedisStore(redis_url)
         self.gateway = kube.build_gateway(
@@ -259,6 +264,31 @@ def test_a_converged_cache_fed_tick_makes_no_request_and_a_deleted_twin_comes_ba
     assert back["status"]["schedulableClass"] == "performance"
 
 
+def test_a_watcher_without_twins_leaves_them_to_one_list_per_tick(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
+) -> None:
+    """A watcher started in nodepowerprofile mode (say, not yet rolled) does not watch
+    the twins (nor the NodeHardwares); a nodetwin-mode tick still takes nodes, profiles
+    and demand from its cache and lists only the twins and the NodeHardwares
+    (docs/SPEC.md §13.7, §13.10)."""
+    for name in ("a", "b"):
+        emulator.put_object(seeding.make_node(name, labels=MANAGED))
+    stack.configure(kick_window="1h", output_api="nodepowerprofile")
+    stack.start_proc("watch", ["watch"], ready="started")
+    wait_for(lambda: _synced(state), timeout=30, what="a synced, fresh cache")
+    assert "nodetwins" not in clients.cache(state).status().synced
+    stack.configure(output_api="nodetwin")
+    stack.start_worker()
+    assert ticks.run()["failures"] == {}
+    assert {t["metadata"]["name"] for t in emulator.list_objects("nodetwins")} == {"a", "b"}
+
+    emulator.reset_counters()
+    converged = ticks.run()
+    assert converged["failures"] == {}
+    assert converged["written"] == 0
+    assert _requests(emulator) == {("list", "nodetwins"): 1, ("list", "nodehardwares"): 1}
+
+
 def test_an_annotated_pod_holds_its_node_and_an_eco_twin_waits_for_the_fresh_pod_list(
     stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
 ) -> None:
@@ -334,3 +364,119 @@ def annotated_pod(name: str, node: str) -> dict[str, Any]:
 def _counter(state: store.RedisStore, name: str) -> float:
     counters, _ = state.read_metric_values()
     return counters.get(metrics.field(name), 0.0)
+
+
+HARDWARE_PATH = "/apis/joulie.io/v1alpha1/nodehardwares"
+
+
+def test_nodehardware_figures_reach_the_twin_status_of_a_dotted_node_name(
+    cluster: ClusterBed, redis_server: RedisServer
+) -> None:
+    """The agent names its NodeHardware with the sanitised node name; the reference's
+    twin looks it up by the raw name and never finds it (NODETWIN.md §10.1). We find it by
+    spec.nodeName: its figures reach the status, its GPU range the GPU cap in watts."""
+    node = "gpu-1.example.com"
+    obj = seeding.make_node(node, labels=MANAGED)
+    obj["status"] = {"allocatable": {"nvidia.com/gpu": "8"}, "capacity": {"cpu": "192"}}
+    cluster.create(obj)
+    # the agent: create (the server drops a status sent with it), then write the status
+    status = {
+        "cpu": {
+            "rawModel": "AMD EPYC 9654 96-Core Processor",
+            "sockets": 2,
+            "totalCores": 192,
+            "capRange": {"type": "package", "minWattsPerSocket": 320, "maxWattsPerSocket": 400},
+        },
+        "gpu": {
+            "present": True,
+            "rawModel": "NVIDIA-H100-NVL",
+            "count": 8,
+            "capRangePerGpu": {"minWatts": 200, "maxWatts": 400, "defaultWatts": 400},
+        },
+    }
+    created = cluster.call(
+        "POST",
+        HARDWARE_PATH,
+        body={
+            "apiVersion": "joulie.io/v1alpha1",
+            "kind": "NodeHardware",
+            "metadata": {"name": "gpu-1-example-com"},
+            "spec": {"nodeName": node},
+            "status": status,
+        },
+    )
+    assert "status" not in created or not created["status"], "status is dropped on create"
+    cluster.call(
+        "PATCH",
+        f"{HARDWARE_PATH}/gpu-1-example-com/status",
+        body={"status": status},
+        content_type="application/merge-patch+json",
+    )
+    op = Operator(cluster, redis_server.url, "nodetwin", GPU_WRITE_ABSOLUTE_CAPS="true")
+    try:
+        op.tick()  # one node, static 0.5: performance
+    finally:
+        op.close()
+
+    (found,) = cluster.list_objects("nodetwins")
+    assert found["metadata"]["name"] == "gpu-1-example-com"
+    assert found["spec"]["nodeName"] == node
+    assert found["spec"]["cpu"] == {}  # a GPU node gets no CPU cap (docs/SPEC.md D62)
+    assert found["spec"]["gpu"] == {
+        "powerCap": {"scope": "perGpu", "capPctOfMax": 100, "capWattsPerGpu": 400}
+    }
+    power = found["status"]["powerMeasurement"]
+    assert (power["cpuTdpW"], power["gpuTdpW"], power["nodeTdpW"]) == (800, 3200, 4000)
+    assert power["nodeCappedPowerW"] == 4000
+    assert found["status"]["hardwareDensityScore"] == 100
+    assert found["status"]["schedulableClass"] == "performance"
+
+
+def _cache_holds_hardware(state: store.RedisStore, nodes: set[str]) -> bool:
+    view = clients.cache(state).read(
+        tick_time=time.time(), now=time.time(), max_age=2.0, hardware=True
+    )
+    if isinstance(view, str) or not view.hardware_cached:
+        return False
+    return {h.node_name for h in view.snapshot.hardware} == nodes
+
+
+def test_density_order_on_the_watch_road_follows_a_new_nodehardware(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
+) -> None:
+    """NODE_ORDER=density with the default output: the watcher watches NodeHardwares and
+    keeps the hardware labels, so a cache-fed tick lists nothing; a NodeHardware the
+    agent writes reaches the cache and reorders the plan."""
+    epyc = {**MANAGED, "joulie.io/hw.cpu-model": "AMD-EPYC-9654"}
+    for name in ("a", "b"):  # one family, equal density: name order, static 0.5: a
+        emulator.put_object(seeding.make_node(name, labels=epyc))
+    stack.configure(kick_window="1h", node_order="density")
+    stack.start_worker()
+    stack.start_proc("watch", ["watch"], ready="started")
+    wait_for(lambda: _synced(state), timeout=30, what="a synced, fresh cache")
+    assert "nodehardwares" in clients.cache(state).status().synced
+
+    assert ticks.run()["failures"] == {}
+    assert emulator.get_node("a")["metadata"]["labels"]["joulie.io/power-profile"] == "performance"
+    assert emulator.get_node("b")["metadata"]["labels"]["joulie.io/power-profile"] == "eco"
+
+    # Given the agent of b reports 192 cores: b is now the densest node of the family
+    emulator.put_object(
+        {
+            "apiVersion": "joulie.io/v1alpha1",
+            "kind": "NodeHardware",
+            "metadata": {"name": "b"},
+            "spec": {"nodeName": "b"},
+            "status": {"cpu": {"rawModel": "AMD EPYC 9654", "sockets": 2, "totalCores": 192}},
+        }
+    )
+    wait_for(lambda: _cache_holds_hardware(state, {"b"}), timeout=30, what="hardware cached")
+    emulator.reset_counters()
+    # When a tick runs from the cache
+    assert ticks.run()["failures"] == {}
+    # Then b is performance, a eco, and only a's pods were listed (the downgrade's
+    # confirmation): no node, profile or NodeHardware list
+    assert emulator.get_node("b")["metadata"]["labels"]["joulie.io/power-profile"] == "performance"
+    assert emulator.get_node("a")["metadata"]["labels"]["joulie.io/power-profile"] == "eco"
+    lists = {k: n for k, n in _requests(emulator).items() if k[0] == "list"}
+    assert lists == {("list", "pods"): 1}

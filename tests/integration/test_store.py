@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from joulie_tasks import errors
+from joulie_tasks import errors, ports
 from joulie_tasks.adapters import redis_errors, store
 from joulie_testbed.procs import RedisServer
 
@@ -49,9 +49,16 @@ def test_a_redelivered_batch_is_counted_once_and_only_the_last_batch_ends_the_ti
 ) -> None:
     state.start_batches("t", 2)
     state.start_batches("t", 2)  # a redelivered write stage does not reset the count
-    assert state.finish_batch("t", 0, failures={}, written=3, retries=0) == 1
-    assert state.finish_batch("t", 0, failures={}, written=3, retries=0) is None
-    assert state.finish_batch("t", 1, failures={"n": "boom"}, written=1, retries=2) == 0
+    assert state.finish_batch("t", 0, ports.state.BatchDone(failures={}, written=3, retries=0)) == 1
+    assert (
+        state.finish_batch("t", 0, ports.state.BatchDone(failures={}, written=3, retries=0)) is None
+    )
+    assert (
+        state.finish_batch(
+            "t", 1, ports.state.BatchDone(failures={"n": "boom"}, written=1, retries=2)
+        )
+        == 0
+    )
     assert state.batch_results("t") == ({"n": "boom"}, 4, 2)
     assert state.mark("t", "finished")
     assert not state.mark("t", "finished")

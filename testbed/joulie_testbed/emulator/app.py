@@ -240,9 +240,11 @@ class Emulator:
     # --- state ---------------------------------------------------------------------------
 
     def install_crd(self) -> None:
-        """(Re)install the shipped NodePowerProfile and NodeTwin CRDs, which serve them."""
+        """(Re)install the shipped NodePowerProfile, NodeTwin and NodeHardware CRDs, which
+        serve them."""
         self.store.put(resources.CRDS, crd_manifest_with_status())
         self.store.put(resources.CRDS, crd_manifest_with_status("nodetwins.yaml"))
+        self.store.put(resources.CRDS, crd_manifest_with_status("nodehardwares.yaml"))
 
     def compact(self) -> None:
         """Compact history like etcd: continue tokens minted before now answer 410, and so

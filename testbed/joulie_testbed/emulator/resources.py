@@ -168,6 +168,18 @@ NODE_TWINS = Resource(
     status_subresource=True,
 )
 
+NODE_HARDWARES = Resource(
+    "nodehardwares",
+    "nodehardware",
+    "NodeHardware",
+    "joulie.io",
+    "v1alpha1",
+    namespaced=False,
+    custom=True,
+    short_names=("nhw",),
+    status_subresource=True,
+)
+
 ALL: tuple[Resource, ...] = (
     NODES,
     PODS,
@@ -177,6 +189,7 @@ ALL: tuple[Resource, ...] = (
     CRDS,
     NODE_POWER_PROFILES,
     NODE_TWINS,
+    NODE_HARDWARES,
 )
 _BY_PATH = {(r.group, r.version, r.plural): r for r in ALL}
 _BY_KIND = {(r.api_version, r.kind): r for r in ALL}

@@ -152,6 +152,7 @@ def test_crd_crud_and_npp_served_only_while_its_crd_exists(
     assert crd.spec.names.short_names == ["npp"]
     assert any(c.type == "Established" and c.status == "True" for c in crd.status.conditions)
     assert [c.metadata.name for c in ext.list_custom_resource_definition().items] == [
+        "nodehardwares.joulie.io",
         "nodepowerprofiles.joulie.io",
         "nodetwins.joulie.io",
     ]
@@ -274,7 +275,29 @@ def test_discovery_documents(api_client: client.ApiClient) -> None:
         ("nodepowerprofiles", False),
         ("nodetwins", False),
         ("nodetwins/status", False),
+        ("nodehardwares", False),
+        ("nodehardwares/status", False),
     ]
+
+
+def test_a_custom_resource_with_the_status_subresource_drops_status_on_create(
+    custom: client.CustomObjectsApi,
+) -> None:
+    """As a real server does (the agent creates its NodeHardware, then writes status)."""
+    hardware = ("joulie.io", "v1alpha1", "nodehardwares")
+    body = {
+        "apiVersion": "joulie.io/v1alpha1",
+        "kind": "NodeHardware",
+        "metadata": {"name": "n1"},
+        "spec": {"nodeName": "n1"},
+        "status": {"cpu": {"sockets": 2}},
+    }
+    created = custom.create_cluster_custom_object(*hardware, body)
+    assert "status" not in created
+    patched = custom.patch_cluster_custom_object_status(
+        *hardware, "n1", {"status": {"cpu": {"sockets": 2}}}
+    )
+    assert patched["status"] == {"cpu": {"sockets": 2}}
 
 
 def test_bearer_token_is_required_when_configured(tmp_path: Path) -> None:

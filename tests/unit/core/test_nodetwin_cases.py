@@ -402,7 +402,7 @@ def test_k8_a_zero_watts_cap_writes_no_cpu_cap_and_config_refuses_it() -> None:
 
 
 GPU_CASES = [
-    # K9/K10/K16 differ on the CPU half only: GPU nodes get no CPU cap (D60)
+    # K9/K10/K16 differ on the CPU half only: GPU nodes get no CPU cap (D62)
     ("K9-differs-no-cpu-cap", GPU4, {}, False, {"scope": "perGpu", "capPctOfMax": 60}),
     ("K10-differs-no-cpu-cap", GPU4, {}, True, {"scope": "perGpu", "capPctOfMax": 100}),
     (
