@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from joulie_tasks.core import caps, catalog, hardware, models, order, snapshot_parse
-from tests.unit.conftest import make_node
+from tests.unit.builders import make_node
 
 
 def test_a_record_without_a_node_name_is_dropped() -> None:
