@@ -14,6 +14,7 @@ each key and alias. An empty input never matches. Pure data and lookups, no I/O.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -145,12 +146,15 @@ _CPU_INDEX = _index(CPU_MODELS)
 _GPU_INDEX = _index(GPU_MODELS)
 
 
+# Cached: a cluster has few distinct model strings and every tick matches every node's.
+@functools.lru_cache(maxsize=1024)
 def match_cpu(text: str) -> CpuModel | None:
     """The CPU entry whose key or an alias normalises like ``text``; None if none."""
     key = _CPU_INDEX.get(normalise(text)) if text.strip() else None
     return _CPUS[key] if key else None
 
 
+@functools.lru_cache(maxsize=1024)
 def match_gpu(text: str) -> GpuModel | None:
     """The GPU entry whose key or an alias normalises like ``text``; None if none."""
     key = _GPU_INDEX.get(normalise(text)) if text.strip() else None

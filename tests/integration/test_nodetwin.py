@@ -268,8 +268,9 @@ def test_a_watcher_without_twins_leaves_them_to_one_list_per_tick(
     stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
 ) -> None:
     """A watcher started in nodepowerprofile mode (say, not yet rolled) does not watch
-    the twins; a nodetwin-mode tick still takes nodes, profiles and demand from its
-    cache and lists only the twins and the NodeHardware (docs/SPEC.md §13.7)."""
+    the twins (nor the NodeHardwares); a nodetwin-mode tick still takes nodes, profiles
+    and demand from its cache and lists only the twins and the NodeHardwares
+    (docs/SPEC.md §13.7, §13.10)."""
     for name in ("a", "b"):
         emulator.put_object(seeding.make_node(name, labels=MANAGED))
     stack.configure(kick_window="1h", output_api="nodepowerprofile")
@@ -285,7 +286,6 @@ def test_a_watcher_without_twins_leaves_them_to_one_list_per_tick(
     converged = ticks.run()
     assert converged["failures"] == {}
     assert converged["written"] == 0
-    # the NodeHardware too: that watcher does not watch them either (docs/SPEC.md §13.10)
     assert _requests(emulator) == {("list", "nodetwins"): 1, ("list", "nodehardwares"): 1}
 
 
