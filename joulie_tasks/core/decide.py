@@ -10,7 +10,7 @@ downgrade budget already spent that damping reads (docs/SPEC.md §12).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from joulie_tasks.core import (
@@ -139,24 +139,29 @@ def guard_for(
     return guard.limit_profile_changes(damped, max_changes=settings.max_transitions_per_tick)
 
 
-def writes_for(
-    snap: models.Snapshot, guarded: models.GuardedPlan, *, settings: Params
-) -> models.WriteSet:
-    """The labels (every mode), then each writer's share by OUTPUT_API: profile objects
+#: A writer: its share of what is written for the decided nodes (core/write.py,
+#: core/twin.py). A new object type written per node is one more writer here.
+Writer = Callable[[models.Snapshot, models.GuardedPlan], models.WriteSet]
+
+
+def writers_for(settings: Params) -> list[Writer]:
+    """The labels (every mode), then the objects OUTPUT_API asks for: profile objects
     (``nodepowerprofile``, ``both``) and NodeTwins (``nodetwin``, ``both``)."""
-    writes = write.desired_writes(
-        guarded,
-        nodes=snap.nodes,
-        profiles=snap.profiles,
-        profile_label=settings.power_profile_label,
-        draining_label=settings.draining_label,
-    )
-    mode = settings.output_api
-    if not mode.writes_profiles:
-        writes = writes.model_copy(update={"profiles": (), "deletes": ()})
-    if mode.writes_twins:
+
+    def labels(snap: models.Snapshot, guarded: models.GuardedPlan) -> models.WriteSet:
+        return write.label_writes(
+            guarded,
+            nodes=snap.nodes,
+            profile_label=settings.power_profile_label,
+            draining_label=settings.draining_label,
+        )
+
+    def profiles(snap: models.Snapshot, guarded: models.GuardedPlan) -> models.WriteSet:
+        return write.profile_writes(guarded, nodes=snap.nodes, profiles=snap.profiles)
+
+    def twins(snap: models.Snapshot, guarded: models.GuardedPlan) -> models.WriteSet:
         decided = [d.node for d in guarded.decisions]
-        twins, gone = twin.desired_twin_writes(
+        writes, gone = twin.desired_twin_writes(
             guarded,
             nodes=snap.nodes,
             twins=snap.twins,
@@ -164,7 +169,23 @@ def writes_for(
             planner_hw=planner_hardware(snap, snap.nodes, settings=settings),
             twin_hw=hardware.twin_view(decided, records=snap.hardware),
         )
-        writes = writes.model_copy(update={"twins": twins, "twin_deletes": gone})
+        return models.WriteSet(twins=writes, twin_deletes=gone)
+
+    mode = settings.output_api
+    return [
+        labels,
+        *([profiles] if mode.writes_profiles else []),
+        *([twins] if mode.writes_twins else []),
+    ]
+
+
+def writes_for(
+    snap: models.Snapshot, guarded: models.GuardedPlan, *, settings: Params
+) -> models.WriteSet:
+    """Every writer's share of the writes (:func:`writers_for`), merged."""
+    writes = models.WriteSet()
+    for writer in writers_for(settings):
+        writes = writes.merged(writer(snap, guarded))
     return writes
 
 

@@ -7,6 +7,7 @@ raw Kubernetes objects never appear here (see snapshot.py for the extraction).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from enum import StrEnum
 from typing import NewType
 
@@ -466,6 +467,41 @@ class WriteSet(Frozen):
             {w.node for w in self.labels}
             | {w.spec.node_name for w in self.profiles}
             | {w.node for w in self.twins}
+        )
+
+    def merged(self, other: WriteSet) -> WriteSet:
+        """This set and ``other`` together: how each writer adds its share."""
+        return WriteSet(
+            **{name: getattr(self, name) + getattr(other, name) for name in WriteSet.model_fields}
+        )
+
+    def without(self, nodes: Collection[str]) -> WriteSet:
+        """This set without the writes of ``nodes`` (the deletes are kept)."""
+        return self.model_copy(
+            update={
+                "labels": tuple(w for w in self.labels if w.node not in nodes),
+                "profiles": tuple(w for w in self.profiles if w.spec.node_name not in nodes),
+                "twins": tuple(w for w in self.twins if w.node not in nodes),
+            }
+        )
+
+    def batches(self, size: int) -> tuple[WriteSet, ...]:
+        """The node writes in batches of at most ``size`` nodes, in node byte order (a
+        stable split); the deletes go with the first batch, so there is always one."""
+        labels = {w.node: w for w in self.labels}
+        profiles = {w.spec.node_name: w for w in self.profiles}
+        twins = {w.node: w for w in self.twins}
+        nodes = sorted(self.nodes(), key=lambda n: n.encode())
+        chunks = [nodes[i : i + size] for i in range(0, len(nodes), size)] or [[]]
+        return tuple(
+            WriteSet(
+                labels=tuple(labels[n] for n in chunk if n in labels),
+                profiles=tuple(profiles[n] for n in chunk if n in profiles),
+                deletes=self.deletes if index == 0 else (),
+                twins=tuple(twins[n] for n in chunk if n in twins),
+                twin_deletes=self.twin_deletes if index == 0 else (),
+            )
+            for index, chunk in enumerate(chunks)
         )
 
 

@@ -1,8 +1,10 @@
 """Stage 6: what is written — NodePowerProfiles and two node labels (docs/SPEC.md §7).
 
-The first half of this module is pure: :func:`desired_writes` diffs the guarded plan
-against the snapshot and returns the minimal :class:`models.WriteSet` (an unchanged
-node costs no write; a hand-edited profile object or label is restored). Object
+The first half of this module is pure: two writers, :func:`label_writes` and
+:func:`profile_writes`, each diff the guarded plan against the snapshot and return
+their share of the minimal :class:`models.WriteSet` (an unchanged node costs no
+write; a hand-edited profile object or label is restored); core/twin.py is the
+third (NodeTwins), and core/decide.py's ``writers_for`` picks them by OUTPUT_API. Object
 names come from :func:`naming.assign_npp_names` over *all* nodes of the snapshot, so
 a node outside the selector keeps its claim on its name and is never written.
 :func:`simulate_apply` applies a write set to a snapshot in memory, which is how the
@@ -34,21 +36,25 @@ def desired_writes(
     profile_label: str,
     draining_label: str,
 ) -> models.WriteSet:
-    """The writes that bring every decided node and its profile object to the plan.
+    """The writes that bring every decided node's labels and its profile object to the
+    plan: :func:`label_writes` and :func:`profile_writes` merged."""
+    return label_writes(
+        guarded, nodes=nodes, profile_label=profile_label, draining_label=draining_label
+    ).merged(profile_writes(guarded, nodes=nodes, profiles=profiles))
 
-    ``nodes`` must be the full cluster node list (not only the eligible ones). Labels
-    are written (both together) when either differs. A profile object is created
-    when none has its name, and replaced — carrying the existing resource version —
-    when its node, profile, cap, policy name or owner label differs. A decision for
-    a node absent from ``nodes`` is treated as a node without labels. A postponed
-    decision writes nothing. Operator-owned profiles of nodes that no longer exist
-    are deleted.
-    """
-    names = naming.assign_npp_names([n.name for n in nodes] + [d.node for d in guarded.decisions])
+
+def label_writes(
+    guarded: models.GuardedPlan,
+    *,
+    nodes: Sequence[models.NodeInfo],
+    profile_label: str,
+    draining_label: str,
+) -> models.WriteSet:
+    """The label writer: both labels of a decided node, written together when either
+    differs. ``nodes`` is the full cluster node list; a decision for a node absent from
+    it is treated as a node without labels. A postponed decision writes nothing."""
     current_labels = {node.name: node.labels for node in nodes}
-    existing = {npp.name: npp for npp in profiles}
-    label_writes: list[models.LabelWrite] = []
-    npp_writes: list[models.NppWrite] = []
+    writes: list[models.LabelWrite] = []
     for decision in guarded.decisions:
         if decision.postponed:
             continue  # MAX_TRANSITIONS_PER_TICK: this node changes in a later tick
@@ -58,7 +64,27 @@ def desired_writes(
         }
         have = current_labels.get(decision.node, {})
         if any(have.get(key) != value for key, value in wanted.items()):
-            label_writes.append(models.LabelWrite(node=decision.node, labels=wanted))
+            writes.append(models.LabelWrite(node=decision.node, labels=wanted))
+    return models.WriteSet(labels=tuple(writes))
+
+
+def profile_writes(
+    guarded: models.GuardedPlan,
+    *,
+    nodes: Sequence[models.NodeInfo],
+    profiles: Sequence[models.NppInfo],
+) -> models.WriteSet:
+    """The NodePowerProfile writer: a profile object is created when none has its name,
+    and replaced — carrying the existing resource version — when its node, profile,
+    cap, policy name or owner label differs. A postponed decision writes nothing.
+    Operator-owned profiles of nodes that no longer exist are deleted. ``nodes`` is the
+    full cluster node list (every node keeps its claim on its name)."""
+    names = naming.assign_npp_names([n.name for n in nodes] + [d.node for d in guarded.decisions])
+    existing = {npp.name: npp for npp in profiles}
+    npp_writes: list[models.NppWrite] = []
+    for decision in guarded.decisions:
+        if decision.postponed:
+            continue  # MAX_TRANSITIONS_PER_TICK: this node changes in a later tick
         spec = models.NppSpec(
             node_name=decision.node,
             profile=decision.profile,
@@ -76,7 +102,6 @@ def desired_writes(
                 )
             )
     return models.WriteSet(
-        labels=tuple(label_writes),
         profiles=tuple(npp_writes),
         deletes=_orphans(profiles, nodes=nodes, names=names, decisions=guarded.decisions),
     )

@@ -156,14 +156,7 @@ def confirm(
     state.add_counters(increments.as_dict())
     if not stopped:
         return batch, {}
-    kept = models.WriteSet(
-        labels=tuple(w for w in batch.labels if w.node not in stopped),
-        profiles=tuple(w for w in batch.profiles if w.spec.node_name not in stopped),
-        deletes=batch.deletes,
-        twins=tuple(w for w in batch.twins if w.node not in stopped),
-        twin_deletes=batch.twin_deletes,
-    )
-    return kept, stopped
+    return batch.without(stopped), stopped
 
 
 def _performance_pods(

@@ -11,7 +11,6 @@ for a Celery tick (queue/tasks.py) and ``reconcile --once`` alike.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -173,21 +172,11 @@ def stage_write(
     state.save_writes(ref.tick_id, writes)
     if ref.dry_run or ref.paused or writes.empty:
         return 0
-    groups = apply.group_by_node(writes)
-    size = settings.write_batch_size
-    count = max(math.ceil(len(groups) / size), 1)  # deletes alone still need a batch
-    for index in range(count):
-        chunk = groups[index * size : (index + 1) * size]
-        batch = models.WriteSet(
-            labels=tuple(g.label for g in chunk if g.label is not None),
-            profiles=tuple(g.profile for g in chunk if g.profile is not None),
-            deletes=writes.deletes if index == 0 else (),
-            twins=tuple(g.twin for g in chunk if g.twin is not None),
-            twin_deletes=writes.twin_deletes if index == 0 else (),
-        )
+    batches = writes.batches(settings.write_batch_size)
+    for index, batch in enumerate(batches):
         state.save_batch(ref.tick_id, index, batch)
-    state.start_batches(ref.tick_id, count)
-    return count
+    state.start_batches(ref.tick_id, len(batches))
+    return len(batches)
 
 
 def apply_batch(
