@@ -28,12 +28,11 @@ from pathlib import Path
 
 from bench import REPO
 from joulie_tasks.adapters import store
+from joulie_testbed.chaos import Driver, fence_violations, next_completed
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Stack
-from tests.chaos.failover import fence_violations, next_completed
-from tests.chaos.harness import Driver
-from tests.integration.conftest import TickClient
-from tests.integration.sentinel_cluster import FAILOVER_TIMEOUT_MS, SentinelCluster
+from joulie_testbed.sentinel import FAILOVER_TIMEOUT_MS, SentinelCluster
+from joulie_testbed.ticks import TickClient
 
 #: The Sentinels' down-after for the measurement (the tests use a longer one, for calm
 #: on a loaded CI machine; this figure is the quiet-machine failover time).

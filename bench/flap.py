@@ -44,11 +44,11 @@ from typing import Any
 
 from bench import write_marked
 from bench.scenarios import Bench
-from bench.ticks import wait_idle
 from bench.watch import Churn, Watcher, _pod
 from joulie_tasks.adapters import store
 from joulie_tasks.core import guard, models
 from joulie_tasks.ports import metrics
+from joulie_testbed.ticks import wait_idle
 
 BEGIN = "<!-- flap-bench:begin -->"
 END = "<!-- flap-bench:end -->"

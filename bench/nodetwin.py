@@ -180,8 +180,10 @@ def render(results: Sequence[ModeResult], *, n: int, command: str, machine: str)
         lines.append(f"| {title} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        "A converged cache-fed tick makes no request in any mode: the watcher keeps the "
-        "NodeTwins in the cache too when OUTPUT_API writes them (docs/SPEC.md §13.7). "
+        "A list-fed tick in a twin mode also lists the NodeTwins and the NodeHardware (one "
+        "paged list each). A converged cache-fed tick makes no request in any mode: the "
+        "watcher keeps both in the cache too when OUTPUT_API writes twins (docs/SPEC.md "
+        "§13.7, §13.10). "
         f"An unchanged twin costs one status patch every {twin.STATUS_REFRESH_S:.0f} s "
         "(the extender ignores twins older than 5 minutes), so a converged cluster of M "
         f"managed nodes in a twin mode sends M status patches per {twin.STATUS_REFRESH_S:.0f}"

@@ -46,11 +46,11 @@ from bench.kubeapi import (
 )
 from bench.kubeapi import REQUEST_TOTAL as _REQUEST_TOTAL
 from bench.scenarios import NO_PERF_MIX
-from bench.ticks import TickSender, wait_idle
 from joulie_testbed.controlplane import ControlPlane
 from joulie_testbed.emulator import RemoteEmulator
 from joulie_testbed.emulator.seed import Cluster, generate_cluster
 from joulie_testbed.procs import EmulatorProc, RedisServer, Workers, cpu_seconds
+from joulie_testbed.ticks import TickSender, wait_idle
 
 PODS_PER_NODE = 10
 #: What the operator touches; any other resource in a window is the server's own traffic.

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from bench import REPO, reference
-from bench.ticks import TickSender, wait_idle
 from joulie_tasks.adapters import store
 from joulie_testbed.emulator import RemoteEmulator
 from joulie_testbed.emulator import seed as seeding
 from joulie_testbed.procs import EmulatorProc, RedisServer, Workers
+from joulie_testbed.ticks import TickSender, wait_idle
 
 WRITE_VERBS = ("create", "update", "patch", "delete")
 INLINE_ARGS = ("reconcile", "--once", "--output", "json")

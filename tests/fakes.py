@@ -55,6 +55,14 @@ class FakeKube:
         if queue:
             raise queue.pop(0)
 
+    @classmethod
+    def with_nodes(cls, *nodes: dict[str, Any]) -> FakeKube:
+        """A fake cluster holding ``nodes`` (Node manifests) and nothing else."""
+        fake = cls()
+        for manifest in nodes:
+            fake.add("nodes", manifest)
+        return fake
+
     def add(self, resource: str, obj: dict[str, Any]) -> None:
         self.objects[(resource, obj["metadata"]["name"])] = obj
 

@@ -25,6 +25,7 @@ Pure: no I/O, no clock (the tick time comes in), no logging.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping, Sequence
 
 from joulie_tasks.core import caps as capping
@@ -94,15 +95,28 @@ def twin_status_of(
     cap = gpu.get("powerCap") if isinstance(gpu, dict) else None
     cpu_pct = cpu.get("packagePowerCapPctOfMax", 100) if isinstance(cpu, dict) else 100
     gpu_pct = cap.get("capPctOfMax", 100) if isinstance(cap, dict) else 100
-    status = twin_status.compute(
+    figures = _figures(
         hw,
-        profile=decision.profile.value,
-        draining=decision.draining,
-        cpu_pct=float(cpu_pct) if isinstance(cpu_pct, int | float) else 100.0,
-        gpu_pct=float(gpu_pct) if isinstance(gpu_pct, int | float) else 100.0,
+        decision.profile.value,
+        decision.draining,
+        float(cpu_pct) if isinstance(cpu_pct, int | float) else 100.0,
+        float(gpu_pct) if isinstance(gpu_pct, int | float) else 100.0,
     )
+    # a fresh copy of each nested map: the cached figures are shared between nodes
+    status = {k: dict(v) if isinstance(v, dict) else v for k, v in figures.items()}
     status[_STAMP] = rfc3339(tick_time)
     return status
+
+
+@functools.lru_cache(maxsize=4096)
+def _figures(
+    hw: hardware.Hardware, profile: str, draining: bool, cpu_pct: float, gpu_pct: float
+) -> dict[str, object]:
+    """twin_status.compute, memoised: most nodes share their hardware and caps, and a
+    large cluster would otherwise compute the same figures thousands of times a tick."""
+    return twin_status.compute(
+        hw, profile=profile, draining=draining, cpu_pct=cpu_pct, gpu_pct=gpu_pct
+    )
 
 
 def desired_twin_writes(
@@ -183,6 +197,7 @@ def twin_manifest(write: models.TwinWrite) -> dict[str, object]:
     return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": write.spec}
 
 
+@functools.lru_cache(maxsize=8)  # one tick time for every node of a tick
 def rfc3339(tick_time: float) -> str:
     """RFC 3339 UTC with whole seconds, as the reference writes ``lastUpdated``."""
     stamp = dt.datetime.fromtimestamp(int(tick_time), tz=dt.UTC)

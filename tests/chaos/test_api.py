@@ -3,30 +3,93 @@ Retry-After, 500/503 bursts, responses slower than the request timeout, dropped
 connections, and the API down for three ticks then back.
 
 Every case must converge within a bound number of ticks, count its retries, and
-leave Redis agreeing with the cluster.
+leave Redis agreeing with the cluster. The four injected-fault rows are one table
+(``API_FAULTS``): a converging tick that retried at least ``min_retries`` times.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Any
 
-from joulie_tasks.adapters import store
+import pytest
+
 from joulie_tasks.ports import metrics
 from joulie_testbed.emulator import Emulator, resources
-from joulie_testbed.procs import Stack, wait_for
-from tests.chaos.conftest import Row
-from tests.chaos.harness import Driver, lost, problems
-from tests.integration.conftest import TickClient
+from joulie_testbed.procs import wait_for
+from tests.chaos.scenario import Chaos, Fault, Scenario
 
 NODE_PATCH = r"^/api/v1/nodes/"
 NPP_ITEM = r"^/apis/joulie.io/v1alpha1/nodepowerprofiles/"
 NPP_COLLECTION = r"^/apis/joulie.io/v1alpha1/nodepowerprofiles$"
 
 
-def _fill(row: Row, drive: Driver, found: list[str], **cells: str) -> None:
-    row.fault, row.action, row.behaviour = cells["fault"], cells["action"], cells["behaviour"]
-    row.ticks, row.retries, row.lost = drive.ticks_text(), drive.retries()[1], lost(found)
+@dataclass(frozen=True)
+class ApiFault:
+    """A row whose faults are injected before the first tick, which must converge alone.
+    ``behaviour`` may name the tick's own duration as ``{tick_s}``."""
+
+    scenario: Scenario
+    faults: tuple[Fault, ...]
+    min_retries: int
+    fault: str
+    action: str
+    behaviour: str
+    min_tick_s: float = 0.0
+
+
+API_FAULTS = {
+    "429": ApiFault(
+        Scenario(seed=42),
+        (("PATCH", NODE_PATCH, {"status": 429, "retry_after": 1, "times": 3}),),
+        min_retries=3,
+        # the writes run in parallel: their 1 s waits overlap
+        min_tick_s=1.0,
+        fault="429 with Retry-After",
+        action="three node PATCHes answered 429 with Retry-After: 1",
+        behaviour="each retried no sooner than the server asked (1 s; tick took "
+        "{tick_s:.1f} s); no write lost",
+    ),
+    "500-503": ApiFault(
+        Scenario(seed=43),
+        (
+            ("GET", r"^/api/v1/pods$", {"status": 503, "times": 2}),
+            ("PATCH", NODE_PATCH, {"status": 500, "times": 3}),
+            ("POST", NPP_COLLECTION, {"status": 503, "times": 3}),
+        ),
+        min_retries=8,
+        fault="500/503 bursts",
+        action="pod LIST 503 x2, node PATCH 500 x3, profile POST 503 x3 in one tick",
+        behaviour="every call retried with jittered backoff within its budget; tick completed",
+    ),
+    "slow": ApiFault(
+        Scenario(seed=44, settings={"kube_request_timeout": "1s"}),
+        (
+            ("GET", r"^/api/v1/nodes$", {"delay_s": 2, "times": 2}),
+            ("PATCH", NODE_PATCH, {"delay_s": 2, "times": 2}),
+        ),
+        min_retries=4,
+        fault="responses slower than the request timeout",
+        action="KUBE_REQUEST_TIMEOUT=1s; node LIST x2 and node PATCH x2 answered after 2 s",
+        behaviour="each call timed out client-side and was retried (a late PATCH landing "
+        "twice is harmless: merge patches are idempotent)",
+    ),
+    "dropped": ApiFault(
+        Scenario(seed=45),
+        (
+            ("GET", r"^/apis/joulie.io/", {"drop": True, "times": 2}),
+            ("PATCH", NODE_PATCH, {"drop": True, "times": 3}),
+            ("POST", NPP_COLLECTION, {"drop": True, "times": 2}),
+        ),
+        min_retries=7,
+        fault="dropped connections",
+        action="connection closed without a response: profile LIST x2, node PATCH x3, "
+        "profile POST x2",
+        behaviour="retried as transient; a create that had landed answers 409 on retry and "
+        "is re-read, not duplicated",
+    ),
+}
 
 
 class _ProfileChurn:
@@ -57,18 +120,12 @@ class _ProfileChurn:
         self._thread.join()
 
 
-def test_conflict_storm_from_a_writer_every_10ms(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
-) -> None:
+def test_conflict_storm_from_a_writer_every_10ms(chaos: Chaos, emulator: Emulator) -> None:
     # Given a converged cluster, then a new eco cap: every eco profile must be replaced
-    emulator.seed(6, 1, seed=41)
-    first = stack.start_worker("w1")
-    drive = Driver(ticks, state, emulator, stack.env)
-    drive.converge(max_ticks=1)
-    first.stop()
-    stack.configure(eco_cap_watts="150")
-    stack.start_worker("w2")
-    drive.outcomes.clear()
+    drive = chaos.start(Scenario(seed=41, converged=True))
+    chaos.worker.stop()
+    chaos.stack.configure(eco_cap_watts="150")
+    chaos.stack.start_worker("w2")
     eco = [
         p["metadata"]["name"]
         for p in emulator.list_objects("nodepowerprofiles")
@@ -85,10 +142,9 @@ def test_conflict_storm_from_a_writer_every_10ms(
     finally:
         label_writes = sum(w.stop() for w in writers)
         churn.stop()
-    found = problems(state, emulator, stack.env)
-    conflicts = int(ticks.counter(metrics.KUBE_CONFLICTS))
-    _fill(
-        reliability,
+    found = chaos.problems()
+    conflicts = int(chaos.ticks.counter(metrics.KUBE_CONFLICTS))
+    chaos.row.fill(
         drive,
         found,
         fault="409 storm: concurrent writer every 10 ms",
@@ -107,122 +163,33 @@ def test_conflict_storm_from_a_writer_every_10ms(
     assert found == []
 
 
-def test_throttled_with_429_and_retry_after(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
-) -> None:
-    emulator.seed(6, 1, seed=42)
-    stack.start_worker("w1")
-    emulator.inject("PATCH", NODE_PATCH, status=429, retry_after=1, times=3)
-    drive = Driver(ticks, state, emulator, stack.env)
+@pytest.mark.parametrize("case", API_FAULTS.values(), ids=API_FAULTS.keys())
+def test_an_api_fault_is_retried_and_the_first_tick_converges(chaos: Chaos, case: ApiFault) -> None:
+    # Given a seeded cluster and the row's faults
+    drive = chaos.start(case.scenario, *case.faults)
 
+    # When ticks run
     n = drive.converge(max_ticks=2)
-    report = state.tick_summaries()[0].model_dump(mode="json")
-    found = problems(state, emulator, stack.env)
-    _fill(
-        reliability,
+
+    # Then the first one converged, retrying each faulted call
+    report = chaos.state.tick_summaries()[0].model_dump(mode="json")
+    found = chaos.problems()
+    chaos.row.fill(
         drive,
         found,
-        fault="429 with Retry-After",
-        action="three node PATCHes answered 429 with Retry-After: 1",
-        behaviour=(
-            "each retried no sooner than the server asked (1 s; tick took "
-            f"{report['duration_s']:.1f} s); no write lost"
-        ),
+        fault=case.fault,
+        action=case.action,
+        behaviour=case.behaviour.format(tick_s=report["duration_s"]),
     )
-    assert report["duration_s"] >= 1.0  # the writes run in parallel: their 1 s waits overlap
-    assert drive.retries()[0] >= 3
+    assert report["duration_s"] >= case.min_tick_s
+    assert drive.retries()[0] >= case.min_retries
     assert n == 1
     assert found == []
 
 
-def test_500_and_503_bursts(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
-) -> None:
-    emulator.seed(6, 1, seed=43)
-    stack.start_worker("w1")
-    emulator.inject("GET", r"^/api/v1/pods$", status=503, times=2)
-    emulator.inject("PATCH", NODE_PATCH, status=500, times=3)
-    emulator.inject("POST", NPP_COLLECTION, status=503, times=3)
-    drive = Driver(ticks, state, emulator, stack.env)
-
-    n = drive.converge(max_ticks=2)
-    found = problems(state, emulator, stack.env)
-    _fill(
-        reliability,
-        drive,
-        found,
-        fault="500/503 bursts",
-        action="pod LIST 503 x2, node PATCH 500 x3, profile POST 503 x3 in one tick",
-        behaviour="every call retried with jittered backoff within its budget; tick completed",
-    )
-    assert drive.retries()[0] >= 8
-    assert n == 1
-    assert found == []
-
-
-def test_responses_slower_than_the_request_timeout(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
-) -> None:
-    stack.configure(kube_request_timeout="1s")
-    emulator.seed(6, 1, seed=44)
-    stack.start_worker("w1")
-    emulator.inject("GET", r"^/api/v1/nodes$", delay_s=2, times=2)
-    emulator.inject("PATCH", NODE_PATCH, delay_s=2, times=2)
-    drive = Driver(ticks, state, emulator, stack.env)
-
-    n = drive.converge(max_ticks=2)
-    found = problems(state, emulator, stack.env)
-    _fill(
-        reliability,
-        drive,
-        found,
-        fault="responses slower than the request timeout",
-        action="KUBE_REQUEST_TIMEOUT=1s; node LIST x2 and node PATCH x2 answered after 2 s",
-        behaviour=(
-            "each call timed out client-side and was retried (a late PATCH landing twice "
-            "is harmless: merge patches are idempotent)"
-        ),
-    )
-    assert drive.retries()[0] >= 4
-    assert n == 1
-    assert found == []
-
-
-def test_dropped_connections(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
-) -> None:
-    emulator.seed(6, 1, seed=45)
-    stack.start_worker("w1")
-    emulator.inject("GET", r"^/apis/joulie.io/", drop=True, times=2)
-    emulator.inject("PATCH", NODE_PATCH, drop=True, times=3)
-    emulator.inject("POST", NPP_COLLECTION, drop=True, times=2)
-    drive = Driver(ticks, state, emulator, stack.env)
-
-    n = drive.converge(max_ticks=2)
-    found = problems(state, emulator, stack.env)
-    _fill(
-        reliability,
-        drive,
-        found,
-        fault="dropped connections",
-        action="connection closed without a response: profile LIST x2, node PATCH x3, "
-        "profile POST x2",
-        behaviour="retried as transient; a create that had landed answers 409 on retry and "
-        "is re-read, not duplicated",
-    )
-    assert drive.retries()[0] >= 7
-    assert n == 1
-    assert found == []
-
-
-def test_api_down_for_three_ticks_then_back(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
-) -> None:
-    emulator.seed(6, 1, seed=46)
-    worker = stack.start_worker("w1")
-    drive = Driver(ticks, state, emulator, stack.env)
-    drive.converge(max_ticks=1)
-    drive.outcomes.clear()
+def test_api_down_for_three_ticks_then_back(chaos: Chaos, emulator: Emulator) -> None:
+    drive = chaos.start(Scenario(seed=46, converged=True))
+    worker = chaos.worker
     emulator.mutate_node_labels("node-00000", {"joulie.io/draining": "true"})
     port = emulator.port
 
@@ -230,15 +197,14 @@ def test_api_down_for_three_ticks_then_back(
     emulator.stop()
     for _ in range(3):
         assert drive.one() == "failed"
-        assert state.lock_holder() is None
+        assert chaos.state.lock_holder() is None
     assert worker.alive
 
     # Then the first tick after it is back converges
     emulator.start(port=port)
     n = drive.converge(max_ticks=5)
-    found = problems(state, emulator, stack.env)
-    _fill(
-        reliability,
+    found = chaos.problems()
+    chaos.row.fill(
         drive,
         found,
         fault="API down for three intervals then back",

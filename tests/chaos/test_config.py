@@ -19,7 +19,7 @@ import pytest
 from joulie_tasks import config
 from joulie_testbed.procs import free_port
 from tests import REPO
-from tests.chaos.conftest import Row
+from tests.chaos.reliability import Row
 
 INVALID = {
     "RECONCILE_INTERVAL": "5 minutes",

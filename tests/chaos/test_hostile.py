@@ -17,12 +17,11 @@ import pytest
 
 from joulie_tasks.adapters import store
 from joulie_tasks.core import naming
+from joulie_testbed.chaos import managed_profiles
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.emulator.seed import make_pod
 from joulie_testbed.procs import Stack
-from tests.chaos.conftest import Row
-from tests.chaos.harness import Driver, lost, managed_profiles, problems
-from tests.integration.conftest import TickClient
+from tests.chaos.scenario import Chaos
 
 PROFILE_KEY = "joulie.io/power-profile"
 LONG_NAME = ".".join(["a" * 63] * 3) + "." + "b" * 61  # 253 characters, a valid name
@@ -126,43 +125,40 @@ CASES: dict[str, Callable[[Emulator], str]] = {
 
 @pytest.mark.parametrize("case", list(CASES), ids=["terms", "nulls", "operators", "types"])
 def test_malformed_pods_and_nodes(
-    case: str,
-    stack: Stack,
-    emulator: Emulator,
-    ticks: TickClient,
-    state: store.RedisStore,
-    reliability: Row,
+    chaos: Chaos, stack: Stack, emulator: Emulator, state: store.RedisStore, case: str
 ) -> None:
     action = CASES[case](emulator)
     worker = stack.start_worker("w1")
-    drive = Driver(ticks, state, emulator, stack.env)
+    drive = chaos.driver()
 
     n = drive.converge(max_ticks=1)
     report = state.tick_summaries()[0].model_dump(mode="json")
-    found = problems(state, emulator, stack.env)
+    found = chaos.problems()
     warned = worker.log().count("handled conservatively")
-    reliability.fault = f"hostile objects: {case}"
-    reliability.action = action
-    reliability.behaviour = (
-        f"tick completed in {report['duration_s']:.2f} s; every pod classified as the core "
-        f"decides; {warned} malformed-pod warning line(s) (capped at 5 per tick)"
+    chaos.row.fill(
+        drive,
+        found,
+        fault=f"hostile objects: {case}",
+        action=action,
+        behaviour=(
+            f"tick completed in {report['duration_s']:.2f} s; every pod classified as the core "
+            f"decides; {warned} malformed-pod warning line(s) (capped at 5 per tick)"
+        ),
     )
-    reliability.ticks, reliability.retries = drive.ticks_text(), drive.retries()[1]
-    reliability.lost = lost(found)
     assert worker.alive
     assert n == 1
     assert found == []
 
 
 def test_node_names_that_collide_after_sanitisation(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+    chaos: Chaos, stack: Stack, emulator: Emulator
 ) -> None:
     # Given nodes whose names sanitise alike, and a 253-character one
     names = ["gpu.a", "gpu-a", "gpu-a.x", "gpu-a-x", "gpu.a.x", LONG_NAME]
     for name in names:
         emulator.put_object(_node(name))
     stack.start_worker("w1")
-    drive = Driver(ticks, state, emulator, stack.env)
+    drive = chaos.driver()
     drive.converge(max_ticks=1)
     owners = {p["spec"]["nodeName"]: p["metadata"]["name"] for p in managed_profiles(emulator)}
     assert sorted(owners) == sorted(names)
@@ -171,24 +167,26 @@ def test_node_names_that_collide_after_sanitisation(
     # When the node holding the plain name goes away, the other one inherits it
     emulator.delete_object("nodes", "gpu-a")
     n = drive.converge(max_ticks=3)
-    found = problems(state, emulator, stack.env)
-    reliability.fault = "hostile objects: names that collide after sanitisation, 253 characters"
-    reliability.action = (
-        "nodes gpu.a, gpu-a, gpu-a.x, gpu-a-x, gpu.a.x and a 253-character name; then gpu-a "
-        "deleted, so gpu.a's profile name changes"
+    found = chaos.problems()
+    chaos.row.fill(
+        drive,
+        found,
+        fault="hostile objects: names that collide after sanitisation, 253 characters",
+        action=(
+            "nodes gpu.a, gpu-a, gpu-a.x, gpu-a-x, gpu.a.x and a 253-character name; then gpu-a "
+            "deleted, so gpu.a's profile name changes"
+        ),
+        behaviour=(
+            "one distinct profile per node (hash suffix, ≤ 253 characters); after the deletion "
+            "no node kept two profile objects and none was left for the deleted node"
+        ),
     )
-    reliability.behaviour = (
-        "one distinct profile per node (hash suffix, ≤ 253 characters); after the deletion "
-        "no node kept two profile objects and none was left for the deleted node"
-    )
-    reliability.ticks, reliability.retries = drive.ticks_text(), drive.retries()[1]
-    reliability.lost = lost(found)
     assert n <= 3
     assert found == []
 
 
 def test_a_hundred_thousand_pods_on_one_node(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+    chaos: Chaos, stack: Stack, emulator: Emulator, state: store.RedisStore
 ) -> None:
     _base(emulator)
     shapes = ("none", "in-eco", "notin-performance", "gt", "selector-eco")
@@ -209,21 +207,23 @@ def test_a_hundred_thousand_pods_on_one_node(
     )
     emulator.load(pods=pods)
     stack.start_worker("w1")
-    drive = Driver(ticks, state, emulator, stack.env)
+    drive = chaos.driver()
 
     started = time.monotonic()
     n = drive.converge(max_ticks=1, lock_wait=60)
     elapsed = time.monotonic() - started
     report = state.tick_summaries()[0].model_dump(mode="json")
-    found = problems(state, emulator, stack.env)
-    reliability.fault = "hostile objects: 100,000 pods on one node"
-    reliability.action = "100,001 pods bound to one eco-planned node (one performance pod)"
-    reliability.behaviour = (
-        f"tick completed in {report['duration_s']:.1f} s ({elapsed:.1f} s with queueing); "
-        "the one performance pod kept the node draining"
+    found = chaos.problems()
+    chaos.row.fill(
+        drive,
+        found,
+        fault="hostile objects: 100,000 pods on one node",
+        action="100,001 pods bound to one eco-planned node (one performance pod)",
+        behaviour=(
+            f"tick completed in {report['duration_s']:.1f} s ({elapsed:.1f} s with queueing); "
+            "the one performance pod kept the node draining"
+        ),
     )
-    reliability.ticks, reliability.retries = drive.ticks_text(), drive.retries()[1]
-    reliability.lost = lost(found)
     labels = emulator.get_node("node-00005")["metadata"]["labels"]
     assert labels["joulie.io/draining"] == "true"
     assert n == 1

@@ -15,20 +15,18 @@ from joulie_tasks.adapters import store
 from joulie_tasks.ports import metrics
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Stack, wait_for
-from tests.chaos.conftest import Row
-from tests.chaos.harness import Driver, lost, problems
-from tests.integration.conftest import TickClient
+from joulie_testbed.ticks import TickClient
+from tests.chaos.scenario import Chaos, Scenario
 
 
 def test_a_stalled_tick_past_its_lock_ttl_is_fenced_and_the_new_holder_converges(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+    chaos: Chaos, stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
 ) -> None:
     # Given an all-eco worker whose node patches take 0.5 s each, one at a time
-    stack.configure(lock_ttl="2s", write_batch_size=50, write_concurrency=1, static_hp_frac="0")
-    emulator.seed(8, 0, seed=51)
-    stale = stack.start_worker("stale")
-    emulator.inject("PATCH", r"^/api/v1/nodes/", delay_s=0.5, times=-1)
-    drive = Driver(ticks, state, emulator, stack.env)
+    settings = dict(lock_ttl="2s", write_batch_size="50", write_concurrency="1", static_hp_frac="0")
+    scenario = Scenario(seed=51, nodes=8, pods_per_node=0, settings=settings, worker="stale")
+    drive = chaos.start(scenario, ("PATCH", r"^/api/v1/nodes/", {"delay_s": 0.5, "times": -1}))
+    stale = chaos.worker
     drive.send()
     wait_for(lambda: emulator.counters().get(("patch", "nodes"), 0) >= 2, what="writes started")
 
@@ -51,21 +49,23 @@ def test_a_stalled_tick_past_its_lock_ttl_is_fenced_and_the_new_holder_converges
         what="the stale batch fenced",
     )
     stale_writes = emulator.counters().get(("patch", "nodes"), 0) - writes_before
-    found = problems(state, emulator, stack.env)
+    found = chaos.problems()
     if state.transitions() != transitions:
         found.append("the stale tick recorded transitions")
     if stale_writes:
         found.append(f"the stale tick wrote {stale_writes} node(s) after losing its lock")
-    reliability.fault = "lock TTL shorter than a stalled tick"
-    reliability.action = (
-        "LOCK_TTL=2s; worker SIGSTOPped mid-batch until its lock expired; a worker with a "
-        "different plan took over; the old one was resumed"
+    chaos.row.fill(
+        drive,
+        found,
+        fault="lock TTL shorter than a stalled tick",
+        action=(
+            "LOCK_TTL=2s; worker SIGSTOPped mid-batch until its lock expired; a worker with a "
+            "different plan took over; the old one was resumed"
+        ),
+        behaviour=(
+            "new holder got a newer fencing token and converged; the woken tick re-checked its "
+            "fence before its next node write, dropped the rest of the batch and recorded nothing"
+        ),
     )
-    reliability.behaviour = (
-        "new holder got a newer fencing token and converged; the woken tick re-checked its "
-        "fence before its next node write, dropped the rest of the batch and recorded nothing"
-    )
-    reliability.ticks, reliability.retries = drive.ticks_text(), drive.retries()[1]
-    reliability.lost = lost(found)
     assert n <= 3
     assert found == []

@@ -8,30 +8,21 @@ from __future__ import annotations
 
 from joulie_tasks.adapters import store
 from joulie_testbed.emulator import Emulator
-from joulie_testbed.procs import Stack, wait_for
-from tests.chaos.conftest import Row
-from tests.chaos.harness import Driver, lost, problems
-from tests.integration.conftest import TickClient
+from joulie_testbed.procs import wait_for
+from tests.chaos.scenario import Chaos, Scenario
 
 PROFILE = "joulie.io/power-profile"
 DRAINING = "joulie.io/draining"
 
 
-def _fill(row: Row, drive: Driver, found: list[str], **cells: str) -> None:
-    row.fault, row.action, row.behaviour = cells["fault"], cells["action"], cells["behaviour"]
-    row.ticks, row.retries, row.lost = drive.ticks_text(), drive.retries()[1], lost(found)
-
-
-def test_a_node_deleted_mid_tick(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
-) -> None:
+def test_a_node_deleted_mid_tick(chaos: Chaos, emulator: Emulator, state: store.RedisStore) -> None:
     # Given a converged cluster where two nodes' labels were edited by hand
-    stack.configure(write_concurrency=1)
-    emulator.seed(8, 0, seed=61)
-    worker = stack.start_worker("w1")
-    drive = Driver(ticks, state, emulator, stack.env)
-    drive.converge(max_ticks=1)
-    drive.outcomes.clear()
+    drive = chaos.start(
+        Scenario(
+            seed=61, nodes=8, pods_per_node=0, settings={"write_concurrency": "1"}, converged=True
+        )
+    )
+    worker = chaos.worker
     for node in ("node-00006", "node-00007"):
         emulator.mutate_node_labels(node, {PROFILE: "weird"})
     assert emulator.get_object("nodepowerprofiles", "node-node-00007") is not None
@@ -50,9 +41,8 @@ def test_a_node_deleted_mid_tick(
     assert "node-00007: skipped" in worker.log()
     assert "node-00007" not in state.fsm()
     n = drive.converge(max_ticks=3)
-    found = problems(state, emulator, stack.env)
-    _fill(
-        reliability,
+    found = chaos.problems()
+    chaos.row.fill(
         drive,
         found,
         fault="node deleted mid-tick",
@@ -68,14 +58,8 @@ def test_a_node_deleted_mid_tick(
     assert found == []
 
 
-def test_a_profile_and_a_label_edited_by_hand(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
-) -> None:
-    emulator.seed(6, 0, seed=62)
-    stack.start_worker("w1")
-    drive = Driver(ticks, state, emulator, stack.env)
-    drive.converge(max_ticks=1)
-    drive.outcomes.clear()
+def test_a_profile_and_a_label_edited_by_hand(chaos: Chaos, emulator: Emulator) -> None:
+    drive = chaos.start(Scenario(seed=62, pods_per_node=0, converged=True))
 
     # When someone edits a profile object's spec and another node's labels by hand
     npp = emulator.get_object("nodepowerprofiles", "node-node-00000")
@@ -87,9 +71,8 @@ def test_a_profile_and_a_label_edited_by_hand(
 
     # Then the next tick restores both, and leaves the foreign label alone
     n = drive.converge(max_ticks=1)
-    found = problems(state, emulator, stack.env)
-    _fill(
-        reliability,
+    found = chaos.problems()
+    chaos.row.fill(
         drive,
         found,
         fault="NodePowerProfile and node label edited by hand",
@@ -104,13 +87,9 @@ def test_a_profile_and_a_label_edited_by_hand(
 
 
 def test_a_node_becoming_reserved_or_unmanaged_is_left_alone(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+    chaos: Chaos, emulator: Emulator
 ) -> None:
-    emulator.seed(6, 0, seed=63)
-    stack.start_worker("w1")
-    drive = Driver(ticks, state, emulator, stack.env)
-    drive.converge(max_ticks=1)
-    drive.outcomes.clear()
+    drive = chaos.start(Scenario(seed=63, pods_per_node=0, converged=True))
 
     # When one node becomes reserved and another leaves the selector, then both get
     # their operator labels and profile objects edited by hand
@@ -145,14 +124,13 @@ def test_a_node_becoming_reserved_or_unmanaged_is_left_alone(
     assert managed_after["labels"][PROFILE] == restored
     assert managed_after["resourceVersion"] != edited
     assert drive.one() == "completed", drive.outcomes
-    found = problems(state, emulator, stack.env)
+    found = chaos.problems()
     for node, (version, npp) in left.items():
         if emulator.get_node(node)["metadata"]["resourceVersion"] != version:
             found.append(f"{node} was written")
         if emulator.get_object("nodepowerprofiles", f"node-{node}") != npp:
             found.append(f"the profile of {node} was written or deleted")
-    _fill(
-        reliability,
+    chaos.row.fill(
         drive,
         found,
         fault="node becomes reserved / unmanaged",

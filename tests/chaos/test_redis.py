@@ -12,11 +12,11 @@ import pytest
 
 from joulie_tasks.adapters import store
 from joulie_tasks.ports import metrics
+from joulie_testbed.chaos import Driver
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Stack, wait_for
-from tests.chaos.conftest import Row
-from tests.chaos.harness import Driver, lost, problems
-from tests.integration.conftest import TickClient
+from joulie_testbed.ticks import TickClient
+from tests.chaos.scenario import Chaos, Scenario
 
 
 def _with_transitions(drive: Driver, emulator: Emulator) -> None:
@@ -36,11 +36,10 @@ def _with_transitions(drive: Driver, emulator: Emulator) -> None:
 
 @pytest.mark.parametrize("redis_server", [{"appendonly": True}], indirect=True, ids=["aof"])
 def test_redis_restarted_with_persistence(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+    chaos: Chaos, stack: Stack, emulator: Emulator, state: store.RedisStore
 ) -> None:
-    emulator.seed(8, 0, seed=31)
-    worker = stack.start_worker("w1")
-    drive = Driver(ticks, state, emulator, stack.env)
+    drive = chaos.start(Scenario(seed=31, nodes=8, pods_per_node=0))
+    worker = chaos.worker
     _with_transitions(drive, emulator)
     fsm, stream = state.fsm(), state.transitions()
 
@@ -52,17 +51,19 @@ def test_redis_restarted_with_persistence(
     assert state.transitions() == stream
     n = drive.converge(max_ticks=2)
     last = state.tick_summaries()[0].model_dump(mode="json")
-    found = problems(state, emulator, stack.env)
+    found = chaos.problems()
     if state.transitions() != stream:
         found.append("transition stream changed")
-    reliability.fault = "Redis restarted with persistence"
-    reliability.action = "redis-server (appendonly yes) SIGTERMed and restarted under a worker"
-    reliability.behaviour = (
-        f"worker reconnected; FSM ({len(fsm)} nodes) and transition stream ({len(stream)} "
-        f"entries) intact; next tick wrote {last['written']}, recorded no transition"
+    chaos.row.fill(
+        drive,
+        found,
+        fault="Redis restarted with persistence",
+        action="redis-server (appendonly yes) SIGTERMed and restarted under a worker",
+        behaviour=(
+            f"worker reconnected; FSM ({len(fsm)} nodes) and transition stream ({len(stream)} "
+            f"entries) intact; next tick wrote {last['written']}, recorded no transition"
+        ),
     )
-    reliability.ticks, reliability.retries = drive.ticks_text(), drive.retries()[1]
-    reliability.lost = lost(found)
     assert worker.alive
     assert last["written"] == 0
     assert n <= 2
@@ -70,11 +71,10 @@ def test_redis_restarted_with_persistence(
 
 
 def test_redis_restarted_without_persistence(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+    chaos: Chaos, stack: Stack, emulator: Emulator, state: store.RedisStore
 ) -> None:
-    emulator.seed(8, 0, seed=32)
-    worker = stack.start_worker("w1")
-    drive = Driver(ticks, state, emulator, stack.env)
+    drive = chaos.start(Scenario(seed=32, nodes=8, pods_per_node=0))
+    worker = chaos.worker
     _with_transitions(drive, emulator)
     fsm = state.fsm()
 
@@ -87,19 +87,21 @@ def test_redis_restarted_without_persistence(
     n = drive.converge(max_ticks=2)
     last = state.tick_summaries()[0].model_dump(mode="json")
     rebuilt = state.fsm()
-    found = problems(state, emulator, stack.env)
+    found = chaos.problems()
     if {k: v.state for k, v in rebuilt.items()} != {k: v.state for k, v in fsm.items()}:
         found.append("FSM rebuilt with different states")
     if state.transitions():
         found.append(f"{len(state.transitions())} false transition(s) recorded")
-    reliability.fault = "Redis restarted without persistence"
-    reliability.action = "redis-server restarted empty (no RDB, no AOF) under a worker"
-    reliability.behaviour = (
-        f"worker reconnected; next tick rebuilt the FSM ({len(rebuilt)} nodes) from node "
-        f"labels, wrote {last['written']}, recorded no transition"
+    chaos.row.fill(
+        drive,
+        found,
+        fault="Redis restarted without persistence",
+        action="redis-server restarted empty (no RDB, no AOF) under a worker",
+        behaviour=(
+            f"worker reconnected; next tick rebuilt the FSM ({len(rebuilt)} nodes) from node "
+            f"labels, wrote {last['written']}, recorded no transition"
+        ),
     )
-    reliability.ticks, reliability.retries = drive.ticks_text(), drive.retries()[1]
-    reliability.lost = lost(found)
     assert worker.alive
     assert last["written"] == 0
     assert n <= 2
@@ -108,7 +110,7 @@ def test_redis_restarted_without_persistence(
 
 @pytest.mark.parametrize("redis_server", [{"started": False}], indirect=True, ids=["down"])
 def test_redis_unreachable_when_the_worker_starts(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+    chaos: Chaos, stack: Stack, emulator: Emulator
 ) -> None:
     emulator.seed(6, 1, seed=33)
 
@@ -122,32 +124,34 @@ def test_redis_unreachable_when_the_worker_starts(
     # Then it connects once Redis is up, and the first tick converges
     stack.redis.start()
     worker.wait_for_log("ready.", timeout=60)
-    drive = Driver(ticks, state, emulator, stack.env)
+    drive = chaos.driver()
     n = drive.converge(max_ticks=1)
-    found = problems(state, emulator, stack.env)
+    found = chaos.problems()
     waits = worker.log().count("waiting for Redis")
-    reliability.fault = "Redis unreachable at worker start"
-    reliability.action = "worker started with redis-server down; Redis started 3 s later"
-    reliability.behaviour = (
-        f"worker logged 'waiting for Redis' ({waits}x, backing off), stayed up, became ready "
-        "when Redis came; first tick converged"
+    chaos.row.fill(
+        drive,
+        found,
+        fault="Redis unreachable at worker start",
+        action="worker started with redis-server down; Redis started 3 s later",
+        behaviour=(
+            f"worker logged 'waiting for Redis' ({waits}x, backing off), stayed up, became ready "
+            "when Redis came; first tick converged"
+        ),
     )
-    reliability.ticks, reliability.retries = drive.ticks_text(), drive.retries()[1]
-    reliability.lost = lost(found)
     assert "secret" not in worker.log()
     assert n == 1
     assert found == []
 
 
 def test_redis_unreachable_in_the_middle_of_a_tick(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+    chaos: Chaos, stack: Stack, emulator: Emulator, ticks: TickClient
 ) -> None:
     # Given a tick whose snapshot takes 3 s
     emulator.seed(8, 1, seed=34)
     worker = stack.start_worker("w1")
     pid = worker.proc.pid
     emulator.inject("GET", r"^/api/v1/nodes$", delay_s=3)
-    drive = Driver(ticks, state, emulator, stack.env)
+    drive = chaos.driver()
     drive.send()
     wait_for(lambda: emulator.counters().get(("list", "nodes")), what="the node list")
 
@@ -162,16 +166,18 @@ def test_redis_unreachable_in_the_middle_of_a_tick(
     drive.outcomes.append("lost")
     n = drive.converge(max_ticks=3)
     assert ticks.counter(metrics.TICKS, result="failed") == 1
-    found = problems(state, emulator, stack.env)
+    found = chaos.problems()
     log = worker.log()
-    reliability.fault = "Redis unreachable in the middle of a tick"
-    reliability.action = "redis-server stopped for 6 s while the tick's snapshot ran"
-    reliability.behaviour = (
-        "the stage could not store its result: tick abandoned, counted as failed once Redis "
-        "was back; worker process stayed up and reconnected; next tick converged"
+    chaos.row.fill(
+        drive,
+        found,
+        fault="Redis unreachable in the middle of a tick",
+        action="redis-server stopped for 6 s while the tick's snapshot ran",
+        behaviour=(
+            "the stage could not store its result: tick abandoned, counted as failed once Redis "
+            "was back; worker process stayed up and reconnected; next tick converged"
+        ),
     )
-    reliability.ticks, reliability.retries = drive.ticks_text(), drive.retries()[1]
-    reliability.lost = lost(found)
     assert worker.alive
     assert worker.proc.pid == pid
     assert log.count(" ready.") == 1, "the worker restarted"

@@ -16,11 +16,12 @@ import pytest
 from kombu import Connection, Exchange, Producer
 
 from joulie_tasks.adapters import store
+from joulie_testbed.chaos import Driver, problems
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Stack, free_port, wait_for
-from tests.chaos.conftest import Row
-from tests.chaos.harness import Driver, lost, problems
-from tests.integration.conftest import TickClient
+from joulie_testbed.ticks import TickClient
+from tests.chaos.reliability import Row
+from tests.chaos.scenario import Chaos
 
 SECRET = "s3cr3t-Pa55word"
 
@@ -36,12 +37,7 @@ class _Evil:
 
 
 def test_a_pickle_payload_on_the_queue_is_refused_and_never_executed(
-    stack: Stack,
-    emulator: Emulator,
-    ticks: TickClient,
-    state: store.RedisStore,
-    reliability: Row,
-    tmp_path: Path,
+    chaos: Chaos, stack: Stack, emulator: Emulator, tmp_path: Path
 ) -> None:
     emulator.seed(4, 0, seed=81)
     worker = stack.start_worker("w1")
@@ -70,22 +66,24 @@ def test_a_pickle_payload_on_the_queue_is_refused_and_never_executed(
         timeout=30,
         what="the refusal in the worker log",
     )
-    drive = Driver(ticks, state, emulator, stack.env)
+    drive = chaos.driver()
     n = drive.converge(max_ticks=1)
-    found = problems(state, emulator, stack.env)
+    found = chaos.problems()
     if marker.exists():
         found.append("the pickle payload was executed")
-    reliability.fault = "pickle payload on the queue"
-    reliability.action = (
-        "a joulie.tick message with content type application/x-python-serialize whose "
-        "body creates a file when unpickled, published straight to the queue"
+    chaos.row.fill(
+        drive,
+        found,
+        fault="pickle payload on the queue",
+        action=(
+            "a joulie.tick message with content type application/x-python-serialize whose "
+            "body creates a file when unpickled, published straight to the queue"
+        ),
+        behaviour=(
+            "kombu refused to deserialize it (accept_content is JSON only) and logged "
+            "ContentDisallowed; nothing executed; the worker went on ticking"
+        ),
     )
-    reliability.behaviour = (
-        "kombu refused to deserialize it (accept_content is JSON only) and logged "
-        "ContentDisallowed; nothing executed; the worker went on ticking"
-    )
-    reliability.ticks, reliability.retries = drive.ticks_text(), drive.retries()[1]
-    reliability.lost = lost(found)
     assert worker.alive
     assert n == 1
     assert found == []
@@ -99,7 +97,7 @@ def _scrape(port: int) -> str:
 
 @pytest.mark.parametrize("redis_server", [{"password": SECRET}], indirect=True, ids=["auth"])
 def test_redis_with_a_password_never_shows_it(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+    chaos: Chaos, stack: Stack, emulator: Emulator, ticks: TickClient
 ) -> None:
     assert SECRET in stack.env["REDIS_URL"]
     emulator.seed(4, 0, seed=82)
@@ -107,10 +105,10 @@ def test_redis_with_a_password_never_shows_it(
     stack.configure(metrics_addr=f"127.0.0.1:{port}")
     worker = stack.start_worker("w1")
     metrics_proc = stack.start_proc("metrics", ["metrics"], ready="metrics served at")
-    drive = Driver(ticks, state, emulator, stack.env)
+    drive = chaos.driver()
     n = drive.converge(max_ticks=1)
     scraped = wait_for(lambda: _scrape(port), what="a scrape")
-    found = problems(state, emulator, stack.env)
+    found = chaos.problems()
 
     # When Redis goes away, errors naming its URL are logged (worker, metrics, CLI)
     stack.redis.stop()
@@ -126,17 +124,19 @@ def test_redis_with_a_password_never_shows_it(
         "cli stderr": cli.stderr,
     }
     found += [f"password in {where}" for where, text in texts.items() if SECRET in text]
-    reliability.fault = "Redis with a password"
-    reliability.action = (
-        "redis-server --requirepass; REDIS_URL=redis://:<password>@…; Redis then stopped "
-        "so every process logs connection errors"
+    chaos.row.fill(
+        drive,
+        found,
+        fault="Redis with a password",
+        action=(
+            "redis-server --requirepass; REDIS_URL=redis://:<password>@…; Redis then stopped "
+            "so every process logs connection errors"
+        ),
+        behaviour=(
+            "ticks converged; worker banner, connection errors, metrics output and CLI error "
+            "show the URL as redis://:**@… or redis://:***@…, never the password"
+        ),
     )
-    reliability.behaviour = (
-        "ticks converged; worker banner, connection errors, metrics output and CLI error "
-        "show the URL as redis://:**@… or redis://:***@…, never the password"
-    )
-    reliability.ticks, reliability.retries = drive.ticks_text(), drive.retries()[1]
-    reliability.lost = lost(found)
     assert cli.returncode == 1
     assert "***@" in cli.stderr
     assert n == 1
@@ -184,7 +184,7 @@ def test_redis_over_tls_with_rediss_urls(
     reliability: Row,
 ) -> None:
     from joulie_testbed.procs import RedisServer
-    from tests.integration.conftest import TickClient as Client
+    from joulie_testbed.ticks import TickClient as Client
 
     server = RedisServer(tmp_path / "redis-tls", tls=tls_files, password=SECRET).start()
     kubeconfig = emulator.write_kubeconfig(tmp_path / "kubeconfig")
@@ -200,18 +200,20 @@ def test_redis_over_tls_with_rediss_urls(
         found = problems(state, emulator, stack.env)
         if SECRET in worker.log():
             found.append("password in the worker log")
-        reliability.fault = "Redis over TLS (rediss://)"
-        reliability.action = (
-            "redis-server with TLS only (self-signed CA made by openssl) and a password; "
-            "REDIS_URL=rediss://:<password>@127.0.0.1:<port>/0?ssl_cert_reqs=required&"
-            "ssl_ca_certs=<ca>"
+        reliability.fill(
+            drive,
+            found,
+            fault="Redis over TLS (rediss://)",
+            action=(
+                "redis-server with TLS only (self-signed CA made by openssl) and a password; "
+                "REDIS_URL=rediss://:<password>@127.0.0.1:<port>/0?ssl_cert_reqs=required&"
+                "ssl_ca_certs=<ca>"
+            ),
+            behaviour=(
+                "broker, result backend and state store all connected over TLS, verifying the "
+                "server certificate; tick converged; password never logged"
+            ),
         )
-        reliability.behaviour = (
-            "broker, result backend and state store all connected over TLS, verifying the "
-            "server certificate; tick converged; password never logged"
-        )
-        reliability.ticks, reliability.retries = drive.ticks_text(), drive.retries()[1]
-        reliability.lost = lost(found)
         assert n == 1
         assert found == []
     finally:

@@ -14,6 +14,7 @@ on a tick's own node list (snapshot, stalled holder, stalled master), whose work
 run with CACHE_MAX_AGE=1ms and so list. Kicks are off (KICK_WINDOW=1h): the rows
 count every tick they send, and a kicked tick would take the lock beside them.
 
+Each row's start and table text are one line of ``FAILOVERS``; its steps are its test's.
 For each row: seconds from the fault to the next completed tick, the ticks that
 did not complete, and the fence audit of the API server's request log (every
 request carries its tick's ``<token> <tick id>``): no write from a token lower
@@ -29,7 +30,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import cast
 
@@ -38,51 +39,182 @@ import redis
 
 from joulie_tasks import errors
 from joulie_tasks.adapters import clients, store
+from joulie_testbed.chaos import WRITES, Driver, fence_violations, next_completed, problems
 from joulie_testbed.emulator import Emulator
-from joulie_testbed.procs import Proc, RedisServer, Stack, wait_for
-from tests.chaos.conftest import Row
-from tests.chaos.failover import WRITES, fence_violations, next_completed
-from tests.chaos.harness import Driver, lost, problems
-from tests.integration.conftest import TickClient
-from tests.integration.sentinel_cluster import (
+from joulie_testbed.procs import Proc, Stack, wait_for
+from joulie_testbed.sentinel import (
     DOWN_AFTER_MS,
     Node,
     SentinelCluster,
-    sentinel_cluster,
 )
-
-__all__ = ["sentinel_cluster"]
+from joulie_testbed.ticks import TickClient
+from tests.chaos.reliability import Row
 
 STALL_S = 3 * DOWN_AFTER_MS / 1000
 PROFILE = "joulie.io/power-profile"
 
 
 @pytest.fixture
-def sstack(
-    tmp_path: Path, sentinel_cluster: SentinelCluster, emulator: Emulator
-) -> Iterator[Stack]:
-    kubeconfig = emulator.write_kubeconfig(tmp_path / "kubeconfig")
-    server = cast(RedisServer, SimpleNamespace(url=sentinel_cluster.url))
-    s = Stack(tmp=tmp_path, redis_server=server, kubeconfig=kubeconfig)
-    s.configure(redis_sentinel_master=sentinel_cluster.master_name, lock_ttl="4s")
-    s.configure(kick_window="1h")  # no kicks: the rows send (and count) every tick
-    yield s
-    s.stop()
+def sstack(sentinel_stack: Stack) -> Stack:
+    sentinel_stack.configure(lock_ttl="4s")
+    sentinel_stack.configure(kick_window="1h")  # no kicks: the rows send (and count) every tick
+    return sentinel_stack
 
 
 @pytest.fixture
-def sstate(sentinel_cluster: SentinelCluster) -> Iterator[store.RedisStore]:
-    st = store.RedisStore(sentinel_cluster.url, sentinel_master=sentinel_cluster.master_name)
-    yield st
-    st.close()
-
-
-@pytest.fixture
-def sticks(sentinel_cluster: SentinelCluster, sstate: store.RedisStore) -> Iterator[TickClient]:
-    client = TickClient(sentinel_cluster.url, sstate)
+def sticks(
+    sentinel_cluster: SentinelCluster, sentinel_state: store.RedisStore
+) -> Iterator[TickClient]:
+    client = TickClient(sentinel_cluster.url, sentinel_state)
     client.app.conf.broker_transport_options = {"master_name": sentinel_cluster.master_name}
     yield client
     client.app.close()
+
+
+@dataclass(frozen=True)
+class FailoverRow:
+    """Where a Sentinel row starts and what the table says of its fault. ``cache_fed``
+    False: the workers list (CACHE_MAX_AGE=1ms), for rows timed on a tick's own node
+    list; ``batches``: writes in batches of 2, one at a time."""
+
+    seed: int
+    fault: str
+    action: str
+    cache_fed: bool = True
+    batches: bool = False
+
+
+FAILOVERS = {
+    "idle": FailoverRow(
+        seed=71,
+        fault="Sentinel: master SIGKILLed while idle",
+        action="master redis-server SIGKILLed between ticks; restarted as a replica; then "
+        "every node's profile hand-flipped, so the ticks after it write",
+    ),
+    "snapshot": FailoverRow(
+        seed=72,
+        fault="Sentinel: master SIGKILLed during a snapshot",
+        action="master SIGKILLed while a tick's node list was in flight (2 s delay)",
+        cache_fed=False,
+    ),
+    "write-batches": FailoverRow(
+        seed=73,
+        fault="Sentinel: master SIGKILLed during write batches",
+        action="master SIGKILLed after 2 of 8 node patches (batches of 2, 0.4 s each)",
+        batches=True,
+    ),
+    "stalled-holder": FailoverRow(
+        seed=74,
+        fault="Sentinel: master SIGKILLed while a tick holds the lock",
+        action="the lock holder's worker SIGSTOPped mid-snapshot, master SIGKILLed, "
+        "holder resumed after the next tick",
+        cache_fed=False,
+    ),
+    "old-master-returns": FailoverRow(
+        seed=75,
+        fault="Sentinel: old master returns as replica",
+        action="master SIGKILLed and restarted as a replica; then the new master SIGKILLed "
+        "(the third server at replica-priority 0)",
+    ),
+    "stalled-master": FailoverRow(
+        seed=76,
+        fault="Sentinel: master stalled past down-after",
+        action=f"master SIGSTOPped {STALL_S:.0f} s (down-after {DOWN_AFTER_MS} ms) during a "
+        "tick's snapshot, then SIGCONT",
+        cache_fed=False,
+    ),
+    "gone-idle": FailoverRow(
+        seed=77,
+        fault="Sentinel: master SIGKILLed, not restarted (idle)",
+        action="master SIGKILLed between ticks and left dead; every node's profile "
+        "hand-flipped; the old master started again only after the checks",
+    ),
+    "gone-write-batches": FailoverRow(
+        seed=78,
+        fault="Sentinel: master SIGKILLed, not restarted (write batches)",
+        action="master SIGKILLed after 2 of 8 node patches of a cache-fed tick (batches of "
+        "2, 0.4 s each) and left dead; started again only after the checks",
+        batches=True,
+    ),
+}
+
+
+class Failover:
+    """A Sentinel row's real parts: the stack on the Sentinel-managed Redis (``sstack``),
+    the cluster of servers, the emulator, the tick client, the store and the row."""
+
+    def __init__(
+        self,
+        *,
+        stack: Stack,
+        cluster: SentinelCluster,
+        emulator: Emulator,
+        ticks: TickClient,
+        state: store.RedisStore,
+        row: Row,
+    ) -> None:
+        self.stack, self.cluster, self.emulator = stack, cluster, emulator
+        self.ticks, self.state, self.row = ticks, state, row
+
+    def converged(self, row: FailoverRow) -> Driver:
+        """The row's seeded cluster, the watcher (its lease taken, the cache synced), one
+        worker and the ticks that converged it."""
+        if row.batches:
+            self.stack.configure(write_batch_size=2, write_concurrency=1)
+        self.emulator.seed(8, 1, seed=row.seed)
+        _start_watcher(self.stack, self.state)
+        if not row.cache_fed:
+            self.stack.configure(cache_max_age="1ms")
+        self.stack.start_worker("w1")
+        drive = Driver(self.ticks, self.state, self.emulator, self.stack.env)
+        drive.converge(max_ticks=2)
+        drive.outcomes.clear()
+        return drive
+
+    def record(
+        self, row: FailoverRow, drive: Driver, *, what: str, took: float, audit_from: int = 0
+    ) -> list[str]:
+        """Fill the table row (``what`` the operator did, then the measured figures) and
+        return every problem found: lost or false state, duplicate transitions, fence
+        violations in the requests from ``audit_from`` on."""
+        writes, violations = _audit_since(self.emulator, audit_from)
+        found = (
+            problems(self.state, self.emulator, self.stack.env)
+            + duplicate_transitions(self.state)
+            + violations
+        )
+        not_completed = [o for o in drive.outcomes if o not in ("completed", "failed_writes")]
+        self.row.fill(
+            drive,
+            found,
+            fault=row.fault,
+            action=row.action,
+            behaviour=(
+                f"{what}; next completed tick {took:.1f} s after the fault; ticks lost: "
+                f"{len(not_completed)} ({', '.join(not_completed) or 'none'}); fence audit of "
+                f"{writes} API writes: {len(violations)} from a stale token"
+            ),
+        )
+        return found
+
+
+@pytest.fixture
+def failover(
+    sstack: Stack,
+    sentinel_cluster: SentinelCluster,
+    emulator: Emulator,
+    sticks: TickClient,
+    sentinel_state: store.RedisStore,
+    reliability: Row,
+) -> Failover:
+    return Failover(
+        stack=sstack,
+        cluster=sentinel_cluster,
+        emulator=emulator,
+        ticks=sticks,
+        state=sentinel_state,
+        row=reliability,
+    )
 
 
 def duplicate_transitions(state: store.RedisStore) -> list[str]:
@@ -94,34 +226,6 @@ def duplicate_transitions(state: store.RedisStore) -> list[str]:
             dups.append(f"transition {key} recorded twice")
         seen.add(key)
     return dups
-
-
-def _row(
-    reliability: Row,
-    *,
-    fault: str,
-    action: str,
-    what: str,
-    took: float,
-    drive: Driver,
-    emulator: Emulator,
-    state: store.RedisStore,
-    env: dict[str, str],
-    audit_from: int = 0,
-) -> list[str]:
-    writes, violations = _audit_since(emulator, audit_from)
-    found = problems(state, emulator, env) + duplicate_transitions(state) + violations
-    not_completed = [o for o in drive.outcomes if o not in ("completed", "failed_writes")]
-    reliability.fault = fault
-    reliability.action = action
-    reliability.behaviour = (
-        f"{what}; next completed tick {took:.1f} s after the fault; ticks lost: "
-        f"{len(not_completed)} ({', '.join(not_completed) or 'none'}); fence audit of "
-        f"{writes} API writes: {len(violations)} from a stale token"
-    )
-    reliability.ticks, reliability.retries = drive.ticks_text(), drive.retries()[1]
-    reliability.lost = lost(found)
-    return found
 
 
 def _audit_since(emulator: Emulator, start: int) -> tuple[int, list[str]]:
@@ -151,31 +255,6 @@ def _work_of(emulator: Emulator, state: store.RedisStore, tick_id: str) -> list[
         if e.tick_id == tick_id
     ]
     return found
-
-
-def _converged(
-    stack: Stack,
-    emulator: Emulator,
-    ticks: TickClient,
-    state: store.RedisStore,
-    *,
-    seed: int,
-    workers: int = 1,
-    cache_fed: bool = True,
-) -> Driver:
-    """A seeded cluster, the watcher (its lease taken, the cache synced), ``workers``
-    workers and the ticks that converged it. ``cache_fed=False``: the workers list
-    (CACHE_MAX_AGE=1ms), for rows timed on a tick's own node list."""
-    emulator.seed(8, 1, seed=seed)
-    _start_watcher(stack, state)
-    if not cache_fed:
-        stack.configure(cache_max_age="1ms")
-    for n in range(workers):
-        stack.start_worker(f"w{n + 1}")
-    drive = Driver(ticks, state, emulator, stack.env)
-    drive.converge(max_ticks=2)
-    drive.outcomes.clear()
-    return drive
 
 
 def _start_watcher(stack: Stack, state: store.RedisStore) -> Proc:
@@ -319,185 +398,172 @@ def _unlabel_half(emulator: Emulator) -> None:
             emulator.mutate_node_labels(n["metadata"]["name"], {"joulie.io/power-profile": flipped})
 
 
-def test_master_killed_while_idle(
-    sstack: Stack, sentinel_cluster: SentinelCluster, emulator: Emulator,
-    sticks: TickClient, sstate: store.RedisStore, reliability: Row,
-) -> None:  # fmt: skip
-    drive = _converged(sstack, emulator, sticks, sstate, seed=71)
-    fsm = sstate.fsm()
+def test_master_killed_while_idle(failover: Failover) -> None:
+    row = FAILOVERS["idle"]
+    drive = failover.converged(row)
+    fsm = failover.state.fsm()
 
-    audit_from = len(emulator.request_log())
-    _, fault_at = _kill_and_revive(sentinel_cluster)
-    _unlabel_half(emulator)  # so the ticks after the fault have writes to audit
+    audit_from = len(failover.emulator.request_log())
+    _, fault_at = _kill_and_revive(failover.cluster)
+    _unlabel_half(failover.emulator)  # so the ticks after the fault have writes to audit
 
     took = next_completed(drive, fault_at)
-    watched = _watcher_fed_after(sstack, sstate, _wall(fault_at))
-    fed = _cache_fed_tick(drive, sticks, sstate)
-    writes, _ = _audit_since(emulator, audit_from)
-    found = _row(
-        reliability, fault="Sentinel: master SIGKILLed while idle",
-        action="master redis-server SIGKILLed between ticks; restarted as a replica; then "
-        "every node's profile hand-flipped, so the ticks after it write",
+    watched = _watcher_fed_after(failover.stack, failover.state, _wall(fault_at))
+    fed = _cache_fed_tick(drive, failover.ticks, failover.state)
+    writes, _ = _audit_since(failover.emulator, audit_from)
+    found = failover.record(
+        row,
+        drive,
         what=f"worker followed the new master; FSM ({len(fsm)} nodes) kept; {watched}; "
         f"tick {fed} read the cache",
-        took=took, drive=drive, emulator=emulator, state=sstate, env=sstack.env,
+        took=took,
         audit_from=audit_from,
-    )  # fmt: skip
+    )
     assert writes > 0, "no API write after the fault: the fence audit checked nothing"
-    assert sstate.fsm().keys() == fsm.keys()
+    assert failover.state.fsm().keys() == fsm.keys()
     assert found == []
 
 
-def test_master_killed_during_a_snapshot(
-    sstack: Stack, sentinel_cluster: SentinelCluster, emulator: Emulator,
-    sticks: TickClient, sstate: store.RedisStore, reliability: Row,
-) -> None:  # fmt: skip
-    drive = _converged(sstack, emulator, sticks, sstate, seed=72, cache_fed=False)
-    _unlabel_half(emulator)
-    emulator.inject("GET", r"^/api/v1/nodes$", delay_s=2)
-    _sent_and_seen(drive, emulator, ("list", "nodes"))
-    in_flight = sstate.lock_holder()
+def test_master_killed_during_a_snapshot(failover: Failover) -> None:
+    row = FAILOVERS["snapshot"]
+    drive = failover.converged(row)
+    _unlabel_half(failover.emulator)
+    failover.emulator.inject("GET", r"^/api/v1/nodes$", delay_s=2)
+    _sent_and_seen(drive, failover.emulator, ("list", "nodes"))
+    in_flight = failover.state.lock_holder()
     assert in_flight is not None, "the tick in flight holds no lock"
 
-    _, fault_at = _kill_and_revive(sentinel_cluster)
+    _, fault_at = _kill_and_revive(failover.cluster)
 
     took = next_completed(drive, fault_at)
-    fate = wait_for(lambda: _fate(sstack, in_flight), timeout=30, what="the in-flight tick's end")
+    fate = wait_for(
+        lambda: _fate(failover.stack, in_flight), timeout=30, what="the in-flight tick's end"
+    )
     drive.converge(max_ticks=len(drive.outcomes) + 2)
-    watched = _watcher_fed_after(sstack, sstate, _wall(fault_at))
-    found = _row(
-        reliability, fault="Sentinel: master SIGKILLed during a snapshot",
-        action="master SIGKILLed while a tick's node list was in flight (2 s delay)",
+    watched = _watcher_fed_after(failover.stack, failover.state, _wall(fault_at))
+    found = failover.record(
+        row,
+        drive,
         what=f"the tick in flight was dropped or failed ({fate}), none of its work recorded; "
         f"the next tick redid it; {watched}",
-        took=took, drive=drive, emulator=emulator, state=sstate, env=sstack.env,
-    )  # fmt: skip
+        took=took,
+    )
     assert fate is not None
-    assert _work_of(emulator, sstate, in_flight) == []
+    assert _work_of(failover.emulator, failover.state, in_flight) == []
     assert found == []
 
 
-def test_master_killed_during_write_batches(
-    sstack: Stack, sentinel_cluster: SentinelCluster, emulator: Emulator,
-    sticks: TickClient, sstate: store.RedisStore, reliability: Row,
-) -> None:  # fmt: skip
-    sstack.configure(write_batch_size=2, write_concurrency=1)
-    drive = _converged(sstack, emulator, sticks, sstate, seed=73)
-    _unlabel_half(emulator)
-    emulator.inject("PATCH", r"^/api/v1/nodes/", delay_s=0.4, times=-1)
-    _sent_and_seen(drive, emulator, ("patch", "nodes"), count=2)
+def test_master_killed_during_write_batches(failover: Failover) -> None:
+    row = FAILOVERS["write-batches"]
+    drive = failover.converged(row)
+    _unlabel_half(failover.emulator)
+    failover.emulator.inject("PATCH", r"^/api/v1/nodes/", delay_s=0.4, times=-1)
+    _sent_and_seen(drive, failover.emulator, ("patch", "nodes"), count=2)
 
-    _, fault_at = _kill_and_revive(sentinel_cluster)
-    emulator.clear_faults()
+    _, fault_at = _kill_and_revive(failover.cluster)
+    failover.emulator.clear_faults()
 
     took = next_completed(drive, fault_at)
     drive.converge(max_ticks=len(drive.outcomes) + 2)
-    watched = _watcher_fed_after(sstack, sstate, _wall(fault_at))
-    found = _row(
-        reliability, fault="Sentinel: master SIGKILLed during write batches",
-        action="master SIGKILLed after 2 of 8 node patches (batches of 2, 0.4 s each)",
+    watched = _watcher_fed_after(failover.stack, failover.state, _wall(fault_at))
+    found = failover.record(
+        row,
+        drive,
         what="batches in flight finished on the new master or were fenced; the next tick "
         f"wrote what was left; {watched}",
-        took=took, drive=drive, emulator=emulator, state=sstate, env=sstack.env,
-    )  # fmt: skip
+        took=took,
+    )
     assert found == []
 
 
-def test_master_killed_while_a_stalled_tick_holds_the_lock(
-    sstack: Stack, sentinel_cluster: SentinelCluster, emulator: Emulator,
-    sticks: TickClient, sstate: store.RedisStore, reliability: Row,
-) -> None:  # fmt: skip
+def test_master_killed_while_a_stalled_tick_holds_the_lock(failover: Failover) -> None:
     import signal
 
-    drive = _converged(sstack, emulator, sticks, sstate, seed=74, cache_fed=False)
-    _unlabel_half(emulator)
-    emulator.inject("GET", r"^/api/v1/nodes$", delay_s=1)
-    _sent_and_seen(drive, emulator, ("list", "nodes"), outcome="stalled")
-    holder = sstate.lock_holder()
-    stalled = next(p for p in sstack.procs if p.name == "w1")
+    row = FAILOVERS["stalled-holder"]
+    drive = failover.converged(row)
+    _unlabel_half(failover.emulator)
+    failover.emulator.inject("GET", r"^/api/v1/nodes$", delay_s=1)
+    _sent_and_seen(drive, failover.emulator, ("list", "nodes"), outcome="stalled")
+    holder = failover.state.lock_holder()
+    stalled = next(p for p in failover.stack.procs if p.name == "w1")
     stalled.signal_group(signal.SIGSTOP)
-    sstack.start_worker("w2")
+    failover.stack.start_worker("w2")
 
-    _, fault_at = _kill_and_revive(sentinel_cluster)
+    _, fault_at = _kill_and_revive(failover.cluster)
 
     took = next_completed(drive, fault_at)
     stalled.signal_group(signal.SIGCONT)
-    fate = wait_for(lambda: _fate(sstack, str(holder)), timeout=30, what="the stalled tick's end")
+    fate = wait_for(
+        lambda: _fate(failover.stack, str(holder)), timeout=30, what="the stalled tick's end"
+    )
     drive.converge(max_ticks=len(drive.outcomes) + 2)
-    watched = _watcher_fed_after(sstack, sstate, _wall(fault_at))
-    found = _row(
-        reliability, fault="Sentinel: master SIGKILLed while a tick holds the lock",
-        action="the lock holder's worker SIGSTOPped mid-snapshot, master SIGKILLed, "
-        "holder resumed after the next tick",
+    watched = _watcher_fed_after(failover.stack, failover.state, _wall(fault_at))
+    found = failover.record(
+        row,
+        drive,
         what="the stalled holder's lock survived the failover and expired; a second "
         f"worker's tick took a newer token; the resumed tick: {fate}; {watched}",
-        took=took, drive=drive, emulator=emulator, state=sstate, env=sstack.env,
-    )  # fmt: skip
+        took=took,
+    )
     assert holder is not None
     assert found == []
 
 
-def test_old_master_returns_as_replica_and_is_promoted_again(
-    sstack: Stack, sentinel_cluster: SentinelCluster, emulator: Emulator,
-    sticks: TickClient, sstate: store.RedisStore, reliability: Row,
-) -> None:  # fmt: skip
-    drive = _converged(sstack, emulator, sticks, sstate, seed=75)
-    first, fault_at = _kill_and_revive(sentinel_cluster)
+def test_old_master_returns_as_replica_and_is_promoted_again(failover: Failover) -> None:
+    row = FAILOVERS["old-master-returns"]
+    drive = failover.converged(row)
+    first, fault_at = _kill_and_revive(failover.cluster)
     assert first.role() == "slave"  # back as a replica of the new master, in sync
     next_completed(drive, fault_at)
-    sentinel_cluster.wait_healthy()
-    assert sentinel_cluster.master() is not first
+    failover.cluster.wait_healthy()
+    assert failover.cluster.master() is not first
 
     # When the new master dies in turn, the returned old master takes over again (the
     # third server is made unpromotable: with two replicas Sentinel may pick either)
-    for other in sentinel_cluster.replicas():
+    for other in failover.cluster.replicas():
         if other is not first:
             other.client().config_set("replica-priority", 0)
-    _, fault_at = _kill_and_revive(sentinel_cluster)
-    _unlabel_half(emulator)
+    _, fault_at = _kill_and_revive(failover.cluster)
+    _unlabel_half(failover.emulator)
     took = next_completed(drive, fault_at)
-    assert sentinel_cluster.master() is first
-    watched = _watcher_fed_after(sstack, sstate, _wall(fault_at))
-    fed = _cache_fed_tick(drive, sticks, sstate)
-    found = _row(
-        reliability, fault="Sentinel: old master returns as replica",
-        action="master SIGKILLed and restarted as a replica; then the new master SIGKILLed "
-        "(the third server at replica-priority 0)",
+    assert failover.cluster.master() is first
+    watched = _watcher_fed_after(failover.stack, failover.state, _wall(fault_at))
+    fed = _cache_fed_tick(drive, failover.ticks, failover.state)
+    found = failover.record(
+        row,
+        drive,
         what=f"the old master resynced as a replica and was promoted back (Sentinel epoch "
-        f"{sentinel_cluster.epoch()}); FSM and stream survived both failovers; {watched}; "
+        f"{failover.cluster.epoch()}); FSM and stream survived both failovers; {watched}; "
         f"tick {fed} read the cache",
-        took=took, drive=drive, emulator=emulator, state=sstate, env=sstack.env,
-    )  # fmt: skip
+        took=took,
+    )
     assert found == []
 
 
-def test_master_stalled_past_down_after_is_replaced_and_fences_nothing(
-    sstack: Stack, sentinel_cluster: SentinelCluster, emulator: Emulator,
-    sticks: TickClient, sstate: store.RedisStore, reliability: Row,
-) -> None:  # fmt: skip
-    drive = _converged(sstack, emulator, sticks, sstate, seed=76, cache_fed=False)
-    _unlabel_half(emulator)
-    emulator.inject("GET", r"^/api/v1/nodes$", delay_s=1)
-    _sent_and_seen(drive, emulator, ("list", "nodes"))
-    old = sentinel_cluster.master()
+def test_master_stalled_past_down_after_is_replaced_and_fences_nothing(failover: Failover) -> None:
+    row = FAILOVERS["stalled-master"]
+    drive = failover.converged(row)
+    _unlabel_half(failover.emulator)
+    failover.emulator.inject("GET", r"^/api/v1/nodes$", delay_s=1)
+    _sent_and_seen(drive, failover.emulator, ("list", "nodes"))
+    old = failover.cluster.master()
     fault_at = time.monotonic()
-    with sentinel_cluster.stopped(old):
-        sentinel_cluster.wait_failover(old.port)
+    with failover.cluster.stopped(old):
+        failover.cluster.wait_failover(old.port)
         wait_for(lambda: time.monotonic() - fault_at > STALL_S, what="the stall")
     refused = _stale_master_refuses_a_lock(old)
 
     took = next_completed(drive, fault_at, timeout=90)
     wait_for(lambda: old.role() == "slave", timeout=30, what="the old master demoted")
     drive.converge(max_ticks=len(drive.outcomes) + 2)
-    watched = _watcher_fed_after(sstack, sstate, _wall(fault_at))
-    found = _row(
-        reliability, fault="Sentinel: master stalled past down-after",
-        action=f"master SIGSTOPped {STALL_S:.0f} s (down-after {DOWN_AFTER_MS} ms) during a "
-        "tick's snapshot, then SIGCONT",
+    watched = _watcher_fed_after(failover.stack, failover.state, _wall(fault_at))
+    found = failover.record(
+        row,
+        drive,
         what=f"replaced by a replica; back, a lock taken straight on it was refused "
         f"({refused}); the Sentinels demoted it to replica; {watched}",
-        took=took, drive=drive, emulator=emulator, state=sstate, env=sstack.env,
-    )  # fmt: skip
+        took=took,
+    )
     assert found == []
 
 
@@ -536,73 +602,69 @@ def _returns_as_replica(cluster: SentinelCluster, old: Node, new: Node) -> str:
     return f"the old master returned as a replica of the new one (port {new.port}), in sync"
 
 
-def test_master_killed_for_good_while_idle(
-    sstack: Stack, sentinel_cluster: SentinelCluster, emulator: Emulator,
-    sticks: TickClient, sstate: store.RedisStore, reliability: Row,
-) -> None:  # fmt: skip
-    drive = _converged(sstack, emulator, sticks, sstate, seed=77)
-    fsm = sstate.fsm()
-    audit_from = len(emulator.request_log())
+def test_master_killed_for_good_while_idle(failover: Failover) -> None:
+    row = FAILOVERS["gone-idle"]
+    drive = failover.converged(row)
+    fsm = failover.state.fsm()
+    audit_from = len(failover.emulator.request_log())
 
     # Given the master SIGKILLed and not restarted, then every node hand-flipped (the
     # watcher must carry those changes into the cache on the new master)
-    old, new, fault_at = _killed_for_good(sentinel_cluster)
-    _unlabel_half(emulator)
+    old, new, fault_at = _killed_for_good(failover.cluster)
+    _unlabel_half(failover.emulator)
 
     # Then ticks resume on the new master and its one remaining replica
     took = next_completed(drive, fault_at)
     assert not old.running
-    assert len(sentinel_cluster.replicas()) == 1
-    watched = _watcher_fed_after(sstack, sstate, _wall(fault_at))
+    assert len(failover.cluster.replicas()) == 1
+    watched = _watcher_fed_after(failover.stack, failover.state, _wall(fault_at))
     drive.converge(max_ticks=len(drive.outcomes) + 3)
-    fed = _cache_fed_tick(drive, sticks, sstate)
+    fed = _cache_fed_tick(drive, failover.ticks, failover.state)
     assert not old.running  # all of the above without the old master
 
     # And when the old master finally returns, it rejoins as a replica
-    returned = _returns_as_replica(sentinel_cluster, old, new)
+    returned = _returns_as_replica(failover.cluster, old, new)
     assert drive.one() == "completed"
-    writes, _ = _audit_since(emulator, audit_from)
-    found = _row(
-        reliability, fault="Sentinel: master SIGKILLed, not restarted (idle)",
-        action="master SIGKILLed between ticks and left dead; every node's profile "
-        "hand-flipped; the old master started again only after the checks",
+    writes, _ = _audit_since(failover.emulator, audit_from)
+    found = failover.record(
+        row,
+        drive,
         what=f"ticks resumed on the new master with its remaining replica acknowledging; "
         f"FSM ({len(fsm)} nodes) kept; {watched}; tick {fed} read the cache; {returned}",
-        took=took, drive=drive, emulator=emulator, state=sstate, env=sstack.env,
+        took=took,
         audit_from=audit_from,
-    )  # fmt: skip
+    )
     assert writes > 0, "no API write after the fault: the fence audit checked nothing"
-    assert sstate.fsm().keys() == fsm.keys()
+    assert failover.state.fsm().keys() == fsm.keys()
     assert found == []
 
 
-def test_master_killed_for_good_during_write_batches(
-    sstack: Stack, sentinel_cluster: SentinelCluster, emulator: Emulator,
-    sticks: TickClient, sstate: store.RedisStore, reliability: Row,
-) -> None:  # fmt: skip
-    sstack.configure(write_batch_size=2, write_concurrency=1)
-    drive = _converged(sstack, emulator, sticks, sstate, seed=78)
-    _unlabel_half(emulator)
-    wait_for(lambda: _cache_shows_the_labels(sstate, emulator), what="the flips in the cache")
-    emulator.inject("PATCH", r"^/api/v1/nodes/", delay_s=0.4, times=-1)
-    _sent_and_seen(drive, emulator, ("patch", "nodes"), count=2)
+def test_master_killed_for_good_during_write_batches(failover: Failover) -> None:
+    row = FAILOVERS["gone-write-batches"]
+    drive = failover.converged(row)
+    _unlabel_half(failover.emulator)
+    wait_for(
+        lambda: _cache_shows_the_labels(failover.state, failover.emulator),
+        what="the flips in the cache",
+    )
+    failover.emulator.inject("PATCH", r"^/api/v1/nodes/", delay_s=0.4, times=-1)
+    _sent_and_seen(drive, failover.emulator, ("patch", "nodes"), count=2)
 
-    old, new, fault_at = _killed_for_good(sentinel_cluster)
-    emulator.clear_faults()
+    old, new, fault_at = _killed_for_good(failover.cluster)
+    failover.emulator.clear_faults()
 
     took = next_completed(drive, fault_at)
     drive.converge(max_ticks=len(drive.outcomes) + 2)
     assert not old.running
-    watched = _watcher_fed_after(sstack, sstate, _wall(fault_at))
-    fed = _cache_fed_tick(drive, sticks, sstate)
-    returned = _returns_as_replica(sentinel_cluster, old, new)
-    found = _row(
-        reliability, fault="Sentinel: master SIGKILLed, not restarted (write batches)",
-        action="master SIGKILLed after 2 of 8 node patches of a cache-fed tick (batches of "
-        "2, 0.4 s each) and left dead; started again only after the checks",
+    watched = _watcher_fed_after(failover.stack, failover.state, _wall(fault_at))
+    fed = _cache_fed_tick(drive, failover.ticks, failover.state)
+    returned = _returns_as_replica(failover.cluster, old, new)
+    found = failover.record(
+        row,
+        drive,
         what="batches in flight finished on the new master or were fenced; ticks resumed "
         f"with the remaining replica acknowledging and wrote what was left; {watched}; "
         f"tick {fed} read the cache; {returned}",
-        took=took, drive=drive, emulator=emulator, state=sstate, env=sstack.env,
-    )  # fmt: skip
+        took=took,
+    )
     assert found == []

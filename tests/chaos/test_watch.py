@@ -35,9 +35,8 @@ from joulie_tasks.core import cache, durations
 from joulie_tasks.ports import metrics
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Proc, Stack, wait_for
-from tests.chaos.conftest import Row
-from tests.chaos.harness import Driver, lost, problems
-from tests.integration.conftest import TickClient
+from joulie_testbed.ticks import TickClient
+from tests.chaos.scenario import Chaos
 
 PROFILE = "joulie.io/power-profile"
 DRAINING = "joulie.io/draining"
@@ -128,16 +127,10 @@ class Scene:
     """Four managed nodes (static 50 %: 0-1 performance, 2-3 eco), a worker, a watcher,
     and node-00003 draining for pod A."""
 
-    def __init__(
-        self,
-        stack: Stack,
-        emulator: Emulator,
-        ticks: TickClient,
-        state: store.RedisStore,
-        *,
-        cache_max_age: str = "3s",
-    ) -> None:
-        self.stack, self.emulator, self.ticks, self.state = stack, emulator, ticks, state
+    def __init__(self, chaos: Chaos, *, cache_max_age: str = "3s") -> None:
+        self.chaos = chaos
+        stack, emulator, state = chaos.stack, chaos.emulator, chaos.state
+        self.stack, self.emulator, self.state = stack, emulator, state
         emulator.seed(4, 0, seed=11)
         emulator.set_bookmark_interval(0.2)
         stack.configure(
@@ -151,7 +144,7 @@ class Scene:
         self.watchers = [stack.start_proc("watch-1", ["watch"], ready="started")]
         wait_for(lambda: _fresh(state), timeout=30, what="a synced cache")
         emulator.put_object(_pod("a", TARGET))
-        self.drive = Driver(ticks, state, emulator, stack.env)
+        self.drive = chaos.driver()
         self.drive.converge(max_ticks=3)
         assert _labels(emulator, TARGET).get(DRAINING) == "true"
         self.drive.outcomes.clear()
@@ -172,14 +165,13 @@ class Scene:
             timeout=30,
             what="the cache to converge",
         )
-        found = problems(self.state, self.emulator, self.stack.env)
+        found = self.chaos.problems()
         unsafe = self.emulator.write_log.unsafe(PROFILE, DRAINING)
         found += [f"eco write under a performance pod: {r.node} at {r.time}" for r in unsafe]
         return n, found
 
     def counter(self, name: str, **labels: str) -> float:
-        counters, _ = self.state.metric_values()
-        return counters.get(metrics.field(name, **labels), 0.0)
+        return self.chaos.ticks.counter(name, **labels)
 
     def total(self, name: str) -> float:
         """A counter summed over all its label values."""
@@ -212,19 +204,12 @@ class Scene:
             if k.startswith(metrics.WATCH_RELISTS) and f'"reason":"{reason}"' in k
         )
 
-    def fill(self, row: Row, found: list[str], **cells: str) -> None:
-        row.fault, row.action, row.behaviour = cells["fault"], cells["action"], cells["behaviour"]
-        row.ticks, row.retries, row.lost = (
-            self.drive.ticks_text(),
-            self.drive.retries()[1],
-            lost(found),
-        )
+    def fill(self, found: list[str], *, fault: str, action: str, behaviour: str) -> None:
+        self.chaos.row.fill(self.drive, found, fault=fault, action=action, behaviour=behaviour)
 
 
-def test_watch_dropped_mid_stream(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
-) -> None:
-    scene = Scene(stack, emulator, ticks, state)
+def test_watch_dropped_mid_stream(chaos: Chaos, emulator: Emulator) -> None:
+    scene = Scene(chaos)
     wait_for(lambda: scene.total(metrics.WATCH_RELISTS) >= 3, timeout=15, what="start relists")
     scene.heartbeats(2)  # every relist so far is counted
     relists_before = scene.total(metrics.WATCH_RELISTS)
@@ -253,7 +238,6 @@ def test_watch_dropped_mid_stream(
     scene.heartbeats(2)  # a relist after the cut would be counted by now
     relisted = scene.total(metrics.WATCH_RELISTS) - relists_before
     scene.fill(
-        reliability,
         found,
         fault="watch connection dropped mid-stream",
         action="every watch stream cut (socket shut) between pod A finishing and B being bound",
@@ -269,17 +253,14 @@ def test_watch_dropped_mid_stream(
     assert n <= 2
 
 
-def test_410_gone(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
-) -> None:
-    scene = Scene(stack, emulator, ticks, state)
+def test_410_gone(chaos: Chaos, emulator: Emulator) -> None:
+    scene = Scene(chaos)
     scene.swap()
     emulator.compact()  # the versions the watches would resume from are gone
     emulator.close_watches()
     wait_for(lambda: scene.relists("expired") >= 1, timeout=20, what="a relist after 410")
     n, found = scene.settle()
     scene.fill(
-        reliability,
         found,
         fault="410 Gone on resume",
         action="history compacted past the watcher's resourceVersion, then every stream closed",
@@ -293,9 +274,9 @@ def test_410_gone(
 
 
 def test_api_down_then_back(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+    chaos: Chaos, emulator: Emulator, ticks: TickClient, state: store.RedisStore
 ) -> None:
-    scene = Scene(stack, emulator, ticks, state)
+    scene = Scene(chaos)
     port = emulator.port
     emulator.stop()
     down_at = time.monotonic()
@@ -308,7 +289,6 @@ def test_api_down_then_back(
     emulator.start(port=port)
     _n, found = scene.settle()
     scene.fill(
-        reliability,
         found,
         fault="API down, then back",
         action=(
@@ -327,9 +307,9 @@ def test_api_down_then_back(
 
 
 def test_active_watcher_sigkilled(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+    chaos: Chaos, stack: Stack, ticks: TickClient, state: store.RedisStore
 ) -> None:
-    scene = Scene(stack, emulator, ticks, state)
+    scene = Scene(chaos)
     standby = stack.start_proc("watch-2", ["watch"], ready="started")
     standby.wait_for_log("standby", timeout=15)
     first: Proc = scene.watchers[0]
@@ -345,7 +325,6 @@ def test_active_watcher_sigkilled(
     took = time.monotonic() - killed
     _n, found = scene.settle()
     scene.fill(
-        reliability,
         found,
         fault="active watcher SIGKILLed",
         action="two watchers; the lease holder SIGKILLed, then pod A finished and B was bound",
@@ -360,10 +339,8 @@ def test_active_watcher_sigkilled(
     assert found == []
 
 
-def test_redis_flushed_under_the_watcher(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
-) -> None:
-    scene = Scene(stack, emulator, ticks, state)
+def test_redis_flushed_under_the_watcher(chaos: Chaos, state: store.RedisStore) -> None:
+    scene = Scene(chaos)
     cs = clients.cache(state)
     lease_before = cs.status().lease
     assert lease_before is not None
@@ -395,7 +372,6 @@ def test_redis_flushed_under_the_watcher(
     _n, found = scene.settle()
     how = f"listed (cache {'/'.join(fell_back)})" if fell_back else "read the relisted cache"
     scene.fill(
-        reliability,
         found,
         fault="Redis flushed under the watcher",
         action="FLUSHALL (cache, lease, FSM gone), then pod A finished and B was bound",
@@ -418,9 +394,9 @@ def test_redis_flushed_under_the_watcher(
 
 
 def test_events_missed_on_purpose(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+    chaos: Chaos, emulator: Emulator, state: store.RedisStore
 ) -> None:
-    scene = Scene(stack, emulator, ticks, state)
+    scene = Scene(chaos)
     stale_before = scene.counter(metrics.CACHE_FALLBACKS, reason="stale")
     watcher_proc = scene.watchers[0]
     watcher_proc.signal_group(signal.SIGSTOP)
@@ -438,7 +414,6 @@ def test_events_missed_on_purpose(
         watcher_proc.signal_group(signal.SIGCONT)
     _n, found = scene.settle(draining=False)
     scene.fill(
-        reliability,
         found,
         fault="events missed on purpose",
         action="watcher frozen (SIGSTOP) while pod A finished, then resumed",
@@ -456,9 +431,9 @@ def test_events_missed_on_purpose(
 
 
 def test_fresh_cache_missed_a_bind(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+    chaos: Chaos, emulator: Emulator, state: store.RedisStore
 ) -> None:
-    scene = Scene(stack, emulator, ticks, state, cache_max_age="60s")
+    scene = Scene(chaos, cache_max_age="60s")
     watcher_proc = scene.watchers[0]
     emulator.delete_object("pods", "a", "work")
     wait_for(
@@ -493,7 +468,6 @@ def test_fresh_cache_missed_a_bind(
         watcher_proc.signal_group(signal.SIGCONT)
     _n, found = scene.settle()
     scene.fill(
-        reliability,
         found,
         fault="cache fresh but wrong (bind missed)",
         action=(

@@ -20,11 +20,11 @@ import redis
 
 from joulie_tasks.adapters import store
 from joulie_tasks.ports import metrics
+from joulie_testbed.chaos import cluster_state, lost
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Proc, Stack, wait_for
-from tests.chaos.conftest import Row
-from tests.chaos.harness import Driver, lost, problems
-from tests.integration.conftest import TickClient, cluster_state
+from joulie_testbed.ticks import TickClient
+from tests.chaos.scenario import Chaos, Scenario
 
 
 def _kill(proc: Proc) -> None:
@@ -45,14 +45,14 @@ def _group_gone(proc: Proc) -> bool:
 
 
 def test_worker_sigkilled_during_snapshot(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+    chaos: Chaos, stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
 ) -> None:
     # Given a worker whose snapshot hangs on the node list
-    stack.configure(lock_ttl="3s")
-    emulator.seed(12, 2, seed=21)
-    victim = stack.start_worker("victim")
-    emulator.inject("GET", r"^/api/v1/nodes$", delay_s=3)
-    drive = Driver(ticks, state, emulator, stack.env)
+    scenario = Scenario(
+        seed=21, nodes=12, pods_per_node=2, settings={"lock_ttl": "3s"}, worker="victim"
+    )
+    drive = chaos.start(scenario, ("GET", r"^/api/v1/nodes$", {"delay_s": 3}))
+    victim = chaos.worker
 
     # When the worker is SIGKILLed while it lists nodes
     at, _ = drive.send()
@@ -79,16 +79,18 @@ def test_worker_sigkilled_during_snapshot(
     # And a new worker converges
     stack.start_worker("rescuer")
     n = drive.converge(max_ticks=4)
-    found = problems(state, emulator, stack.env)
-    reliability.fault = "worker SIGKILL during snapshot"
-    reliability.action = "node LIST stalled 3 s; worker process group SIGKILLed mid-request"
-    reliability.behaviour = (
-        "worker dead; the dead tick wrote nothing (no create/update/patch/delete reached "
-        "the API) and recorded nothing; its lock expired after LOCK_TTL; next tick on a new "
-        "worker re-read everything and converged"
+    found = chaos.problems()
+    chaos.row.fill(
+        drive,
+        found,
+        fault="worker SIGKILL during snapshot",
+        action="node LIST stalled 3 s; worker process group SIGKILLed mid-request",
+        behaviour=(
+            "worker dead; the dead tick wrote nothing (no create/update/patch/delete reached "
+            "the API) and recorded nothing; its lock expired after LOCK_TTL; next tick on a new "
+            "worker re-read everything and converged"
+        ),
     )
-    reliability.ticks, reliability.retries = drive.ticks_text(), drive.retries()[1]
-    reliability.lost = lost(found)
     assert n <= 4
     assert found == []
 
@@ -102,15 +104,14 @@ def _unacked_tasks(client: redis.Redis) -> list[str]:
 
 
 def test_worker_sigkilled_during_plan(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+    chaos: Chaos, stack: Stack, emulator: Emulator, state: store.RedisStore
 ) -> None:
     # Given a converged cluster and a new policy input (a hand-edited label to restore)
-    stack.configure(lock_ttl="3s")
-    emulator.seed(300, 1, seed=22)
-    victim = stack.start_worker("victim")
-    drive = Driver(ticks, state, emulator, stack.env)
-    drive.converge(max_ticks=1)
-    drive.outcomes.clear()
+    scenario = Scenario(
+        seed=22, nodes=300, settings={"lock_ttl": "3s"}, worker="victim", converged=True
+    )
+    drive = chaos.start(scenario)
+    victim = chaos.worker
     emulator.mutate_node_labels("node-00000", {"joulie.io/power-profile": "eco"})
     fsm_before = state.fsm()
 
@@ -133,31 +134,32 @@ def test_worker_sigkilled_during_plan(
     assert state.fsm() == fsm_before
     stack.start_worker("rescuer")
     n = drive.converge(max_ticks=4)
-    found = problems(state, emulator, stack.env)
-    reliability.fault = "worker SIGKILL during plan"
-    reliability.action = (
-        "worker frozen (SIGSTOP) while the broker showed the plan stage delivered and "
-        "unacknowledged, then SIGKILLed"
+    found = chaos.problems()
+    chaos.row.fill(
+        drive,
+        found,
+        fault="worker SIGKILL during plan",
+        action=(
+            "worker frozen (SIGSTOP) while the broker showed the plan stage delivered and "
+            "unacknowledged, then SIGKILLed"
+        ),
+        behaviour=(
+            "the chain stopped at plan; nothing written, FSM untouched; next tick converged"
+        ),
     )
-    reliability.behaviour = (
-        "the chain stopped at plan; nothing written, FSM untouched; next tick converged"
-    )
-    reliability.ticks, reliability.retries = drive.ticks_text(), drive.retries()[1]
-    reliability.lost = lost(found)
     assert n <= 4
     assert found == []
 
 
 def test_worker_sigkilled_during_a_write_batch(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+    chaos: Chaos, stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
 ) -> None:
     # Given a cluster converged to eco (or draining), so the FSM has every node
-    stack.configure(lock_ttl="3s", write_batch_size=4, write_concurrency=1, static_hp_frac="0")
-    emulator.seed(12, 1, seed=23)
-    eco = stack.start_worker("eco")
-    drive = Driver(ticks, state, emulator, stack.env)
-    drive.converge(max_ticks=1)
-    drive.outcomes.clear()
+    settings = dict(lock_ttl="3s", write_batch_size="4", write_concurrency="1", static_hp_frac="0")
+    drive = chaos.start(
+        Scenario(seed=23, nodes=12, settings=settings, worker="eco", converged=True)
+    )
+    eco = chaos.worker
     fsm_before = state.fsm()
     assert len(fsm_before) == 12
     assert "ActivePerformance" not in {r["state"] for r in fsm_before.values()}
@@ -190,7 +192,7 @@ def test_worker_sigkilled_during_a_write_batch(
     # and the FSM is unchanged: it records only finished ticks
     wait_for(lambda: len(node_patches_served()) == arrived, timeout=10, what="PATCHes served")
     moved = sorted(n for n, r in fsm_before.items() if cluster_state(emulator, n) != r["state"])
-    half_way = problems(state, emulator, stack.env)
+    half_way = chaos.problems()
     assert state.fsm() == fsm_before
     assert ticks.finished(at) is None
     assert moved, "no node was written before the kill"
@@ -203,20 +205,22 @@ def test_worker_sigkilled_during_a_write_batch(
     stack.start_worker("rescuer")
     n = drive.converge(max_ticks=4)
     rewritten = emulator.counters().get(("patch", "nodes"), 0)
-    found = problems(state, emulator, stack.env)
-    reliability.fault = "worker SIGKILL during a write batch"
-    reliability.action = (
-        "cluster converged under an all-eco policy, then the policy flipped to all "
-        "performance; node PATCHes slowed to 0.4 s; worker SIGKILLed mid-batch (node "
-        f"PATCHes: {applied} applied, {arrived - applied} in flight)"
+    found = chaos.problems()
+    chaos.row.fill(
+        drive,
+        found,
+        fault="worker SIGKILL during a write batch",
+        action=(
+            "cluster converged under an all-eco policy, then the policy flipped to all "
+            "performance; node PATCHes slowed to 0.4 s; worker SIGKILLed mid-batch (node "
+            f"PATCHes: {applied} applied, {arrived - applied} in flight)"
+        ),
+        behaviour=(
+            f"half-written cluster ({len(moved)} of {len(fsm_before)} nodes relabelled, counting "
+            "what was in flight), FSM unchanged (it records only finished ticks); next tick on a "
+            f"new worker patched only the {rewritten} nodes still missing"
+        ),
     )
-    reliability.behaviour = (
-        f"half-written cluster ({len(moved)} of {len(fsm_before)} nodes relabelled, counting "
-        "what was in flight), FSM unchanged (it records only finished ticks); next tick on a "
-        f"new worker patched only the {rewritten} nodes still missing"
-    )
-    reliability.ticks, reliability.retries = drive.ticks_text(), drive.retries()[1]
-    reliability.lost = lost(found)
     assert rewritten == len(fsm_before) - len(moved)
     assert n <= 4
     assert found == []
@@ -227,15 +231,17 @@ def _intervals(state: store.RedisStore, interval: float) -> list[int]:
 
 
 def test_beat_killed_and_restarted(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+    chaos: Chaos,
+    stack: Stack,
+    emulator: Emulator,
+    ticks: TickClient,
+    state: store.RedisStore,
 ) -> None:
     # Given beat ticking every 2 s on a converged cluster
-    stack.configure(reconcile_interval="2s")
-    emulator.seed(6, 1, seed=24)
-    stack.start_worker("w1")
+    chaos.start(Scenario(seed=24, settings={"reconcile_interval": "2s"}))
     beat = stack.start_beat("beat-1")
     wait_for(lambda: len(state.tick_summaries()) >= 1, timeout=40, what="a beat tick")
-    wait_for(lambda: not problems(state, emulator, stack.env), timeout=40, what="convergence")
+    wait_for(lambda: not chaos.problems(), timeout=40, what="convergence")
 
     # When beat is SIGKILLed, a label is edited by hand while no beat runs, and beat
     # comes back 5 s (2.5 intervals) later
@@ -248,30 +254,28 @@ def test_beat_killed_and_restarted(
     stack.start_beat("beat-2")
 
     # Then ticking resumes (missed ticks are not replayed) and the label is restored
-    wait_for(lambda: not problems(state, emulator, stack.env), timeout=40, what="convergence")
+    wait_for(lambda: not chaos.problems(), timeout=40, what="convergence")
     after = len(state.tick_summaries()) - before
     intervals = _intervals(state, 2.0)
     assert len(intervals) == len(set(intervals)), intervals
-    found = problems(state, emulator, stack.env)
-    reliability.fault = "beat killed and restarted"
-    reliability.action = "beat SIGKILLed, a node label hand-edited, beat restarted 5 s later"
-    reliability.behaviour = (
+    found = chaos.problems()
+    chaos.row.fault = "beat killed and restarted"
+    chaos.row.action = "beat SIGKILLed, a node label hand-edited, beat restarted 5 s later"
+    chaos.row.behaviour = (
         "no ticks while beat was down, no replay of missed ones after; the first tick of "
         "the new beat restored the label"
     )
-    reliability.ticks = f"{after} (beat ticks after the restart)"
-    reliability.retries = Driver(ticks, state, emulator, stack.env).retries()[1]
-    reliability.lost = lost(found)
+    chaos.row.ticks = f"{after} (beat ticks after the restart)"
+    chaos.row.retries = chaos.driver().retries()[1]
+    chaos.row.lost = lost(found)
     assert after <= 2
     assert found == []
 
 
 def test_two_beats_at_once(
-    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, reliability: Row
+    chaos: Chaos, stack: Stack, ticks: TickClient, state: store.RedisStore
 ) -> None:
-    stack.configure(reconcile_interval="2s")
-    emulator.seed(6, 1, seed=25)
-    stack.start_worker("w1")
+    chaos.start(Scenario(seed=25, settings={"reconcile_interval": "2s"}))
     stack.start_beat("beat-a")
     stack.start_beat("beat-b")
 
@@ -283,15 +287,15 @@ def test_two_beats_at_once(
     )
     intervals = _intervals(state, 2.0)
     duplicates = int(ticks.counter(metrics.TICKS, result="duplicate"))
-    found = problems(state, emulator, stack.env)
-    reliability.fault = "two beats at once"
-    reliability.action = "two beat processes with a 2 s interval, one worker"
-    reliability.behaviour = (
+    found = chaos.problems()
+    chaos.row.fault = "two beats at once"
+    chaos.row.action = "two beat processes with a 2 s interval, one worker"
+    chaos.row.behaviour = (
         f"one reconcile per interval ({len(intervals)} intervals, {duplicates} duplicate "
         "ticks dropped by the per-interval claim)"
     )
-    reliability.ticks = f"1 (then one per interval: {len(intervals)} ticks, no duplicate)"
-    reliability.retries = Driver(ticks, state, emulator, stack.env).retries()[1]
-    reliability.lost = lost(found)
+    chaos.row.ticks = f"1 (then one per interval: {len(intervals)} ticks, no duplicate)"
+    chaos.row.retries = chaos.driver().retries()[1]
+    chaos.row.lost = lost(found)
     assert len(intervals) == len(set(intervals)), intervals
     assert found == []

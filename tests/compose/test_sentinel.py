@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.compose.conftest import INTERVAL_S, Stack, running, wait_for
+from tests.compose.stack import INTERVAL_S, Stack, running, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

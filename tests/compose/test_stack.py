@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.compose.conftest import INTERVAL_S, NODES, Stack, wait_for
+from tests.compose.stack import INTERVAL_S, NODES, Stack, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

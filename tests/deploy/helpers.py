@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import functools
 import json
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+import kubernetes_validate.utils
 import pytest
 import yaml
 
@@ -179,3 +183,42 @@ def run_cli(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> tuple[str, list
     assert cli.main(argv) == 0
     assert len(ran) == 1
     return ran[0]
+
+
+def probe_imports_run(program: str) -> None:
+    """Run the import statements of a ``python -c`` probe (the rest needs a broker)."""
+    module = ast.parse(program)
+    imports = [n for n in module.body if isinstance(n, ast.Import | ast.ImportFrom)]
+    assert imports
+    exec(compile(ast.Module(body=imports, type_ignores=[]), "<probe>", "exec"), {})
+
+
+#: CRD kinds (not in the Kubernetes schemas): validated with the vendored minimal schemas.
+CUSTOM_SCHEMAS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-monitoring-v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule-monitoring-v1.json",
+}
+
+
+def validate(doc: dict[str, Any], version: str) -> None:
+    """Validate one object strictly (unknown fields fail), as deploy/ is validated."""
+    custom = CUSTOM_SCHEMAS.get((doc["apiVersion"], doc["kind"]))
+    if custom is not None:
+        schema = load_json(custom)
+        jsonschema.Draft202012Validator.check_schema(schema)
+        jsonschema.Draft202012Validator(schema).validate(doc)
+        return
+    kubernetes_validate.utils.validate(doc, version, strict=True)
+
+
+def kustomize(directory: Path) -> list[dict[str, Any]]:
+    """The objects ``kubectl kustomize`` builds from ``directory``."""
+    done = subprocess.run(
+        ["kubectl", "kustomize", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]

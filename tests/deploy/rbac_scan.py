@@ -25,6 +25,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from joulie_tasks.adapters import kube
+from joulie_tasks.ports import cluster
+
 #: RBAC verb implied by each HTTP method (GET is get or list: see ``http_verb``).
 HTTP_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 
@@ -314,3 +317,38 @@ def sources(package: Path) -> tuple[str, dict[str, str]]:
         if p != kube_path
     }
     return kube, others
+
+
+# --- the operator's own permissions ------------------------------------------------
+
+PACKAGE = Path(kube.__file__).resolve().parents[1]
+
+
+def operator_constants() -> dict[str, cluster.Resource]:
+    """The Resource constants (ports/cluster.py) by name."""
+    return {name: obj for name, obj in vars(cluster).items() if isinstance(obj, cluster.Resource)}
+
+
+def _group(resource: cluster.Resource) -> str:
+    """API group of a REST prefix: ``/api/v1`` → core (""), ``/apis/g/v`` → ``g``."""
+    parts = resource.prefix.strip("/").split("/")
+    if parts[0] == "api":
+        return ""
+    assert parts[0] == "apis", f"unexpected prefix {resource.prefix}"
+    assert len(parts) == 3, f"unexpected prefix {resource.prefix}"
+    return parts[1]
+
+
+def permission(constant: str, verb: str) -> Permission:
+    resource = operator_constants()[constant]
+    return (_group(resource), resource.plural, verb)
+
+
+def operator_scan() -> Scan:
+    kube_source, others = sources(PACKAGE)
+    return scan(kube_source, others, operator_constants())
+
+
+def used_permissions() -> set[Permission]:
+    """Every (apiGroup, resource, verb) the operator's code calls."""
+    return {permission(c, v) for c, v in operator_scan().uses}

@@ -20,37 +20,7 @@ from tests.deploy import chart, helpers
 
 K8S_VERSIONS = ("1.28", "1.33")
 
-#: Every optional piece switched on, everything that has a default changed somewhere.
-NON_DEFAULT: dict[str, Any] = {
-    "image": {"repository": "registry.example/joulie-tasks", "tag": "9.9.9"},
-    "imagePullSecrets": [{"name": "regcred"}],
-    "config": {
-        "reconcileInterval": "30s",
-        "nodeSelector": "pool in (gpu,cpu),!joulie.io/skip",
-        "policyType": "queue_aware_v1",
-        "staticHpFrac": 0.3,
-        "queueHpMax": 50,
-        "performanceCapWatts": 4500.5,
-        "maxTransitionsPerTick": 5,
-        "lockTtl": "45s",
-    },
-    "scheduling": {
-        "nodeSelector": {"kubernetes.io/os": "linux"},
-        "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
-    },
-    "podAnnotations": {"example.com/team": "platform"},
-    "worker": {"concurrency": 4, "autoscaling": {"enabled": True, "maxReplicas": 6}},
-    "beat": {"replicas": 1},
-    "metrics": {"port": 9100},
-    "redis": {"enabled": False},
-    "externalRedis": {"existingSecret": "joulie-redis", "secretKey": "url"},
-    "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
-    "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
-    "alerts": {"draining": {"for": "30m"}, "labels": {"severity": "page", "team": "infra"}},
-    "dashboard": {"enabled": True},
-}
-
-VALUES = {"default": None, "non-default": NON_DEFAULT}
+VALUES = {"default": None, "non-default": chart.NON_DEFAULT}
 
 
 def _key(obj: dict[str, Any]) -> tuple[str, str]:
@@ -76,19 +46,19 @@ def test_every_rendered_object_validates_strictly(
     objects = chart.render(values) + chart.crds()
     assert objects
     for obj in objects:
-        chart.validate(obj, version)
+        helpers.validate(obj, version)
     assert len({_key(o) for o in objects}) == len(objects), "two objects share a kind/name"
 
 
 def test_the_validators_reject_typos_in_the_render() -> None:
-    rule = chart.one(chart.render(NON_DEFAULT), "PrometheusRule")
+    rule = chart.one(chart.render(chart.NON_DEFAULT), "PrometheusRule")
     rule["spec"]["groups"][0]["rules"][0]["anotations"] = {}
     with pytest.raises(Exception, match="anotations"):
-        chart.validate(rule, K8S_VERSIONS[-1])
+        helpers.validate(rule, K8S_VERSIONS[-1])
     worker = chart.one(chart.render(), "Deployment", "joulie-tasks-worker")
     worker["spec"]["template"]["spec"]["containers"][0]["evnFrom"] = []
     with pytest.raises(Exception, match="evnFrom"):
-        chart.validate(worker, K8S_VERSIONS[-1])
+        helpers.validate(worker, K8S_VERSIONS[-1])
 
 
 # --- no drift from deploy/ ---------------------------------------------------------------------
@@ -162,7 +132,7 @@ def test_configmap_carries_every_setting_with_the_operator_defaults() -> None:
 
 
 def test_non_default_settings_reach_the_configmap_and_parse() -> None:
-    objects = chart.render(NON_DEFAULT)
+    objects = chart.render(chart.NON_DEFAULT)
     data = chart.one(objects, "ConfigMap", "joulie-tasks")["data"]
     assert set(data) == _settings_keys() - {"REDIS_URL"}, "REDIS_URL comes from the Secret"
     settings = config.read_settings({**data, "REDIS_URL": "redis://elsewhere:6379/0"})
@@ -189,7 +159,7 @@ def test_values_yaml_documents_every_setting_by_its_variable_name() -> None:
 
 
 def test_non_default_values_render_what_they_say() -> None:
-    objects = chart.render(NON_DEFAULT)
+    objects = chart.render(chart.NON_DEFAULT)
     kinds = {o["kind"] for o in objects}
     assert {"HorizontalPodAutoscaler", "ServiceMonitor", "PrometheusRule"} <= kinds
     assert "PersistentVolumeClaim" not in kinds, "no bundled Redis"

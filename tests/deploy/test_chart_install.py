@@ -29,8 +29,7 @@ from kubernetes.client.rest import ApiException
 from joulie_testbed.controlplane import ControlPlane
 from joulie_testbed.procs import RedisServer, wait_for
 from tests import REPO
-from tests.deploy import chart
-from tests.deploy.test_rbac import used_permissions
+from tests.deploy import chart, rbac_scan
 
 pytestmark = [pytest.mark.envtest, pytest.mark.slow]
 
@@ -150,7 +149,7 @@ def test_install_run_a_tick_as_the_service_account_and_uninstall(
     )
     operator = control_plane.api_client(token)
     try:
-        used = used_permissions()
+        used = rbac_scan.used_permissions()
         matrix = {
             (group, resource, verb)
             for group, resource in [

@@ -7,8 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from joulie_tasks import config
-from tests.deploy import chart
-from tests.deploy.test_sentinel_manifests import probe_imports_run
+from tests.deploy import chart, helpers
 
 SENTINEL: dict[str, Any] = {
     "redis": {"enabled": False},
@@ -32,7 +31,7 @@ def test_the_worker_liveness_ping_knows_the_master_name() -> None:
     ]
     assert command[:2] == ["python", "-c"]
     assert "celery_app.configure(config.load_settings())" in command[2]
-    probe_imports_run(command[2])  # the modules it names exist
+    helpers.probe_imports_run(command[2])  # the modules it names exist
 
 
 def test_without_sentinel_nothing_changes() -> None:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import copy
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-import kubernetes_validate.utils
 import pytest
 import yaml
 
@@ -31,10 +29,6 @@ EXPECTED_KINDS = {
     "Deployment",
     "Service",
     "ServiceMonitor",
-}
-
-CUSTOM_SCHEMAS = {
-    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-monitoring-v1.json"
 }
 
 
@@ -61,22 +55,12 @@ def test_every_manifest_parses_and_names_its_object() -> None:
     assert {doc["kind"] for _, doc in helpers.objects()} == EXPECTED_KINDS
 
 
-def _validate(doc: dict[str, Any], version: str) -> None:
-    custom = CUSTOM_SCHEMAS.get((doc["apiVersion"], doc["kind"]))
-    if custom is not None:
-        schema = helpers.load_json(custom)
-        jsonschema.Draft202012Validator.check_schema(schema)
-        jsonschema.Draft202012Validator(schema).validate(doc)
-        return
-    kubernetes_validate.utils.validate(doc, version, strict=True)
-
-
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 @pytest.mark.parametrize("doc", OBJECTS)
 def test_manifest_validates_against_the_schema_of_its_kind(
     doc: dict[str, Any], version: str
 ) -> None:
-    _validate(doc, version)
+    helpers.validate(doc, version)
 
 
 @pytest.mark.parametrize(
@@ -92,7 +76,7 @@ def test_the_schemas_reject_typos(kind: str, mutate: Any) -> None:
     doc = copy.deepcopy(helpers.find(kind)[0])
     mutate(doc)
     with pytest.raises(jsonschema.ValidationError):
-        _validate(doc, K8S_VERSIONS[-1])
+        helpers.validate(doc, K8S_VERSIONS[-1])
 
 
 # --- kustomize -------------------------------------------------------------------------------
@@ -141,27 +125,15 @@ def test_the_image_tag_is_the_project_version() -> None:
         assert pod["containers"][0]["image"] == "joulie-tasks", component
 
 
-def _kustomize(directory: Path) -> list[dict[str, Any]]:
-    done = subprocess.run(
-        ["kubectl", "kustomize", str(directory)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return [d for d in yaml.safe_load_all(done.stdout) if d]
-
-
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
 def test_kustomize_builds_the_base_and_the_monitoring_component(tmp_path: Path) -> None:
-    base = _kustomize(helpers.DEPLOY)
+    base = helpers.kustomize(helpers.DEPLOY)
     kinds = sorted(d["kind"] for d in base)
     assert "ServiceMonitor" not in kinds
     assert len(base) == len(helpers.objects()) - 1
     for doc in base:
         assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "joulie"
-        _validate(doc, K8S_VERSIONS[-1])
+        helpers.validate(doc, K8S_VERSIONS[-1])
     worker = next(d for d in base if d["metadata"]["name"] == "joulie-tasks-worker")
     image = worker["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == f"joulie-tasks:{helpers.pyproject()['project']['version']}"
@@ -171,11 +143,11 @@ def test_kustomize_builds_the_base_and_the_monitoring_component(tmp_path: Path) 
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
         f"resources:\n  - {rel}\ncomponents:\n  - {rel / 'monitoring'}\n"
     )
-    with_monitoring = _kustomize(tmp_path)
+    with_monitoring = helpers.kustomize(tmp_path)
     monitors = [d for d in with_monitoring if d["kind"] == "ServiceMonitor"]
     assert len(monitors) == 1
     assert monitors[0]["metadata"]["namespace"] == "joulie-system"
-    _validate(monitors[0], K8S_VERSIONS[-1])
+    helpers.validate(monitors[0], K8S_VERSIONS[-1])
 
 
 # --- the CRD ---------------------------------------------------------------------------------

@@ -7,43 +7,11 @@ The set of (apiGroup, resource, verb) is derived from the source by ``rbac_scan`
 from __future__ import annotations
 
 import textwrap
-from pathlib import Path
 
 import pytest
 
-from joulie_tasks.adapters import kube
 from joulie_tasks.ports import cluster
 from tests.deploy import helpers, rbac_scan
-
-PACKAGE = Path(kube.__file__).resolve().parents[1]
-
-
-def _constants() -> dict[str, cluster.Resource]:
-    return {name: obj for name, obj in vars(cluster).items() if isinstance(obj, cluster.Resource)}
-
-
-def _group(resource: cluster.Resource) -> str:
-    """API group of a REST prefix: ``/api/v1`` → core (""), ``/apis/g/v`` → ``g``."""
-    parts = resource.prefix.strip("/").split("/")
-    if parts[0] == "api":
-        return ""
-    assert parts[0] == "apis", f"unexpected prefix {resource.prefix}"
-    assert len(parts) == 3, f"unexpected prefix {resource.prefix}"
-    return parts[1]
-
-
-def _permission(constant: str, verb: str) -> rbac_scan.Permission:
-    resource = _constants()[constant]
-    return (_group(resource), resource.plural, verb)
-
-
-def _scan() -> rbac_scan.Scan:
-    kube_source, others = rbac_scan.sources(PACKAGE)
-    return rbac_scan.scan(kube_source, others, _constants())
-
-
-def used_permissions() -> set[rbac_scan.Permission]:
-    return {_permission(c, v) for c, v in _scan().uses}
 
 
 def granted_permissions() -> set[rbac_scan.Permission]:
@@ -65,11 +33,11 @@ def granted_permissions() -> set[rbac_scan.Permission]:
 
 
 def test_cluster_role_grants_exactly_what_the_code_uses() -> None:
-    scan = _scan()
-    used = {_permission(c, v) for c, v in scan.uses}
+    scan = rbac_scan.operator_scan()
+    used = {rbac_scan.permission(c, v) for c, v in scan.uses}
     granted = granted_permissions()
     capabilities = {
-        _permission(r.resource, r.verb)
+        rbac_scan.permission(r.resource, r.verb)
         for reqs in scan.capabilities.values()
         for r in reqs
         if r.resource is not None
@@ -86,7 +54,7 @@ def test_cluster_role_grants_exactly_what_the_code_uses() -> None:
 
 def test_the_scan_sees_the_reconcile_reads_and_writes() -> None:
     """Guards the scan itself: a tick must at least read nodes, pods and profiles."""
-    used = used_permissions()
+    used = rbac_scan.used_permissions()
     for expected in [
         ("", "nodes", "list"),
         ("", "pods", "list"),
@@ -98,8 +66,8 @@ def test_the_scan_sees_the_reconcile_reads_and_writes() -> None:
 
 def test_request_verbs_match_http_methods() -> None:
     """The verb label of every _request is the RBAC verb its HTTP method implies."""
-    kube_source, _ = rbac_scan.sources(PACKAGE)
-    requests = rbac_scan.gateway_requests(kube_source, _constants())
+    kube_source, _ = rbac_scan.sources(rbac_scan.PACKAGE)
+    requests = rbac_scan.gateway_requests(kube_source, rbac_scan.operator_constants())
     assert requests, "no _request call found in kube.py"
     for reqs in requests.values():
         for r in reqs:

@@ -25,10 +25,10 @@ from kubernetes import client as k8s
 from joulie_testbed.controlplane import ControlPlane
 from joulie_testbed.emulator import seed as seeding
 from joulie_testbed.procs import RedisServer, Stack, wait_for
+from joulie_testbed.ticks import TickClient
 from tests.envtest import apply
 from tests.integration.apiproxy import ApiProxy
 from tests.integration.cluster import ClusterBed
-from tests.integration.conftest import TickClient
 
 pytestmark = [pytest.mark.envtest, pytest.mark.slow]
 

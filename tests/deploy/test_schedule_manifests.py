@@ -5,12 +5,10 @@ operator pod, point SCHEDULE_FILE at it, and the schedule they carry is valid.""
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from joulie_tasks import config
 from joulie_tasks.core import schedule
@@ -77,15 +75,7 @@ def test_the_schedule_component_mounts_a_valid_schedule_in_every_operator_pod(
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
         f"resources:\n  - {rel}\ncomponents:\n  - {rel / 'schedule'}\n"
     )
-    done = subprocess.run(
-        ["kubectl", "kustomize", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    objects = [d for d in yaml.safe_load_all(done.stdout) if d]
+    objects = helpers.kustomize(tmp_path)
     _mounted_schedule(objects, "joulie-tasks-schedule", tmp_path)
 
 

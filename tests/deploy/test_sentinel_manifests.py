@@ -6,7 +6,6 @@ good leaves the replica the store's lock needs, and the worker's liveness probe 
 
 from __future__ import annotations
 
-import ast
 import shutil
 import subprocess
 from pathlib import Path
@@ -115,19 +114,11 @@ def test_losing_any_one_redis_server_for_good_leaves_a_replica_to_acknowledge_th
     assert sentinels // 2 < quorum <= sentinels - 1  # a majority, and one Sentinel may be lost
 
 
-def probe_imports_run(program: str) -> None:
-    """Run the import statements of a ``python -c`` probe (the rest needs a broker)."""
-    module = ast.parse(program)
-    imports = [n for n in module.body if isinstance(n, ast.Import | ast.ImportFrom)]
-    assert imports
-    exec(compile(ast.Module(body=imports, type_ignores=[]), "<probe>", "exec"), {})
-
-
 def test_the_worker_liveness_probe_imports_what_it_uses() -> None:
     ops = _patch_ops("Deployment", "joulie-tasks-worker")
     (command,) = [op["value"] for op in ops if op["path"].endswith("/livenessProbe/exec/command")]
     assert command[:2] == ["python", "-c"]
-    probe_imports_run(command[2])
+    helpers.probe_imports_run(command[2])
 
 
 def test_the_patched_configmap_is_a_valid_sentinel_configuration() -> None:
@@ -146,18 +137,6 @@ def test_the_patched_configmap_is_a_valid_sentinel_configuration() -> None:
     assert hosts == tuple((f"redis-sentinel-{i}.redis-sentinel", port) for i in range(3))
 
 
-def _kustomize(directory: Path) -> list[dict[str, Any]]:
-    done = subprocess.run(
-        ["kubectl", "kustomize", str(directory)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return [d for d in yaml.safe_load_all(done.stdout) if d]
-
-
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
 def test_kustomize_builds_the_base_with_the_sentinel_component(tmp_path: Path) -> None:
     rel = Path(*[".."] * len(tmp_path.parts[1:])) / helpers.DEPLOY.relative_to("/")
@@ -165,7 +144,7 @@ def test_kustomize_builds_the_base_with_the_sentinel_component(tmp_path: Path) -
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
         f"resources:\n  - {rel}\ncomponents:\n  - {rel / 'sentinel'}\n"
     )
-    built = _kustomize(tmp_path)
+    built = helpers.kustomize(tmp_path)
     names = {(d["kind"], d["metadata"]["name"]) for d in built}
     assert ("Deployment", "redis") not in names
     assert ("Service", "redis") not in names

@@ -15,7 +15,6 @@ from kubernetes import client as k8s
 
 from joulie_testbed.controlplane import ControlPlane
 from joulie_testbed.procs import wait_for
-from tests.conftest import require_assets
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -65,8 +64,8 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("assets")
 def test_killing_the_test_process_leaves_no_control_plane_process_behind() -> None:
-    require_assets()
     # Given a test process that started a control plane
     child = subprocess.Popen(
         [sys.executable, "-c", _CHILD],

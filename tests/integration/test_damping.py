@@ -23,7 +23,7 @@ from joulie_tasks.ports import metrics
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.emulator import seed as seeding
 from joulie_testbed.procs import Stack, wait_for
-from tests.integration.conftest import TickClient
+from joulie_testbed.ticks import TickClient
 
 pytestmark = pytest.mark.slow
 

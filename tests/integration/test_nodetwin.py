@@ -28,8 +28,8 @@ from joulie_tasks.workflow import runner
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.emulator import seed as seeding
 from joulie_testbed.procs import RedisServer, Stack, wait_for
+from joulie_testbed.ticks import TickClient
 from tests.integration.cluster import ClusterBed
-from tests.integration.conftest import TickClient
 
 MANAGED = {"joulie.io/managed": "true"}
 NODES = ("worker-1.example.com", "worker-2", "worker-3")  # static 0.5: 2 performance

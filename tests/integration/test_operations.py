@@ -15,10 +15,11 @@ import pytest
 
 from joulie_tasks.adapters import store
 from joulie_tasks.ports import metrics
+from joulie_testbed.chaos import cluster_state
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import Proc, Stack, free_port, wait_for
+from joulie_testbed.ticks import TickClient
 from tests.integration.cluster import ClusterBed
-from tests.integration.conftest import TickClient, cluster_state
 
 
 def reconcile(stack: Stack, *extra: str) -> dict[str, object]:
@@ -30,6 +31,17 @@ def reconcile(stack: Stack, *extra: str) -> dict[str, object]:
 
 def node_names(emulator: Emulator | ClusterBed) -> list[str]:
     return sorted(n["metadata"]["name"] for n in emulator.list_objects("nodes"))
+
+
+def performance_then_eco(stack: Stack, cluster: Emulator | ClusterBed, *, seed: int) -> str:
+    """Two nodes reconciled (``reconcile --once``) to performance, then to eco; returns
+    the first node's name."""
+    cluster.seed(2, 0, seed=seed)
+    stack.configure(static_hp_frac="1")
+    reconcile(stack)
+    stack.configure(static_hp_frac="0")
+    reconcile(stack)
+    return node_names(cluster)[0]
 
 
 def test_a_paused_operator_plans_but_writes_nothing_until_resumed(
@@ -82,12 +94,7 @@ def test_max_transitions_per_tick_spreads_a_flip_over_ticks_in_plan_order(
 def test_status_and_history_tell_the_story_of_a_node(
     cluster_stack: Stack, cluster: ClusterBed
 ) -> None:
-    cluster.seed(2, 0, seed=3)
-    cluster_stack.configure(static_hp_frac="1")
-    reconcile(cluster_stack)
-    cluster_stack.configure(static_hp_frac="0")
-    reconcile(cluster_stack)
-    first = node_names(cluster)[0]
+    first = performance_then_eco(cluster_stack, cluster, seed=3)
 
     status = cluster_stack.run_cli("status")
     assert status.returncode == 0, status.stderr
@@ -243,12 +250,7 @@ def test_failing_node_events_fail_nothing(
 def test_the_metrics_endpoint_serves_spec_metrics_from_redis(
     stack: Stack, emulator: Emulator
 ) -> None:
-    emulator.seed(2, 0, seed=7)
-    stack.configure(static_hp_frac="1")
-    reconcile(stack)
-    stack.configure(static_hp_frac="0")
-    reconcile(stack)
-    first = node_names(emulator)[0]
+    first = performance_then_eco(stack, emulator, seed=7)
     port = free_port()
     stack.configure(metrics_addr=f"127.0.0.1:{port}")
     proc = Proc.operator("metrics", ["metrics"], env=stack.env, log=stack.tmp / "metrics.log")

@@ -20,19 +20,14 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
 
 from joulie_tasks.adapters import clients, store
 from joulie_testbed.emulator import Emulator
-from joulie_testbed.procs import RedisServer, Stack, free_port, wait_for
-from tests.integration.sentinel_cluster import SentinelCluster, sentinel_cluster
-
-__all__ = ["sentinel_cluster"]
+from joulie_testbed.procs import Stack, free_port, wait_for
+from joulie_testbed.sentinel import SentinelCluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -40,22 +35,9 @@ NODES = 6
 
 
 @pytest.fixture
-def sstack(
-    tmp_path: Path, sentinel_cluster: SentinelCluster, emulator: Emulator
-) -> Iterator[Stack]:
-    kubeconfig = emulator.write_kubeconfig(tmp_path / "kubeconfig")
-    server = cast(RedisServer, SimpleNamespace(url=sentinel_cluster.url))
-    s = Stack(tmp=tmp_path, redis_server=server, kubeconfig=kubeconfig)
-    s.configure(redis_sentinel_master=sentinel_cluster.master_name, reconcile_interval="2s")
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def sstate(sentinel_cluster: SentinelCluster) -> Iterator[store.RedisStore]:
-    st = store.RedisStore(sentinel_cluster.url, sentinel_master=sentinel_cluster.master_name)
-    yield st
-    st.close()
+def sstack(sentinel_stack: Stack) -> Stack:
+    sentinel_stack.configure(reconcile_interval="2s")
+    return sentinel_stack
 
 
 def _cli(stack: Stack, *args: str) -> str:
@@ -89,7 +71,10 @@ def _metrics(port: int) -> dict[str, float]:
 
 
 def test_every_process_and_command_runs_against_sentinel(
-    sstack: Stack, sentinel_cluster: SentinelCluster, emulator: Emulator, sstate: store.RedisStore
+    sstack: Stack,
+    sentinel_cluster: SentinelCluster,
+    emulator: Emulator,
+    sentinel_state: store.RedisStore,
 ) -> None:
     emulator.seed(NODES, 2, seed=16)
     metrics_port = free_port()
@@ -103,7 +88,7 @@ def test_every_process_and_command_runs_against_sentinel(
     beat = sstack.start_beat()
 
     # Then the watcher holds the lease, the cache is synced and its heartbeat advances
-    cache = clients.cache(sstate)
+    cache = clients.cache(sentinel_state)
     wait_for(
         lambda: str(watch.proc.pid) in (cache.status().lease or ""), what="the watcher's lease"
     )
@@ -113,14 +98,14 @@ def test_every_process_and_command_runs_against_sentinel(
     wait_for(lambda: (cache.status().heartbeat or 0) > beat_at, what="the heartbeat to advance")
 
     # And beat's ticks complete on the worker, reading the watcher's cache
-    wait_for(lambda: _cache_fed_ticks(sstate), timeout=60, what="a cache-fed tick")
+    wait_for(lambda: _cache_fed_ticks(sentinel_state), timeout=60, what="a cache-fed tick")
     managed = {
         n["metadata"]["name"]
         for n in emulator.list_objects("nodes")
         if n["metadata"].get("labels", {}).get("joulie.io/managed") == "true"
     }
     assert managed
-    assert set(sstate.fsm()) == managed
+    assert set(sentinel_state.fsm()) == managed
 
     # And the metrics server reads the same master
     def served() -> dict[str, float] | None:
@@ -133,7 +118,7 @@ def test_every_process_and_command_runs_against_sentinel(
 
     # When beat stops (so the commands below do not race its ticks for the lock)
     beat.stop()
-    wait_for(lambda: sstate.lock_holder() is None, what="the lock free")
+    wait_for(lambda: sentinel_state.lock_holder() is None, what="the lock free")
 
     # Then each command works against the master the Sentinels name
     status = json.loads(_cli(sstack, "status", "--output", "json"))
@@ -149,9 +134,9 @@ def test_every_process_and_command_runs_against_sentinel(
     assert any(n["write_needed"] for n in plan["nodes"])
 
     assert "paused" in _cli(sstack, "pause")
-    assert sstate.is_paused()
+    assert sentinel_state.is_paused()
     assert "resumed" in _cli(sstack, "resume")
-    assert not sstate.is_paused()
+    assert not sentinel_state.is_paused()
 
     def reconciled() -> dict[str, Any] | None:
         done = sstack.run_cli("reconcile", "--once", "--output", "json")
@@ -164,14 +149,14 @@ def test_every_process_and_command_runs_against_sentinel(
     assert report["failures"] == {}
     assert {n["node"] for n in report["nodes"]} == managed
     assert report["written"] > 0
-    summary = sstate.tick_summary()
+    summary = sentinel_state.tick_summary()
     assert summary is not None
     assert summary.tick_id == report["tick_id"]
 
     history = json.loads(_cli(sstack, "history", "--output", "json"))
     mine = [e for e in history if e["tick_id"] == report["tick_id"]]
     assert mine, "history shows none of the transitions reconcile --once recorded"
-    stream = sstate.transitions()  # read after history: the stream only grows
+    stream = sentinel_state.transitions()  # read after history: the stream only grows
     assert {e["id"] for e in history} <= {t.id for t in stream}
     assert {e["id"] for e in mine} == {t.id for t in stream if t.tick_id == report["tick_id"]}
 

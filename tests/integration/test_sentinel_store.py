@@ -11,14 +11,11 @@ import pytest
 from joulie_tasks import errors
 from joulie_tasks.adapters import store
 from joulie_testbed.procs import wait_for
-from tests.integration.sentinel_cluster import (
+from joulie_testbed.sentinel import (
     DOWN_AFTER_MS,
     SentinelCluster,
     failover_once,
-    sentinel_cluster,
 )
-
-__all__ = ["sentinel_cluster"]
 
 
 @pytest.fixture

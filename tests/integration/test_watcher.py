@@ -20,11 +20,11 @@ import pytest
 
 from joulie_tasks.adapters import cache_store, clients, store
 from joulie_tasks.ports import metrics
+from joulie_testbed.chaos import pending_writes, wait_for_event_about, wait_for_node_events
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.emulator import seed as seeding
 from joulie_testbed.procs import Proc, Stack, wait_for
-from tests.integration.conftest import TickClient
-from tests.integration.test_workflow import pending_writes
+from joulie_testbed.ticks import TickClient
 
 pytestmark = pytest.mark.slow
 
@@ -43,19 +43,11 @@ def synced(state: store.RedisStore) -> bool:
 
 
 def perf_pod(name: str, node: str | None = None) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "containers": [{"name": "c", "image": "x"}],
-        "nodeSelector": {PROFILE: "performance"},
-    }
-    if node:
-        spec["nodeName"] = node
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": spec,
-        "status": {"phase": "Running" if node else "Pending"},
-    }
+    """A performance-only pod, Running on ``node`` or Pending without one."""
+    phase = "Running" if node else "Pending"
+    return seeding.make_pod(
+        name, namespace="default", shape="selector-performance", node=node, phase=phase
+    )
 
 
 def labels(emulator: Emulator, node: str) -> dict[str, str]:
@@ -88,19 +80,12 @@ def test_a_cache_fed_tick_lists_nothing_and_converges(
     assert pending_writes(emulator, stack.env).empty
     assert not any(k.startswith(metrics.CACHE_FALLBACKS) for k in counters)
     # (the first tick's Node events go out from their own task: let them land first)
-    deferred = [
-        t for t in state.transitions() if t.tick_id == first["tick_id"] and t.result == "deferred"
-    ]
-    wait_for(
-        lambda: len(emulator.list_objects("events", "default")) == len(deferred),
-        what="the first tick's node events",
-    )
+    events_before = wait_for_node_events(emulator, state, first["tick_id"])
     # The second tick, on the converged cluster joined by two nodes that keep the
     # partition as it was (one sorts first: performance; one sorts last: eco, under a
     # performance pod, so the tick starts one deferral — one Node event, the tick's
     # last, known to come): it writes the new nodes only, lists nothing, and does not
     # announce the first tick's deferrals again
-    events_before = len(deferred)
     emulator.put_object(seeding.make_node("a-late", labels={"joulie.io/managed": "true"}))
     emulator.put_object(seeding.make_node("zz-late", labels={"joulie.io/managed": "true"}))
     emulator.put_object(perf_pod("perf-late", "zz-late"))
@@ -116,13 +101,7 @@ def test_a_cache_fed_tick_lists_nothing_and_converges(
     wait_for(cached, timeout=30, what="the new nodes and pod in the cache")
     emulator.reset_counters()
     done = ticks.run()
-    wait_for(
-        lambda: any(
-            e["involvedObject"]["name"] == "zz-late"
-            for e in emulator.list_objects("events", "default")
-        ),
-        what="the second tick's node event",
-    )
+    wait_for_event_about(emulator, "zz-late")
     assert done["failures"] == {}
     assert done["written"] == 4  # labels and a profile for each new node
     requests = {k: n for k, n in emulator.counters().items() if k[0] != "watch"}

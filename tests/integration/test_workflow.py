@@ -14,64 +14,27 @@ import concurrent.futures
 import json
 import math
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
-from joulie_tasks import config
 from joulie_tasks.adapters import store
-from joulie_tasks.core import classify, guard, models, plan, snapshot_parse, write
 from joulie_tasks.ports import metrics
+from joulie_testbed.chaos import (
+    cluster_state,
+    pending_writes,
+    wait_for_event_about,
+    wait_for_node_events,
+)
 from joulie_testbed.emulator import Emulator
+from joulie_testbed.emulator import seed as seeding
 from joulie_testbed.procs import Stack, wait_for
+from joulie_testbed.ticks import TickClient
 from tests.integration.cluster import ClusterBed
-from tests.integration.conftest import TickClient, cluster_state
 
 pytestmark = pytest.mark.slow
 
 WRITE_VERBS = ("patch", "create", "update", "delete")
-
-
-def pending_writes(emulator: Emulator | ClusterBed, env: Mapping[str, str]) -> models.WriteSet:
-    """What the pure core would still write for the emulator's current objects."""
-    settings = config.read_settings(env)
-    nodes = tuple(
-        n for n in map(snapshot_parse.node_info_from_manifest, emulator.list_objects("nodes")) if n
-    )
-    pods = tuple(
-        p for p in map(snapshot_parse.pod_info_from_manifest, emulator.list_objects("pods")) if p
-    )
-    profiles = tuple(
-        p
-        for p in map(
-            snapshot_parse.npp_info_from_manifest, emulator.list_objects("nodepowerprofiles")
-        )
-        if p
-    )
-    eligible = snapshot_parse.select_eligible(
-        nodes, selector=settings.selector, reserved_label_key=settings.reserved_label_key
-    )
-    demand = classify.summarise_demand(pods)
-    planned = plan.make_plan(
-        [n.name for n in eligible], demand=demand, params=settings.policy_params(), tick_time=0
-    )
-    guarded = guard.apply_guard(
-        planned,
-        nodes=nodes,
-        demand=demand,
-        profile_label=settings.power_profile_label,
-        draining_label=settings.draining_label,
-        tick_time=0,
-        performance_cap_watts=settings.performance_cap_watts,
-    )
-    return write.desired_writes(
-        guarded,
-        nodes=nodes,
-        profiles=profiles,
-        profile_label=settings.power_profile_label,
-        draining_label=settings.draining_label,
-    )
 
 
 def writes_made(emulator: Emulator | ClusterBed) -> int:
@@ -96,16 +59,9 @@ def profile_label(emulator: Emulator | ClusterBed, node: str) -> str | None:
 
 
 def perf_pod(name: str, node: str | None, phase: str = "Running") -> dict[str, Any]:
-    spec: dict[str, Any] = {"nodeSelector": {"joulie.io/power-profile": "performance"}}
-    if node:
-        spec["nodeName"] = node
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {**spec, "containers": [{"name": "c", "image": "busybox"}]},
-        "status": {"phase": phase},
-    }
+    return seeding.make_pod(
+        name, namespace="default", shape="selector-performance", node=node, phase=phase
+    )
 
 
 def test_fifty_node_cluster_converges_and_the_next_tick_writes_only_the_new_nodes(
@@ -128,13 +84,7 @@ def test_fifty_node_cluster_converges_and_the_next_tick_writes_only_the_new_node
     assert len(cluster.list_objects("nodepowerprofiles")) == 50
     # (its Node events go out from their own task: every node started Unknown, so
     # there is one per newly deferred downgrade; let them land before counting)
-    deferred = [
-        t for t in state.transitions() if t.tick_id == first["tick_id"] and t.result == "deferred"
-    ]
-    wait_for(
-        lambda: len(cluster.list_objects("events", "default")) == len(deferred),
-        what="the first tick's node events",
-    )
+    events_before = wait_for_node_events(cluster, state, first["tick_id"])
     # (the server can hold an event a moment before the proxy has logged its answer)
     wait_for(cluster.proxy.idle, what="the proxy to log the last event")
 
@@ -145,16 +95,9 @@ def test_fifty_node_cluster_converges_and_the_next_tick_writes_only_the_new_node
     cluster.create_node("a-late", labels={"joulie.io/managed": "true"})
     cluster.create_node("zz-late", labels={"joulie.io/managed": "true"})
     cluster.put_object(perf_pod("perf-late", "zz-late"))
-    events_before = len(deferred)
     cluster.reset_counters()
     second = ticks.run()
-    wait_for(
-        lambda: any(
-            e["involvedObject"]["name"] == "zz-late"
-            for e in cluster.list_objects("events", "default")
-        ),
-        what="the second tick's node event",
-    )
+    wait_for_event_about(cluster, "zz-late")
     wait_for(cluster.proxy.idle, what="the proxy to log the last event")
 
     # Then it writes only the new nodes (labels and a profile each), announces only the

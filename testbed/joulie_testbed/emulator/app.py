@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from importlib import resources as importlib_resources
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 import yaml
 
@@ -200,31 +200,13 @@ class Emulator:
 
     # --- faults, latency, counters -------------------------------------------------------
 
-    def inject(
-        self,
-        method: str,
-        path_regex: str,
-        *,
-        status: int | None = None,
-        times: int = 1,
-        retry_after: float | None = None,
-        delay_s: float = 0,
-        drop: bool = False,
-    ) -> int:
+    def inject(self, method: str, path_regex: str, **options: Unpack[faults.FaultOptions]) -> int:
         """Make the next ``times`` matching requests fail, stall or drop; returns a rule id.
 
         ``method`` is an HTTP method or ``*``; ``path_regex`` is searched in the
         path. ``status=None`` with ``delay_s`` only delays. See faults.py.
         """
-        return self.faults.add(
-            method,
-            path_regex,
-            status=status,
-            times=times,
-            retry_after=retry_after,
-            delay_s=delay_s,
-            drop=drop,
-        ).id
+        return self.faults.add(method, path_regex, **options).id
 
     def clear_faults(self) -> None:
         self.faults.clear()

@@ -30,7 +30,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, Unpack
 
 from joulie_testbed.emulator import api, errors, faults
 from joulie_testbed.emulator import seed as seeding
@@ -53,17 +53,6 @@ class Controlled(Protocol):
     def url(self) -> str: ...
     @property
     def faults(self) -> faults.Faults: ...
-    def inject(
-        self,
-        method: str,
-        path_regex: str,
-        *,
-        status: int | None = None,
-        times: int = 1,
-        retry_after: float | None = None,
-        delay_s: float = 0,
-        drop: bool = False,
-    ) -> int: ...
     def clear_faults(self) -> None: ...
     def set_latency(self, ms: float) -> None: ...
     def counters(self) -> dict[tuple[str, str], int]: ...
@@ -120,7 +109,8 @@ class Controls:
             case ("GET", "healthz", []):
                 return 200, {"ok": True, "url": emu.url}
             case ("POST", "faults", []):
-                return 201, {"id": emu.inject(body.pop("method"), body.pop("path_regex"), **body)}
+                rule = emu.faults.add(body.pop("method"), body.pop("path_regex"), **body)
+                return 201, {"id": rule.id}
             case ("GET", "faults", []):
                 return 200, {"faults": emu.faults.rules()}
             case ("DELETE", "faults", []):
@@ -209,26 +199,8 @@ class RemoteEmulator:
                 raise KeyError(detail) from e
             raise ValueError(detail) from e
 
-    def inject(
-        self,
-        method: str,
-        path_regex: str,
-        *,
-        status: int | None = None,
-        times: int = 1,
-        retry_after: float | None = None,
-        delay_s: float = 0,
-        drop: bool = False,
-    ) -> int:
-        body = {
-            "method": method,
-            "path_regex": path_regex,
-            "status": status,
-            "times": times,
-            "retry_after": retry_after,
-            "delay_s": delay_s,
-            "drop": drop,
-        }
+    def inject(self, method: str, path_regex: str, **options: Unpack[faults.FaultOptions]) -> int:
+        body = {"method": method, "path_regex": path_regex, **options}
         return int(self._call("POST", "faults", body)["id"])
 
     def clear_faults(self) -> None:

@@ -25,7 +25,18 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
+
+
+class FaultOptions(TypedDict, total=False):
+    """What ``Faults.add`` takes besides method and path (its defaults apply to the rest):
+    the keywords of ``Emulator.inject`` and ``RemoteEmulator.inject`` too."""
+
+    status: int | None
+    times: int
+    retry_after: float | None
+    delay_s: float
+    drop: bool
 
 
 @dataclass

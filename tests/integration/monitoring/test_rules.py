@@ -13,7 +13,6 @@ import yaml
 from joulie_tasks.core import models
 from joulie_tasks.ports import metrics
 from tests.deploy import chart, helpers
-from tests.deploy.test_chart import NON_DEFAULT
 from tests.integration.monitoring.tools import promtool
 
 RULES_TESTS = helpers.ROOT / "monitoring" / "joulie-tasks.rules.test.yaml"
@@ -50,7 +49,7 @@ def test_promtool_checks_the_plain_rules_file() -> None:
 
 def test_promtool_checks_the_prometheus_rule_rendered_with_other_values(tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"
-    rules.write_text(yaml.safe_dump(chart.alert_groups(NON_DEFAULT)))
+    rules.write_text(yaml.safe_dump(chart.alert_groups(chart.NON_DEFAULT)))
     done = promtool("check", "rules", rules)
     assert done.returncode == 0, done.stdout + done.stderr
 

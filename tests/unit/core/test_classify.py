@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from joulie_tasks.core import classify, models
-from tests.unit.conftest import make_pod, perf_pod
+from tests.unit.builders import make_pod, perf_pod
 
 PERF = models.DemandClass.PERFORMANCE_ONLY
 ECO = models.DemandClass.ECO_ONLY

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from joulie_tasks import config
 from joulie_tasks.core import damping, decide, guard, models, write
-from tests.unit.conftest import DRAINING_LABEL, PROFILE_LABEL, TICK, make_node, perf_pod
+from tests.unit.builders import DRAINING_LABEL, PROFILE_LABEL, TICK, make_node, perf_pod
 
 P, E = models.Profile.PERFORMANCE, models.Profile.ECO
 H = models.HoldReason

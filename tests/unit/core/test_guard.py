@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from joulie_tasks.core import guard, models
-from tests.unit.conftest import (
+from tests.unit.builders import (
     DRAINING_LABEL,
     ECO_CAP,
     PERF_CAP,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from joulie_tasks.core import caps, catalog, hardware, models, order, snapshot_parse
-from tests.unit.conftest import make_node
+from tests.unit.builders import make_node
 
 
 def test_a_record_without_a_node_name_is_dropped() -> None:
@@ -84,8 +84,9 @@ def test_a_nodehardware_wins_over_the_labels_and_the_twin_never_uses_labels() ->
     node = make_node("n", labels={"joulie.io/hw.cpu-model": "AMD-EPYC-9654"})
     record = models.HardwareInfo(node_name="n", cpu_raw_model="AMD EPYC 9965", sockets=1)
     planner = hardware.planner_view([node], records=[record])
-    assert planner[node.name].cpu is not None
-    assert planner[node.name].cpu.key == "AMD_EPYC_9965"
+    matched = planner[node.name].cpu
+    assert matched is not None
+    assert matched.key == "AMD_EPYC_9965"
     assert hardware.planner_view([node], records=[])[node.name].cpu_model == "AMD_EPYC_9654"
     assert hardware.twin_view([node.name], records=[]) == {node.name: hardware.NO_HARDWARE}
 
@@ -121,3 +122,26 @@ def test_the_family_floor_never_exceeds_the_node_count() -> None:
     profiles = order.with_family_floor(nodes, hp_count=0, ranking=ranking)
     assert profiles == (models.Profile.PERFORMANCE, models.Profile.PERFORMANCE)
     assert order.with_family_floor([], hp_count=3, ranking=ranking) == ()
+
+
+def test_memoised_status_figures_are_never_shared_between_nodes() -> None:
+    from joulie_tasks.core import twin
+
+    decision = models.Decision(
+        node=models.NodeName("a"),
+        planned=models.Profile.ECO,
+        profile=models.Profile.ECO,
+        draining=False,
+        cap_watts=120.0,
+        policy_name="static-partition-v1",
+        performance_pods=0,
+        from_state=models.NodeState.ACTIVE_ECO,
+        to_state=models.NodeState.ACTIVE_ECO,
+    )
+    spec = {"cpu": {"packagePowerCapPctOfMax": 60}}
+    first = twin.twin_status_of(decision, spec=spec, tick_time=1.0)
+    second = twin.twin_status_of(decision, spec=spec, tick_time=2.0)
+    assert first["powerMeasurement"] == second["powerMeasurement"]
+    first["powerMeasurement"]["cpuTdpW"] = 999  # type: ignore[index]
+    assert second["powerMeasurement"]["cpuTdpW"] == 0  # type: ignore[index]
+    assert first["lastUpdated"] != second["lastUpdated"]

@@ -27,7 +27,7 @@ from joulie_tasks.core import (
     snapshot_parse,
     twin_status,
 )
-from tests.unit.conftest import TICK, make_node, make_params, make_pod, perf_pod
+from tests.unit.builders import TICK, make_node, make_params, make_pod, perf_pod
 
 PERF, ECO = models.Profile.PERFORMANCE, models.Profile.ECO
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from joulie_tasks.core import models, plan
-from tests.unit.conftest import ECO_CAP, PERF_CAP, TICK, make_params
+from tests.unit.builders import ECO_CAP, PERF_CAP, TICK, make_params
 
 P = models.Profile.PERFORMANCE
 E = models.Profile.ECO

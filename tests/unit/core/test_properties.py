@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from joulie_tasks.core import durations, guard, models, naming, plan, selectors, write
-from tests.unit.conftest import (
+from tests.unit.builders import (
     DRAINING_LABEL,
     PROFILE_LABEL,
     make_node,

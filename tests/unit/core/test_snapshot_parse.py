@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from joulie_tasks.core import classify, models, selectors, snapshot_parse
-from tests.unit.conftest import affinity, expr, make_node, pod_manifest, term
+from tests.unit.builders import affinity, expr, make_node, pod_manifest, term
 
 # --- nodes -----------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import pytest
 
 from joulie_tasks import config
 from joulie_tasks.core import decide, models, snapshot_parse, twin
-from tests.unit.conftest import TICK, make_node, make_npp, perf_pod
+from tests.unit.builders import TICK, make_node, make_npp, perf_pod
 
 NODETWIN = {"OUTPUT_API": "nodetwin"}
 

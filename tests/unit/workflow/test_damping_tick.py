@@ -49,10 +49,7 @@ def pending_perf_pod(name: str) -> dict[str, Any]:
 
 
 def cluster(*names: str) -> FakeKube:
-    fake = FakeKube()
-    for name in names:
-        fake.add("nodes", node(name))
-    return fake
+    return FakeKube.with_nodes(*map(node, names))
 
 
 def set_demand(fake: FakeKube, count: int) -> None:

@@ -33,10 +33,7 @@ def node(name: str) -> dict[str, Any]:
 
 
 def cluster(*names: str) -> FakeKube:
-    fake = FakeKube()
-    for name in names:
-        fake.add("nodes", node(name))
-    return fake
+    return FakeKube.with_nodes(*map(node, names))
 
 
 def ticks_counted(state: MemoryStateStore, result: str) -> float:

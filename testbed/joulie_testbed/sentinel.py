@@ -9,11 +9,13 @@ answering in time, and the Sentinels failed it over a second time mid-test.)
 as a replica of the master the Sentinels name now, as the deploy's start script
 (deploy/sentinel/) does; a server killed and never revived stays dead, and the waits
 below then judge the servers still running. Every wait has a deadline; nothing sleeps
-for a fixed time.
+for a fixed time. The ``sentinel_cluster`` fixture (tests/conftest.py) starts one per
+test.
 """
 
 from __future__ import annotations
 
+import functools
 import signal
 import subprocess
 import time
@@ -21,11 +23,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 import redis
 
 from joulie_testbed.procs import free_port, wait_for
-from tests.integration.conftest import _require_redis
 
 MASTER_NAME = "joulie"
 #: Replicas beside the master: two, so one is left to acknowledge WAIT when one is lost.
@@ -155,7 +155,11 @@ class SentinelCluster:
         for replica in replicas:
             replica.start(replica_of=master.port)
         for replica in replicas:
-            wait_for(lambda r=replica: self._link_up(r), timeout=20, what=f"{replica.name} in sync")
+            wait_for(
+                functools.partial(self._link_up, replica),
+                timeout=20,
+                what=f"{replica.name} in sync",
+            )
         for s in self.sentinels:
             s.start(master.port, quorum=2, down_after_ms=self.down_after_ms)
         self.wait_healthy()
@@ -174,9 +178,12 @@ class SentinelCluster:
         votes: dict[int, int] = {}
         for s in self.sentinels:
             try:
-                port = int(s.client().sentinel_get_master_addr_by_name(MASTER_NAME)[1])
-            except (redis.RedisError, TypeError):
+                addr = s.client().sentinel_get_master_addr_by_name(MASTER_NAME)
+            except redis.RedisError:
                 continue
+            if not isinstance(addr, tuple):  # this Sentinel names no master (yet)
+                continue
+            port = int(addr[1])
             votes[port] = votes.get(port, 0) + 1
         port, count = max(votes.items(), key=lambda kv: kv[1], default=(0, 0))
         if count < 2:
@@ -249,7 +256,7 @@ class SentinelCluster:
         """Every Sentinel names the same master and none is still in a failover."""
 
         def settled() -> bool:
-            ports = {int(s.master()["port"]) for s in self.sentinels}
+            ports = {int(str(s.master()["port"])) for s in self.sentinels}
             busy = any("failover" in str(s.master()["flags"]) for s in self.sentinels)
             return len(ports) == 1 and not busy
 
@@ -303,14 +310,3 @@ def failover_once(cluster: SentinelCluster) -> float:
     cluster.revive(old)
     cluster.wait_healthy()
     return took
-
-
-@pytest.fixture
-def sentinel_cluster(tmp_path: Path) -> Iterator[SentinelCluster]:
-    """A started master + two replicas + 3 Sentinels, torn down after the test."""
-    _require_redis()
-    cluster = SentinelCluster(tmp_path / "sentinel")
-    try:
-        yield cluster.start()
-    finally:
-        cluster.stop()
