@@ -19,7 +19,14 @@ from hypothesis import strategies as st
 
 from joulie_tasks import config
 from joulie_tasks.core import damping, decide, guard, models, write
-from tests.unit.builders import DRAINING_LABEL, PROFILE_LABEL, TICK, make_node, perf_pod
+from tests.unit.builders import (
+    DRAINING_LABEL,
+    PROFILE_LABEL,
+    TICK,
+    apply_guard,
+    make_node,
+    perf_pod,
+)
 
 P, E = models.Profile.PERFORMANCE, models.Profile.ECO
 H = models.HoldReason
@@ -47,16 +54,7 @@ def guarded_plan(
     from joulie_tasks.core import classify
 
     demand = classify.summarise_demand(pods)
-    guarded = guard.apply_guard(
-        plan,
-        nodes=nodes,
-        demand=demand,
-        profile_label=PROFILE_LABEL,
-        draining_label=DRAINING_LABEL,
-        tick_time=TICK,
-        performance_cap_watts=5000.0,
-    )
-    return guarded, nodes
+    return apply_guard(plan, nodes=nodes, demand=demand), nodes
 
 
 def record(
