@@ -41,7 +41,7 @@ from joulie_testbed.controlplane import HOW_TO_GET_ASSETS, ControlPlane, find_as
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import RedisServer, Stack, wait_for
 from joulie_testbed.ticks import TickClient
-from tests import REPO
+from tests import CALL_REPORT, REPO
 from tests.integration.apiproxy import ApiProxy
 from tests.integration.cluster import ClusterBed
 
@@ -56,6 +56,14 @@ _GROUPS = {
     "compose": "compose",
 }
 _TESTS = Path(__file__).resolve().parent
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        setattr(item, CALL_REPORT, report)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

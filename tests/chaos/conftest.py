@@ -20,6 +20,7 @@ from joulie_tasks.adapters import store
 from joulie_testbed.emulator import Emulator
 from joulie_testbed.procs import RedisServer, Stack
 from joulie_testbed.ticks import TickClient
+from tests import CALL_REPORT
 from tests.chaos.reliability import Row, render
 from tests.chaos.scenario import Chaos
 
@@ -83,7 +84,7 @@ def reliability(request: pytest.FixtureRequest) -> Iterator[Row]:
     started = time.monotonic()
     yield row
     row.seconds = time.monotonic() - started
-    report = getattr(request.node, "_chaos_call_report", None)
+    report = getattr(request.node, CALL_REPORT, None)
     if report is not None and report.passed and row.fault:
         merge = row.extra.get("merge")
         if merge is None:
@@ -100,14 +101,6 @@ def chaos(
 ) -> Chaos:
     """The test's real parts and its row, with the common start (tests/chaos/scenario.py)."""
     return Chaos(stack=stack, emulator=emulator, ticks=ticks, state=state, row=reliability)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
-    if report.when == "call":
-        item._chaos_call_report = report  # type: ignore[attr-defined]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

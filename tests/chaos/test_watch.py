@@ -34,6 +34,7 @@ from joulie_tasks.adapters import cache_store, clients, store
 from joulie_tasks.core import cache, durations
 from joulie_tasks.ports import metrics
 from joulie_testbed.emulator import Emulator
+from joulie_testbed.emulator import seed as seeding
 from joulie_testbed.procs import Proc, Stack, wait_for
 from joulie_testbed.ticks import TickClient
 from tests.chaos.scenario import Chaos
@@ -46,17 +47,10 @@ API_DOWN_S = durations.parse_duration(os.environ.get("JOULIE_CHAOS_API_DOWN", "5
 
 
 def _pod(name: str, node: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": "work"},
-        "spec": {
-            "containers": [{"name": "c", "image": "x"}],
-            "nodeName": node,
-            "nodeSelector": {PROFILE: "performance"},
-        },
-        "status": {"phase": "Running"},
-    }
+    """A performance-only pod running on ``node``."""
+    return seeding.make_pod(
+        name, namespace="work", shape="selector-performance", node=node, phase="Running"
+    )
 
 
 def _labels(emulator: Emulator, node: str) -> dict[str, str]:

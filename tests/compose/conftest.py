@@ -23,13 +23,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests import CALL_REPORT
 from tests.compose.stack import ROOT, Stack, podman_env, require_tools, running
 
 RELIABILITY = ROOT / "docs" / "RELIABILITY.md"
 SECTION = "## The compose stack (docker-compose on podman)"
 #: (test id, [fault, what was done, what the operator did]) of every passed test.
 _ROWS: dict[str, list[str]] = {}
-_ORDER: list[str] = []
 
 
 @pytest.fixture
@@ -37,18 +37,9 @@ def row(request: pytest.FixtureRequest) -> Iterator[list[str]]:
     """The test appends fault, action and behaviour; kept only if the test passed."""
     cells: list[str] = []
     yield cells
-    report = getattr(request.node, "_compose_report", None)
+    report = getattr(request.node, CALL_REPORT, None)
     if report is not None and report.passed and cells:
         _ROWS[request.node.nodeid] = cells
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
-    if report.when == "call":
-        item._compose_report = report  # type: ignore[attr-defined]
-        _ORDER.append(item.nodeid)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -69,7 +60,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "| # | fault | what was done | what the operator did | state lost |",
         "|---|---|---|---|---|",
     ]
-    ordered = [n for n in _ORDER if n in _ROWS]
+    ordered = list(_ROWS)  # in the order the tests ran
     for number, nodeid in enumerate(ordered, 1):
         cells = [c.replace("|", "\\|") for c in _ROWS[nodeid]]
         lines.append(f"| {number} | " + " | ".join(cells) + " | none |")

@@ -72,6 +72,20 @@ def _transform(
     return obj
 
 
+def _send(api: k8s.ApiClient, method: str, path: str, obj: Obj) -> tuple[Any, bytes]:
+    """One write with ``fieldValidation=Strict``; the raw response and its body."""
+    verb, url, headers, body, _ = api.param_serialize(
+        method,
+        path,
+        query_params=[("fieldValidation", "Strict")],
+        header_params={"Accept": "application/json", "Content-Type": "application/json"},
+        body=obj,
+        auth_settings=["BearerToken"],
+    )
+    response = api.call_api(verb, url, header_params=headers, body=body)
+    return response, response.read()
+
+
 def apply_all(api: k8s.ApiClient, objs: list[Obj]) -> list[Obj]:
     """Create (or replace, when it exists) every object with ``fieldValidation=Strict``
     (an unknown or duplicate field is an error, not silently pruned), in order,
@@ -83,30 +97,12 @@ def apply_all(api: k8s.ApiClient, objs: list[Obj]) -> list[Obj]:
         resource = discovery.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
         namespace = obj["metadata"].get("namespace") if resource.namespaced else None
         path = resource.path(namespace=namespace)
-        method, url, headers, body, _ = api.param_serialize(
-            "POST",
-            path,
-            query_params=[("fieldValidation", "Strict")],
-            header_params={"Accept": "application/json", "Content-Type": "application/json"},
-            body=obj,
-            auth_settings=["BearerToken"],
-        )
-        response = api.call_api(method, url, header_params=headers, body=body)
-        raw = response.read()
+        response, raw = _send(api, "POST", path, obj)
         if response.status == 409:  # exists: replace it at its current version
             current = resource.get(name=obj["metadata"]["name"], namespace=namespace)
             replacement = copy.deepcopy(obj)
             replacement["metadata"]["resourceVersion"] = current.metadata.resourceVersion
-            method, url, headers, body, _ = api.param_serialize(
-                "PUT",
-                f"{path}/{obj['metadata']['name']}",
-                query_params=[("fieldValidation", "Strict")],
-                header_params={"Accept": "application/json", "Content-Type": "application/json"},
-                body=replacement,
-                auth_settings=["BearerToken"],
-            )
-            response = api.call_api(method, url, header_params=headers, body=body)
-            raw = response.read()
+            response, raw = _send(api, "PUT", f"{path}/{obj['metadata']['name']}", replacement)
         if not 200 <= response.status < 300:
             raise k8s.ApiException(status=response.status, reason=raw.decode(errors="replace"))
         created.append(yaml.safe_load(raw))

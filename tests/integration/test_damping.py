@@ -44,16 +44,10 @@ def add_nodes(emulator: Emulator, count: int) -> list[str]:
 
 
 def perf_pod(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "containers": [{"name": "c", "image": "x"}],
-            "nodeSelector": {PROFILE: "performance"},
-        },
-        "status": {"phase": "Pending"},
-    }
+    """A performance-only pod, Pending (bound to no node)."""
+    return seeding.make_pod(
+        name, namespace="default", shape="selector-performance", node=None, phase="Pending"
+    )
 
 
 def profiles(emulator: Emulator, names: list[str]) -> list[str | None]:

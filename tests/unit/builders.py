@@ -127,6 +127,28 @@ def expr(operator: object, values: object = None, key: object = PROFILE_LABEL) -
     return entry
 
 
+def apply_guard(
+    planned: models.Plan,
+    *,
+    nodes: Sequence[models.NodeInfo],
+    demand: models.Demand,
+    tick_time: float = TICK,
+    performance_cap_watts: float = PERF_CAP,
+) -> models.GuardedPlan:
+    """The guard over ``planned``, with the SPEC §3 label names."""
+    from joulie_tasks.core import guard
+
+    return guard.apply_guard(
+        planned,
+        nodes=nodes,
+        demand=demand,
+        profile_label=PROFILE_LABEL,
+        draining_label=DRAINING_LABEL,
+        tick_time=tick_time,
+        performance_cap_watts=performance_cap_watts,
+    )
+
+
 def run_core(
     nodes: Sequence[models.NodeInfo],
     *,
@@ -136,7 +158,7 @@ def run_core(
     tick_time: float = TICK,
 ) -> models.WriteSet:
     """One tick of the pure core: select → classify → plan → guard → diff."""
-    from joulie_tasks.core import classify, guard, plan, selectors, snapshot_parse, write
+    from joulie_tasks.core import classify, plan, selectors, snapshot_parse, write
 
     params = params or make_params()
     eligible = snapshot_parse.select_eligible(
@@ -148,12 +170,10 @@ def run_core(
     planned = plan.make_plan(
         [n.name for n in eligible], demand=demand, params=params, tick_time=tick_time
     )
-    guarded = guard.apply_guard(
+    guarded = apply_guard(
         planned,
         nodes=nodes,
         demand=demand,
-        profile_label=PROFILE_LABEL,
-        draining_label=DRAINING_LABEL,
         tick_time=tick_time,
         performance_cap_watts=params.performance_cap_watts,
     )

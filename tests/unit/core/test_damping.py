@@ -19,7 +19,14 @@ from hypothesis import strategies as st
 
 from joulie_tasks import config
 from joulie_tasks.core import damping, decide, guard, models, write
-from tests.unit.builders import DRAINING_LABEL, PROFILE_LABEL, TICK, make_node, perf_pod
+from tests.unit.builders import (
+    DRAINING_LABEL,
+    PROFILE_LABEL,
+    TICK,
+    apply_guard,
+    make_node,
+    perf_pod,
+)
 
 P, E = models.Profile.PERFORMANCE, models.Profile.ECO
 H = models.HoldReason
@@ -47,16 +54,7 @@ def guarded_plan(
     from joulie_tasks.core import classify
 
     demand = classify.summarise_demand(pods)
-    guarded = guard.apply_guard(
-        plan,
-        nodes=nodes,
-        demand=demand,
-        profile_label=PROFILE_LABEL,
-        draining_label=DRAINING_LABEL,
-        tick_time=TICK,
-        performance_cap_watts=5000.0,
-    )
-    return guarded, nodes
+    return apply_guard(plan, nodes=nodes, demand=demand), nodes
 
 
 def record(
@@ -81,11 +79,13 @@ def damp(
     history: Mapping[str, models.FsmRecord] | None = None,
     used: int = 0,
     frozen: str | None = None,
-    **params: object,
+    params: models.DampingParams | None = None,
+    **settings: object,
 ) -> models.GuardedPlan:
+    """Damp ``guarded`` with ``params`` (or a DampingParams made of ``settings``)."""
     return damping.damp_transitions(
         guarded,
-        params=models.DampingParams.model_validate(params),
+        params=params or models.DampingParams.model_validate(settings),
         context=models.DampingContext(
             tick_time=TICK,
             history=damping.history_of(history or {}),
@@ -305,16 +305,7 @@ def test_a_dwell_never_delays_an_upgrade_by_default(
     frozen: str | None,
 ) -> None:
     guarded, history, params = situation
-    damped = damping.damp_transitions(
-        guarded,
-        params=params,
-        context=models.DampingContext(
-            tick_time=TICK,
-            history=damping.history_of(history),
-            downgrades_used=used,
-            frozen_by=frozen,
-        ),
-    )
+    damped = damp(guarded, history=history, used=used, frozen=frozen, params=params)
     for before, after in zip(guarded.decisions, damped.decisions, strict=True):
         if before.profile is P:
             assert after == before  # upgrades and staying performance pass untouched
@@ -369,16 +360,7 @@ def test_a_frozen_window_writes_no_downgrade(
     used: int,
 ) -> None:
     guarded, history, params = situation
-    damped = damping.damp_transitions(
-        guarded,
-        params=params,
-        context=models.DampingContext(
-            tick_time=TICK,
-            history=damping.history_of(history),
-            downgrades_used=used,
-            frozen_by="office-hours",
-        ),
-    )
+    damped = damp(guarded, history=history, used=used, frozen="office-hours", params=params)
     before = {d.node: d.from_state for d in guarded.decisions}
     nodes = [
         make_node(n, profile=LABELS[s.value][0], draining=LABELS[s.value][1])
