@@ -2,14 +2,17 @@
 
 Every entry point — the worker's tasks, beat, ``watch``, ``metrics`` and each CLI
 command (``reconcile``, ``status``, ``history``, ``plan``, ``pause``, ``resume``) —
-gets its Redis store, its Kubernetes gateway, its watch-cache view and the Celery
-broker connection from here, and no other module calls ``RedisStore(`` or
-``build_gateway(`` (tests/unit/adapters/test_clients.py checks the source). Why:
+gets its Redis store (the ``StateStore`` ports, its metrics sink among them), its
+Kubernetes gateway, the watch cache on the same Redis connection (``TickCache`` for a
+tick's runner, ``WatchCache`` for the watcher) and the Celery broker connection from
+here, and no other module calls ``RedisStore(``, ``CacheStore(`` or ``build_gateway(``
+(tests/unit/adapters/test_clients.py checks the source). The workflow never imports
+this module (an import-linter contract): the entry points hand it what is built here. Why:
 the same wiring written out seven times had one copy that forgot the Sentinel
 master name, and ``watch`` crashed at start with a ``sentinel://`` REDIS_URL
 (issue 16). Here a Sentinel URL can only be wired together with its master.
 
-It sits beside the three adapters because it knows all of them; they stay
+It sits beside the adapters because it knows all of them; they stay
 independent of each other (pyproject.toml's import-linter contracts). It opens no
 connection itself: redis-py and the official client connect on first use.
 """

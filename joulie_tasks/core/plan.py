@@ -6,10 +6,11 @@ time): no clock, no environment, no I/O. Rounding is half away from zero, as Go'
 nodes instead of 3 for N=5, frac=0.5. The unknown-policy fallback happens in
 config.py, so :class:`models.PolicyName` here is always one of the three policies.
 
-:data:`POLICIES` is the one registry of policies: name → the ``PolicyParams`` fields
-it reads → the function that assigns profiles → the provenance written as
-``policy_name``. ``make_plan`` looks the policy up there and has no per-policy branch;
-the defaults live once, in ``models.PolicyParams`` (config.py takes them from there).
+:data:`POLICIES` is the one registry of policies: name → its parameter model (the
+``PolicyParams`` fields it reads) → the function that assigns profiles → the
+provenance written as ``policy_name``. ``make_plan`` looks the policy up there and
+has no per-policy branch; the defaults live once, in ``models.PolicyParams`` (config.py
+takes them from there), and each policy reads only its own model's fields.
 """
 
 from __future__ import annotations
@@ -87,18 +88,45 @@ def rule_swap_v1(
     return tuple(profiles)
 
 
+Profiles = tuple[models.Profile, ...]
+_P = TypeVar("_P", bound=models.Frozen)
+
+
+class StaticPartitionParams(models.Frozen):
+    """static_partition's parameter (STATIC_HP_FRAC)."""
+
+    static_hp_frac: float
+
+
+class QueueAwareParams(models.Frozen):
+    """queue_aware_v1's parameters (QUEUE_HP_BASE_FRAC, QUEUE_HP_MIN, QUEUE_HP_MAX,
+    QUEUE_PERF_PER_HP_NODE)."""
+
+    queue_hp_base_frac: float
+    queue_hp_min: int
+    queue_hp_max: int
+    queue_perf_per_hp_node: int
+
+
+class RuleSwapParams(models.Frozen):
+    """rule_swap_v1's parameter (RECONCILE_INTERVAL, the swap's period)."""
+
+    interval_seconds: float
+
+
 #: How a policy assigns profiles: (eligible node count, demand, parameters, tick time)
 #: → one profile per node, in the nodes' byte order.
-Assign = Callable[[int, models.Demand, models.PolicyParams, float], tuple[models.Profile, ...]]
+Assign = Callable[[int, models.Demand, models.PolicyParams, float], Profiles]
 
 
 @dataclass(frozen=True)
 class Policy:
-    """One planning policy (docs/SPEC.md §5): its POLICY_TYPE name, the PolicyParams
-    fields it reads (its SPEC §3 variables), its assignment and its provenance."""
+    """One planning policy (docs/SPEC.md §5): its POLICY_TYPE name, its parameter model
+    (the SPEC §3 variables it reads; their defaults live once, in ``PolicyParams``),
+    its assignment and its provenance."""
 
     name: models.PolicyName
-    params: tuple[str, ...]
+    params: type[models.Frozen]
     assign: Assign
     provenance: str
     #: Whether the policy chooses a count of performance nodes, which NODE_ORDER=density
@@ -106,20 +134,39 @@ class Policy:
     counts: bool = True
 
 
-def _first_in_performance(hp_count: int, count: int) -> tuple[models.Profile, ...]:
+def _policy(
+    name: models.PolicyName,
+    params: type[_P],
+    assign: Callable[[int, models.Demand, _P, float], Profiles],
+    provenance: str,
+    *,
+    counts: bool = True,
+) -> Policy:
+    """Register ``assign``, which reads only its own parameter model."""
+
+    def run(
+        count: int, demand: models.Demand, all_params: models.PolicyParams, t: float
+    ) -> Profiles:
+        own = params.model_validate({f: getattr(all_params, f) for f in params.model_fields})
+        return assign(count, demand, own, t)
+
+    return Policy(name, params, run, provenance, counts)
+
+
+def _first_in_performance(hp_count: int, count: int) -> Profiles:
     """The first ``hp_count`` nodes in performance, the rest eco."""
     return (models.Profile.PERFORMANCE,) * hp_count + (models.Profile.ECO,) * (count - hp_count)
 
 
 def _assign_static(
-    count: int, _demand: models.Demand, params: models.PolicyParams, _t: float
-) -> tuple[models.Profile, ...]:
+    count: int, _demand: models.Demand, params: StaticPartitionParams, _t: float
+) -> Profiles:
     return _first_in_performance(static_partition(count, hp_frac=params.static_hp_frac), count)
 
 
 def _assign_queue_aware(
-    count: int, demand: models.Demand, params: models.PolicyParams, _t: float
-) -> tuple[models.Profile, ...]:
+    count: int, demand: models.Demand, params: QueueAwareParams, _t: float
+) -> Profiles:
     hp_count = queue_aware_v1(
         count,
         performance_pods=demand.performance_pods,
@@ -132,8 +179,8 @@ def _assign_queue_aware(
 
 
 def _assign_rule_swap(
-    count: int, _demand: models.Demand, params: models.PolicyParams, tick_time: float
-) -> tuple[models.Profile, ...]:
+    count: int, _demand: models.Demand, params: RuleSwapParams, tick_time: float
+) -> Profiles:
     return rule_swap_v1(count, tick_time=tick_time, interval_seconds=params.interval_seconds)
 
 
@@ -141,21 +188,21 @@ def _assign_rule_swap(
 POLICIES: Mapping[models.PolicyName, Policy] = {
     p.name: p
     for p in (
-        Policy(
+        _policy(
             models.PolicyName.STATIC_PARTITION,
-            ("static_hp_frac",),
+            StaticPartitionParams,
             _assign_static,
             STATIC_PARTITION,
         ),
-        Policy(
+        _policy(
             models.PolicyName.QUEUE_AWARE_V1,
-            ("queue_hp_base_frac", "queue_hp_min", "queue_hp_max", "queue_perf_per_hp_node"),
+            QueueAwareParams,
             _assign_queue_aware,
             QUEUE_AWARE,
         ),
-        Policy(
+        _policy(
             models.PolicyName.RULE_SWAP_V1,
-            ("interval_seconds",),
+            RuleSwapParams,
             _assign_rule_swap,
             RULE_SWAP,
             counts=False,

@@ -30,7 +30,7 @@ def test_every_policy_name_is_registered_once_with_its_spec_provenance() -> None
 @pytest.mark.parametrize("policy", list(plan.POLICIES.values()), ids=lambda p: p.name.value)
 def test_a_policys_parameters_are_model_fields_with_one_default(policy: plan.Policy) -> None:
     defaults, settings = models.PolicyParams(), config.read_settings({})
-    for field in policy.params:
+    for field in policy.params.model_fields:
         assert field in models.PolicyParams.model_fields
         if field in config.Settings.model_fields:  # interval_seconds is RECONCILE_INTERVAL
             assert getattr(settings, field) == getattr(defaults, field), field
