@@ -190,7 +190,7 @@ def test_the_fsm_is_never_overwritten_by_an_older_token(state: ports.state.State
     assert set(state.fsm()) == {"a"}
 
 
-def _entry(node: str, to: models.NodeState) -> dict[str, str]:
+def _entry(node: str, to: models.NodeState) -> models.TransitionEntry:
     return models.TransitionEntry(
         node=node,
         from_state=models.NodeState.ACTIVE_PERFORMANCE,
@@ -199,13 +199,14 @@ def _entry(node: str, to: models.NodeState) -> dict[str, str]:
         reason="planned",
         policy="static",
         tick_id="t1",
-        time=1.0,
-    ).fields()
+        time=100.5,
+    )
 
 
 def test_transitions_are_kept_in_order(state: ports.state.StateStore) -> None:
     eco, draining = models.NodeState.ACTIVE_ECO, models.NodeState.DRAINING_PERFORMANCE
-    state.append_transitions([_entry("a", eco), _entry("b", draining)], maxlen=100)
+    entries = [_entry("a", eco).fields(), _entry("b", draining).fields()]
+    state.append_transitions(entries, maxlen=100)
     rows = state.transitions()
     assert [(r.node, r.to_state) for r in rows] == [("a", eco), ("b", draining)]
     assert all(r.id for r in rows)
@@ -268,36 +269,13 @@ def test_records_read_back_as_the_models_written(state: ports.state.StateStore) 
     )
     state.update_fsm(3, {"a": record.model_dump(mode="json")})
     assert state.fsm() == {"a": record}
-    entry = models.TransitionEntry(
-        node="a",
-        from_state=models.NodeState.ACTIVE_PERFORMANCE,
-        to_state=models.NodeState.ACTIVE_ECO,
-        result=models.TransitionResult.APPLIED,
-        reason="planned eco",
-        policy="static",
-        tick_id="t1",
-        time=100.5,
-    )
+    entry = _entry("a", models.NodeState.ACTIVE_ECO)
     state.append_transitions([entry.fields()], maxlen=100)
     (read,) = state.transitions()
     assert read.model_copy(update={"id": ""}) == entry
     assert read.id
     assert read.fields()["time"] == "100.5"  # the stream format of earlier releases
-    summary = models.TickSummary(
-        tick_id="t1",
-        tick_time=100.0,
-        policy="static",
-        nodes=1,
-        writes_planned=1,
-        written=1,
-        retries=0,
-        failures={},
-        applied=1,
-        deferred=0,
-        duration_s=0.2,
-        dry_run=False,
-        paused=False,
-    )
+    summary = _summary("t1")
     assert state.tick_summary() is None
     state.set_last_tick(summary.model_dump(mode="json"))
     assert state.tick_summary() == summary

@@ -66,19 +66,12 @@ def test_a_redelivered_batch_is_counted_once_and_only_the_last_batch_ends_the_ti
 
 
 def test_the_transition_stream_stays_bounded(state: store.RedisStore) -> None:
-    entries = [
-        models.TransitionEntry(
-            node=f"n{i}",
-            from_state=models.NodeState.ACTIVE_PERFORMANCE,
-            to_state=models.NodeState.ACTIVE_ECO,
-            result=models.TransitionResult.APPLIED,
-            reason="planned",
-            policy="static",
-            tick_id="t",
-            time=1.0,
-        ).fields()
-        for i in range(3000)
-    ]
+    eco = models.NodeState.ACTIVE_ECO
+    one = models.TransitionEntry.model_validate(
+        {"node": "n", "from": eco, "to": eco, "result": "applied"}
+        | {"reason": "r", "policy": "p", "tick_id": "t", "time": 1.0}
+    ).fields()
+    entries = [one | {"node": f"n{i}"} for i in range(3000)]
     state.append_transitions(entries, maxlen=100)
     assert len(state.transitions()) < 300
 
