@@ -11,8 +11,10 @@ from __future__ import annotations
 import collections
 import re
 import time
+from typing import Any
 
 import pytest
+from kubernetes import client as k8s
 
 from tests.compose.stack import INTERVAL_S, NODES, Stack, wait_for
 
@@ -270,6 +272,82 @@ def test_two_beats_make_one_tick_per_interval(stack: Stack, row: list[str]) -> N
         "two beat containers",
         "`up --scale beat=2`; both send a tick every interval",
         f"{len(ticks)} ticks in {len(per_interval)} intervals, never two in one",
+    ]
+
+
+def nodetwins(stack: Stack) -> dict[str, dict[str, Any]]:
+    """Every NodeTwin by its ``spec.nodeName``, the way the newest Joulie agent finds its own."""
+    objs = k8s.CustomObjectsApi(stack.api()).list_cluster_custom_object(
+        "joulie.io", "v1alpha1", "nodetwins"
+    )["items"]
+    return {o["spec"]["nodeName"]: o for o in objs}
+
+
+def roll_operator(stack: Stack, output_api: str) -> float:
+    """The operator's roles recreated with ``OUTPUT_API=output_api`` (Redis, the control
+    plane and the bootstrap job untouched), as a user rolls a setting; returns when."""
+    stack.env["OUTPUT_API"] = output_api
+    stack.compose(
+        "up", "-d", "--no-deps", "--scale", "worker=3", "--scale", "beat=1",
+        "worker", "beat", "watcher", "metrics",
+        timeout=600,
+    )  # fmt: skip
+    return time.time()
+
+
+def settled_ticks(stack: Stack, since: float, count: int) -> list[dict[str, Any]]:
+    """The ticks that started after ``since``, once ``count`` of them planned no write."""
+    after = [t for t in stack.ticks() if t["tick_time"] > since]
+    quiet = [t for t in after if t["writes_planned"] == 0 and not t["failures"]]
+    return after if len(quiet) >= count else []
+
+
+def test_a_migration_with_both_then_nodetwin_gives_every_node_its_twin_and_keeps_profiles(
+    stack: Stack, row: list[str]
+) -> None:
+    labels = stack.profiles_by_node()
+    assert len(labels) == NODES
+    assert stack.npp_profiles() == labels
+    assert nodetwins(stack) == {}, "the default mode wrote NodeTwins"
+
+    # Step 1 of the migration (docs/SPEC.md §13.1): both objects for every node.
+    rolled = roll_operator(stack, "both")
+
+    def twins_complete() -> dict[str, dict[str, Any]] | None:
+        twins = nodetwins(stack)
+        profiles = {n: t["spec"]["profile"] for n, t in twins.items()}
+        classes = [(t.get("status") or {}).get("schedulableClass") for t in twins.values()]
+        complete = profiles == stack.profiles_by_node() and all(classes)
+        return twins if complete and len(twins) == NODES else None
+
+    twins = wait_for("a twin with spec and status per node", twins_complete, timeout=240)
+    assert stack.npp_profiles() == stack.profiles_by_node(), "both mode kept the profiles"
+    both = wait_for(
+        "two ticks in both mode that plan no write",
+        lambda: settled_ticks(stack, rolled, 2),
+        timeout=INTERVAL_S * 24,
+    )
+
+    # Step 2: NodeTwins only; the profiles stay for agents not yet rolled.
+    profiles = stack.npp_profiles()
+    rolled = roll_operator(stack, "nodetwin")
+    writes = stack.apiserver_writes()
+    after = wait_for(
+        "two ticks in nodetwin mode that plan no write",
+        lambda: settled_ticks(stack, rolled, 2),
+        timeout=INTERVAL_S * 24,
+    )
+    assert all(t["writes_planned"] == 0 and t["written"] == 0 for t in after), after
+    specs = {n: t["spec"] for n, t in nodetwins(stack).items()}
+    assert specs == {n: t["spec"] for n, t in twins.items()}, "a converged twin was rewritten"
+    assert stack.npp_profiles() == profiles, "nodetwin mode must leave the profiles alone"
+    assert stack.apiserver_writes() == writes, "nodes or profiles written in nodetwin mode"
+    row += [
+        "migration to NodeTwin",
+        "operator roles rolled to `OUTPUT_API=both`, then to `OUTPUT_API=nodetwin`",
+        f"both: a NodeTwin with spec and status for each of the {NODES} nodes, matching "
+        f"its label and profile ({len(both)} ticks until quiet); nodetwin: "
+        f"{len(after)} ticks, 0 writes, twins unchanged, the profiles left in place",
     ]
 
 
