@@ -162,7 +162,7 @@ def test_worker_sigkilled_during_a_write_batch(
     eco = chaos.worker
     fsm_before = state.fsm()
     assert len(fsm_before) == 12
-    assert "ActivePerformance" not in {r["state"] for r in fsm_before.values()}
+    assert "ActivePerformance" not in {r.state for r in fsm_before.values()}
 
     # And a new plan (the policy flipped to all performance) and slow node patches, so
     # a write batch is in flight when the worker dies
@@ -191,7 +191,7 @@ def test_worker_sigkilled_during_a_write_batch(
     # Then (once the emulator has served what was in flight) the cluster is half-written,
     # and the FSM is unchanged: it records only finished ticks
     wait_for(lambda: len(node_patches_served()) == arrived, timeout=10, what="PATCHes served")
-    moved = sorted(n for n, r in fsm_before.items() if cluster_state(emulator, n) != r["state"])
+    moved = sorted(n for n, r in fsm_before.items() if cluster_state(emulator, n) != r.state)
     half_way = chaos.problems()
     assert state.fsm() == fsm_before
     assert ticks.finished(at) is None
