@@ -57,7 +57,7 @@ from bench import REPO, reference, write_marked
 from bench.scenarios import REALISTIC_MIX, Bench
 from joulie_tasks.adapters import cache_store, clients, store
 from joulie_tasks.ports import metrics
-from joulie_testbed.procs import Proc, RedisServer, peak_rss_mb, wait_for
+from joulie_testbed.procs import Proc, RedisServer, Workers, cpu_seconds, peak_rss_mb, wait_for
 from joulie_testbed.ticks import wait_idle
 
 BEGIN = "<!-- watch-bench:begin -->"
@@ -215,7 +215,7 @@ def steady_point(
     cfg_ref = reference.RefConfig(
         policy="queue_aware_v1", queue_hp_base_frac=0, queue_hp_min=0, queue_perf_per_hp_node=4
     )
-    with bench.workers(1, **POLICY):
+    with bench.workers(1, **POLICY) as workers:
         t0 = time.monotonic()
         first = bench.converge(max_ticks=4)
         point["converge_s"] = time.monotonic() - t0
@@ -233,9 +233,14 @@ def steady_point(
             point["sync_s"] = watcher.wait_synced(timeout=1800)
             log(f"N={n}: cache synced (relist) in {point['sync_s']:.1f}s")
             wait_idle(bench.rc, timeout=900)  # a tick the sync kicked, if any
-            before = stage_totals(bench)
+            before, cpu_before = stage_totals(bench), _cpu(bench, workers)
             cached = [bench.our_tick() for _ in range(cache_ticks)]
-            point["cache_mode_stage_s"] = stage_means(before, stage_totals(bench))
+            after, cpu_after = stage_totals(bench), _cpu(bench, workers)
+            point["cache_mode_stage_s"] = stage_means(before, after)
+            ticks = after["total"][1] - before.get("total", (0.0, 0.0))[1]
+            point["cache_mode_cpu_s"] = {
+                k: (cpu_after[k] - cpu_before[k]) / ticks for k in cpu_after
+            } | {"ticks": ticks}
             point["cache_mode"] = {
                 "wall_s": [s.wall_s for s in cached],
                 "requests": [sum(s.requests.values()) for s in cached],
@@ -255,6 +260,16 @@ def steady_point(
     point["emulator_peak_rss_mb"] = peak_rss_mb(bench.emulator.pid)
     point["bench_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     point["load_at_end"] = os.getloadavg()[0]
+
+
+def _cpu(bench: Bench, workers: Workers) -> dict[str, float]:
+    """CPU seconds used so far by the worker (main process and pool) and by Redis: a
+    tick's cost that the other processes on this shared machine do not inflate."""
+    pids = [p.pid for p in workers.procs] + workers.pool_pids()
+    return {
+        "worker": sum(cpu_seconds(pid) for pid in pids),
+        "redis": cpu_seconds(bench.redis.pid),
+    }
 
 
 def stage_totals(bench: Bench) -> dict[str, tuple[float, float]]:
@@ -485,6 +500,14 @@ def _steady(point: dict[str, Any]) -> float:
     return float(statistics.median(point["cache_mode"]["wall_s"]))
 
 
+def _cpu_note(point: dict[str, Any]) -> str:
+    """The worker's and Redis's CPU per steady tick, when measured (older JSON has none)."""
+    cpu = point.get("cache_mode_cpu_s")
+    if not cpu:
+        return "-"
+    return f"{cpu['worker']:.3f} s + {cpu['redis']:.3f} s"
+
+
 def _mib(b: float) -> str:
     return f"{b / 2**20:,.1f} MiB"
 
@@ -499,9 +522,10 @@ def _scale_rows(out: dict[str, Any]) -> list[str]:
         "the cache, the broker, the FSM and the tick data):",
         "",
         "| nodes / pods | seed | converge (list mode) | list-mode tick | relist (initial "
-        "sync) | steady in-tick, median (per stage `total`) | watcher RSS | worker RSS | "
-        "emulator RSS | Redis used_memory | cache keys | load start → end |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "sync) | steady in-tick, median (per stage `total`) | CPU per steady tick, worker + "
+        "Redis | watcher RSS | worker RSS | emulator RSS | Redis used_memory | cache keys | "
+        "load start → end |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in points:
         c, redis = p["cluster"], p.get("redis") or {}
@@ -515,7 +539,7 @@ def _scale_rows(out: dict[str, Any]) -> list[str]:
             f"| {c['nodes']:,} / {c.get('pods', 0):,} | {p.get('seed_s', float('nan')):.0f} s | "
             f"{p.get('converge_s', float('nan')):.0f} s | "
             f"{statistics.median(p['list_mode']['wall_s']):.2f} s | {p['sync_s']:.1f} s | "
-            f"{_steady(p):.3f} s ({total:.3f} s) | {mb('watcher_peak_rss_mb')} | "
+            f"{_steady(p):.3f} s ({total:.3f} s) | {_cpu_note(p)} | {mb('watcher_peak_rss_mb')} | "
             f"{mb('worker_peak_rss_mb')} | {mb('emulator_peak_rss_mb')} | "
             f"{_mib(redis.get('used_memory', float('nan')))} | "
             f"{_mib(sum((redis.get('cache_bytes') or {}).values()))} | "
@@ -561,15 +585,23 @@ def _render(out: dict[str, Any], command: str, elapsed_min: float, machine: list
         f"{_verdict(statistics.median(cm['requests']) == 0)} |",
         f"| steady tick, in-tick duration (cache mode, median of {len(cm['wall_s'])}) at "
         f"{n:,} nodes | ≤ 0.1 s (issue 20; issue 10: ≤ 0.3 s) | **{steady_cache:.3f} s** "
-        f"(list mode {statistics.median(lm['wall_s']):.2f} s, reference {ref['wall_s']:.2f} s) | "
+        f"(list mode {statistics.median(lm['wall_s']):.2f} s, reference {ref['wall_s']:.2f} s; "
+        f"CPU per tick, worker + Redis: {_cpu_note(out)}) | "
         f"{_verdict(steady_cache <= 0.1)} (≤ 0.3 s: {_verdict(steady_cache <= 0.3)}) |",
     ]
     if "cache_mode" in big:
         ratio = _steady(big) / steady_cache
+        cpu_ratio = ""
+        if out.get("cache_mode_cpu_s") and big.get("cache_mode_cpu_s"):
+            cpu_ratio = (
+                f" (worker CPU per tick {big['cache_mode_cpu_s']['worker']:.3f} s vs "
+                f"{out['cache_mode_cpu_s']['worker']:.3f} s = "
+                f"{big['cache_mode_cpu_s']['worker'] / out['cache_mode_cpu_s']['worker']:.2f}x)"
+            )
         lines.append(
             f"| steady tick, in-tick duration at {big['nodes']:,} nodes / "
             f"{big.get('pods', 0):,} pods vs {n:,} nodes | ≤ 2x | **{_steady(big):.3f} s** "
-            f"vs {steady_cache:.3f} s = **{ratio:.2f}x** | {_verdict(ratio <= 2)} |"
+            f"vs {steady_cache:.3f} s = **{ratio:.2f}x**{cpu_ratio} | {_verdict(ratio <= 2)} |"
         )
     lines += [
         f"| reaction latency p50 ({len(lat)} bursts of {rx.get('burst_size', 20)} "
@@ -597,7 +629,8 @@ def _render(out: dict[str, Any], command: str, elapsed_min: float, machine: list
             f"| watcher peak RSS at {where} | ≤ 500 MB | **{rss:.0f} MB** | "
             f"{_verdict(rss is not None and rss <= 500)} |",
             f"| steady tick, in-tick duration at {where} | ≤ 0.5 s | "
-            f"**{_steady(huge):.3f} s** | {_verdict(_steady(huge) <= 0.5)} |",
+            f"**{_steady(huge):.3f} s** (CPU per tick, worker + Redis: {_cpu_note(huge)}) | "
+            f"{_verdict(_steady(huge) <= 0.5)} |",
             f"| relist (watcher's initial sync of the converged cluster) at {where} | "
             f"(stated) | **{huge['sync_s']:.1f} s** | - |",
             f"| Redis memory at {where} | (stated) | used_memory "

@@ -35,6 +35,7 @@ def _point(nodes: int, steady: float, **extra: Any) -> dict[str, Any]:
         "sync_s": 3.0,
         "cache_mode": {"wall_s": [steady] * 5, "requests": [0] * 5},
         "cache_mode_stage_s": {"snapshot": 0.01, "total": steady},
+        "cache_mode_cpu_s": {"worker": steady / 2, "redis": 0.01, "ticks": 5},
         "watcher_peak_rss_mb": 80.0,
         "redis": {
             "used_memory": 2**20,
@@ -74,7 +75,7 @@ def test_the_section_has_a_row_per_target_with_its_verdict(tmp_path: Path) -> No
     assert text.startswith(watch.BEGIN)
     assert text.rstrip().endswith(watch.END)
     ratio = _row(text, "| steady tick, in-tick duration at 10,000 nodes")
-    assert "**2.50x**" in ratio
+    assert "**2.50x** (worker CPU per tick 0.500 s vs 0.200 s = 2.50x)" in ratio
     assert ratio.endswith("| missed |")
     assert _row(text, "| reaction latency p50 (20 bursts of 50").endswith("| met |")
     assert "(= max of 20 samples)" in _row(text, "| reaction latency p99")
