@@ -304,11 +304,16 @@ def redis_memory(bench: Bench) -> dict[str, Any]:
     info = rc.info("memory")
     keys = sorted(k.decode() for k in rc.scan_iter(match=cache_store.PREFIX + ":*", count=1000))
     cache_bytes = {key: int(rc.memory_usage(key, samples=0) or 0) for key in keys}
+    # Where the rest of used_memory is: the largest keys of all (sampled, then exact).
+    sampled = {k.decode(): int(rc.memory_usage(k) or 0) for k in rc.scan_iter(count=1000)}
+    largest = sorted(sampled, key=lambda k: -sampled[k])[:10]
     return {
         "used_memory": int(info["used_memory"]),
         "used_memory_peak": int(info["used_memory_peak"]),
         "cache_bytes": cache_bytes,
         "cached_pods": int(rc.hlen(cache_store.PODS)),
+        "keys": len(sampled),
+        "largest_keys": {k: int(rc.memory_usage(k, samples=0) or 0) for k in largest},
     }
 
 
@@ -508,6 +513,15 @@ def _cpu_note(point: dict[str, Any]) -> str:
     return f"{cpu['worker']:.3f} s + {cpu['redis']:.3f} s"
 
 
+def _largest(redis: dict[str, Any]) -> str:
+    """The three largest Redis keys (of any kind), when the run listed them."""
+    largest = list((redis.get("largest_keys") or {}).items())[:3]
+    if not largest:
+        return ""
+    top = ", ".join(f"`{k}` {_mib(v)}" for k, v in largest)
+    return f"; {redis['keys']:,} keys, largest {top}"
+
+
 def _mib(b: float) -> str:
     return f"{b / 2**20:,.1f} MiB"
 
@@ -636,7 +650,7 @@ def _render(out: dict[str, Any], command: str, elapsed_min: float, machine: list
             f"| Redis memory at {where} | (stated) | used_memory "
             f"**{_mib(redis['used_memory'])}** (peak {_mib(redis['used_memory_peak'])}); "
             f"cache keys (MEMORY USAGE) **{_mib(sum(redis['cache_bytes'].values()))}** "
-            f"for {redis['cached_pods']:,} counted pods | - |",
+            f"for {redis['cached_pods']:,} counted pods{_largest(redis)} | - |",
         ]
     lines.append(
         f"| API bytes per hour at {n:,} nodes, same churn | (reported) | cache "

@@ -42,6 +42,8 @@ def _point(nodes: int, steady: float, **extra: Any) -> dict[str, Any]:
             "used_memory_peak": 2**21,
             "cache_bytes": {"joulie:cache:pods": 2**19},
             "cached_pods": 7,
+            "keys": 40,
+            "largest_keys": {"joulie:fsm": 2**21, "joulie:cache:pods": 2**19},
         },
         **extra,
     }
@@ -83,7 +85,9 @@ def test_the_section_has_a_row_per_target_with_its_verdict(tmp_path: Path) -> No
     assert _row(text, "| watcher peak RSS at 20,000 nodes").endswith("| missed |")
     assert _row(text, "| steady tick, in-tick duration at 20,000 nodes").endswith("| met |")
     assert "**3.0 s**" in _row(text, "| relist (watcher's initial sync")
-    assert "**1.0 MiB**" in _row(text, "| Redis memory at 20,000 nodes")
+    redis = _row(text, "| Redis memory at 20,000 nodes")
+    assert "**1.0 MiB**" in redis
+    assert "40 keys, largest `joulie:fsm` 2.0 MiB, `joulie:cache:pods` 0.5 MiB |" in redis
     assert "at commit abc123" in text
     doc = tmp_path / "BENCHMARKS.md"
     doc.write_text(f"head\n{watch.BEGIN}\nstale figures\n{watch.END}\ntail\n")
