@@ -5,6 +5,7 @@
     .venv/bin/python -m bench.run --sizes 100,1000 --latencies 0 --out /tmp/b.md
     .venv/bin/python -m bench.run --real-server  # kube-apiserver beside the emulator (~4 min)
     .venv/bin/python -m bench.run --output-api nodepowerprofile,nodetwin,both  # (~4 min)
+    .venv/bin/python -m bench.run --first-tick  # all-writes first tick, N=2,000 (~3 min)
 
 Per size N (managed nodes, 10 pods each; 6 % reserved, 5 % unschedulable; 10 %
 pending and 5 % terminal pods) and per emulator latency (0 and 2 ms):
@@ -26,6 +27,10 @@ that section as it is.
 ``--output-api MODES`` runs only bench/nodetwin.py (each OUTPUT_API mode at ``--nodes``,
 default 1,000: first tick, steady list-fed and cache-fed ticks, full flips, the twins'
 status refresh) and rewrites only its marked section of the report.
+
+``--first-tick`` runs only bench/firsttick.py (issue 20: the all-writes first tick at
+``--first-nodes`` = 2,000, ``--first-latency`` = 2 ms, ``--first-workers`` = 2, the whole
+process against the reference's first tick) and rewrites only its marked section.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import REPO, nodetwin, realserver, reference
+from bench import REPO, firsttick, nodetwin, realserver, reference
 from bench.scenarios import GUARD_MIX, NO_PERF_MIX, REALISTIC_MIX, Bench, Cell, Sample
 
 LATENCIES = (0.0, 2.0)
@@ -809,6 +814,27 @@ def output_api_main(args: argparse.Namespace, command: str) -> int:
     return 0
 
 
+def first_tick_main(args: argparse.Namespace, command: str) -> int:
+    text, res = firsttick.run(
+        n=args.first_nodes,
+        latency_ms=args.first_latency,
+        workers=args.first_workers,
+        repeats=args.first_repeats,
+        static_hp_frac=args.first_hp_frac,
+        output_api=args.first_output_api,
+        write_concurrency=args.first_write_concurrency,
+        workdir=Path(args.workdir),
+        out=Path(args.out),
+        command=command,
+        log=log,
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(res.to_json(), indent=1))
+    print(text)
+    log(f"first-tick section written to {args.out}")
+    return 0
+
+
 # --- main -----------------------------------------------------------------------------------
 
 
@@ -844,6 +870,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "(nodepowerprofile,nodetwin,both); rewrites its section of --out",
     )
     modes.add_argument("--nodes", type=int, default=1000, help="nodes (10 pods each)")
+    first = p.add_argument_group("all-writes first tick (issue 20)")
+    first.add_argument(
+        "--first-tick",
+        action="store_true",
+        help="only the all-writes first tick against the reference's; rewrites its section",
+    )
+    first.add_argument("--first-nodes", type=int, default=2000, help="nodes (10 pods each)")
+    first.add_argument("--first-latency", type=float, default=2.0, help="emulator latency, ms")
+    first.add_argument("--first-workers", type=int, default=2, help="Celery worker processes")
+    first.add_argument("--first-repeats", type=int, default=3, help="runs of each side")
+    first.add_argument("--first-hp-frac", type=float, default=0.5, help="STATIC_HP_FRAC")
+    first.add_argument(
+        "--first-output-api", default="both", help="OUTPUT_API of the workers (default both)"
+    )
+    first.add_argument(
+        "--first-write-concurrency", type=int, help="WRITE_CONCURRENCY (default: the setting's)"
+    )
     return p.parse_args(argv)
 
 
@@ -879,6 +922,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return real_server_main(args, command)
     if args.output_api:
         return output_api_main(args, command)
+    if args.first_tick:
+        return first_tick_main(args, command)
     plan = make_plan(args)
     started = time.time()
     loads = [" ".join(f"{x:.2f}" for x in os.getloadavg())]

@@ -3,10 +3,12 @@ explicit merge-patch, no hidden urllib3 retries, request counters, dry runs."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from joulie_tasks import errors
 from joulie_tasks.adapters import kube
@@ -170,3 +172,106 @@ def test_one_upsert_creates_then_replaces_at_a_version(
     with pytest.raises(errors.KubeFatal) as gone:
         gateway.upsert_profile(body(140, version), exists=True)
     assert gone.value.status == 404
+
+
+# --- the hot writes' lean transport (labels, profiles, twins, twin status) ---------------
+
+
+def _twin(name: str) -> dict[str, object]:
+    return {
+        "apiVersion": "joulie.io/v1alpha1",
+        "kind": "NodeTwin",
+        "metadata": {"name": name, "labels": {"joulie.io/managed-by": "operator"}},
+        "spec": {"nodeName": name, "profile": "eco"},
+    }
+
+
+def test_hot_writes_carry_the_token_and_the_tick_header_and_are_counted(
+    tmp_path: Path,
+) -> None:
+    # Given an API server that refuses requests without its bearer token
+    emu = Emulator(token="s3cret").start()
+    try:
+        path = emu.write_kubeconfig(tmp_path / "kubeconfig")
+        gw = kube.build_gateway(kubeconfig=str(path), context=None, timeout=2.0, pool_size=2)
+        emu.seed(1, 0, seed=4)
+        node = emu.list_objects("nodes")[0]["metadata"]["name"]
+        view = gw.for_tick("7 tick-1")
+
+        # When each hot write is made once through a tick's view
+        view.patch_node_labels(node, {"joulie.io/power-profile": "eco"})
+        view.upsert_profile(
+            {
+                "apiVersion": "joulie.io/v1alpha1",
+                "kind": "NodePowerProfile",
+                "metadata": {"name": node},
+                "spec": {"nodeName": node, "profile": "eco"},
+            },
+            exists=False,
+        )
+        view.upsert_twin(_twin(node), exists=False)
+        view.patch_twin_status(node, {"lastUpdated": "2026-12-03T08:00:00Z"})
+
+        # Then each was authorised, named its tick and was counted by verb and status
+        writes = [r for r in emu.request_log() if r.method != "GET"]
+        assert [(r.method, r.tick) for r in writes] == [
+            ("PATCH", "7 tick-1"),
+            ("POST", "7 tick-1"),
+            ("POST", "7 tick-1"),
+            ("PATCH", "7 tick-1"),
+        ]
+        assert emu.get_node(node)["metadata"]["labels"]["joulie.io/power-profile"] == "eco"
+        (twin,) = emu.list_objects("nodetwins")
+        assert twin["status"]["lastUpdated"] == "2026-12-03T08:00:00Z"
+        assert gw.take_request_counts() == {
+            ("patch", "nodes", "200"): 1,
+            ("create", "nodepowerprofiles", "201"): 1,
+            ("create", "nodetwins", "201"): 1,
+            ("patch", "nodetwins/status", "200"): 1,
+        }
+        gw.close()
+    finally:
+        emu.stop()
+
+
+def test_a_dropped_write_is_unreachable_and_not_retried_behind_our_back(
+    emulator: Emulator, gateway: kube.ApiGateway
+) -> None:
+    emulator.seed(1, 0, seed=5)
+    emulator.inject("PATCH", r"^/api/v1/nodes/", drop=True, times=1)
+    with pytest.raises(errors.KubeUnreachable):
+        gateway.patch_node_labels("node-00000", {"a": "b"})
+    assert emulator.counters()[("patch", "nodes")] == 1
+    assert gateway.request_counts[("patch", "nodes", cluster.NO_ANSWER)] == 1
+    gateway.patch_node_labels("node-00000", {"a": "b"})  # the pool recovers
+
+
+def test_a_write_slower_than_the_timeout_is_a_transient_error(
+    emulator: Emulator, gateway: kube.ApiGateway
+) -> None:
+    emulator.seed(1, 0, seed=6)
+    emulator.inject("PATCH", r"^/api/v1/nodes/", delay_s=3.0, times=1)
+    with pytest.raises(errors.KubeTransient):
+        gateway.patch_node_labels("node-00000", {"a": "b"})
+
+
+def test_hot_writes_keep_a_path_in_the_server_url(emulator: Emulator, tmp_path: Path) -> None:
+    # Given a server URL with a path (an API server behind a gateway), here one the
+    # emulator does not serve, so both requests are answered 404 and logged as sent
+    path = emulator.write_kubeconfig(tmp_path / "kubeconfig")
+    config = json.loads(json.dumps(yaml.safe_load(path.read_text())))
+    config["clusters"][0]["cluster"]["server"] = emulator.url + "/k8s/clusters/c-1/"
+    path.write_text(json.dumps(config))
+    gw = kube.build_gateway(kubeconfig=str(path), context=None, timeout=2.0, pool_size=2)
+
+    # When a read (the official client) and a hot write (the lean transport) are made
+    assert gw.get(cluster.NODES, "n1") is None
+    with pytest.raises(errors.KubeFatal):
+        gw.patch_node_labels("n1", {"a": "b"})
+    gw.close()
+
+    # Then both went to the same prefixed path
+    assert [r.path for r in emulator.request_log()] == [
+        "/k8s/clusters/c-1/api/v1/nodes/n1",
+        "/k8s/clusters/c-1/api/v1/nodes/n1",
+    ]
