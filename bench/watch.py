@@ -94,6 +94,17 @@ class Watcher:
         wait_for(synced, timeout=timeout, interval=0.2, what="a synced cache")
         return time.monotonic() - started
 
+    def wait_served(self, bench: Bench, timeout: float = 900) -> None:
+        """Until a tick has served every change the cache saw and the broker is idle: the
+        relist counts as a change, and the tick it kicks must not overlap measured ones."""
+
+        def served() -> bool:
+            s = self.cache.status()
+            return s.seq <= s.served
+
+        wait_for(served, timeout=timeout, interval=0.1, what="the kicked tick")
+        wait_idle(bench.rc, timeout=timeout)
+
     def stop(self) -> None:
         self.state.close()
         self.proc.stop()
@@ -232,7 +243,7 @@ def steady_point(
         try:
             point["sync_s"] = watcher.wait_synced(timeout=1800)
             log(f"N={n}: cache synced (relist) in {point['sync_s']:.1f}s")
-            wait_idle(bench.rc, timeout=900)  # a tick the sync kicked, if any
+            watcher.wait_served(bench)
             before, cpu_before = stage_totals(bench), _cpu(bench, workers)
             cached = [bench.our_tick() for _ in range(cache_ticks)]
             after, cpu_after = stage_totals(bench), _cpu(bench, workers)
