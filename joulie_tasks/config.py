@@ -10,6 +10,7 @@ to ``static_partition`` and the fallback is visible in logs and in a metric.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import math
@@ -290,6 +291,20 @@ class Settings(BaseSettings):
     def schedule(self) -> models.Schedule:
         """SCHEDULE_FILE as read at start-up (no window when unset)."""
         return self._schedule
+
+    @property
+    def damps(self) -> bool:
+        """True when a dwell, a budget or a schedule window is configured (docs/SPEC.md
+        §12): decisions then depend on time and on the FSM's history."""
+        params = self.damping_params()
+        return params.min_dwell_s > 0 or params.has_budget or bool(self.schedule.windows)
+
+    @property
+    def digest(self) -> str:
+        """A fingerprint of every setting and the schedule read at start-up: a quiet
+        tick reuses only what a tick with the same one decided (docs/SPEC.md §9.10)."""
+        text = self.model_dump_json() + self._schedule.model_dump_json()
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
     def reads_hardware(self) -> bool:

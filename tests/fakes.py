@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from joulie_tasks import errors, ports
+from joulie_tasks.core import models
 from joulie_tasks.ports import cluster
 
 
@@ -198,6 +199,7 @@ class MemoryStateStore(ports.state.TickParts):
         self.clock = clock
         self._expiring: dict[str, tuple[str, float]] = {}  # key -> (value, deadline)
         self.fence = 0
+        self._converged: models.Converged | None = None
         self.latest: str | None = None
         self.leader: str | None = None
         self.parts: dict[tuple[str, str], str] = {}
@@ -336,7 +338,11 @@ class MemoryStateStore(ports.state.TickParts):
         records: Mapping[str, Mapping[str, Any]],
         *,
         spend: ports.state.Spend | None = None,
+        converged: models.Converged | None = None,
     ) -> int:
+        if self.fence > token:
+            return 0  # overtaken: writes nothing (as the store's script)
+        self._converged = converged
         written = 0
         landed = set()
         for node, record in records.items():
@@ -353,6 +359,9 @@ class MemoryStateStore(ports.state.TickParts):
                     self._downgrades[f"{spend.tick_id}/{node}"] = spend.time
             self._downgrades = {k: t for k, t in self._downgrades.items() if t >= spend.keep_after}
         return written
+
+    def converged(self) -> models.Converged | None:
+        return self._converged
 
     def downgrades_since(self, since: float) -> int:
         return sum(1 for t in self._downgrades.values() if t > since)

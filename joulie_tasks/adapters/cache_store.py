@@ -100,6 +100,7 @@ local old = redis.call('HGET', KEYS[3], ARGV[2]) or ''
 local new = ARGV[3]
 redis.call('HSET', KEYS[2], 'rv:pods', ARGV[4])
 if old == new then return 0 end
+redis.call('HINCRBY', KEYS[2], 'rev', 1)
 adjust(old, -1)
 adjust(new, 1)
 if new == '' then
@@ -124,6 +125,7 @@ if redis.call('HGET', KEYS[2], 'synced:' .. ARGV[2]) ~= '1' then return -2 end
 redis.call('HSET', KEYS[2], 'rv:' .. ARGV[2], ARGV[5])
 local old = redis.call('HGET', KEYS[3], ARGV[3]) or ''
 if old == ARGV[4] then return 0 end
+redis.call('HINCRBY', KEYS[2], 'rev', 1)
 if ARGV[4] == '' then
   redis.call('HDEL', KEYS[3], ARGV[3])
 else
@@ -155,6 +157,12 @@ end
 redis.call('HSET', KEYS[2], 'synced:' .. ARGV[2], '1', 'rv:' .. ARGV[2], ARGV[3],
   'last_relist', ARGV[4], 'last_relist_reason', ARGV[2] .. ': ' .. ARGV[5])
 if ARGV[6] == '1' then mark_change(KEYS[2], ARGV[4]) end
+-- Every relist is a new revision (the next tick is a full one). A cache built afresh
+-- starts its revisions at the time in microseconds, above any revision it had before.
+if redis.call('HEXISTS', KEYS[2], 'rev') == 0 then
+  redis.call('HSET', KEYS[2], 'rev', string.format('%d', math.floor(tonumber(ARGV[4]) * 1000000)))
+end
+redis.call('HINCRBY', KEYS[2], 'rev', 1)
 return 1
 """
 )
@@ -379,6 +387,7 @@ class CacheStore:
             snapshot=snap,
             demand=demand,
             seq=int(meta.get("seq") or 0),
+            rev=int(meta.get("rev") or 0),
             age_s=age,
             twins_cached=cached,
             hardware_cached=hw_cached,
@@ -412,6 +421,7 @@ class CacheStore:
             last_relist=number("last_relist"),
             last_relist_reason=meta.get("last_relist_reason"),
             seq=int(meta.get("seq") or 0),
+            rev=int(meta.get("rev") or 0),
             served=int(meta.get("served") or 0),
             lease=_s(lease) if lease else None,
         )

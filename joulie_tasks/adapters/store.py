@@ -34,7 +34,7 @@ from pydantic import BaseModel
 
 from joulie_tasks import errors
 from joulie_tasks.adapters import gcpause, redis_errors
-from joulie_tasks.core import sentinel
+from joulie_tasks.core import models, sentinel
 from joulie_tasks.ports import state as state_port
 
 logger = logging.getLogger(__name__)
@@ -45,6 +45,8 @@ FENCE_KEY = f"{PREFIX}:fence"
 LATEST_TICK_KEY = f"{PREFIX}:latest-tick"
 LEADER_KEY = f"{PREFIX}:leader"
 FSM_KEY = f"{PREFIX}:fsm"
+#: The last converged tick's record, for quiet ticks (docs/SPEC.md §9.10).
+CONVERGED_KEY = f"{PREFIX}:converged"
 #: Sorted set of landed downgrades (member ``tick_id/node``, score the tick time): the
 #: DOWNGRADE_BUDGET ledger, shared by every tick, kick and worker (docs/SPEC.md §12.2).
 DOWNGRADES_KEY = f"{PREFIX}:downgrades"
@@ -114,13 +116,21 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 """
 # FSM compare-and-set: ARGV[1] is the token, ARGV[2] a JSON object node -> record.
-# A record is written only when no newer token wrote that node before. ARGV[3] is a JSON
+# A tick overtaken by a newer token (the fence, KEYS[3]) writes nothing: ticks send only
+# the records that changed, so an unchanged record may still carry an older token. A
+# record is written only when no newer token wrote that node before. ARGV[3] is a JSON
 # list of nodes downgraded by this tick: each whose record was written is entered in the
 # downgrade ledger (KEYS[2]) as ARGV[6]/node at score ARGV[4], in the same script, so a
 # stale tick that cannot write the FSM cannot spend the budget either; entries scored
-# below ARGV[5] are trimmed.
+# below ARGV[5] are trimmed. ARGV[7] is the converged record (KEYS[4]; '' deletes it).
 _FSM_CAS = """
 local token = tonumber(ARGV[1])
+if tonumber(redis.call('GET', KEYS[3]) or '0') > token then return -1 end
+if ARGV[7] == '' then
+  redis.call('DEL', KEYS[4])
+else
+  redis.call('SET', KEYS[4], ARGV[7])
+end
 local updates = cjson.decode(ARGV[2])
 local written = 0
 local landed = {}
@@ -428,25 +438,41 @@ class RedisStore(state_port.TickParts):
         records: Mapping[str, Mapping[str, Any]],
         *,
         spend: state_port.Spend | None = None,
+        converged: models.Converged | None = None,
     ) -> int:
-        """Compare-and-set FSM records on the fencing token; return how many were written.
+        """Compare-and-set FSM records on the fencing token; return how many were written
+        (0 for a tick a newer token has overtaken: it writes nothing at all).
 
         ``spend`` enters the downgraded nodes whose record was written in the downgrade
-        ledger, atomically with the records (docs/SPEC.md §12.2).
+        ledger, atomically with the records (docs/SPEC.md §12.2); ``converged`` replaces
+        the converged record (None removes it), in the same script.
         """
-        if not records:
-            return 0
         spent = spend or state_port.Spend(nodes=(), time=0.0, keep_after=0.0, tick_id="")
         args = [
             str(token),
-            json.dumps(records),
+            json.dumps(records) if records else "{}",
             json.dumps(list(spent.nodes)),
             repr(spent.time),
             repr(spent.keep_after),
             spent.tick_id,
+            "" if converged is None else converged.model_dump_json(),
         ]
+        keys = [FSM_KEY, DOWNGRADES_KEY, FENCE_KEY, CONVERGED_KEY]
         with self._translated():
-            return int(self._fsm_cas(keys=[FSM_KEY, DOWNGRADES_KEY], args=args))
+            return max(0, int(self._fsm_cas(keys=keys, args=args)))
+
+    def converged(self) -> models.Converged | None:
+        """The last converged tick's record (docs/SPEC.md §9.10), None when there is none
+        or it does not parse (a full tick runs)."""
+        with self._translated():
+            raw = self._redis.get(CONVERGED_KEY)
+        if raw is None:
+            return None
+        try:
+            return models.Converged.model_validate_json(raw)
+        except ValueError as e:
+            logger.warning("ignoring the converged record: %s", e)
+            return None
 
     def downgrades_since(self, since: float) -> int:
         """Downgrades in the ledger after Unix time ``since`` (exclusive)."""

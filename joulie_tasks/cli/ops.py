@@ -251,7 +251,7 @@ def cmd_plan(settings: config.Settings, args: argparse.Namespace) -> int:
     )
     history: dict[str, Any] | None = None
     used = 0
-    if reconcile.damping_configured(settings):
+    if settings.damps:
         # Damping decides from the FSM and the budget ledger: read them as a tick would.
         history, used = reconcile.damping_inputs(
             _connect(settings), settings=settings, tick_time=snap.tick_time

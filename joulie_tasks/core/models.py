@@ -506,11 +506,38 @@ class WriteSet(Frozen):
 
 
 class CacheMark(Frozen):
-    """Which source fed a tick (the watch cache or a listing) and the change sequence
-    it saw."""
+    """Which source fed a tick (the watch cache or a listing), the change sequence and
+    the content revision it saw, and whether it is a quiet tick (docs/SPEC.md §9.10)."""
 
     fed: bool
     seq: int
+    #: The cache's content revision (bumped by every cached change and every relist).
+    rev: int = 0
+    #: Nothing changed since the last converged tick: the stages pass it through.
+    quiet: bool = False
+    #: The earliest tick time at which the same inputs may decide differently (a
+    #: NodeTwin status falling due); set by the write stage, None when never.
+    due: float | None = None
+
+
+class Converged(Frozen):
+    """What a tick that left nothing to do hands the next ticks (docs/SPEC.md §9.10):
+    while the cache's revision and the settings are the same and ``until`` has not
+    passed, a tick decides the same and is run quiet, from this record alone."""
+
+    #: The cache revision the converged tick read.
+    rev: int
+    #: The settings it ran with (``config.Settings.digest``).
+    settings: str
+    tick_id: str
+    tick_time: float
+    #: A quiet tick is allowed before this tick time; then a full tick runs again.
+    until: float
+    policy: str
+    nodes: int
+    #: Draining nodes and their performance-pod counts: each quiet tick records their
+    #: deferred downgrade, as a full tick would (D18).
+    draining: dict[str, int] = Field(default_factory=dict)
 
 
 class _Record(BaseModel):
@@ -584,3 +611,5 @@ class TickSummary(_Record):
     paused: bool
     #: Seconds from the write batches being handed out to the last one finishing (0: none).
     write_phase_s: float = 0.0
+    #: Run quiet: nothing had changed since the last converged tick (docs/SPEC.md §9.10).
+    quiet: bool = False

@@ -212,14 +212,29 @@ def _status_fresh(
 
     if content(current) != content(wanted):
         return False
-    stamp = current.get(_STAMP)
+    written = _stamp_time(current)
+    return written is not None and 0 <= tick_time - written < STATUS_REFRESH_S
+
+
+def _stamp_time(status: Mapping[str, object]) -> float | None:
+    """The status's ``lastUpdated`` as Unix time, None when missing or malformed."""
+    stamp = status.get(_STAMP)
     if not isinstance(stamp, str):
-        return False
+        return None
     try:
         written = dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
     except ValueError:
-        return False
-    return 0 <= tick_time - written.timestamp() < STATUS_REFRESH_S
+        return None
+    return written.timestamp()
+
+
+def status_due(twins: Sequence[models.TwinInfo]) -> float | None:
+    """When the first status of a twin we manage falls due for its refresh (Unix time);
+    None with no such twin. One without a readable stamp is due at once (0)."""
+    stamps = [_stamp_time(t.status) for t in twins if t.managed_by == models.MANAGED_BY_VALUE]
+    if not stamps:
+        return None
+    return min((0.0 if s is None else s + STATUS_REFRESH_S) for s in stamps)
 
 
 def _orphans(

@@ -45,6 +45,8 @@ class CacheView:
     demand: models.Demand
     seq: int
     age_s: float
+    #: The content revision: bumped by every cached change and every relist.
+    rev: int = 0
     #: The snapshot's NodeTwins came from the cache (asked for, and watched).
     twins_cached: bool = False
     #: The snapshot's NodeHardwares came from the cache (asked for, and watched).
@@ -63,6 +65,8 @@ class CacheStatus:
     seq: int
     served: int
     lease: str | None
+    #: The content revision (see CacheView.rev).
+    rev: int = 0
 
     def age(self, now: float) -> float | None:
         return None if self.heartbeat is None else max(0.0, now - self.heartbeat)

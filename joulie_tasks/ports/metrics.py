@@ -41,6 +41,8 @@ CACHE_FALLBACKS = "joulie_cache_fallbacks_total"
 CONFIRMATIONS = "joulie_confirmations_total"
 DOWNGRADES_STOPPED = "joulie_downgrades_stopped_total"
 REACTION_LATENCY = "joulie_reaction_latency_seconds"
+#: Ticks run quiet: nothing had changed since the last converged tick (§9.10).
+QUIET_TICKS = "joulie_quiet_ticks_total"
 CACHE_SYNCED = "joulie_cache_synced"
 CACHE_AGE = "joulie_cache_age_seconds"
 

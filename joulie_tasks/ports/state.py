@@ -192,7 +192,8 @@ class WriteBatches(Protocol):
 
 
 class FsmStore(Protocol):
-    """The per-node FSM records and the downgrade-budget ledger."""
+    """The per-node FSM records, the downgrade-budget ledger and the converged record
+    (docs/SPEC.md §9.10), all written by one fenced call at the end of a tick."""
 
     def fsm(self) -> dict[str, models.FsmRecord]: ...
     def update_fsm(
@@ -201,7 +202,9 @@ class FsmStore(Protocol):
         records: Mapping[str, Mapping[str, Any]],
         *,
         spend: Spend | None = None,
+        converged: models.Converged | None = None,
     ) -> int: ...
+    def converged(self) -> models.Converged | None: ...
     def downgrades_since(self, since: float) -> int: ...
     def forget_nodes(self, nodes: Iterable[str]) -> None: ...
 

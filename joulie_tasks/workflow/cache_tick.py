@@ -15,6 +15,10 @@
   cause one under a performance pod.
 - :func:`served` (end of tick): the change sequence the tick read is served; the
   reaction latency of the oldest change it answered goes to a histogram.
+- :func:`start_quiet` / :func:`is_quiet` (every stage): a tick that finds the cache at
+  the revision of the last converged tick, with the same settings, is run quiet: its
+  stages pass it through and its end records only what every tick records
+  (docs/SPEC.md §9.10; the decision is core/quiet.py's).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import NamedTuple
 from joulie_tasks import config, errors, ports
 from joulie_tasks.adapters import retrying
 from joulie_tasks.core import cache as core_cache
-from joulie_tasks.core import models
+from joulie_tasks.core import models, quiet
 from joulie_tasks.ports import cluster, metrics
 from joulie_tasks.workflow import lifecycle
 
@@ -70,7 +74,7 @@ def read(
     except (errors.StateStoreError, ValueError) as e:
         view, detail = core_cache.Unusable.UNREADABLE, f" ({e})"
     if isinstance(view, ports.cache.CacheView):
-        state.save_cache_mark(ref.tick_id, models.CacheMark(fed=True, seq=view.seq))
+        state.save_cache_mark(ref.tick_id, models.CacheMark(fed=True, seq=view.seq, rev=view.rev))
         logger.info("tick %s: snapshot from the cache (age %.2fs)", ref.tick_id, view.age_s)
         return Cached(view.snapshot, view.demand, view.twins_cached, view.hardware_cached)
     state.add_counters(metrics.Values().add(metrics.CACHE_FALLBACKS, reason=view.value).as_dict())
@@ -82,6 +86,67 @@ def read(
         seq = 0
     state.save_cache_mark(ref.tick_id, models.CacheMark(fed=False, seq=seq))
     return None
+
+
+def start_quiet(
+    ref: lifecycle.TickRef,
+    *,
+    state: ports.state.StateStore,
+    cache: ports.cache.TickCache | None,
+    settings: config.Settings,
+) -> bool:
+    """Mark the tick quiet and return True when nothing it reads changed since the last
+    converged tick: the cache is usable (synced, fresh, watching everything the tick
+    reads) at that tick's revision, the settings are the same and its horizon has not
+    passed. Otherwise (or when Redis cannot say) False: the tick runs in full."""
+    if cache is None or ref.dry_run or ref.paused or not quiet_allowed(settings):
+        return False
+    try:
+        record = state.converged()
+        if record is None:
+            return False
+        status = cache.status()
+    except errors.StateStoreError as e:
+        logger.info("tick %s: not quiet: %s", ref.tick_id, e)
+        return False
+    needed = set(ports.cache.RESOURCES)
+    if settings.output_api.writes_twins:
+        needed.add(ports.cache.TWIN_RESOURCE)
+    if settings.reads_hardware:
+        needed.add(ports.cache.HARDWARE_RESOURCE)
+    age = status.age(time.time())
+    usable = (
+        needed <= status.synced.keys()
+        and all(status.synced.values())
+        and age is not None
+        and age <= settings.cache_max_age
+    )
+    if not usable or not quiet.holds(
+        record, rev=status.rev, settings=settings.digest, tick_time=ref.tick_time
+    ):
+        return False
+    state.save_cache_mark(
+        ref.tick_id, models.CacheMark(fed=True, seq=status.seq, rev=status.rev, quiet=True)
+    )
+    logger.info(
+        "tick %s: quiet: nothing changed since tick %s (cache revision %d)",
+        ref.tick_id,
+        record.tick_id,
+        status.rev,
+    )
+    return True
+
+
+def quiet_allowed(settings: config.Settings) -> bool:
+    """Quiet ticks need decisions that time alone cannot change: not the time-driven
+    debug policy, no damping and no schedule window (docs/SPEC.md §9.10)."""
+    return settings.policy is not models.PolicyName.RULE_SWAP_V1 and not settings.damps
+
+
+def is_quiet(ref: lifecycle.TickRef, *, state: ports.state.StateStore) -> bool:
+    """True for a tick the snapshot stage marked quiet."""
+    found = mark(ref, state=state)
+    return found is not None and found.quiet
 
 
 def mark(ref: lifecycle.TickRef, *, state: ports.state.StateStore) -> models.CacheMark | None:

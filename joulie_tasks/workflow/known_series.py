@@ -32,6 +32,7 @@ _PLAIN_COUNTERS = (
     metrics.POLICY_FALLBACKS,
     metrics.CONFIRMATIONS,
     metrics.DOWNGRADES_STOPPED,
+    metrics.QUIET_TICKS,
     metrics.LEASE_CHANGES,
 )
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from joulie_tasks import config, ports
 from joulie_tasks.adapters import gcpause
-from joulie_tasks.core import decide, models
+from joulie_tasks.core import decide, models, twin
 from joulie_tasks.ports import cluster, metrics
 from joulie_tasks.workflow import apply, cache_tick, lifecycle, snapshot
 
@@ -48,6 +48,8 @@ def stage_snapshot(
     cache: ports.cache.TickCache | None,
     settings: config.Settings,
 ) -> None:
+    if cache_tick.start_quiet(ref, state=state, cache=cache, settings=settings):
+        return  # nothing changed since the last converged tick (docs/SPEC.md §9.10)
     cached = cache_tick.read(ref, state=state, cache=cache, settings=settings)
     if cached is not None:  # synced and fresh: no API request at all
         snap, demand, twins_cached, hardware_cached = cached
@@ -103,6 +105,8 @@ def stage_classify(ref: lifecycle.TickRef, *, state: ports.state.StateStore) -> 
 def stage_plan(
     ref: lifecycle.TickRef, *, state: ports.state.StateStore, settings: config.Settings
 ) -> None:
+    if cache_tick.is_quiet(ref, state=state):
+        return
     snap = state.load_nodes(ref.tick_id)
     demand = state.load_demand(ref.tick_id)
     result = decide.plan_for(snap, demand, settings=settings)
@@ -114,6 +118,8 @@ def stage_plan(
 def stage_guard(
     ref: lifecycle.TickRef, *, state: ports.state.StateStore, settings: config.Settings
 ) -> None:
+    if cache_tick.is_quiet(ref, state=state):
+        return
     snap = state.load_nodes(ref.tick_id)
     demand = state.load_demand(ref.tick_id)
     planned = state.load_plan(ref.tick_id)
@@ -141,18 +147,12 @@ def stage_guard(
     state.save_guarded(ref.tick_id, guarded)
 
 
-def damping_configured(settings: config.Settings) -> bool:
-    """True when a dwell, a budget or a schedule window is configured."""
-    params = settings.damping_params()
-    return params.min_dwell_s > 0 or params.has_budget or bool(settings.schedule.windows)
-
-
 def damping_inputs(
     state: ports.state.StateStore, *, settings: config.Settings, tick_time: float
 ) -> tuple[dict[str, models.FsmRecord] | None, int]:
     """What damping reads from Redis (docs/SPEC.md §12): the FSM and the downgrades in the
     budget window. Nothing is read when no damping is configured (the reference)."""
-    if not damping_configured(settings):
+    if not settings.damps:
         return None, 0
     params = settings.damping_params()
     used = state.downgrades_since(tick_time - params.budget_window_s) if params.has_budget else 0
@@ -164,12 +164,20 @@ def stage_write(
 ) -> int:
     """Compute the minimal writes and split them into batches; return the batch count.
 
-    A paused operator or a dry run stores the writes (for status) but makes none.
+    A paused operator or a dry run stores the writes (for status) but makes none. A
+    quiet tick has none; a cache-fed one notes when a NodeTwin status falls due.
     """
+    fed = cache_tick.mark(ref, state=state)
+    if fed is not None and fed.quiet:
+        return 0
     snap = state.load_nodes(ref.tick_id)
     guarded = state.load_guarded(ref.tick_id)
     writes = decide.writes_for(snap, guarded, settings=settings)
     state.save_writes(ref.tick_id, writes)
+    if fed is not None and fed.fed and snap.twins:
+        state.save_cache_mark(
+            ref.tick_id, fed.model_copy(update={"due": twin.status_due(snap.twins)})
+        )
     if ref.dry_run or ref.paused or writes.empty:
         return 0
     batches = writes.batches(settings.write_batch_size)

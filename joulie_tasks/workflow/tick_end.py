@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from joulie_tasks import config, errors, ports
-from joulie_tasks.core import damping, guard, models
+from joulie_tasks.core import damping, guard, models, quiet
 from joulie_tasks.ports import metrics
 from joulie_tasks.workflow import apply, cache_tick, events, lifecycle
 
@@ -55,22 +55,72 @@ def finish_tick(
     """End the tick exactly once: FSM, transition stream, metrics, lock release."""
     if not state.mark(ref.tick_id, "finished"):
         return None
+    fed = cache_tick.mark(ref, state=state)
+    if fed is not None and fed.quiet:
+        report = _finish_quiet(ref, state=state, settings=settings)
+    else:
+        report = _finish_full(ref, fed, state=state, settings=settings)
+    increments = metrics.duration_increments(metrics.TOTAL_STAGE, report.duration_s)
+    result = models.TickResult.FAILED_WRITES if report.failures else models.TickResult.COMPLETED
+    increments.update(metrics.tick_counted(result))
+    if report.quiet:
+        increments.update(metrics.Values().add(metrics.QUIET_TICKS).as_dict())
+    state.add_counters(increments)
+    state.set_gauges(metrics.Values().set(metrics.LAST_TICK, ref.tick_time).as_dict())
+    state.set_last_tick(report.summary().model_dump(mode="json"))
+    state.release_lock(ref.tick_id)
+    cache_tick.served(ref, state=state, cache=cache)
+    logger.info(
+        "tick %s: done in %.3fs%s: %d nodes, %d writes, %d failed, %d applied, %d deferred",
+        ref.tick_id,
+        report.duration_s,
+        " (quiet)" if report.quiet else "",
+        report.nodes,
+        report.written,
+        len(report.failures),
+        report.applied,
+        report.deferred,
+    )
+    return report
+
+
+def _finish_full(
+    ref: lifecycle.TickRef,
+    fed: models.CacheMark | None,
+    *,
+    state: ports.state.StateStore,
+    settings: config.Settings,
+) -> lifecycle.TickReport:
+    """The report of a tick that ran its stages, its FSM and stream recorded."""
     writes_started = state.writes_started(ref.tick_id)
     write_phase = 0.0 if writes_started is None else max(0.0, time.time() - writes_started)
     failures, written, retries = state.batch_results(ref.tick_id)
     guarded = state.load_guarded(ref.tick_id)
-    if gone := state.skipped_nodes(ref.tick_id):
+    gone = state.skipped_nodes(ref.tick_id)
+    if gone:
         # Deleted since the snapshot: no state or transition is recorded for them, and
         # the FSM forgets them (as any node no longer decided).
         kept = tuple(d for d in guarded.decisions if d.node not in gone)
         guarded = guarded.model_copy(update={"decisions": kept})
     writes = state.load_writes(ref.tick_id)
-    needs_write = writes.nodes()
     applied = deferred = 0
     if not (ref.dry_run or ref.paused):
-        applied, deferred = _record_outcome(ref, guarded, failures, needs_write, state, settings)
-    duration = time.time() - ref.started_at
-    report = lifecycle.TickReport(
+        converged = None
+        if fed is not None and fed.fed and cache_tick.quiet_allowed(settings):
+            converged = quiet.converged(
+                guarded,
+                writes_empty=writes.empty and not gone,
+                failures=len(failures),
+                rev=fed.rev,
+                settings=settings.digest,
+                tick_id=ref.tick_id,
+                horizon_s=settings.watch_relist_interval,
+                due=fed.due,
+            )
+        applied, deferred = _record_outcome(
+            ref, guarded, failures, writes.nodes(), state, settings, converged=converged
+        )
+    return lifecycle.TickReport(
         tick_id=ref.tick_id,
         tick_time=ref.tick_time,
         policy=guarded.policy_name,
@@ -81,31 +131,56 @@ def finish_tick(
         failures=failures,
         applied=applied,
         deferred=deferred,
-        duration_s=duration,
+        duration_s=time.time() - ref.started_at,
         dry_run=ref.dry_run,
         paused=ref.paused,
         decisions=guarded.decisions,
         write_phase_s=write_phase,
     )
-    increments = metrics.duration_increments(metrics.TOTAL_STAGE, duration)
-    result = models.TickResult.FAILED_WRITES if failures else models.TickResult.COMPLETED
-    increments.update(metrics.tick_counted(result))
-    state.add_counters(increments)
-    state.set_gauges(metrics.Values().set(metrics.LAST_TICK, ref.tick_time).as_dict())
-    state.set_last_tick(report.summary().model_dump(mode="json"))
-    state.release_lock(ref.tick_id)
-    cache_tick.served(ref, state=state, cache=cache)
-    logger.info(
-        "tick %s: done in %.3fs: %d nodes, %d writes, %d failed, %d applied, %d deferred",
-        ref.tick_id,
-        duration,
-        report.nodes,
-        written,
-        len(failures),
-        applied,
-        deferred,
+
+
+def _finish_quiet(
+    ref: lifecycle.TickRef, *, state: ports.state.StateStore, settings: config.Settings
+) -> lifecycle.TickReport:
+    """The report of a quiet tick: it records the deferred downgrade of each draining
+    node (D18) and nothing else; the FSM is already what this tick would write."""
+    record = state.converged()
+    transitions = [] if record is None else quiet.deferred_transitions(record)
+    policy = "" if record is None else record.policy
+    counts = metrics.Values()
+    entries = []
+    for t, pods in transitions:
+        _count_transition(counts, t)
+        entries.append(_entry(t, reason=_draining_reason(pods), policy=policy, ref=ref))
+    state.append_transitions(
+        [e.fields() for e in entries], maxlen=settings.transition_stream_maxlen
     )
-    return report
+    state.add_counters(counts.as_dict())
+    return lifecycle.TickReport(
+        tick_id=ref.tick_id,
+        tick_time=ref.tick_time,
+        policy=policy,
+        nodes=0 if record is None else record.nodes,
+        writes_planned=0,
+        written=0,
+        retries=0,
+        failures={},
+        applied=0,
+        deferred=len(entries),
+        duration_s=time.time() - ref.started_at,
+        dry_run=ref.dry_run,
+        paused=ref.paused,
+        quiet=True,
+    )
+
+
+#: The FSM record fields a tick compares with the stored record: a record that differs
+#: only in the tick that wrote it is not sent again.
+_COMPARED_FIELDS = tuple(f for f in models.FsmRecord.model_fields if f not in ("tick_id", "token"))
+
+
+def _changed(record: models.FsmRecord, prev: models.FsmRecord | None) -> bool:
+    return prev is None or any(getattr(record, f) != getattr(prev, f) for f in _COMPARED_FIELDS)
 
 
 def _record_outcome(
@@ -115,11 +190,15 @@ def _record_outcome(
     needs_write: set[models.NodeName],
     state: ports.state.StateStore,
     settings: config.Settings,
+    *,
+    converged: models.Converged | None,
 ) -> tuple[int, int]:
     """Update FSM and stream for what landed; failed nodes keep their previous state.
 
-    Downgrades that landed are entered in the budget ledger by the same script that
-    writes the FSM; a hold that starts is counted, streamed and (see events.py) announced.
+    Only the FSM records that changed are sent (with the converged record, or its
+    removal, in the same fenced call). Downgrades that landed are entered in the budget
+    ledger by the same script that writes the FSM; a hold that starts is counted,
+    streamed and (see events.py) announced.
     """
     previous = state.fsm()
     records: dict[str, models.FsmRecord] = {}
@@ -129,12 +208,12 @@ def _record_outcome(
     for d in guarded.decisions:
         prev = previous.get(d.node)
         if d.node in failures or d.postponed:
-            records[d.node] = _failed_record(d, prev, ref, failures.get(d.node))
+            record = _failed_record(d, prev, ref, failures.get(d.node))
+            if _changed(record, prev):
+                records[d.node] = record
             continue
         since = prev.since if prev is not None and prev.state == d.to_state else None
-        if damping.is_downgrade(d):
-            downgraded.append(d.node)
-        records[d.node] = models.FsmRecord(
+        record = models.FsmRecord(
             state=d.to_state,
             profile=d.profile,
             draining=d.draining,
@@ -147,29 +226,17 @@ def _record_outcome(
             profile_since=_profile_since(d.from_state, d.profile, prev, ref.tick_time),
             held_by=d.hold,
         )
+        if damping.is_downgrade(d):
+            downgraded.append(d.node)  # always sent: its ledger entry rides on the record
+            records[d.node] = record
+        elif _changed(record, prev):
+            records[d.node] = record
         if d.hold is not None and d.hold_started:
             counts.add(metrics.TRANSITIONS_HELD, reason=d.hold.value)
             entries.append(_held_entry(d, ref))
         for t in d.transitions:
-            counts.add(
-                metrics.STATE_TRANSITIONS,
-                node=t.node,
-                from_state=t.from_state.value,
-                to_state=t.to_state.value,
-                result=t.result.value,
-            )
-            entries.append(
-                models.TransitionEntry(
-                    node=t.node,
-                    from_state=t.from_state,
-                    to_state=t.to_state,
-                    result=t.result,
-                    reason=_reason(d),
-                    policy=d.policy_name,
-                    tick_id=ref.tick_id,
-                    time=ref.tick_time,
-                )
-            )
+            _count_transition(counts, t)
+            entries.append(_entry(t, reason=_reason(d), policy=d.policy_name, ref=ref))
     window = settings.downgrade_budget_window
     spend = ports.state.Spend(
         nodes=tuple(downgraded),
@@ -178,7 +245,10 @@ def _record_outcome(
         tick_id=ref.tick_id,
     )
     state.update_fsm(
-        ref.token, {n: r.model_dump(mode="json") for n, r in records.items()}, spend=spend
+        ref.token,
+        {n: r.model_dump(mode="json") for n, r in records.items()},
+        spend=spend,
+        converged=converged,
     )
     managed = {d.node for d in guarded.decisions}
     state.forget_nodes(n for n in previous if n not in managed)
@@ -189,6 +259,31 @@ def _record_outcome(
     applied = sum(1 for e in entries if e.result == models.TransitionResult.APPLIED)
     deferred = sum(1 for e in entries if e.result == models.TransitionResult.DEFERRED)
     return applied, deferred
+
+
+def _count_transition(counts: metrics.Values, t: models.Transition) -> None:
+    counts.add(
+        metrics.STATE_TRANSITIONS,
+        node=t.node,
+        from_state=t.from_state.value,
+        to_state=t.to_state.value,
+        result=t.result.value,
+    )
+
+
+def _entry(
+    t: models.Transition, *, reason: str, policy: str, ref: lifecycle.TickRef
+) -> models.TransitionEntry:
+    return models.TransitionEntry(
+        node=t.node,
+        from_state=t.from_state,
+        to_state=t.to_state,
+        result=t.result,
+        reason=reason,
+        policy=policy,
+        tick_id=ref.tick_id,
+        time=ref.tick_time,
+    )
 
 
 def _profile_since(
@@ -243,9 +338,13 @@ def _failed_record(
     )
 
 
+def _draining_reason(performance_pods: int | None) -> str:
+    return f"{performance_pods} performance pod(s) still on the node"
+
+
 def _reason(d: models.Decision) -> str:
     if d.draining:
-        return f"{d.performance_pods} performance pod(s) still on the node"
+        return _draining_reason(d.performance_pods)
     if d.held:
         return "performance-pod count unknown; downgrade withheld"
     if d.postponed:

@@ -311,3 +311,45 @@ def test_the_downgrade_ledger_counts_a_sliding_window_and_trims_old_entries(
     spend = ports.state.Spend(nodes=("n9",), time=400.0, keep_after=250.0, tick_id="t9")
     state.update_fsm(9, {"n9": {"state": "ActiveEco", "token": 9}}, spend=spend)
     assert state.downgrades_since(0.0) == 2
+
+
+def _converged(rev: int) -> models.Converged:
+    return models.Converged(
+        rev=rev,
+        settings="s",
+        tick_id="t2",
+        tick_time=100.0,
+        until=700.0,
+        policy="static_partition",
+        nodes=2,
+        draining={"a": 1},
+    )
+
+
+def test_an_overtaken_tick_writes_no_fsm_record_and_keeps_the_converged_one(
+    state: ports.state.StateStore,
+) -> None:
+    # Given tick t1 overtaken by t2 (t1's lock lost, t2 holding the newest token)
+    old = state.acquire_lock("t1", ttl_s=TTL)
+    assert old is not None
+    assert state.release_lock("t1")
+    new = state.acquire_lock("t2", ttl_s=TTL)
+    assert new is not None
+    assert new > old
+    converged = _converged(7)
+    assert state.update_fsm(new, {"a": {"state": "ActiveEco", "token": new}}, converged=converged)
+    assert state.converged() == converged
+    # When t1 records its outcome, for a node t2 wrote and one t2 left alone
+    records = {
+        "a": {"state": "ActivePerformance", "token": old},
+        "b": {"state": "ActivePerformance", "token": old},
+    }
+    # Then nothing lands: an unchanged record may carry an older token, so the whole
+    # call is fenced, not each record
+    assert state.update_fsm(old, records, converged=None) == 0
+    assert set(state.fsm()) == {"a"}
+    assert state.fsm()["a"].state is models.NodeState.ACTIVE_ECO
+    assert state.converged() == converged
+    # And the live tick, with nothing to send and no converged record, removes it
+    assert state.update_fsm(new, {}, converged=None) == 0
+    assert state.converged() is None

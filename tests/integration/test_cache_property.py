@@ -12,11 +12,13 @@ equal those of a fresh relist (O(1) bookkeeping never drifts).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -194,18 +196,26 @@ def _session(url: str, cfg: config.Settings, kube: FakeKube) -> watcher._Session
     return session
 
 
-def _feed(url: str, cfg: config.Settings, ops: list[tuple[str, str, Any]]) -> _Cluster:
+def _feed(
+    url: str,
+    cfg: config.Settings,
+    ops: list[tuple[str, str, Any]],
+    *,
+    around: Callable[[watcher._Session, str], AbstractContextManager[None]] | None = None,
+) -> _Cluster:
+    """Feed ``ops`` to a fresh cache; ``around(session, op)`` wraps each one."""
     cluster = _Cluster()
     session = _session(url, cfg, cluster.kube())
     streams = {s.name: s for s in session.streams}
     for resource, op, value in ops:
-        if op == "relist":
-            session.gateway = cluster.kube()  # type: ignore[assignment]
-            streams[resource].relist("test")
-            continue
-        event = cluster.change(resource, op, value)
-        if event is not None:
-            streams[resource].handle(event)
+        with around(session, op) if around is not None else contextlib.nullcontext():
+            if op == "relist":
+                session.gateway = cluster.kube()  # type: ignore[assignment]
+                streams[resource].relist("test")
+                continue
+            event = cluster.change(resource, op, value)
+            if event is not None:
+                streams[resource].handle(event)
     session.cache.heartbeat(session.lease, "test", time.time())
     session.state.close()
     return cluster
@@ -261,3 +271,29 @@ def test_incremental_counts_equal_a_fresh_relist(
     _session(redis_url, cfg, cluster.kube()).state.close()
     assert contents() == incremental
     state.close()
+
+
+@FEW
+@given(ops=operations)
+def test_the_revision_moves_whenever_the_cached_contents_do(
+    redis_url: str, ops: list[tuple[str, str, Any]]
+) -> None:
+    """What quiet ticks rest on (docs/SPEC.md §9.10): a tick that finds the revision of
+    the last converged tick finds the very contents that tick read."""
+    cfg = config.read_settings({"REDIS_URL": redis_url})
+    keys = (cache_store.NODES, cache_store.NPPS, cache_store.PODS, cache_store.DEMAND)
+
+    @contextlib.contextmanager
+    def checked(session: watcher._Session, op: str) -> Iterator[None]:
+        def read() -> tuple[int, dict[str, dict[bytes, bytes]]]:
+            contents = {k: session.state.client.hgetall(k) for k in (*keys, cache_store.PERF)}
+            return session.cache.status().rev, contents
+
+        rev, before = read()
+        yield
+        new_rev, after = read()
+        assert new_rev >= rev
+        if after != before or op == "relist":
+            assert new_rev > rev
+
+    _feed(redis_url, cfg, ops, around=checked)

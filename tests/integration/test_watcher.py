@@ -116,6 +116,88 @@ def test_a_cache_fed_tick_lists_nothing_and_converges(
     assert pending_writes(emulator, stack.env).empty
 
 
+def run_until_quiet(ticks: TickClient, *, limit: int = 6) -> list[dict[str, Any]]:
+    """Run ticks until one is quiet (each tick is the poll: the watcher catches up with
+    the last tick's writes in between); the summaries, the quiet one last."""
+    summaries: list[dict[str, Any]] = []
+    for _ in range(limit):
+        summaries.append(ticks.run())
+        if summaries[-1]["quiet"]:
+            return summaries
+    raise AssertionError(f"no quiet tick in {limit}: {summaries}")
+
+
+def test_a_tick_with_nothing_changed_runs_quiet_until_the_cache_changes(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
+) -> None:
+    emulator.seed(12, 0, seed=7)
+    stack.configure(kick_window="1h")  # no kicks: this test drives ticks itself
+    stack.start_worker()
+    start_watcher(stack)
+    wait_for(lambda: synced(state), timeout=30, what="a synced, fresh cache")
+    ticks.run()  # labels every node
+    eco = next(
+        n["metadata"]["name"]
+        for n in emulator.list_objects("nodes")
+        if labels(emulator, n["metadata"]["name"]).get(PROFILE) == "eco"
+    )
+    emulator.put_object(perf_pod("perf-q", eco))  # the eco node drains (D18)
+    # Given a converged cluster: a full tick that wrote nothing, then a quiet one
+    summaries = run_until_quiet(ticks)
+    full = summaries[-2]
+    assert not full["quiet"]
+    assert full["written"] == 0
+    assert full["deferred"] == 1
+    assert labels(emulator, eco)[DRAINING] == "true"
+    deferred = metric(
+        metrics.STATE_TRANSITIONS,
+        from_state="ActivePerformance",
+        node=eco,
+        result="deferred",
+        to_state="ActiveEco",
+    )
+    before = state.metric_values().counters[deferred]
+    # When nothing changes
+    emulator.reset_counters()
+    quiet = ticks.run()
+    # Then the tick is quiet: no API request, the same nodes, and the draining node's
+    # deferral recorded as a full tick records it (counter and stream)
+    assert quiet["quiet"]
+    assert {k: n for k, n in emulator.counters().items() if k[0] != "watch"} == {}
+    assert (quiet["nodes"], quiet["deferred"], quiet["written"]) == (full["nodes"], 1, 0)
+    counters = state.metric_values().counters
+    assert counters[deferred] == before + 1
+    assert counters[metric(metrics.QUIET_TICKS)] >= 2
+    entries = [e for e in state.transitions() if e.tick_id == quiet["tick_id"]]
+    assert [(e.node, e.result.value, e.reason) for e in entries] == [
+        (eco, "deferred", "1 performance pod(s) still on the node")
+    ]
+    # When the pod goes: the cache changes, and the next tick is a full one that acts
+    assert emulator.delete_object("pods", "perf-q", "default")
+
+    def pod_gone() -> bool:
+        view = clients.cache(state).read(tick_time=time.time(), now=time.time(), max_age=2.0)
+        return not isinstance(view, str) and eco not in view.demand.performance_pods_by_node
+
+    wait_for(pod_gone, timeout=30, what="the pod's deletion in the cache")
+    acted = ticks.run()
+    assert not acted["quiet"]
+    assert acted["written"] >= 1
+    assert labels(emulator, eco).get(DRAINING) != "true"
+    # When the watcher relists, with nothing changed: the next tick is a full one
+    run_until_quiet(ticks)
+    last_relist = clients.cache(state).status().last_relist
+    clients.cache(state).request_relist()
+    wait_for(
+        lambda: clients.cache(state).status().last_relist != last_relist,
+        timeout=30,
+        what="the watcher's relist",
+    )
+    relisted = ticks.run()
+    assert not relisted["quiet"]
+    assert relisted["written"] == 0
+
+
 def test_a_burst_of_performance_pods_is_answered_without_any_tick_sent(
     stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
 ) -> None:

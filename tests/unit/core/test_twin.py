@@ -356,3 +356,21 @@ def test_gpu_nodes_get_a_per_gpu_intent_and_no_cpu_cap(
     assert found.status is not None
     assert {k: v for k, v in found.spec.items() if k in ("cpu", "gpu")} == caps
     assert found.status["effectiveCapState"] == effective
+
+
+def test_the_first_managed_status_to_fall_due_bounds_a_quiet_tick() -> None:
+    def found(
+        name: str, stamp: object, managed_by: str | None = models.MANAGED_BY_VALUE
+    ) -> models.TwinInfo:
+        return models.TwinInfo(
+            name=name, managed_by=managed_by, status={} if stamp is None else {"lastUpdated": stamp}
+        )
+
+    written = twin.rfc3339(TICK)
+    assert twin.status_due([]) is None
+    assert twin.status_due([found("a", written)]) == int(TICK) + twin.STATUS_REFRESH_S
+    # a foreign twin is not ours to refresh; one without a readable stamp is due now
+    assert twin.status_due([found("a", written), found("b", None, managed_by="someone")]) == (
+        int(TICK) + twin.STATUS_REFRESH_S
+    )
+    assert twin.status_due([found("a", written), found("c", "yesterday")]) == 0.0
