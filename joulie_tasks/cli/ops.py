@@ -170,7 +170,7 @@ def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
         print(
             f"last tick: {last['tick_id']} at {_when(last['tick_time'])} "
             f"({last['written']} writes, {len(last['failures'])} failed, "
-            f"{last['duration_s']:.2f}s)"
+            f"{last['duration_s']:.2f}s{', quiet' if last.get('quiet') else ''})"
         )
     rows = [
         (

@@ -535,9 +535,9 @@ class Converged(Frozen):
     until: float
     policy: str
     nodes: int
-    #: Draining nodes and their performance-pod counts: each quiet tick records their
-    #: deferred downgrade, as a full tick would (D18).
-    draining: dict[str, int] = Field(default_factory=dict)
+    #: Draining nodes: each quiet tick counts their deferred downgrade, as a full tick
+    #: would (D18).
+    draining: tuple[str, ...] = ()
 
 
 class _Record(BaseModel):

@@ -23,11 +23,11 @@ DEFERRED = models.Transition(
 )
 
 
-def steady_draining(guarded: models.GuardedPlan) -> dict[str, int] | None:
-    """The draining nodes and their performance-pod counts when every decision is
-    steady (it changes nothing, holds nothing and waits for nothing; a draining node's
-    only transition is its deferral); None when any decision is not."""
-    draining: dict[str, int] = {}
+def steady_draining(guarded: models.GuardedPlan) -> tuple[str, ...] | None:
+    """The draining nodes when every decision is steady (it changes nothing, holds
+    nothing and waits for nothing; a draining node's only transition is its deferral);
+    None when any decision is not."""
+    draining: list[str] = []
     for d in guarded.decisions:
         if d.postponed or d.held or d.hold is not None or d.from_state != d.to_state:
             return None
@@ -35,10 +35,8 @@ def steady_draining(guarded: models.GuardedPlan) -> dict[str, int] | None:
             continue
         if any(t.result is not models.TransitionResult.DEFERRED for t in d.transitions):
             return None
-        if d.performance_pods is None:
-            return None
-        draining[d.node] = d.performance_pods
-    return draining
+        draining.append(d.node)
+    return tuple(draining)
 
 
 def converged(
@@ -85,9 +83,6 @@ def holds(record: models.Converged, *, rev: int, settings: str, tick_time: float
     )
 
 
-def deferred_transitions(record: models.Converged) -> list[tuple[models.Transition, int]]:
-    """The deferral each draining node records this quiet tick, with its pod count."""
-    return [
-        (DEFERRED.model_copy(update={"node": node}), pods)
-        for node, pods in sorted(record.draining.items())
-    ]
+def deferred_transitions(record: models.Converged) -> list[models.Transition]:
+    """The deferral each draining node records this quiet tick (D18)."""
+    return [DEFERRED.model_copy(update={"node": node}) for node in record.draining]

@@ -57,7 +57,7 @@ def finish_tick(
         return None
     fed = cache_tick.mark(ref, state=state)
     if fed is not None and fed.quiet:
-        report = _finish_quiet(ref, state=state, settings=settings)
+        report = _finish_quiet(ref, state=state)
     else:
         report = _finish_full(ref, fed, state=state, settings=settings)
     increments = metrics.duration_increments(metrics.TOTAL_STAGE, report.duration_s)
@@ -139,34 +139,26 @@ def _finish_full(
     )
 
 
-def _finish_quiet(
-    ref: lifecycle.TickRef, *, state: ports.state.StateStore, settings: config.Settings
-) -> lifecycle.TickReport:
-    """The report of a quiet tick: it records the deferred downgrade of each draining
+def _finish_quiet(ref: lifecycle.TickRef, *, state: ports.state.StateStore) -> lifecycle.TickReport:
+    """The report of a quiet tick: it counts the deferred downgrade of each draining
     node (D18) and nothing else; the FSM is already what this tick would write."""
     record = state.converged()
     transitions = [] if record is None else quiet.deferred_transitions(record)
-    policy = "" if record is None else record.policy
     counts = metrics.Values()
-    entries = []
-    for t, pods in transitions:
+    for t in transitions:
         _count_transition(counts, t)
-        entries.append(_entry(t, reason=_draining_reason(pods), policy=policy, ref=ref))
-    state.append_transitions(
-        [e.fields() for e in entries], maxlen=settings.transition_stream_maxlen
-    )
     state.add_counters(counts.as_dict())
     return lifecycle.TickReport(
         tick_id=ref.tick_id,
         tick_time=ref.tick_time,
-        policy=policy,
+        policy="" if record is None else record.policy,
         nodes=0 if record is None else record.nodes,
         writes_planned=0,
         written=0,
         retries=0,
         failures={},
         applied=0,
-        deferred=len(entries),
+        deferred=len(transitions),
         duration_s=time.time() - ref.started_at,
         dry_run=ref.dry_run,
         paused=ref.paused,
@@ -205,6 +197,7 @@ def _record_outcome(
     entries: list[models.TransitionEntry] = []
     counts = metrics.Values()
     downgraded: list[str] = []
+    deferred = 0
     for d in guarded.decisions:
         prev = previous.get(d.node)
         if d.node in failures or d.postponed:
@@ -236,6 +229,10 @@ def _record_outcome(
             entries.append(_held_entry(d, ref))
         for t in d.transitions:
             _count_transition(counts, t)
+            if t.result is models.TransitionResult.DEFERRED:
+                deferred += 1
+                if d.from_state is models.NodeState.DRAINING_PERFORMANCE:
+                    continue  # streamed when the drain started; counted every tick (D18)
             entries.append(_entry(t, reason=_reason(d), policy=d.policy_name, ref=ref))
     window = settings.downgrade_budget_window
     spend = ports.state.Spend(
@@ -257,18 +254,12 @@ def _record_outcome(
     )
     state.add_counters(counts.as_dict())
     applied = sum(1 for e in entries if e.result == models.TransitionResult.APPLIED)
-    deferred = sum(1 for e in entries if e.result == models.TransitionResult.DEFERRED)
     return applied, deferred
 
 
 def _count_transition(counts: metrics.Values, t: models.Transition) -> None:
-    counts.add(
-        metrics.STATE_TRANSITIONS,
-        node=t.node,
-        from_state=t.from_state.value,
-        to_state=t.to_state.value,
-        result=t.result.value,
-    )
+    key = metrics.transition_field(t.node, t.from_state.value, t.to_state.value, t.result.value)
+    counts.add_field(key)
 
 
 def _entry(
@@ -338,13 +329,9 @@ def _failed_record(
     )
 
 
-def _draining_reason(performance_pods: int | None) -> str:
-    return f"{performance_pods} performance pod(s) still on the node"
-
-
 def _reason(d: models.Decision) -> str:
     if d.draining:
-        return _draining_reason(d.performance_pods)
+        return f"{d.performance_pods} performance pod(s) still on the node"
     if d.held:
         return "performance-pod count unknown; downgrade withheld"
     if d.postponed:

@@ -322,7 +322,7 @@ def _converged(rev: int) -> models.Converged:
         until=700.0,
         policy="static_partition",
         nodes=2,
-        draining={"a": 1},
+        draining=("a",),
     )
 
 
