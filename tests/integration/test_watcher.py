@@ -36,6 +36,14 @@ def start_watcher(stack: Stack, name: str = "watch") -> Proc:
     return stack.start_proc(name, ["watch"], ready="started")
 
 
+def driven_with_a_watcher(stack: Stack, state: store.RedisStore) -> None:
+    """A worker and a synced watcher, no kicks: the test drives every tick itself."""
+    stack.configure(kick_window="1h")
+    stack.start_worker()
+    start_watcher(stack)
+    wait_for(lambda: synced(state), timeout=30, what="a synced, fresh cache")
+
+
 def synced(state: store.RedisStore) -> bool:
     status = clients.cache(state).status()
     age = status.age(time.time())
@@ -62,10 +70,7 @@ def test_a_cache_fed_tick_lists_nothing_and_converges(
     stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
 ) -> None:
     emulator.seed(12, 4, seed=7)
-    stack.configure(kick_window="1h")  # no kicks: this test drives ticks itself
-    stack.start_worker()
-    start_watcher(stack)
-    wait_for(lambda: synced(state), timeout=30, what="a synced, fresh cache")
+    driven_with_a_watcher(stack, state)
     emulator.reset_counters()
     first = ticks.run()
     # Nodes and profiles come from the cache; the only lists are the confirmations,
@@ -131,10 +136,7 @@ def test_a_tick_with_nothing_changed_runs_quiet_until_the_cache_changes(
     stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
 ) -> None:
     emulator.seed(12, 0, seed=7)
-    stack.configure(kick_window="1h")  # no kicks: this test drives ticks itself
-    stack.start_worker()
-    start_watcher(stack)
-    wait_for(lambda: synced(state), timeout=30, what="a synced, fresh cache")
+    driven_with_a_watcher(stack, state)
     ticks.run()  # labels every node
     eco = next(
         n["metadata"]["name"]
