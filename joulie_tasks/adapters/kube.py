@@ -323,7 +323,10 @@ class ApiGateway:
         self._request("delete", TWINS, "DELETE", TWINS.path(name))
 
     def create_event(self, namespace: str, body: Mapping[str, Any]) -> None:
-        self._request("create", EVENTS, "POST", EVENTS.path(namespace=namespace), body=body)
+        """One Node Event (one per applied transition: as hot as the writes in a flip)."""
+        self._request(
+            "create", EVENTS, "POST", EVENTS.path(namespace=namespace), body=body, lean=True
+        )
 
     def delete_profile(self, name: str) -> None:
         """Delete one NodePowerProfile (RBAC: ``delete`` on nodepowerprofiles)."""
