@@ -1,12 +1,15 @@
 """``python -m bench.run --first-tick``: the all-writes first tick against the reference.
 
-    .venv/bin/python -m bench.run --first-tick                  # N = 2,000, 2 ms, 2 workers
+    .venv/bin/python -m bench.run --first-tick          # N = 2,000, 2 ms, 2 workers, both
+    .venv/bin/python -m bench.run --first-tick --first-output-api nodepowerprofile
     .venv/bin/python -m bench.run --first-tick --first-nodes 500 --out /tmp/ft.md
 
 A freshly seeded cluster (N managed nodes, 10 pods each, no performance-only pod;
 6 % reserved, 5 % unschedulable) that has never seen the operator: every eligible
-node gets its labels patched and its NodePowerProfile created, so this is the tick
-with the most writes (issue 20's "all-writes first tick"). Processes as in
+node gets its labels patched and its NodePowerProfile and/or NodeTwin created (and
+the twin's status patched), so this is the tick with the most writes (issue 20's
+"all-writes first tick"). OUTPUT_API defaults to ``both`` (4 writes per node), the
+mode whose ratio matches the issue's "today 0.37x". Processes as in
 bench/run.py: redis-server, the API emulator in its own process (every request
 delayed by the latency), the Celery workers (prefork, concurrency 1, warmed up) and
 this client, on the same cores.
