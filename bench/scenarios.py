@@ -56,6 +56,8 @@ class Sample:
     deferred: int = 0
     nodes: int = 0
     direction: str = ""
+    #: The tick ran quiet: nothing had changed since the last converged tick.
+    quiet: bool = False
 
     @property
     def total(self) -> int:
@@ -204,6 +206,7 @@ class Bench:
             events=events,
             deferred=int(summary.get("deferred") or 0),
             nodes=int(summary["nodes"]),
+            quiet=bool(summary.get("quiet")),
         )
 
     def converge(self, *, max_ticks: int = 4) -> Sample:
