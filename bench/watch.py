@@ -105,20 +105,6 @@ class Watcher:
         wait_for(served, timeout=timeout, interval=0.1, what="the kicked tick")
         wait_idle(bench.rc, timeout=timeout)
 
-    def relist(self, bench: Bench, timeout: float = 900) -> None:
-        """Ask the watcher to relist everything and wait until it has, and until the
-        tick the relist kicked (if any) has been served."""
-        before = self.cache.status().last_relist
-        self.cache.request_relist()
-        wait_for(
-            lambda: self.cache.status().last_relist != before,
-            timeout=timeout,
-            interval=0.1,
-            what="the requested relist",
-        )
-        self.wait_synced(timeout=timeout)
-        self.wait_served(bench, timeout=timeout)
-
     def stop(self) -> None:
         self.state.close()
         self.proc.stop()
@@ -277,8 +263,8 @@ def steady_point(
                 f"({sum(s.quiet for s in cached)} of {len(cached)} quiet)"
             )
             # What any change costs: a full, level-based tick over the same cluster, made
-            # by a relist with nothing changed (docs/SPEC.md §9.10).
-            watcher.relist(bench)
+            # by removing the converged record (docs/SPEC.md §9.10), nothing changed.
+            bench.rc.delete(store.CONVERGED_KEY)
             cpu_before = _cpu(bench, workers)
             level = bench.our_tick()
             cpu_after = _cpu(bench, workers)
@@ -288,7 +274,7 @@ def steady_point(
                 "requests": sum(level.requests.values()),
                 "cpu_s": {k: cpu_after[k] - cpu_before[k] for k in cpu_after},
             }
-            log(f"N={n}: level tick after a relist {level.wall_s:.3f}s (quiet {level.quiet})")
+            log(f"N={n}: level tick {level.wall_s:.3f}s (quiet {level.quiet})")
             if with_reference:
                 ref = bench.ref_tick(cfg_ref)
                 point["reference"] = {"wall_s": ref.wall_s, "requests": ref.total}
@@ -554,8 +540,8 @@ def _quiet_note(point: dict[str, Any]) -> str:
 
 
 def _level_rows(out: dict[str, Any]) -> list[str]:
-    """The full tick a relist forces, with nothing changed, at each measured size: what
-    a tick costs whenever anything changed (a steady tick runs quiet)."""
+    """A full tick with nothing changed (the converged record removed) at each measured
+    size: what a tick costs whenever anything changed (a steady tick runs quiet)."""
     rows = []
     for p in (out, out.get("big", {}), out.get("huge", {})):
         level = p.get("level_tick")
@@ -563,7 +549,8 @@ def _level_rows(out: dict[str, Any]) -> list[str]:
             continue
         cpu = level["cpu_s"]
         rows.append(
-            f"| level tick (full: a relist, nothing changed) at {p['cluster']['nodes']:,} "
+            f"| full tick, nothing changed (converged record removed) at "
+            f"{p['cluster']['nodes']:,} "
             f"nodes | (stated: what a tick after any change costs) | "
             f"**{level['wall_s']:.3f} s** (CPU, worker + Redis: {cpu['worker']:.3f} s + "
             f"{cpu['redis']:.3f} s; {level['requests']} API requests) | - |"
