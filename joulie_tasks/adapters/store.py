@@ -427,6 +427,14 @@ class RedisStore(state_port.TickParts):
 
     # --- FSM and transitions -------------------------------------------------------------
 
+    def fsm(self) -> dict[str, models.FsmRecord]:
+        """The FSM records as models, validated straight from their JSON (a tick's end
+        reads every node's)."""
+        with self._translated():
+            raw = self._redis.hgetall(FSM_KEY)
+        with gcpause.paused():
+            return {_s(k): models.FsmRecord.model_validate_json(v) for k, v in raw.items()}
+
     def _fsm_records(self) -> dict[str, dict[str, Any]]:
         with self._translated():
             raw = self._redis.hgetall(FSM_KEY)

@@ -57,7 +57,8 @@ def stage_snapshot(
             snap = snapshot.with_twins(snap, gateway=gateway, page_size=settings.list_page_size)
         if settings.reads_hardware and not hardware_cached:
             snap = snapshot.with_hardware(snap, gateway=gateway, page_size=settings.list_page_size)
-        state.save_snapshot(ref.tick_id, snap)
+        # No pods (the cache holds their counts, already the demand): classify reads
+        # nothing, so the pod-less copy is the only one stored.
         state.save_nodes(ref.tick_id, snap)
         state.save_demand(ref.tick_id, demand)
         return

@@ -206,7 +206,8 @@ def _record_outcome(
                 records[d.node] = record
             continue
         since = prev.since if prev is not None and prev.state == d.to_state else None
-        record = models.FsmRecord(
+        # built from typed values, thousands per tick: no validation needed
+        record = models.FsmRecord.model_construct(
             state=d.to_state,
             profile=d.profile,
             draining=d.draining,
