@@ -138,9 +138,10 @@ def start_quiet(
 
 
 def quiet_allowed(settings: config.Settings) -> bool:
-    """Quiet ticks need decisions that time alone cannot change: not the time-driven
-    debug policy, no damping and no schedule window (docs/SPEC.md §9.10)."""
-    return settings.policy is not models.PolicyName.RULE_SWAP_V1 and not settings.damps
+    """Quiet ticks need plans that time alone cannot change: not the time-driven debug
+    policy, no schedule window (docs/SPEC.md §9.10). A dwell or a budget only withholds
+    a planned change, and a converged tick had none planned and none held."""
+    return settings.policy is not models.PolicyName.RULE_SWAP_V1 and not settings.schedule.windows
 
 
 def is_quiet(ref: lifecycle.TickRef, *, state: ports.state.StateStore) -> bool:

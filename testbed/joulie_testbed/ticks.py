@@ -45,6 +45,17 @@ class TickClient:
         at = self.send()
         return wait_for(lambda: self.finished(at), timeout=timeout, what=f"tick at {at}")
 
+    def run_until_quiet(self, *, limit: int = 6) -> list[dict[str, Any]]:
+        """Run ticks until one runs quiet (docs/SPEC.md §9.10); each tick is the poll,
+        the watcher catching up with the last one's writes in between. The summaries,
+        the quiet one last; AssertionError when none is quiet within ``limit``."""
+        summaries: list[dict[str, Any]] = []
+        for _ in range(limit):
+            summaries.append(self.run())
+            if summaries[-1]["quiet"]:
+                return summaries
+        raise AssertionError(f"no quiet tick in {limit}: {summaries}")
+
     def counter(self, name: str, **labels: str) -> float:
         counters, _ = self.state.metric_values()
         return counters.get(metrics.field(name, **labels), 0.0)

@@ -121,17 +121,6 @@ def test_a_cache_fed_tick_lists_nothing_and_converges(
     assert pending_writes(emulator, stack.env).empty
 
 
-def run_until_quiet(ticks: TickClient, *, limit: int = 6) -> list[dict[str, Any]]:
-    """Run ticks until one is quiet (each tick is the poll: the watcher catches up with
-    the last tick's writes in between); the summaries, the quiet one last."""
-    summaries: list[dict[str, Any]] = []
-    for _ in range(limit):
-        summaries.append(ticks.run())
-        if summaries[-1]["quiet"]:
-            return summaries
-    raise AssertionError(f"no quiet tick in {limit}: {summaries}")
-
-
 def test_a_tick_with_nothing_changed_runs_quiet_until_the_cache_changes(
     stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore
 ) -> None:
@@ -145,7 +134,7 @@ def test_a_tick_with_nothing_changed_runs_quiet_until_the_cache_changes(
     )
     emulator.put_object(perf_pod("perf-q", eco))  # the eco node drains (D18)
     # Given a converged cluster: a full tick that wrote nothing, then a quiet one
-    summaries = run_until_quiet(ticks)
+    summaries = ticks.run_until_quiet()
     full = summaries[-2]
     assert not full["quiet"]
     assert full["written"] == 0
@@ -186,7 +175,7 @@ def test_a_tick_with_nothing_changed_runs_quiet_until_the_cache_changes(
     assert acted["written"] >= 1
     assert labels(emulator, eco).get(DRAINING) != "true"
     # When the watcher relists, with nothing changed: the next tick is a full one
-    run_until_quiet(ticks)
+    ticks.run_until_quiet()
     last_relist = clients.cache(state).status().last_relist
     clients.cache(state).request_relist()
     wait_for(
