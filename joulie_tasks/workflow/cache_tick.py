@@ -33,7 +33,7 @@ from joulie_tasks.adapters import retrying
 from joulie_tasks.core import cache as core_cache
 from joulie_tasks.core import models, quiet
 from joulie_tasks.ports import cluster, metrics
-from joulie_tasks.workflow import lifecycle
+from joulie_tasks.workflow import lifecycle, watcher
 
 logger = logging.getLogger(__name__)
 
@@ -109,14 +109,9 @@ def start_quiet(
     except errors.StateStoreError as e:
         logger.info("tick %s: not quiet: %s", ref.tick_id, e)
         return False
-    needed = set(ports.cache.RESOURCES)
-    if settings.output_api.writes_twins:
-        needed.add(ports.cache.TWIN_RESOURCE)
-    if settings.reads_hardware:
-        needed.add(ports.cache.HARDWARE_RESOURCE)
     age = status.age(time.time())
     usable = (
-        needed <= status.synced.keys()
+        set(watcher.watched(settings)) <= status.synced.keys()
         and all(status.synced.values())
         and age is not None
         and age <= settings.cache_max_age
