@@ -132,6 +132,22 @@ def _opened_at(window: models.ScheduleWindow, *, at: float) -> float | None:
     return opened if opened <= at else None
 
 
+def next_edge(schedule: models.Schedule, *, at: float) -> float | None:
+    """The first time after ``at`` when a window may open or close (Unix time); None
+    without windows. Until then the windows in force, and so the policy, stay as they
+    are at ``at``: quiet ticks stop there (docs/SPEC.md §9.10). Early rather than late:
+    where one window's openings overlap, the first closing counts although the window
+    stays open."""
+    edges: list[float] = []
+    for window in schedule.windows:
+        local = datetime.fromtimestamp(at, tz=UTC).astimezone(ZoneInfo(window.timezone))
+        edges.append(croniter(window.cron, local).get_next(float))
+        opened = _opened_at(window, at=at)
+        if opened is not None:
+            edges.append(opened + window.duration_s)
+    return min(edges, default=None)
+
+
 def policy_at(
     base: models.PolicyParams, *, active: Sequence[models.ScheduleWindow]
 ) -> models.PolicyParams:

@@ -133,10 +133,12 @@ def start_quiet(
 
 
 def quiet_allowed(settings: config.Settings) -> bool:
-    """Quiet ticks need plans that time alone cannot change: not the time-driven debug
-    policy, no schedule window (docs/SPEC.md §9.10). A dwell or a budget only withholds
-    a planned change, and a converged tick had none planned and none held."""
-    return settings.policy is not models.PolicyName.RULE_SWAP_V1 and not settings.schedule.windows
+    """Quiet ticks need plans that time alone cannot change between two known instants:
+    not the time-driven debug policy (docs/SPEC.md §9.10). Schedule windows change the
+    policy only at their edges, where the converged record ends; a dwell or a budget
+    only withholds a planned change, and a converged tick had none planned and none held.
+    """
+    return settings.policy is not models.PolicyName.RULE_SWAP_V1
 
 
 def is_quiet(ref: lifecycle.TickRef, *, state: ports.state.StateStore) -> bool:

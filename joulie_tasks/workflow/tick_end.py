@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from joulie_tasks import config, errors, ports
-from joulie_tasks.core import damping, guard, models, quiet
+from joulie_tasks.core import damping, guard, models, quiet, schedule
 from joulie_tasks.ports import metrics
 from joulie_tasks.workflow import apply, cache_tick, events, lifecycle
 
@@ -107,6 +107,9 @@ def _finish_full(
     if not (ref.dry_run or ref.paused):
         converged = None
         if fed is not None and fed.fed and cache_tick.quiet_allowed(settings):
+            # Quiet ticks stop where a NodeTwin status falls due or a window opens or closes.
+            edge = schedule.next_edge(settings.schedule, at=ref.tick_time)
+            due = min((t for t in (fed.due, edge) if t is not None), default=None)
             converged = quiet.converged(
                 guarded,
                 writes_empty=writes.empty and not gone,
@@ -115,7 +118,7 @@ def _finish_full(
                 settings=settings.digest,
                 tick_id=ref.tick_id,
                 horizon_s=settings.watch_relist_interval,
-                due=fed.due,
+                due=due,
             )
         applied, deferred = _record_outcome(
             ref, guarded, failures, writes.nodes(), state, settings, converged=converged

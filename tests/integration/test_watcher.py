@@ -6,14 +6,18 @@ a burst of performance pods reaches the nodes with no tick sent by anyone (the
 watcher's kick); a wrong cache cannot downgrade a node under a performance pod
 (the write stage's confirmation, checked in the emulator's request log); a stale
 cache falls back to lists; two watchers: one active, the standby takes over when
-the active one is SIGKILLed; ``status`` shows the watcher.
+the active one is SIGKILLed; ``status`` shows the watcher; quiet ticks end where a
+schedule window opens.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import signal
 import time
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -186,6 +190,41 @@ def test_a_tick_with_nothing_changed_runs_quiet_until_the_cache_changes(
     relisted = ticks.run()
     assert not relisted["quiet"]
     assert relisted["written"] == 0
+
+
+def test_quiet_ticks_end_where_a_schedule_window_opens(
+    stack: Stack, emulator: Emulator, ticks: TickClient, state: store.RedisStore, tmp_path: Path
+) -> None:
+    # Given a window opening at a whole minute 4-5 minutes from now that plans every node
+    # performance, and a converged cluster before it
+    opens = math.floor(time.time() / 60) * 60 + 300
+    start = datetime.fromtimestamp(opens, tz=UTC)
+    schedule = tmp_path / "schedule.yaml"
+    schedule.write_text(
+        "windows:\n  - name: surge\n"
+        f"    cron: '{start.minute} {start.hour} * * *'\n    duration: 1h\n"
+        "    policy:\n      static_hp_frac: 1.0\n"
+    )
+    emulator.seed(12, 0, seed=7)
+    stack.configure(schedule_file=str(schedule))
+    driven_with_a_watcher(stack, state)
+    ticks.run_until_quiet()
+    names = [n["metadata"]["name"] for n in emulator.list_objects("nodes")]
+    assert "eco" in {labels(emulator, n).get(PROFILE) for n in names}
+
+    def tick_at(at: float) -> dict[str, Any]:
+        ticks.send(scheduled_at=at)
+        return wait_for(lambda: ticks.finished(at), timeout=60, what=f"the tick at {at}")
+
+    # When nothing changes until just before the opening: the tick there is still quiet
+    before = tick_at(opens - 1)
+    assert before["quiet"]
+    assert before["written"] == 0
+    # When the window opens: the tick at its edge is a full one and applies its policy
+    opened = tick_at(opens)
+    assert not opened["quiet"]
+    assert opened["written"] >= 1
+    assert {labels(emulator, n).get(PROFILE) for n in names} == {"performance"}
 
 
 def test_a_burst_of_performance_pods_is_answered_without_any_tick_sent(

@@ -158,3 +158,46 @@ def test_office_hours_window_matches_the_wall_clock(seconds: int) -> None:
     local = datetime.fromtimestamp(seconds, tz=ROME)
     expected = local.weekday() < 5 and 8 <= local.hour < 18
     assert bool(schedule.active_windows(OFFICE_WINDOW, at=float(seconds))) is expected
+
+
+@pytest.mark.parametrize(
+    ("when", "edge"),
+    [
+        ("2026-12-07T07:59:59", "2026-12-07T08:00:00"),  # Monday: the opening
+        ("2026-12-07T08:00:00", "2026-12-07T18:00:00"),  # opened now: its end
+        ("2026-12-07T12:00:00", "2026-12-07T18:00:00"),
+        ("2026-12-04T18:00:00", "2026-12-07T08:00:00"),  # Friday's end: Monday's opening
+        ("2026-12-05T12:00:00", "2026-12-07T08:00:00"),  # Saturday
+        ("2026-10-23T18:30:00", "2026-10-26T08:00:00"),  # across the autumn DST change
+    ],
+)
+def test_the_next_edge_is_the_next_opening_or_the_end_of_the_one_in_force(
+    when: str, edge: str
+) -> None:
+    assert schedule.next_edge(OFFICE_WINDOW, at=at(when)) == at(edge)
+
+
+def test_the_next_edge_of_several_windows_is_the_first_and_none_without_windows() -> None:
+    both = schedule.parse_schedule({"windows": [OFFICE, NIGHT]})
+    utc = ZoneInfo("UTC")
+    # Monday 17:30 Rome is 16:30 UTC: the office closes before the night opens (22:00 UTC)
+    assert schedule.next_edge(both, at=at("2026-12-07T17:30:00")) == at("2026-12-07T18:00:00")
+    assert schedule.next_edge(both, at=at("2026-12-07T19:00:00")) == at("2026-12-07T22:00:00", utc)
+    assert schedule.next_edge(models.Schedule(), at=at("2026-12-07T12:00:00")) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1_767_225_600, 1_830_297_600),  # 2026-01-01 .. 2028-01-01
+    st.floats(0.0, 1.0, exclude_max=True),
+)
+def test_no_window_opens_or_closes_before_the_next_edge(seconds: int, fraction: float) -> None:
+    windows = schedule.parse_schedule({"windows": [OFFICE, NIGHT]})
+    edge = schedule.next_edge(windows, at=float(seconds))
+    assert edge is not None
+    assert edge > seconds
+    between = seconds + fraction * (edge - seconds - 0.001)  # edges are whole seconds
+    now = schedule.active_windows(windows, at=float(seconds))
+    assert schedule.active_windows(windows, at=between) == now
+    # neither window's openings overlap, so the edge itself changes the windows in force
+    assert schedule.active_windows(windows, at=edge) != now
