@@ -20,7 +20,7 @@ import copy
 import itertools
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -339,6 +339,7 @@ class MemoryStateStore(ports.state.TickParts):
         *,
         spend: ports.state.Spend | None = None,
         converged: models.Converged | None = None,
+        forget: Sequence[str] = (),
     ) -> int:
         if self.fence > token:
             return 0  # overtaken: writes nothing (as the store's script)
@@ -358,6 +359,11 @@ class MemoryStateStore(ports.state.TickParts):
                 if node in landed:
                     self._downgrades[f"{spend.tick_id}/{node}"] = spend.time
             self._downgrades = {k: t for k, t in self._downgrades.items() if t >= spend.keep_after}
+        for node in forget:
+            old = self._fsm.get(node)
+            previous = json.loads(old).get("token") if old is not None else None
+            if previous is None or int(previous) <= token:
+                self._fsm.pop(node, None)
         return written
 
     def converged(self) -> models.Converged | None:
@@ -365,10 +371,6 @@ class MemoryStateStore(ports.state.TickParts):
 
     def downgrades_since(self, since: float) -> int:
         return sum(1 for t in self._downgrades.values() if t > since)
-
-    def forget_nodes(self, nodes: Iterable[str]) -> None:
-        for node in nodes:
-            self._fsm.pop(node, None)
 
     def append_transitions(self, entries: Sequence[Mapping[str, str]], *, maxlen: int) -> None:
         for entry in entries:

@@ -25,7 +25,7 @@ import json
 import logging
 import time
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 import redis
@@ -123,6 +123,8 @@ return 1
 # downgrade ledger (KEYS[2]) as ARGV[6]/node at score ARGV[4], in the same script, so a
 # stale tick that cannot write the FSM cannot spend the budget either; entries scored
 # below ARGV[5] are trimmed. ARGV[7] is the converged record (KEYS[4]; '' deletes it).
+# ARGV[8] is a JSON list of nodes no longer decided: each record is deleted unless a
+# newer token wrote it (a node that came back under a newer tick keeps its record).
 _FSM_CAS = """
 local token = tonumber(ARGV[1])
 if tonumber(redis.call('GET', KEYS[3]) or '0') > token then return -1 end
@@ -153,6 +155,15 @@ if #spend > 0 then
     if landed[node] then redis.call('ZADD', KEYS[2], ARGV[4], ARGV[6] .. '/' .. node) end
   end
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[5])
+end
+for _, node in ipairs(cjson.decode(ARGV[8])) do
+  local old = redis.call('HGET', KEYS[1], node)
+  if old then
+    local prev = cjson.decode(old)
+    if not (prev['token'] and tonumber(prev['token']) > token) then
+      redis.call('HDEL', KEYS[1], node)
+    end
+  end
 end
 return written
 """
@@ -447,13 +458,15 @@ class RedisStore(state_port.TickParts):
         *,
         spend: state_port.Spend | None = None,
         converged: models.Converged | None = None,
+        forget: Sequence[str] = (),
     ) -> int:
         """Compare-and-set FSM records on the fencing token; return how many were written
         (0 for a tick a newer token has overtaken: it writes nothing at all).
 
         ``spend`` enters the downgraded nodes whose record was written in the downgrade
         ledger, atomically with the records (docs/SPEC.md §12.2); ``converged`` replaces
-        the converged record (None removes it), in the same script.
+        the converged record (None removes it); the records of the ``forget`` nodes (no
+        longer decided) are deleted unless a newer token wrote them; all in one script.
         """
         spent = spend or state_port.Spend(nodes=(), time=0.0, keep_after=0.0, tick_id="")
         args = [
@@ -464,6 +477,7 @@ class RedisStore(state_port.TickParts):
             repr(spent.keep_after),
             spent.tick_id,
             "" if converged is None else converged.model_dump_json(),
+            json.dumps(list(forget)),
         ]
         keys = [FSM_KEY, DOWNGRADES_KEY, FENCE_KEY, CONVERGED_KEY]
         with self._translated():
@@ -486,12 +500,6 @@ class RedisStore(state_port.TickParts):
         """Downgrades in the ledger after Unix time ``since`` (exclusive)."""
         with self._translated():
             return int(self._redis.zcount(DOWNGRADES_KEY, f"({since!r}", "+inf"))
-
-    def forget_nodes(self, nodes: Iterable[str]) -> None:
-        names = list(nodes)
-        if names:
-            with self._translated():
-                self._redis.hdel(FSM_KEY, *names)
 
     def append_transitions(self, entries: Sequence[Mapping[str, str]], *, maxlen: int) -> None:
         if not entries:

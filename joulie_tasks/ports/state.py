@@ -10,7 +10,7 @@ behaviour. No I/O here, and no key: the Redis layout is the store's business.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, TypeVar
 
@@ -203,10 +203,10 @@ class FsmStore(Protocol):
         *,
         spend: Spend | None = None,
         converged: models.Converged | None = None,
+        forget: Sequence[str] = (),
     ) -> int: ...
     def converged(self) -> models.Converged | None: ...
     def downgrades_since(self, since: float) -> int: ...
-    def forget_nodes(self, nodes: Iterable[str]) -> None: ...
 
 
 class MetricsSink(Protocol):

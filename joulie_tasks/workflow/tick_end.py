@@ -245,14 +245,14 @@ def _record_outcome(
         keep_after=ref.tick_time - 2 * window,  # a margin for clocks a little behind
         tick_id=ref.tick_id,
     )
+    managed = {d.node for d in guarded.decisions}
     state.update_fsm(
         ref.token,
         {n: r.model_dump(mode="json") for n, r in records.items()},
         spend=spend,
         converged=converged,
+        forget=[n for n in previous if n not in managed],
     )
-    managed = {d.node for d in guarded.decisions}
-    state.forget_nodes(n for n in previous if n not in managed)
     state.append_transitions(
         [e.fields() for e in entries], maxlen=settings.transition_stream_maxlen
     )

@@ -186,8 +186,11 @@ def test_the_fsm_is_never_overwritten_by_an_older_token(state: ports.state.State
     records = state.fsm()
     assert records["a"] == models.FsmRecord(state=models.NodeState.ACTIVE_PERFORMANCE, token=6)
     assert records["b"].token == 4
-    state.forget_nodes(["b"])
+    # Nodes no longer decided are forgotten, unless a newer token wrote them
+    assert state.update_fsm(5, {}, forget=["a", "b", "gone"]) == 0
     assert set(state.fsm()) == {"a"}
+    assert state.update_fsm(6, {}, forget=["a"]) == 0
+    assert set(state.fsm()) == set()
 
 
 def _entry(node: str, to: models.NodeState) -> models.TransitionEntry:
@@ -344,9 +347,9 @@ def test_an_overtaken_tick_writes_no_fsm_record_and_keeps_the_converged_one(
         "a": {"state": "ActivePerformance", "token": old},
         "b": {"state": "ActivePerformance", "token": old},
     }
-    # Then nothing lands: an unchanged record may carry an older token, so the whole
-    # call is fenced, not each record
-    assert state.update_fsm(old, records, converged=None) == 0
+    # Then nothing lands and nothing is forgotten: an unchanged record may carry an
+    # older token, so the whole call is fenced, not each record
+    assert state.update_fsm(old, records, converged=None, forget=["a"]) == 0
     assert set(state.fsm()) == {"a"}
     assert state.fsm()["a"].state is models.NodeState.ACTIVE_ECO
     assert state.converged() == converged
