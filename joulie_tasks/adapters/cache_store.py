@@ -250,6 +250,11 @@ class CacheStore:
             v = self._r.get(LEASE)
         return _s(v) if v else None
 
+    def server(self) -> str:
+        """The run id of the Redis server the cache is on (the master, with Sentinel)."""
+        with self._translated():
+            return str(self._r.info("server")["run_id"])
+
     # --- watcher writes ------------------------------------------------------------------
 
     def apply_pod(self, lease: str, key: str, code: str, rv: str, now: float) -> bool:

@@ -290,6 +290,7 @@ class _Session:
         gateway: cluster.WatchGateway,
         lease: str,
         holder: str,
+        server: str,
         kick: Callable[[], None],
         counts: _Counts,
     ) -> None:
@@ -299,6 +300,8 @@ class _Session:
         self.gateway = gateway
         self.lease = lease
         self.holder = holder
+        #: The Redis server the session's cache is on (``WatchCache.server``).
+        self.server = server
         self.kick = kick
         self.counts = counts
         self.stopped = threading.Event()
@@ -359,6 +362,12 @@ class _Session:
                         self.lost("the lease expired or was taken")
                         return
                     next_renew = time.monotonic() + ttl / 3
+                if self.cache.server() != self.server:
+                    # A restart or a failover may have lost cache writes the streams have
+                    # moved past: vouch for nothing, relist everything under a new lease.
+                    self.cache.release_lease(self.lease)
+                    self.lost("Redis is another server now (restarted or failed over)")
+                    return
                 healthy = all(st.healthy and st.relist_reason is None for st in self.streams)
                 fresh = healthy and not self.paused_for_test.is_set()
                 if fresh and self.cache.heartbeat(self.lease, self.holder, time.time()):
@@ -473,9 +482,14 @@ class Watcher:
             standby_logged = False
             logger.info("watcher: active, lease %s", lease)
             try:  # the previous holder's copy is not ours to vouch for: relist first
+                server = self.cache.server()
                 self.cache.unsync(watched(self.settings))
             except errors.StateStoreError as e:
                 logger.warning("watcher: Redis: %s", e)
+                with contextlib.suppress(errors.StateStoreError):
+                    self.cache.release_lease(lease)  # not vouched for: try again afresh
+                stop.wait(1.0)
+                continue
             with contextlib.suppress(errors.StateStoreError):
                 self.state.add_counters(metrics.Values().add(metrics.LEASE_CHANGES).as_dict())
             session = _Session(
@@ -485,6 +499,7 @@ class Watcher:
                 gateway=self.gateway,
                 lease=lease,
                 holder=self.holder,
+                server=server,
                 kick=self.kick,
                 counts=self.counts,
             )

@@ -1,6 +1,6 @@
 """The watcher under faults: watch dropped mid-stream, 410 Gone, the API down, the active
-watcher SIGKILLed, Redis flushed under it, events missed on purpose, and a fresh cache
-that missed a bind.
+watcher SIGKILLed, Redis flushed under it, Redis back without the watcher's last cache
+writes (its lease kept), events missed on purpose, and a fresh cache that missed a bind.
 
 Most cases play the same dangerous moment across the fault: node ``node-00003`` is
 draining for a performance pod A; A finishes and B is bound to the same node while
@@ -121,7 +121,7 @@ class Scene:
     """Four managed nodes (static 50 %: 0-1 performance, 2-3 eco), a worker, a watcher,
     and node-00003 draining for pod A."""
 
-    def __init__(self, chaos: Chaos, *, cache_max_age: str = "3s") -> None:
+    def __init__(self, chaos: Chaos, *, cache_max_age: str = "3s", lease_ttl: str = "3s") -> None:
         self.chaos = chaos
         stack, emulator, state = chaos.stack, chaos.emulator, chaos.state
         self.stack, self.emulator, self.state = stack, emulator, state
@@ -131,7 +131,7 @@ class Scene:
             static_hp_frac="0.5",
             kick_window="1h",  # ticks are driven one by one (the kick path has its own tests)
             cache_max_age=cache_max_age,
-            watch_lease_ttl="3s",
+            watch_lease_ttl=lease_ttl,
             kube_request_timeout="2s",
         )
         self.worker = stack.start_worker("w1")
@@ -384,6 +384,64 @@ def test_redis_flushed_under_the_watcher(chaos: Chaos, state: store.RedisStore) 
     after = cs.status().lease
     assert after is not None
     assert after != lease_before
+    assert found == []
+
+
+def test_redis_back_without_the_last_cache_writes(chaos: Chaos, state: store.RedisStore) -> None:
+    # Given a synced cache whose lease outlives a Redis restart, and a snapshot of Redis
+    scene = Scene(chaos, lease_ttl="60s")
+    cs = clients.cache(state)
+    lease_before = cs.status().lease
+    assert lease_before is not None
+    state.client.save()
+    snapshot = scene.stack.redis.dir / "dump.rdb"
+    before_swap = snapshot.read_bytes()
+    # When the watcher writes A's end and B's binding into the cache, and Redis comes
+    # back from the snapshot without them (as a failover to a replica that had not yet
+    # received them), with the watcher's lease still in it
+    scene.swap()
+    wait_for(
+        lambda: _cache_contents(state) == _expected_cache(scene.emulator, scene.stack.env),
+        timeout=30,
+        what="the swap in the cache",
+    )
+    scene.stack.redis.stop()
+    snapshot.write_bytes(before_swap)
+    restarted_at = time.time()
+    scene.stack.redis.start()
+    assert cs.status().lease == lease_before, "the lease came back with the snapshot"
+
+    # Then the watcher notices another server, gives the lease up and relists under a
+    # new one, and the cache and the cluster converge
+    def relisted_under_a_new_lease() -> bool:
+        status = cs.status()
+        return (
+            status.lease not in (None, lease_before)
+            and all(status.synced.values())
+            and (status.last_relist or 0.0) >= restarted_at
+        )
+
+    wait_for(relisted_under_a_new_lease, timeout=30, what="a new lease and a relist")
+    ended = [
+        line.split("session ended: ", 1)[1]
+        for line in scene.watchers[0].log().splitlines()
+        if "session ended: " in line
+    ]
+    n, found = scene.settle()
+    scene.fill(
+        found,
+        fault="Redis back without the watcher's last cache writes, its lease kept",
+        action=(
+            "SAVE; pod A finished and B was bound (both in the cache); redis-server "
+            "restarted from the snapshot taken before, the watcher's lease (TTL 60 s) in it"
+        ),
+        behaviour=(
+            f"the watcher's session ended ({ended[0] if ended else '?'}), it took a new "
+            f"lease and relisted everything; the cache converged; {n} ticks to converge"
+        ),
+    )
+    assert ended
+    assert "another server" in ended[0]
     assert found == []
 
 

@@ -188,6 +188,7 @@ def _session(url: str, cfg: config.Settings, kube: FakeKube) -> watcher._Session
         gateway=kube,  # type: ignore[arg-type]
         lease=lease,
         holder="test",
+        server=cs.server(),
         kick=lambda: None,
         counts=watcher._Counts(),
     )
