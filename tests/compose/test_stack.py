@@ -239,8 +239,8 @@ def test_a_restarted_redis_keeps_the_fsm_and_the_stream_and_writes_nothing_after
     stack.close()
     stack._redis = None  # the published port is new after a restart
     wait_for("Redis back", lambda: stack.redis().ping(), timeout=60)
-    # Ticks go on rewriting each record's tick id; what the node went through stays,
-    # ``since`` included (a lost FSM would be rebuilt with the next tick's time).
+    # What each node went through stays, ``since`` included (a lost FSM would be rebuilt
+    # with the next tick's time).
     assert fsm_facts(stack) == fsm, "the FSM survived the restart (AOF)"
     assert stack.redis().xrange("joulie:transitions")[: len(stream)] == stream
 
