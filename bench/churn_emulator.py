@@ -16,6 +16,7 @@ import argparse
 import random
 import sys
 import time
+from typing import Any
 
 import redis
 
@@ -45,7 +46,7 @@ def main() -> int:
     r = redis.Redis.from_url(args.redis_url)
     rng = random.Random(1)
 
-    def bump(obj: dict) -> None:
+    def bump(obj: dict[str, Any]) -> None:
         if rng.random() < 0.2:
             status = obj.setdefault("status", {})
             status["phase"] = "Succeeded" if status.get("phase") == "Running" else "Running"

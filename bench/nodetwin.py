@@ -142,7 +142,7 @@ def _wall(sample: Sample | None) -> str:
 
 
 def render(results: Sequence[ModeResult], *, n: int, command: str, machine: str) -> str:
-    rows = [
+    rows: list[tuple[str, Callable[[ModeResult], Sample | None]]] = [
         ("first tick (every node new)", lambda r: r.first),
         ("steady, list-fed", lambda r: r.steady_list),
         ("full flip to eco", lambda r: r.flips[0] if r.flips else None),
