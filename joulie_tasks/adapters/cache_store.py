@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import time
 import uuid
 from collections.abc import Mapping
@@ -33,6 +34,8 @@ from pydantic import BaseModel, TypeAdapter
 from joulie_tasks.adapters import redis_errors, store
 from joulie_tasks.core import cache, models
 from joulie_tasks.ports import cache as cache_port
+
+logger = logging.getLogger(__name__)
 
 RecordT = TypeVar("RecordT", bound=BaseModel)
 
@@ -218,6 +221,7 @@ class CacheStore:
         self._heartbeat = r.register_script(_HEARTBEAT)
         self._renew = r.register_script(_RENEW)
         self._serve = r.register_script(_SERVE)
+        self._server_unknown_logged = False
 
     # --- lease ---------------------------------------------------------------------------
 
@@ -251,9 +255,24 @@ class CacheStore:
         return _s(v) if v else None
 
     def server(self) -> str:
-        """The run id of the Redis server the cache is on (the master, with Sentinel)."""
+        """The run id of the Redis server the cache is on (the master, with Sentinel);
+        '' when the server does not say (an ACL refusing INFO, a server without run ids):
+        then no change of server can be seen, as before D70, and that is logged once."""
         with self._translated():
-            return str(self._r.info("server")["run_id"])
+            try:
+                run_id = str(self._r.info("server").get("run_id") or "")
+            except redis.ResponseError as e:  # NOPERM, an unknown command
+                run_id, why = "", f"{type(e).__name__}: {e}"
+            else:
+                why = "INFO server has no run_id"
+        if not run_id and not self._server_unknown_logged:
+            self._server_unknown_logged = True
+            logger.warning(
+                "watcher: cannot tell which Redis server holds the cache (%s): a restart "
+                "or failover that keeps the lease is healed by the next relist only",
+                why,
+            )
+        return run_id
 
     # --- watcher writes ------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from joulie_tasks import errors, ports
-from joulie_tasks.adapters import redis_errors, store
+from joulie_tasks.adapters import clients, redis_errors, store
 from joulie_tasks.core import models
 from joulie_testbed.procs import RedisServer
 
@@ -94,3 +94,37 @@ def test_passwords_are_redacted_from_urls() -> None:
     assert redis_errors.redact_url("redis://:s3cret@host:6379/0") == "redis://:***@host:6379/0"
     assert redis_errors.redact_url("rediss://user:s3cret@host/0") == "rediss://user:***@host/0"
     assert redis_errors.redact_url("redis://host:6379/0") == "redis://host:6379/0"
+
+
+def test_the_cache_names_its_server_by_run_id_and_nothing_where_info_is_refused(
+    redis_server: RedisServer, state: store.RedisStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The watcher's check for another server (D70) reads the run id
+    cs = clients.cache(state)
+    first = cs.server()
+    assert first == state.client.info("server")["run_id"]
+    assert cs.server() == first
+    # A user whose ACL refuses INFO gets '' (no change can be seen), said once
+    state.client.acl_setuser(
+        "noinfo",
+        enabled=True,
+        passwords=["+secret"],
+        keys=["*"],
+        channels=["*"],
+        categories=["+@all"],
+        commands=["-info"],
+    )
+    limited = store.RedisStore(f"redis://noinfo:secret@127.0.0.1:{redis_server.port}/0")
+    try:
+        cache = clients.cache(limited)
+        with caplog.at_level("WARNING"):
+            assert cache.server() == ""
+            assert cache.server() == ""
+        said = [r for r in caplog.records if "which Redis server" in r.getMessage()]
+        assert len(said) == 1
+        assert "NoPermissionError" in said[0].getMessage()
+    finally:
+        limited.close()
+    # A restarted server is another one
+    redis_server.restart()
+    assert cs.server() not in ("", first)
