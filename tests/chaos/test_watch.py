@@ -437,7 +437,7 @@ def test_redis_back_without_the_last_cache_writes(chaos: Chaos, state: store.Red
         ),
         behaviour=(
             f"the watcher's session ended ({ended[0] if ended else '?'}), it took a new "
-            f"lease and relisted everything; the cache converged; {n} ticks to converge"
+            f"lease and relisted everything; the cache and the cluster converged ({n} tick(s))"
         ),
     )
     assert ended
