@@ -17,9 +17,12 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -55,6 +58,25 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def read_url(
+    target: str | urllib.request.Request,
+    *,
+    timeout: float,
+    context: ssl.SSLContext | None = None,
+) -> bytes:
+    """The body of a successful answer. An ``HTTPError`` is closed before it is raised
+    again: one that a :func:`wait_for` poll drops would otherwise leave its socket to the
+    garbage collector, whose unclosed-socket ResourceWarning the test settings turn into
+    a failure of whichever test is running then."""
+    try:
+        with urllib.request.urlopen(target, timeout=timeout, context=context) as response:
+            body: bytes = response.read()
+    except urllib.error.HTTPError as e:
+        e.close()
+        raise
+    return body
 
 
 def wait_for(

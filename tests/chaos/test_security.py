@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pickle
 import subprocess
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from kombu import Connection, Exchange, Producer
 from joulie_tasks.adapters import store
 from joulie_testbed.chaos import Driver, problems
 from joulie_testbed.emulator import Emulator
-from joulie_testbed.procs import Stack, free_port, wait_for
+from joulie_testbed.procs import Stack, free_port, read_url, wait_for
 from joulie_testbed.ticks import TickClient
 from tests.chaos.reliability import Row
 from tests.chaos.scenario import Chaos
@@ -90,9 +89,7 @@ def test_a_pickle_payload_on_the_queue_is_refused_and_never_executed(
 
 
 def _scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        text: str = r.read().decode()
-    return text
+    return read_url(f"http://127.0.0.1:{port}/metrics", timeout=5).decode()
 
 
 @pytest.mark.parametrize("redis_server", [{"password": SECRET}], indirect=True, ids=["auth"])

@@ -25,7 +25,7 @@ import redis
 from kubernetes import client as k8s
 
 from joulie_testbed.controlplane import find_assets
-from joulie_testbed.procs import free_port
+from joulie_testbed.procs import free_port, read_url
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "joulie-compose-admin-token"
@@ -202,8 +202,7 @@ class Stack:
 
     def metrics_text(self) -> str:
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return str(response.read().decode())
+        return read_url(url, timeout=10).decode()
 
     def apiserver_writes(self) -> float:
         """Mutating requests the control plane served on nodes and profiles, in total."""
@@ -212,8 +211,7 @@ class Stack:
             headers={"Authorization": f"Bearer {TOKEN}"},
         )
         context = ssl.create_default_context(cafile=str(self.ca_file()))
-        with urllib.request.urlopen(request, context=context, timeout=10) as response:
-            text = response.read().decode()
+        text = read_url(request, context=context, timeout=10).decode()
         total = 0.0
         for line in text.splitlines():
             if not line.startswith("apiserver_request_total{"):

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from typing import Any, cast
 
 import pytest
 
 from joulie_tasks.adapters import clients, store
 from joulie_testbed.emulator import Emulator
-from joulie_testbed.procs import Stack, free_port, wait_for
+from joulie_testbed.procs import Stack, free_port, read_url, wait_for
 from joulie_testbed.sentinel import SentinelCluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -60,8 +59,7 @@ def _cache_fed_ticks(state: store.RedisStore) -> list[dict[str, Any]]:
 
 
 def _metrics(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        text = r.read().decode()
+    text = read_url(f"http://127.0.0.1:{port}/metrics", timeout=5).decode()
     values = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):

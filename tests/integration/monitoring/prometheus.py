@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from joulie_testbed.procs import free_port, wait_for
+from joulie_testbed.procs import free_port, read_url, wait_for
 from tests.integration.monitoring.tools import require
 
 
@@ -66,16 +65,15 @@ class Prometheus:
     def _ready(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
             raise AssertionError(f"prometheus exited:\n{self.log()[-3000:]}")
-        with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
-            return bool(response.status == 200)
+        read_url(f"{self.url}/-/ready", timeout=2)  # 503 while it starts: raised
+        return True
 
     def log(self) -> str:
         return (self.dir / "prometheus.log").read_text(errors="replace")
 
     def api(self, path: str, **params: str) -> Any:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        with urllib.request.urlopen(f"{self.url}/api/v1/{path}{query}", timeout=5) as response:
-            body = json.loads(response.read())
+        body = json.loads(read_url(f"{self.url}/api/v1/{path}{query}", timeout=5))
         assert body["status"] == "success", body
         return body["data"]
 
