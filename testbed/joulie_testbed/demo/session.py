@@ -8,7 +8,9 @@ in reverse dependency order: beat (no new ticks), worker, redis-server, emulator
 The loop polls ``tick_summaries()`` for a finished tick (never sleeping a fixed
 time for a tick), shows it from the FSM records, the tick's transitions and the
 emulator's NodePowerProfiles (or NodeTwins, with ``--output-api nodetwin``), then moves
-the workload one step for the next tick.
+the workload one step for the next tick and waits until the watcher's cache holds it: a
+tick begun before that (one the watcher kicked on the previous tick's own writes, say)
+cannot show the step and is not counted.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from joulie_tasks import config, errors
-from joulie_tasks.adapters import redis_errors
+from joulie_tasks.adapters import clients, redis_errors
 from joulie_tasks.adapters import store as store_mod
 from joulie_tasks.core import models
 from joulie_tasks.ports import metrics
@@ -35,6 +37,8 @@ logger = logging.getLogger(__name__)
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 POLL_S = 0.05
+#: How long a workload step waits for the watcher's cache to hold it.
+CACHE_WAIT_S = 10.0
 _COUNTERS = {
     metrics.TICKS: "ticks (all results)",
     metrics.KUBE_REQUESTS: "API requests",
@@ -151,6 +155,7 @@ class Session:
         seen = {t.tick_id for t in state.tick_summaries()}
         budget = 2 * self.operator.reconcile_interval + 30
         deadline = time.monotonic() + budget
+        stepped_at = 0.0  # when the cache held the workload's last step
         while self.totals.ticks < self.opts.ticks:
             fresh = [t for t in reversed(state.tick_summaries()) if t.tick_id not in seen]
             if not fresh:
@@ -166,10 +171,39 @@ class Session:
                 seen.add(tick.tick_id)
                 if self.totals.ticks >= self.opts.ticks:
                     break
+                if tick.tick_time < stepped_at:
+                    # Begun before the last step was in the cache (a kick on the previous
+                    # tick's own writes, say): it cannot show that step. Not counted.
+                    continue
                 self._show(tick)
                 if self.totals.ticks < self.opts.ticks:
                     workload.step(self.totals.ticks)
+                    self._await_cache(workload)
+                    stepped_at = time.time()
             deadline = time.monotonic() + budget
+
+    def _await_cache(self, workload: demo_workload.Workload) -> None:
+        """Until the watcher's cache holds the performance pods of the step just made, or
+        is one the ticks do not use (they list then); at most CACHE_WAIT_S."""
+        state, _, _ = self._started()
+        cache = clients.cache(state)
+        want = workload.pods_by_node()
+
+        def caught_up() -> bool:
+            now = time.time()
+            seen = cache.read(tick_time=now, now=now, max_age=self.operator.cache_max_age)
+            if isinstance(seen, str):
+                return True  # not synced or stale: ticks list the cluster as it is
+            demand = seen.demand
+            return (
+                demand.performance_pods == workload.performance_pods
+                and dict(demand.performance_pods_by_node) == want
+            )
+
+        try:
+            procs.wait_for(caught_up, timeout=CACHE_WAIT_S, interval=POLL_S, what="the cache")
+        except procs.WaitTimeout:
+            logger.warning("the watcher's cache did not catch up with the workload step")
 
     def _show(self, tick: models.TickSummary) -> None:
         state, workload, emu = self._started()

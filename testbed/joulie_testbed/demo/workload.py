@@ -119,6 +119,11 @@ class Workload:
         return counts
 
     @property
+    def performance_pods(self) -> int:
+        """Active performance pods, bound or Pending."""
+        return len(self._perf)
+
+    @property
     def pending(self) -> int:
         return sum(1 for p in self._perf.values() if p.node is None)
 
